@@ -1,0 +1,33 @@
+-- Tenant context: row-level security reads the tenant from two
+-- transaction-local settings through these helpers, so a service in any
+-- language can scope a transaction with set_config(..., true) or set_tenant().
+-- A malformed setting raises (fails closed); an unset one yields NULL, which
+-- matches no row. The two readers are plain SQL without SET clauses so the
+-- planner can inline them into policies (pg_catalog is always searched first,
+-- so they cannot be hijacked through search_path).
+CREATE OR REPLACE FUNCTION public.current_org_id() RETURNS uuid
+    LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT nullif(current_setting('app.current_org_id', true), '')::uuid
+$$;
+
+CREATE OR REPLACE FUNCTION public.current_app_user_id() RETURNS uuid
+    LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT nullif(current_setting('app.current_user_id', true), '')::uuid
+$$;
+
+CREATE OR REPLACE FUNCTION public.set_tenant(p_org_id uuid, p_user_id uuid DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF p_org_id IS NULL THEN
+        RAISE EXCEPTION 'set_tenant: org_id must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM set_config('app.current_org_id', p_org_id::text, true);
+    PERFORM set_config('app.current_user_id', coalesce(p_user_id::text, ''), true);
+END
+$$;

@@ -1,0 +1,26 @@
+-- Undo 003_indexes: drop the secondary indexes (keys of 001 stay).
+DROP INDEX IF EXISTS public.idx_audit_logs_org_id_created_at;
+DROP INDEX IF EXISTS public.idx_audit_logs_org_id_resource;
+DROP INDEX IF EXISTS public.idx_audit_logs_org_id_user_id;
+DROP INDEX IF EXISTS public.idx_auth_tokens_expires_at;
+DROP INDEX IF EXISTS public.idx_auth_tokens_org_id_user_id;
+DROP INDEX IF EXISTS public.idx_auth_tokens_token_hash;
+DROP INDEX IF EXISTS public.idx_campaign_metrics_org_id_metric_date;
+DROP INDEX IF EXISTS public.idx_campaigns_name_gin;
+DROP INDEX IF EXISTS public.idx_campaigns_org_id_created_at;
+DROP INDEX IF EXISTS public.idx_campaigns_org_id_created_by;
+DROP INDEX IF EXISTS public.idx_campaigns_org_id_dsp_connector_id;
+DROP INDEX IF EXISTS public.idx_campaigns_org_id_status;
+DROP INDEX IF EXISTS public.idx_dsp_connectors_org_id_dsp_type;
+DROP INDEX IF EXISTS public.idx_dsp_connectors_status;
+DROP INDEX IF EXISTS public.idx_etl_jobs_org_id_created_at;
+DROP INDEX IF EXISTS public.idx_etl_jobs_org_id_dsp_connector_id;
+DROP INDEX IF EXISTS public.idx_etl_jobs_status_scheduled_at;
+DROP INDEX IF EXISTS public.idx_notifications_org_id_user_id_created_at;
+DROP INDEX IF EXISTS public.idx_notifications_pending;
+DROP INDEX IF EXISTS public.idx_organizations_status;
+DROP INDEX IF EXISTS public.idx_role_permissions_permission_id;
+DROP INDEX IF EXISTS public.idx_user_roles_org_id_granted_by;
+DROP INDEX IF EXISTS public.idx_user_roles_org_id_role;
+DROP INDEX IF EXISTS public.idx_users_email;
+DROP INDEX IF EXISTS public.idx_users_org_id_status;

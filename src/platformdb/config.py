@@ -1,0 +1,109 @@
+"""Configuration from the environment (and an optional `.env` file).
+
+A URL that is set is used as is; a URL that is unset means the embedded
+default stack under ``PLATFORMDB_HOME`` (see :mod:`platformdb.embedded`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from platformdb.errors import ConfigError
+
+ENV_POSTGRES = "PLATFORMDB_POSTGRES_URL"
+ENV_CLICKHOUSE = "PLATFORMDB_CLICKHOUSE_URL"
+ENV_REDIS = "PLATFORMDB_REDIS_URL"
+ENV_HOME = "PLATFORMDB_HOME"
+
+POSTGRES_SCHEMES = ("postgres", "postgresql")
+CLICKHOUSE_SCHEMES = ("http", "https", "chdb")
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "unix")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where each store lives. ``None`` means: use the embedded stack."""
+
+    home: Path
+    postgres_url: str | None = None
+    clickhouse_url: str | None = None
+    redis_url: str | None = None
+    clickhouse_cluster: str | None = None
+    """Render ClickHouse DDL for this cluster (``ON CLUSTER``, Replicated, Distributed)."""
+
+    @property
+    def needs_embedded(self) -> bool:
+        return self.postgres_url is None or self.redis_url is None
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse the simple ``KEY=VALUE`` lines of a `.env` file.
+
+    Blank lines and ``#`` comments are skipped, ``export`` prefixes and
+    matching quotes are stripped. Nothing is expanded.
+    """
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {raw.strip()!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
+    """Refuse a URL whose scheme or host is plainly wrong, before any connect."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a non-numeric port
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid URL ({exc}); fix it or unset it") from exc
+    if parts.scheme not in schemes:
+        wanted = ", ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{name} must start with one of {wanted}; got {url.split('://')[0]!r}")
+    if parts.scheme not in ("chdb", "unix") and not parts.hostname and not parts.query:
+        raise ConfigError(f"{name} has no host: {mask_password(url)}")
+    return url
+
+
+def mask_password(url: str) -> str:
+    """The URL with its password replaced, safe to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """Settings from ``environ`` (default: the process environment) over `.env`."""
+    base = Path.cwd() if cwd is None else cwd
+    merged = read_dotenv(base / ".env")
+    merged.update(os.environ if environ is None else environ)
+
+    def url(name: str, schemes: tuple[str, ...]) -> str | None:
+        value = merged.get(name, "").strip()
+        return check_url(name, value, schemes) if value else None
+
+    home = Path(merged.get(ENV_HOME) or base / ".platformdb").expanduser()
+    if not home.is_absolute():
+        home = base / home
+    return Settings(
+        home=home,
+        postgres_url=url(ENV_POSTGRES, POSTGRES_SCHEMES),
+        clickhouse_url=url(ENV_CLICKHOUSE, CLICKHOUSE_SCHEMES),
+        redis_url=url(ENV_REDIS, REDIS_SCHEMES),
+        clickhouse_cluster=merged.get("PLATFORMDB_CLICKHOUSE_CLUSTER", "").strip() or None,
+    )

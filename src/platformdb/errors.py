@@ -1,0 +1,38 @@
+"""One exception hierarchy; the CLI turns each into an exit code and one line.
+
+Exit codes follow DESIGN.md: 1 a check that failed (drift, unhealthy), 2 bad
+usage, configuration or an unreachable server.
+"""
+
+from __future__ import annotations
+
+
+class PlatformDBError(Exception):
+    """Base of every error platformdb raises on purpose.
+
+    The message is one line that says what is wrong and what to do.
+    """
+
+    exit_code = 2
+
+
+class ConfigError(PlatformDBError):
+    """A setting is missing or malformed (bad URL, unknown option)."""
+
+
+class StoreUnavailable(PlatformDBError):
+    """A server cannot be reached or refused the credentials."""
+
+
+class ValidationError(PlatformDBError):
+    """Input was rejected before anything was written."""
+
+
+class MigrationError(PlatformDBError):
+    """A migration could not be planned or applied; nothing was changed."""
+
+
+class CheckFailed(PlatformDBError):
+    """A check ran and found a problem (drift, unhealthy store)."""
+
+    exit_code = 1

@@ -1,0 +1,101 @@
+"""Migrations for every store, through one engine and one driver per store.
+
+Adding a store is one new driver module and one line in :data:`DRIVERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from platformdb import embedded
+from platformdb.config import Settings
+from platformdb.errors import ConfigError
+from platformdb.migrate.base import AppliedMigration, Driver, Migration
+from platformdb.migrate.engine import Migrator, StatusRow, Step
+from platformdb.migrate.files import discover, next_file_names
+from platformdb.resources import data_dir
+
+__all__ = [
+    "DRIVERS",
+    "AppliedMigration",
+    "Driver",
+    "Migration",
+    "Migrator",
+    "StatusRow",
+    "Step",
+    "apply_pending",
+    "migrations_dir",
+    "new_migration",
+    "open_migrator",
+]
+
+
+def _postgres(settings: Settings) -> Driver:
+    from platformdb.migrate.postgres import PostgresDriver
+
+    url = embedded.resolve(settings, postgres=True).postgres_url
+    assert url is not None
+    return PostgresDriver(url)
+
+
+def _clickhouse(settings: Settings) -> Driver:
+    from platformdb.clickhouse import open_client
+    from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
+
+    client = open_client(settings)
+    driver = ClickHouseDriver(client, lambda: postgres_placeholders(settings),
+                              settings.clickhouse_cluster)
+    driver.set_migrations(discover(migrations_dir("clickhouse")))
+    return driver
+
+
+DRIVERS: dict[str, Callable[[Settings], Driver]] = {
+    "postgresql": _postgres,
+    "clickhouse": _clickhouse,
+}
+
+
+def migrations_dir(store: str) -> Path:
+    return data_dir(store) / "migrations"
+
+
+def check_store(store: str) -> str:
+    if store not in DRIVERS:
+        raise ConfigError(f"unknown store {store!r}; choose one of {', '.join(DRIVERS)}")
+    return store
+
+
+@contextmanager
+def open_migrator(store: str, settings: Settings,
+                  directory: Path | None = None) -> Iterator[Migrator]:
+    """A :class:`Migrator` for ``store``, its connection closed on exit."""
+    migrations = discover(directory or migrations_dir(check_store(store)))
+    driver = DRIVERS[store](settings)
+    try:
+        yield Migrator(driver, migrations)
+    finally:
+        driver.close()
+
+
+def apply_pending(settings: Settings, stores: list[str] | None = None,
+                  dry_run: bool = False) -> list[Step]:
+    """Apply every pending migration of each store (all stores by default)."""
+    steps: list[Step] = []
+    for store in stores or list(DRIVERS):
+        with open_migrator(store, settings) as migrator:
+            steps.extend(migrator.up(dry_run=dry_run))
+    return steps
+
+
+def new_migration(store: str, name: str, directory: Path | None = None) -> tuple[Path, Path]:
+    """Create the next numbered up/down pair for ``store`` from a template."""
+    folder = directory or migrations_dir(check_store(store))
+    up_path, down_path = next_file_names(folder, name)
+    up_path.write_text(
+        f"-- {up_path.stem}: say here WHY this migration exists.\n"
+        f"-- Keep it idempotent (IF NOT EXISTS / IF EXISTS) and never edit it once applied.\n\n"
+    )
+    down_path.write_text(f"-- Reverts {up_path.name}.\n\n")
+    return up_path, down_path

@@ -1,0 +1,95 @@
+"""What the migration engine needs from a store: the ``Driver`` protocol.
+
+Like dbmate's driver interface, a store is about ten small methods; the
+engine (:mod:`platformdb.migrate.engine`) holds every rule about ordering,
+checksums and refusals, so a new store is one new file plus one registry line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered migration file and its optional ``.down.sql``."""
+
+    version: int
+    name: str
+    path: Path
+    sql: str
+    down_path: Path | None = None
+    transactional: bool = True
+    no_down_reason: str | None = None
+    directives: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.version:03d}_{self.name}"
+
+    @property
+    def checksum(self) -> str:
+        return checksum(self.sql)
+
+    def down_sql(self) -> str | None:
+        return self.down_path.read_text(encoding="utf-8") if self.down_path else None
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    """A row of a store's ledger."""
+
+    version: int
+    name: str
+    checksum: str
+    applied_at: datetime
+    duration_ms: int
+    applied_by: str
+
+
+def checksum(text: str) -> str:
+    """SHA-256 of the file's text with line endings normalised."""
+    return hashlib.sha256(text.replace("\r\n", "\n").encode("utf-8")).hexdigest()
+
+
+class Driver(Protocol):
+    """The store side of the engine. Every method is small and does one thing."""
+
+    store: str
+    """The store's name: ``postgresql``, ``clickhouse``..."""
+
+    def ping(self) -> None:
+        """Raise :class:`~platformdb.errors.StoreUnavailable` unless reachable."""
+
+    def validate(self, migration: Migration, text: str) -> None:
+        """Raise :class:`~platformdb.errors.MigrationError` if ``text`` does not parse."""
+
+    def lock(self) -> AbstractContextManager[None]:
+        """Hold the store-wide migration lock (one runner at a time)."""
+
+    def ensure_ledger(self) -> None:
+        """Create the ledger if it is missing."""
+
+    def applied(self) -> list[AppliedMigration]:
+        """The ledger rows, oldest first (empty when there is no ledger yet)."""
+
+    def apply(self, migration: Migration, applied_by: str) -> int:
+        """Run ``migration`` and record it; return the duration in ms.
+
+        Transactional migrations run with their ledger insert in one
+        transaction: on failure neither the schema nor the ledger changes.
+        """
+
+    def revert(self, migration: Migration, down_sql: str) -> int:
+        """Run ``down_sql`` and delete the ledger row, atomically; return ms."""
+
+    def dump_schema(self) -> str:
+        """A textual dump of the schema, for comparisons and docs."""
+
+    def close(self) -> None:
+        """Release the connection."""

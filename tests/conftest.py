@@ -1,0 +1,128 @@
+"""Shared fixtures: real servers, one fresh database (or key prefix) per test.
+
+PostgreSQL tests run against the embedded stack and, when
+``PLATFORMDB_TEST_POSTGRES_URL`` is set, against that server too (the fixture
+is parametrised over both). ``PLATFORMDB_TEST_REDIS_URL`` works the same way
+for Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from platformdb import embedded
+from platformdb.config import Settings
+from platformdb.migrate import Migrator, discover, migrations_dir
+from platformdb.migrate.postgres import PostgresDriver
+
+REPO = Path(__file__).resolve().parents[1]
+PG_TARGETS = ["embedded"] + (["external"] if os.environ.get("PLATFORMDB_TEST_POSTGRES_URL") else [])
+REDIS_TARGETS = ["embedded"] + (["external"] if os.environ.get("PLATFORMDB_TEST_REDIS_URL") else [])
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` pointing at another database of the same server."""
+    return urlsplit(url)._replace(path=f"/{database}").geturl()
+
+
+def fresh_name(prefix: str = "t") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if template:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        else:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return with_database(admin_url, name)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def stack_home() -> Iterator[Path]:
+    """The embedded stack's home; stopped at the end if this session started it."""
+    home = Path(os.environ.get("PLATFORMDB_HOME") or REPO / ".platformdb").resolve()
+    was_running = {s.name for s in embedded.status(home) if s.running and s.pid}
+    embedded.up(home)
+    yield home
+    if not was_running and os.environ.get("PLATFORMDB_KEEP_STACK") != "1":
+        embedded.down(home)
+
+
+@pytest.fixture
+def cluster_dir(stack_home: Path) -> Iterator[Path]:
+    """A folder for a test's own PostgreSQL cluster.
+
+    Not under pytest's tmp_path: pytest keeps that 0700, and postgres runs as
+    another account when the tests run as root.
+    """
+    path = stack_home / "test-clusters" / uuid.uuid4().hex[:12]
+    path.mkdir(parents=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", params=PG_TARGETS)
+def pg_admin_url(request: pytest.FixtureRequest, stack_home: Path) -> str:
+    """A superuser URL to the ``postgres`` database of each target server."""
+    if request.param == "external":
+        return with_database(os.environ["PLATFORMDB_TEST_POSTGRES_URL"], "postgres")
+    return embedded.EmbeddedPostgres(stack_home).url("postgres")
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A new, empty database for one test."""
+    name = fresh_name()
+    url = create_database(pg_admin_url, name)
+    yield url
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_admin_url: str) -> Iterator[str]:
+    """A database with every PostgreSQL migration applied, used as a template."""
+    name = fresh_name("tpl")
+    url = create_database(pg_admin_url, name)
+    driver = PostgresDriver(url)
+    try:
+        Migrator(driver, discover(migrations_dir("postgresql"))).up()
+    finally:
+        driver.close()
+    yield name
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def migrated_url(pg_admin_url: str, migrated_template: str) -> Iterator[str]:
+    """A new database with the whole schema, copied from the template."""
+    name = fresh_name()
+    url = create_database(pg_admin_url, name, template=migrated_template)
+    yield url
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def pg_settings(pg_url: str, tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", postgres_url=pg_url)
+
+
+@pytest.fixture(scope="session", params=REDIS_TARGETS)
+def redis_url(request: pytest.FixtureRequest, stack_home: Path) -> str:
+    """A running Redis-compatible server for each target."""
+    if request.param == "external":
+        return os.environ["PLATFORMDB_TEST_REDIS_URL"]
+    return embedded.EmbeddedRedis(stack_home).url()

@@ -1,0 +1,133 @@
+"""The command line: exit codes, one-line errors, the spec's verbs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from platformdb.migrate import discover, migrations_dir
+
+REPO = Path(__file__).resolve().parents[1]
+MIGRATIONS = discover(migrations_dir("postgresql"))
+
+
+def cli(*args: str, env: dict[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORMDB_")}
+    base.update(env or {})
+    return subprocess.run([sys.executable, "-m", "platformdb.cli", *args], env=base,
+                          cwd=cwd or REPO, capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert result.returncode == code, result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:") and text in lines[0], lines[0]
+
+
+def test_malformed_url_is_a_usage_error() -> None:
+    result = cli("migrate", "status", env={"PLATFORMDB_POSTGRES_URL": "postgresql://h:port/db"})
+    assert_one_line_error(result, 2, "PLATFORMDB_POSTGRES_URL is not a valid URL")
+    result = cli("migrate", "status", env={"PLATFORMDB_POSTGRES_URL": "mysql://h/db"})
+    assert_one_line_error(result, 2, "must start with one of postgres://")
+
+
+def test_unreachable_server_is_exit_2_with_a_hint() -> None:
+    result = cli("migrate", "up", env={"PLATFORMDB_POSTGRES_URL": "postgresql://x@127.0.0.1:1/db"})
+    assert_one_line_error(result, 2, "cannot connect to PostgreSQL at postgresql://x@127.0.0.1:1/db")
+
+
+def test_wrong_password_is_exit_2_and_masks_the_password(stack_home: Path) -> None:
+    from platformdb.embedded import EmbeddedPostgres
+
+    url = EmbeddedPostgres(stack_home).url().replace(EmbeddedPostgres(stack_home).password, "nope")
+    result = cli("migrate", "status", env={"PLATFORMDB_POSTGRES_URL": url})
+    assert_one_line_error(result, 2, "password authentication failed")
+    assert "nope" not in result.stderr
+
+
+def test_debug_shows_the_traceback() -> None:
+    result = cli("--debug", "migrate", "up",
+                 env={"PLATFORMDB_POSTGRES_URL": "postgresql://x@127.0.0.1:1/db"})
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_status_lists_every_migration_as_pending_on_an_empty_database(pg_url: str) -> None:
+    result = cli("migrate", "status", "--store", "postgresql", "--json",
+                 env={"PLATFORMDB_POSTGRES_URL": pg_url})
+    assert result.returncode == 0, result.stderr
+    import json
+
+    rows = json.loads(result.stdout)["postgresql"]
+    assert [(r["version"], r["state"]) for r in rows] == [(m.version, "pending") for m in MIGRATIONS]
+
+
+def test_up_status_verify_down_and_run_through_the_cli(pg_url: str) -> None:
+    env = {"PLATFORMDB_POSTGRES_URL": pg_url}
+    dry = cli("migrate", "up", "--store", "postgresql", "--dry-run", env=env)
+    assert dry.returncode == 0 and "would apply 001_init_schema" in dry.stdout
+    up = cli("migrate", "up", "--store", "postgresql", env=env)
+    assert up.returncode == 0, up.stderr
+    assert f"applied {MIGRATIONS[-1].label}" in up.stdout
+    status = cli("migrate", "status", "--store", "postgresql", env=env)
+    assert status.returncode == 0 and "pending" not in status.stdout
+    assert cli("migrate", "verify", "--store", "postgresql", env=env).returncode == 0
+    down = cli("migrate", "down", env=env)
+    assert down.returncode == 0 and f"reverted {MIGRATIONS[-1].label}" in down.stdout
+    again = cli("migrate", "run", f"{MIGRATIONS[-1].version:03d}", env=env)
+    assert again.returncode == 0 and f"applied {MIGRATIONS[-1].label}" in again.stdout
+
+
+def test_unknown_number_and_empty_down_are_usage_errors(pg_url: str) -> None:
+    env = {"PLATFORMDB_POSTGRES_URL": pg_url}
+    assert_one_line_error(cli("migrate", "run", "999", env=env), 2, "no migration numbered 999")
+    assert_one_line_error(cli("migrate", "down", env=env), 2, "nothing to roll back")
+    assert_one_line_error(cli("migrate", "up", "--store", "oracle", env=env), 2,
+                          "unknown store 'oracle'")
+
+
+def test_verify_exits_1_when_an_applied_migration_changed(pg_url: str) -> None:
+    env = {"PLATFORMDB_POSTGRES_URL": pg_url}
+    assert cli("migrate", "up", "--store", "postgresql", "--to", "1", env=env).returncode == 0
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("UPDATE platformdb.schema_migrations SET checksum = repeat('0', 64)")
+    result = cli("migrate", "verify", "--store", "postgresql", env=env)
+    assert_one_line_error(result, 1, "was edited after it was applied")
+    refused = cli("migrate", "up", "--store", "postgresql", env=env)
+    assert_one_line_error(refused, 2, "was edited after it was applied")
+
+
+def test_env_exports_let_psql_list_the_twelve_tables(migrated_url: str) -> None:
+    result = cli("env", env={"PLATFORMDB_POSTGRES_URL": migrated_url,
+                             "PLATFORMDB_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert result.returncode == 0, result.stderr
+    assert "export PGDATABASE=" in result.stdout
+    script = result.stdout + "\npsql -X -At -c '\\dt' | cut -d'|' -f2\n"
+    listed = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                            env={"PATH": os.environ["PATH"]}, timeout=60)
+    if listed.returncode != 0 and "not found" in listed.stderr:
+        pytest.fail("psql is not on PATH and the embedded binaries were not exported")
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(listed.stdout.split()) == sorted([
+        "organizations", "users", "user_roles", "permissions", "role_permissions", "auth_tokens",
+        "dsp_connectors", "campaigns", "campaign_metrics", "etl_jobs", "notifications",
+        "audit_logs"])
+
+
+def test_new_creates_the_next_numbered_pair(tmp_path: Path) -> None:
+    from platformdb.migrate import new_migration
+
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "001_a.sql").write_text("SELECT 1;")
+    up, down = new_migration("postgresql", "add reports", directory=folder)
+    assert (up.name, down.name) == ("002_add_reports.sql", "002_add_reports.down.sql")
+    assert up.read_text().startswith("-- 002_add_reports: say here WHY")

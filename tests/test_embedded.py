@@ -1,0 +1,83 @@
+"""The embedded stack: idempotent up, crash recovery, down stops only its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from platformdb import embedded
+
+
+@pytest.fixture
+def home(cluster_dir: Path) -> Iterator[Path]:
+    path = cluster_dir / "stack"
+    yield path
+    embedded.down(path)
+
+
+def running(home: Path) -> dict[str, int | None]:
+    return {s.name: s.pid for s in embedded.status(home) if s.name != "clickhouse"}
+
+
+def wait_dead(pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while embedded.pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_up_twice_is_harmless_and_serves_both_databases(home: Path, stack_home: Path) -> None:
+    first = embedded.up(home)
+    pids = running(home)
+    assert all(pids.values())
+    assert running(home) == {s.name: s.pid for s in embedded.up(home) if s.name != "clickhouse"}
+    pg = embedded.EmbeddedPostgres(home)
+    for database in ("platform_dev", "platform_test"):
+        with psycopg.connect(pg.url(database)) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("platform",)
+    assert redis.Redis.from_url(embedded.EmbeddedRedis(home).url()).ping()
+    assert (home / "clickhouse").is_dir()
+    assert {s.name for s in first} == {"postgresql", "redis", "clickhouse"}
+    # a second stack picked ports that do not collide with the session's stack
+    assert pg.port != embedded.EmbeddedPostgres(stack_home).port
+
+
+def test_a_crashed_stack_recovers_on_the_next_up(home: Path) -> None:
+    embedded.up(home)
+    before = running(home)
+    for pid in before.values():
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_dead(pid)
+    assert (home / "postgres" / "data" / "postmaster.pid").exists()  # stale pid file left
+    assert not any(s.running for s in embedded.status(home) if s.name != "clickhouse")
+    embedded.up(home)
+    after = running(home)
+    assert all(after.values()) and after != before
+    with psycopg.connect(embedded.EmbeddedPostgres(home).url()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_down_stops_what_up_started_and_nothing_else(home: Path, stack_home: Path) -> None:
+    embedded.up(home)
+    assert sorted(embedded.down(home)) == ["postgresql", "redis"]
+    assert embedded.down(home) == []
+    assert not any(s.running for s in embedded.status(home) if s.name != "clickhouse")
+    # the session's own stack is untouched
+    with psycopg.connect(embedded.EmbeddedPostgres(stack_home).url()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_resolve_keeps_configured_urls(tmp_path: Path) -> None:
+    from platformdb.config import Settings
+
+    configured = Settings(home=tmp_path / "unused", postgres_url="postgresql://u@h/db",
+                          redis_url="redis://h/0")
+    assert embedded.resolve(configured, postgres=True, redis=True) == configured
+    assert not (tmp_path / "unused" / "postgres").exists()
