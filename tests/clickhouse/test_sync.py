@@ -1,0 +1,134 @@
+"""etl sync-daily: PostgreSQL's daily metrics equal ClickHouse's, idempotently."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from platformdb.clickhouse import ClickHouse
+from platformdb.clickhouse.sync import sync_daily
+from platformdb.clickhouse.writer import MetricsWriter
+from platformdb.errors import ValidationError
+
+TODAY = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+DAY1, DAY2 = (TODAY - dt.timedelta(days=2)).date(), (TODAY - dt.timedelta(days=1)).date()
+
+
+def seed_pg(pg: str) -> tuple[uuid.UUID, uuid.UUID, list[uuid.UUID]]:
+    a, b = uuid.uuid4(), uuid.uuid4()
+    campaigns = [uuid.uuid4() for _ in range(3)]
+    with psycopg.connect(pg) as conn:
+        for org, slug in ((a, "sync-a"), (b, "sync-b")):
+            conn.execute("INSERT INTO organizations (id, name, slug) VALUES (%s, %s, %s)",
+                         (org, slug, slug))
+        for org, campaign in ((a, campaigns[0]), (a, campaigns[1]), (b, campaigns[2])):
+            conn.execute("INSERT INTO campaigns (org_id, id, name) VALUES (%s, %s, 'C')",
+                         (org, campaign))
+    return a, b, campaigns
+
+
+def raw(org: uuid.UUID, campaign: uuid.UUID, day: dt.date, hour: int, spend: str) -> dict[str, Any]:
+    return {"timestamp": dt.datetime.combine(day, dt.time(hour), dt.UTC), "org_id": org,
+            "campaign_id": campaign, "dsp_type": "dv360", "impressions": 1000, "clicks": 7,
+            "conversions": 1, "spend": Decimal(spend), "revenue": Decimal(spend) * 2}
+
+
+def pg_rows(pg: str) -> set[tuple[Any, ...]]:
+    with psycopg.connect(pg) as conn:
+        return set(conn.execute(
+            "SELECT org_id, campaign_id, metric_date, dsp_type, impressions, clicks, conversions,"
+            " spend, revenue FROM campaign_metrics").fetchall())
+
+
+def ch_rows(ch: ClickHouse) -> set[tuple[Any, ...]]:
+    return set(ch.rows(
+        "SELECT org_id, campaign_id, date, dsp_type, sum(impressions), sum(clicks),"
+        " sum(conversions), sum(spend), sum(revenue) FROM campaign_metrics_daily"
+        " GROUP BY org_id, campaign_id, date, dsp_type"))
+
+
+def test_sync_matches_clickhouse_to_the_cent_and_is_idempotent(ch: ClickHouse, pg: str) -> None:
+    a, b, campaigns = seed_pg(pg)
+    writer = MetricsWriter(ch, known_orgs=[a, b])
+    writer.write_raw([raw(a, campaigns[0], DAY1, h, "0.01") for h in range(24)])
+    writer.write_raw([raw(a, campaigns[1], DAY2, 3, "12.34"), raw(b, campaigns[2], DAY2, 4, "0.99"),
+                      raw(b, campaigns[2], DAY2, 5, "100.00")])
+    first = sync_daily(ch, pg, DAY1, DAY2)
+    assert pg_rows(pg) == ch_rows(ch)
+    assert first.written == 3 and first.orgs == 2
+    assert (Decimal("0.24") in {r[7] for r in pg_rows(pg)})
+    again = sync_daily(ch, pg, DAY1, DAY2)
+    assert again.written == 0 and again.deleted == 0
+    assert pg_rows(pg) == ch_rows(ch)
+    # late data for day 2 corrects the PostgreSQL row
+    writer.write_raw([raw(b, campaigns[2], DAY2, 23, "0.02")])
+    sync_daily(ch, pg, DAY2)
+    assert pg_rows(pg) == ch_rows(ch)
+    with psycopg.connect(pg) as conn:
+        jobs = conn.execute("SELECT org_id, status, rows_processed FROM etl_jobs"
+                            " WHERE job_type = 'sync_daily' ORDER BY created_at").fetchall()
+    assert len(jobs) == 6 and {j[1] for j in jobs} == {"succeeded"}  # 2 orgs x 3 runs
+    assert (a, "succeeded", 2) in jobs
+
+
+def test_two_syncs_at_once_do_not_double_count(ch: ClickHouse, pg: str) -> None:
+    a, b, campaigns = seed_pg(pg)
+    MetricsWriter(ch, known_orgs=[a, b]).write_raw(
+        [raw(a, campaigns[0], DAY1, h, "1.50") for h in range(5)])
+    lock = threading.Lock()
+
+    class Serialised:  # chDB sessions are used from one thread at a time
+        database = ch.database
+        target = ch.target
+
+        def rows(self, sql: str, params: Any = None) -> Any:
+            with lock:
+                return ch.rows(sql, params)
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sync_daily(Serialised(), pg, DAY1)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert pg_rows(pg) == ch_rows(ch)
+    assert {r[7] for r in pg_rows(pg)} == {Decimal("7.50")}
+
+
+def test_rows_of_unknown_campaigns_are_skipped_and_bad_ranges_refused(ch: ClickHouse, pg: str) -> None:
+    a, b, campaigns = seed_pg(pg)
+    MetricsWriter(ch, known_orgs=[a]).write_raw([raw(a, uuid.uuid4(), DAY1, 1, "1.00"),
+                                                 raw(a, campaigns[0], DAY1, 1, "2.00")])
+    report = sync_daily(ch, pg, DAY1)
+    assert report.skipped_unknown_campaigns == 1 and report.written == 1
+    with pytest.raises(ValidationError, match="before"):
+        sync_daily(ch, pg, DAY2, DAY1)
+
+
+def test_dictionaries_return_postgres_names_and_refresh(ch: ClickHouse, pg: str) -> None:
+    from platformdb.clickhouse.reports import campaign_names
+
+    a, b, campaigns = seed_pg(pg)
+    ch.command("SYSTEM RELOAD DICTIONARY campaigns_dict")
+    assert campaign_names(ch, a, campaigns) == {campaigns[0]: "C", campaigns[1]: "C"}
+    with psycopg.connect(pg) as conn:
+        conn.execute("UPDATE campaigns SET name = 'Renamed' WHERE id = %s", (campaigns[0],))
+    ch.command("SYSTEM RELOAD DICTIONARY campaigns_dict")
+    assert campaign_names(ch, a, [campaigns[0]]) == {campaigns[0]: "Renamed"}
+    assert campaign_names(ch, b, [campaigns[0]]) == {}  # another org's campaign: no name
+    org_name = ch.rows("SELECT dictGet('organizations_dict', 'name', {o:UUID})", {"o": a})
+    assert org_name == [("sync-a",)]
