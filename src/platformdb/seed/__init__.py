@@ -1,0 +1,169 @@
+"""Seed data: ``test``, ``demo``, ``load`` and ``clear``, across the three stores.
+
+- :func:`seed_test` runs ``postgresql/seed/test_data.sql``, the spec's small
+  dataset (also runnable with ``psql -f``).
+- :func:`seed_demo` (:mod:`.demo`) builds a deterministic, consistent demo:
+  organizations, users of every role, connectors, campaigns in every status,
+  90 days of hourly metrics in ClickHouse with PostgreSQL's daily metrics
+  synced from them, notifications, audit history, sessions and jobs in Redis.
+- :func:`seed_load` (:mod:`.load`) streams the load-test dataset at a scale
+  factor: COPY into PostgreSQL, Arrow batches into ClickHouse.
+- :func:`clear` removes all of it, keeping schema and reference data, and
+  refuses a database that does not look like a development one unless forced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from psycopg import sql
+
+from platformdb import embedded
+from platformdb.config import Settings, mask_password
+from platformdb.errors import ValidationError
+from platformdb.postgres import connect
+from platformdb.resources import data_dir
+
+TENANT_TABLES = ("organizations", "users", "user_roles", "auth_tokens", "dsp_connectors",
+                 "campaigns", "campaign_metrics", "etl_jobs", "notifications", "audit_logs")
+CLICKHOUSE_TABLES = ("campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily",
+                     "user_events", "api_logs", "user_events_daily", "api_logs_hourly")
+REDIS_PATTERNS = ("session:*", "cache:*", "cachetag:*", "ratelimit:*", "queue:*")
+DEV_WORDS = ("dev", "test", "demo", "local", "tmp", "scratch", "sandbox")
+# Columns that hold when a row was written, not what it says: left out of checksums.
+VOLATILE = {"created_at", "updated_at", "last_login_at", "started_at", "finished_at",
+            "scheduled_at", "sent_at", "read_at", "expires_at"}
+
+
+@dataclass
+class SeedReport:
+    dataset: str
+    counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def postgres_url(settings: Settings) -> str:
+    url = embedded.resolve(settings, postgres=True).postgres_url
+    assert url is not None
+    return url
+
+
+def seed_test(settings: Settings) -> SeedReport:
+    """The spec's test dataset, from postgresql/seed/test_data.sql (idempotent)."""
+    url = postgres_url(settings)
+    script = (data_dir("postgresql") / "seed" / "test_data.sql").read_text(encoding="utf-8")
+    statements = "\n".join(line for line in script.splitlines() if not line.startswith("\\"))
+    with connect(url, autocommit=True) as conn:
+        conn.execute(statements.encode())
+        counts = row_counts(conn)
+    return SeedReport("test", counts)
+
+
+def row_counts(conn: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for table in (*TENANT_TABLES, "permissions", "role_permissions"):
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+        counts[table] = int(row[0]) if row else 0
+    return counts
+
+
+def looks_like_development(url: str, settings: Settings) -> bool:
+    """The embedded stack, or a loopback server whose database name says dev/test/demo."""
+    if settings.postgres_url is None:
+        return True
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    name = parts.path.lstrip("/").lower()
+    return loopback and (any(word in name for word in DEV_WORDS) or name.startswith("t_"))
+
+
+def clear(settings: Settings, *, force: bool = False) -> SeedReport:
+    """Remove seeded rows from every store; schema and reference data stay."""
+    url = postgres_url(settings)
+    if not force and not looks_like_development(url, settings):
+        raise ValidationError(
+            f"{mask_password(url)} does not look like a development database (loopback host and "
+            f"a name with {'/'.join(DEV_WORDS[:3])}...); pass --force to clear it anyway")
+    report = SeedReport("clear")
+    with connect(url) as conn:
+        conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(
+            sql.SQL(", ").join(sql.Identifier(t) for t in TENANT_TABLES)))
+        conn.commit()
+        report.counts = row_counts(conn)
+    report.notes.append(_clear_clickhouse(settings))
+    report.notes.append(_clear_redis(settings))
+    return report
+
+
+def _clear_clickhouse(settings: Settings) -> str:
+    from platformdb import clickhouse
+
+    with clickhouse.connect(settings) as client:
+        present = {name for (name,) in client.rows(
+            "SELECT name FROM system.tables WHERE database = currentDatabase()")}
+        for table in CLICKHOUSE_TABLES:
+            if table in present:
+                client.command(f"TRUNCATE TABLE {clickhouse.quote_identifier(table)}")
+    return f"clickhouse: truncated {len(present & set(CLICKHOUSE_TABLES))} tables"
+
+
+def _clear_redis(settings: Settings) -> str:
+    from platformdb.redis.client import connect as redis_connect
+
+    url = embedded.resolve(settings, redis=True).redis_url
+    assert url is not None
+    client = redis_connect(url)
+    removed = 0
+    try:
+        for pattern in REDIS_PATTERNS:
+            batch: list[Any] = []
+            for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    removed += _unlink(client, batch)
+                    batch = []
+            if batch:
+                removed += _unlink(client, batch)
+    finally:
+        client.close()
+    return f"redis: removed {removed} keys"
+
+
+def _unlink(client: Any, keys: list[Any]) -> int:
+    # one key per call: on Redis Cluster the keys may live in different slots
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.unlink(key)
+    return sum(int(n) for n in pipe.execute())
+
+
+def checksums(url: str) -> dict[str, str]:
+    """A digest of each tenant table's content, leaving out write-time columns."""
+    digests: dict[str, str] = {}
+    with connect(url) as conn:
+        for table in TENANT_TABLES:
+            if table in ("audit_logs", "etl_jobs"):  # records of runs, not the data itself
+                continue
+            columns = [name for (name,) in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public'"
+                " AND table_name = %s ORDER BY ordinal_position", (table,)).fetchall()
+                if name not in VOLATILE]
+            rows = conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY 1, 2").format(
+                sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                sql.Identifier(table))).fetchall()
+            digests[table] = hashlib.sha256(repr(rows).encode()).hexdigest()
+    return digests
+
+
+from platformdb.seed.demo import seed_demo  # noqa: E402
+from platformdb.seed.load import seed_load  # noqa: E402
+
+__all__ = ["SeedReport", "checksums", "clear", "seed_demo", "seed_load", "seed_test"]

@@ -1,0 +1,174 @@
+"""Seed datasets: the spec's test data, a deterministic demo, the load generator, clear."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import psycopg
+import pytest
+from psycopg import sql
+
+from platformdb import clickhouse, embedded, seed
+from platformdb.config import Settings
+from platformdb.errors import ValidationError
+from platformdb.migrate import Migrator, discover, migrations_dir
+from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
+from platformdb.postgres import APP_ROLE, tenant_transaction
+from tests.conftest import create_database, drop_database
+
+TODAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+
+
+@pytest.fixture
+def stores(migrated_url: str, stack_home: Path) -> Iterator[Settings]:
+    """A migrated PostgreSQL database, a migrated ClickHouse database, the embedded Redis."""
+    database = f"seed_{uuid.uuid4().hex[:10]}"
+    config = Settings(home=stack_home, postgres_url=migrated_url,
+                      clickhouse_url=f"chdb://{stack_home / 'test-clickhouse'}?database={database}",
+                      redis_url=embedded.EmbeddedRedis(stack_home).url())
+    with clickhouse.connect(config) as client:
+        driver = ClickHouseDriver(client, postgres_placeholders(config), own_client=False)
+        Migrator(driver, discover(migrations_dir("clickhouse"))).up()
+    yield config
+    with clickhouse.connect(config) as client:
+        client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+
+
+def rows(url: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query, args).fetchall()
+
+
+def test_test_dataset_matches_the_spec_item_by_item(stores: Settings) -> None:
+    url = stores.postgres_url or ""
+    seed.seed_test(stores)
+    seed.seed_test(stores)  # idempotent
+    assert rows(url, "SELECT name FROM organizations") == [("Test Organization",)]
+    users = dict(rows(url, "SELECT email, password_hash FROM users"))
+    assert set(users) == {"admin@test.com", "user@test.com"}
+    assert bcrypt.checkpw(b"Admin#Test2026", users["admin@test.com"].encode())
+    assert bcrypt.checkpw(b"User#Test2026", users["user@test.com"].encode())
+    roles = set(rows(url, "SELECT u.email, r.role FROM user_roles r JOIN users u"
+                          " ON u.org_id = r.org_id AND u.id = r.user_id"))
+    assert roles == {("admin@test.com", "owner"), ("admin@test.com", "admin"),
+                     ("user@test.com", "campaign_manager")}
+    assert rows(url, "SELECT name, dsp_type FROM dsp_connectors") == [("Test DV360", "dv360")]
+    assert rows(url, "SELECT name, status FROM campaigns") == [("Test Campaign Q1 2026", "active")]
+    assert rows(url, "SELECT count(DISTINCT role) FROM role_permissions") == [(5,)]
+    assert rows(url, "SELECT count(*) > 20 FROM permissions") == [(True,)]
+
+
+def demo_totals(url: str) -> set[tuple[Any, ...]]:
+    return set(rows(url, "SELECT org_id, sum(spend), sum(impressions) FROM campaign_metrics"
+                         " GROUP BY org_id"))
+
+
+def test_demo_is_deterministic_and_the_stores_agree(stores: Settings) -> None:
+    url = stores.postgres_url or ""
+    seed.seed_demo(stores, seed=7, today=TODAY)
+    first = seed.checksums(url)
+    seed.seed_demo(stores, seed=7, today=TODAY)
+    assert seed.checksums(url) == first
+    statuses = {s for (s,) in rows(url, "SELECT DISTINCT status FROM campaigns")}
+    assert statuses == {"draft", "pending_approval", "active", "paused", "completed", "archived"}
+    assert {r for (r,) in rows(url, "SELECT DISTINCT role FROM user_roles")} == {
+        "owner", "admin", "campaign_manager", "analyst", "viewer"}
+    with clickhouse.connect(stores) as client:
+        ch = {(o, s, i) for o, s, i in client.rows(
+            "SELECT org_id, toDecimal128(sum(spend), 2), sum(impressions)"
+            " FROM campaign_metrics_daily GROUP BY org_id")}
+    assert demo_totals(url) == ch and len(ch) == 3
+    seed.seed_demo(stores, seed=8, today=TODAY)
+    assert seed.checksums(url) != first
+
+
+def test_every_seeded_tenant_row_stays_in_its_tenant(stores: Settings) -> None:
+    url = stores.postgres_url or ""
+    seed.seed_demo(stores, seed=1, today=TODAY)
+    seed.seed_test(stores)
+    orgs = [o for (o,) in rows(url, "SELECT id FROM organizations")]
+    assert len(orgs) == 4
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in seed.TENANT_TABLES:
+            key = sql.Identifier("id" if table == "organizations" else "org_id")
+            for org in orgs:
+                owner = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(
+                    sql.Identifier(table), key), (org,)).fetchone()
+                with tenant_transaction(conn, org, role=APP_ROLE):
+                    seen = conn.execute(sql.SQL("SELECT {}, count(*) FROM {} GROUP BY 1").format(
+                        key, sql.Identifier(table))).fetchall()
+                assert seen == ([(org, owner[0])] if owner and owner[0] else []), table
+
+
+def test_clear_keeps_schema_and_reference_data(stores: Settings) -> None:
+    url = stores.postgres_url or ""
+    seed.seed_demo(stores, seed=1, today=TODAY)
+    reference = rows(url, "SELECT count(*) FROM permissions")
+    seed.clear(stores, force=True)
+    assert rows(url, "SELECT count(*) FROM organizations") == [(0,)]
+    assert rows(url, "SELECT count(*) FROM campaign_metrics") == [(0,)]
+    assert rows(url, "SELECT count(*) FROM permissions") == reference
+    with clickhouse.connect(stores) as client:
+        assert client.rows("SELECT count() FROM campaign_metrics_raw") == [(0,)]
+        assert client.rows("SELECT count() FROM system.tables WHERE database = currentDatabase()"
+                           " AND name = 'campaign_metrics_daily'") == [(1,)]
+    seed.seed_test(stores)  # the schema is intact: seeding works again
+
+
+def test_clear_refuses_a_database_that_does_not_look_like_development(
+        pg_admin_url: str, migrated_template: str, stores: Settings) -> None:
+    from tests.conftest import fresh_name
+
+    name = fresh_name("platform_prod")
+    url = create_database(pg_admin_url, name, template=migrated_template)
+    try:
+        prod = Settings(home=stores.home, postgres_url=url, clickhouse_url=stores.clickhouse_url,
+                        redis_url=stores.redis_url)
+        with psycopg.connect(url) as conn:
+            conn.execute("INSERT INTO organizations (id, name, slug) VALUES (%s, 'Keep', 'keep')",
+                         (uuid.uuid4(),))
+        with pytest.raises(ValidationError, match="does not look like a development database"):
+            seed.clear(prod)
+        assert rows(url, "SELECT name FROM organizations") == [("Keep",)]
+    finally:
+        drop_database(pg_admin_url, name)
+
+
+def test_a_small_load_has_the_expected_counts_and_is_refused_twice(stores: Settings) -> None:
+    url = stores.postgres_url or ""
+    shape = seed.load.plan(0.002)
+    seen: dict[str, int] = {}
+    report = seed.seed_load(stores, 0.002, today=TODAY,
+                            progress=lambda what, n: seen.__setitem__(what, seen.get(what, 0) + n))
+    assert shape.orgs == 2 and report.counts["campaign_metrics"] == shape.metrics == 20_000
+    assert rows(url, "SELECT count(*) FROM organizations") == [(2,)]
+    assert rows(url, "SELECT count(*) FROM users") == [(100,)]
+    assert rows(url, "SELECT count(*) FROM campaigns") == [(200,)]
+    assert rows(url, "SELECT count(*) FROM campaign_metrics") == [(20_000,)]
+    expected = sum((c * 7919 + d * 104_729) % 100_000 for c in range(200) for d in range(100))
+    assert rows(url, "SELECT sum(spend) * 100, min(spend) >= 0 FROM campaign_metrics") == [
+        (expected, True)]  # the binary COPY encodes numerics exactly
+    assert seen["campaign_metrics"] == 20_000 and seen["clickhouse raw"] == 100_000
+    with clickhouse.connect(stores) as client:
+        assert client.rows("SELECT count() FROM campaign_metrics_raw") == [(100_000,)]
+    with pytest.raises(ValidationError, match="already there"):
+        seed.seed_load(stores, 0.002, today=TODAY)
+
+
+def test_a_failed_load_leaves_nothing_behind(stores: Settings) -> None:
+    url = stores.postgres_url or ""
+
+    def boom(what: str, _n: int) -> None:
+        if what == "campaign_metrics":
+            raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        seed.seed_load(stores, 0.001, today=TODAY, progress=boom)
+    assert rows(url, "SELECT count(*) FROM organizations") == [(0,)]
+    with clickhouse.connect(stores) as client:
+        assert client.rows("SELECT count() FROM campaign_metrics_raw") == [(0,)]
