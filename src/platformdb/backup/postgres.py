@@ -1,0 +1,245 @@
+"""PostgreSQL backup and restore through pg_dump / pg_restore.
+
+The dump, the row counts and the checksums all come from one exported
+snapshot, so the manifest describes exactly what the dump holds even while the
+platform keeps writing. A restore checks the manifest first, refuses a
+non-empty target unless forced, and runs ``pg_restore --single-transaction``:
+a restore that fails leaves the target as it was.
+
+Backups and restores need a superuser (or a role with BYPASSRLS): row-level
+security is forced on every tenant table.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import sql
+
+from platformdb.backup.manifest import (
+    Manifest,
+    TableState,
+    backup_folder,
+    new_manifest,
+    read_manifest,
+)
+from platformdb.errors import CheckFailed, StoreUnavailable, ValidationError
+from platformdb.migrate.postgres import LEDGER, pg_tool
+from platformdb.postgres import connect
+
+STORE = "postgresql"
+CUSTOM_FILE = "postgresql.dump"
+DIRECTORY = "dump"
+ROLES_FILE = "roles.sql"
+
+# Order-independent content checksum: the sum of a 60-bit slice of each row's md5.
+TABLE_STATE = sql.SQL(
+    "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)"
+    " FROM {} AS t"
+)
+PLATFORM_ROLES = (
+    "SELECT rolname FROM pg_roles WHERE rolname LIKE 'platform\\_%' AND NOT rolcanlogin"
+    " ORDER BY rolname"
+)
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """Per table: rows restored and whether they match the manifest."""
+
+    target: str
+    tables: dict[str, TableState]
+    mismatches: list[str]
+
+
+def run_tool(args: list[str], what: str) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        raise StoreUnavailable(f"{what} failed: {lines[-1] if lines else 'exit ' + str(result.returncode)}")
+    return result.stdout
+
+
+def tool_version(name: str) -> str:
+    return run_tool([pg_tool(name), "--version"], name).strip()
+
+
+def user_tables(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    """Tables of the public schema, partitioned parents but not their partitions."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        " ORDER BY c.relname").fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def table_states(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, TableState]:
+    states: dict[str, TableState] = {}
+    for table in user_tables(conn):
+        row = conn.execute(TABLE_STATE.format(sql.Identifier("public", table))).fetchone()
+        assert row is not None
+        states[table] = TableState(rows=int(str(row[0])), checksum=str(row[1]))
+    return states
+
+
+def ledger_state(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[int | None, list[str]]:
+    exists = conn.execute("SELECT to_regclass(%s)", (LEDGER,)).fetchone()
+    if exists is None or exists[0] is None:
+        return None, []
+    rows = conn.execute(f"SELECT version, name FROM {LEDGER} ORDER BY version").fetchall()
+    labels = [f"{int(str(v)):03d}_{n}" for v, n in rows]
+    return (int(str(rows[-1][0])) if rows else None), labels
+
+
+def roles_sql(conn: psycopg.Connection[tuple[object, ...]]) -> str:
+    """Idempotent statements that recreate the platform's NOLOGIN roles."""
+    lines = ["-- Roles the dump's GRANTs refer to; created when missing."]
+    for (name,) in conn.execute(PLATFORM_ROLES).fetchall():
+        role = str(name)
+        literal = role.replace("'", "''")
+        lines.append(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '" + literal + "')"
+            " THEN CREATE ROLE \"" + role.replace('"', '""') + "\" NOLOGIN; END IF;"
+            " EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def backup(url: str, out_dir: Path, *, directory_format: bool = False, jobs: int = 1) -> Path:
+    """Dump the database at ``url`` into a new folder under ``out_dir``."""
+    if jobs > 1 and not directory_format:
+        raise ValidationError("parallel jobs need the directory format (--format directory)")
+    folder = backup_folder(out_dir, STORE)
+    with connect(url) as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        assert snapshot is not None
+        target = folder / (DIRECTORY if directory_format else CUSTOM_FILE)
+        args = [pg_tool("pg_dump", url), "--snapshot", str(snapshot[0]),
+                "-F", "d" if directory_format else "c", "-f", str(target), "-d", url]
+        if directory_format:
+            args += ["-j", str(jobs)]
+        run_tool(args, "pg_dump")
+        tables = table_states(conn)
+        version, labels = ledger_state(conn)
+        server = conn.execute("SHOW server_version").fetchone()
+        (folder / ROLES_FILE).write_text(roles_sql(conn))
+        conn.rollback()
+    manifest = new_manifest(
+        STORE,
+        tools={"pg_dump": tool_version("pg_dump"), "server": str(server[0] if server else "")},
+        schema_version=version, migrations=labels, tables=tables,
+        extra={"format": "directory" if directory_format else "custom"},
+    )
+    manifest.write(folder)
+    return folder
+
+
+def _admin_url(url: str) -> str:
+    return urlsplit(url)._replace(path="/postgres").geturl()
+
+
+def _database(url: str) -> str:
+    name = urlsplit(url).path.lstrip("/")
+    if not name:
+        raise ValidationError(f"the restore target URL names no database: {url}")
+    return name
+
+
+def _ensure_database(url: str) -> bool:
+    """Create the target database when missing; True when it was created."""
+    name = _database(url)
+    with connect(_admin_url(url), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return True
+
+
+def _drop_database(url: str) -> None:
+    with connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(_database(url))))
+
+
+def is_empty(url: str) -> bool:
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
+            " AND n.nspname NOT LIKE 'pg\\_temp%' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')"
+        ).fetchone()
+    return row is not None and row[0] == 0
+
+
+def restore(folder: Path, url: str, *, force: bool = False, verify: bool = False) -> RestoreReport:
+    """Restore the backup in ``folder`` into the database at ``url``.
+
+    A non-empty target is replaced only with ``force``, and then only once the
+    backup has been restored (and verified) in a scratch database beside it:
+    a failed restore leaves the target exactly as it was.
+    """
+    manifest = read_manifest(folder, STORE)
+    dump = folder / (DIRECTORY if manifest.extra.get("format") == "directory" else CUSTOM_FILE)
+    created = _ensure_database(url)
+    if created or is_empty(url):
+        try:
+            _restore_into(folder, dump, url)
+            return check_restored(manifest, url, verify)
+        except Exception:
+            if created:
+                _drop_database(url)
+            raise
+    if not force:
+        raise ValidationError(
+            f"target database {_database(url)} is not empty; restore into a new database "
+            "or pass --force to replace its contents")
+    scratch = _with_database(url, f"{_database(url)[:40]}_restore_{uuid.uuid4().hex[:8]}")
+    _ensure_database(scratch)
+    try:
+        _restore_into(folder, dump, scratch)
+        check_restored(manifest, scratch, verify)
+        _replace_database(scratch, url)
+    except Exception:
+        _drop_database(scratch)
+        raise
+    return check_restored(manifest, url, verify)
+
+
+def _restore_into(folder: Path, dump: Path, url: str) -> None:
+    run_tool([pg_tool("psql", url), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url,
+              "-f", str(folder / ROLES_FILE)], "creating roles")
+    run_tool([pg_tool("pg_restore", url), "--single-transaction", "--exit-on-error",
+              "--no-owner", "-d", url, str(dump)], "pg_restore")
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+def _replace_database(scratch: str, url: str) -> None:
+    """Swap the restored scratch database in under the target's name."""
+    with connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(_database(url))))
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            sql.Identifier(_database(scratch)), sql.Identifier(_database(url))))
+
+
+def check_restored(manifest: Manifest, url: str, verify: bool) -> RestoreReport:
+    with connect(url) as conn:
+        restored = table_states(conn)
+    mismatches = [
+        f"{table}: expected {state.rows} rows (checksum {state.checksum}), found "
+        f"{restored[table].rows if table in restored else 'no table'}"
+        for table, state in manifest.tables.items()
+        if restored.get(table) != state
+    ]
+    if verify and mismatches:
+        raise CheckFailed(f"restored data differs from the manifest: {mismatches[0]}")
+    return RestoreReport(url, restored, mismatches)

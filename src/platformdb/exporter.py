@@ -1,0 +1,72 @@
+"""``platformdb exporter``: the key metrics in Prometheus text format.
+
+Each scrape collects fresh numbers from every store (see :mod:`platformdb.stats`)
+and exposes them as gauges named ``platformdb_<store>_<metric>``, plus
+``platformdb_up{store=...}`` which is 0 for a store that could not be read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from platformdb.config import Settings
+from platformdb.stats import Metric, collect
+
+STORES = ("postgresql", "clickhouse", "redis")
+
+
+class PlatformCollector(Collector):
+    """Collects on every scrape; a failing store turns into ``platformdb_up 0``."""
+
+    def __init__(self, settings: Settings, stores: tuple[str, ...] = STORES) -> None:
+        self.settings = settings
+        self.stores = stores
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:  # chDB opens its path in one thread at a time
+            metrics, errors = collect(self.settings, list(self.stores))
+        failed = {line.split(":", 1)[0] for line in errors}
+        up = GaugeMetricFamily("platformdb_up", "1 when the store answered the last scrape",
+                               labels=["store"])
+        for store in self.stores:
+            up.add_metric([store], 0.0 if store in failed else 1.0)
+        yield up
+        yield from families(metrics)
+
+
+def families(metrics: list[Metric]) -> Iterator[GaugeMetricFamily]:
+    grouped: dict[str, list[Metric]] = {}
+    for metric in metrics:
+        grouped.setdefault(f"platformdb_{metric.store}_{metric.name}", []).append(metric)
+    for name, items in sorted(grouped.items()):
+        label_names = sorted({key for item in items for key in item.labels})
+        family = GaugeMetricFamily(name, items[0].help, labels=label_names)
+        for item in items:
+            family.add_metric([item.labels.get(key, "") for key in label_names], item.value)
+        yield family
+
+
+def registry(settings: Settings) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(PlatformCollector(settings))
+    return reg
+
+
+def render(settings: Settings) -> str:
+    """One scrape's output as Prometheus text."""
+    return generate_latest(registry(settings)).decode()
+
+
+def serve(settings: Settings, port: int, addr: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` on ``addr:port`` until interrupted."""
+    server, thread = start_http_server(port, addr=addr, registry=registry(settings))
+    try:
+        thread.join()
+    finally:
+        server.shutdown()

@@ -1,0 +1,165 @@
+"""Backups round-trip; bad backups and non-empty targets are refused untouched."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from platformdb.backup import find_backups
+from platformdb.backup import postgres as pg_backup
+from platformdb.backup import redis as redis_backup
+from platformdb.backup.manifest import MANIFEST
+from platformdb.errors import CheckFailed, ValidationError
+from tests.conftest import drop_database, fresh_name, with_database
+
+TENANT_ROWS = 300
+
+
+def fill(url: str) -> None:
+    """Tenants, users and campaigns across partitions, as the owner."""
+    from platformdb.migrate.postgres import pg_tool  # noqa: F401 - ensures tools resolve
+
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO organizations (id, name, slug) SELECT md5('o' || n)::uuid, 'Org ' || n,"
+            " 'org-' || n FROM generate_series(1, 5) n")
+        conn.execute(
+            "INSERT INTO campaigns (org_id, name, status, budget)"
+            " SELECT md5('o' || (n %% 5 + 1))::uuid, 'Campaign ' || n, 'active', n"
+            " FROM generate_series(1, %s) n", (TENANT_ROWS,))
+
+
+@pytest.fixture
+def target_url(pg_admin_url: str) -> Iterator[str]:
+    name = fresh_name("restore")
+    yield with_database(pg_admin_url, name)
+    drop_database(pg_admin_url, name)
+
+
+def test_postgres_round_trip_matches_counts_and_checksums(migrated_url: str, target_url: str,
+                                                          tmp_path: Path) -> None:
+    fill(migrated_url)
+    folder = pg_backup.backup(migrated_url, tmp_path)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["tables"]["campaigns"]["rows"] == TENANT_ROWS
+    assert manifest["schema_version"] is not None and manifest["migrations"]
+    report = pg_backup.restore(folder, target_url, verify=True)
+    assert report.mismatches == []
+    assert report.tables["campaigns"].rows == TENANT_ROWS
+    assert report.tables == pg_backup.table_states(psycopg.connect(migrated_url))
+
+
+def test_directory_format_with_parallel_jobs_round_trips(migrated_url: str, target_url: str,
+                                                         tmp_path: Path) -> None:
+    fill(migrated_url)
+    folder = pg_backup.backup(migrated_url, tmp_path, directory_format=True, jobs=2)
+    assert (folder / "dump").is_dir()
+    assert pg_backup.restore(folder, target_url, verify=True).mismatches == []
+
+
+def test_corrupted_or_truncated_backup_is_refused_before_the_target_is_touched(
+        migrated_url: str, target_url: str, tmp_path: Path) -> None:
+    fill(migrated_url)
+    folder = pg_backup.backup(migrated_url, tmp_path)
+    dump = folder / pg_backup.CUSTOM_FILE
+    data = dump.read_bytes()
+    dump.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValidationError, match="corrupted or truncated"):
+        pg_backup.restore(folder, target_url)
+    dump.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
+    with pytest.raises(ValidationError, match="does not match its manifest"):
+        pg_backup.restore(folder, target_url)
+    admin = with_database(target_url, "postgres")
+    with psycopg.connect(admin) as conn:
+        name = target_url.rsplit("/", 1)[1]
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None
+
+
+def test_restore_into_a_non_empty_target_needs_force(migrated_url: str, tmp_path: Path) -> None:
+    fill(migrated_url)
+    folder = pg_backup.backup(migrated_url, tmp_path)
+    with psycopg.connect(migrated_url) as conn:
+        conn.execute("DELETE FROM campaigns WHERE budget > 100")
+    with pytest.raises(ValidationError, match="is not empty"):
+        pg_backup.restore(folder, migrated_url)
+    with psycopg.connect(migrated_url) as conn:
+        assert conn.execute("SELECT count(*) FROM campaigns").fetchone() == (100,)
+    report = pg_backup.restore(folder, migrated_url, force=True, verify=True)
+    assert report.tables["campaigns"].rows == TENANT_ROWS
+
+
+def test_verify_fails_when_restored_data_differs(migrated_url: str, target_url: str,
+                                                 tmp_path: Path) -> None:
+    fill(migrated_url)
+    folder = pg_backup.backup(migrated_url, tmp_path)
+    manifest_path = folder / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest["tables"]["campaigns"]["rows"] += 1
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(CheckFailed, match="campaigns: expected 301 rows"):
+        pg_backup.restore(folder, target_url, verify=True)
+
+
+@pytest.fixture
+def redis_db(redis_url: str) -> Iterator[redis.Redis]:
+    """A Redis logical database of its own (15 and 14 are left to these tests)."""
+    conn = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/15")
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+
+
+def test_redis_round_trip_keeps_every_type_and_ttl(redis_db: redis.Redis, redis_url: str,
+                                                   tmp_path: Path) -> None:
+    source_url = redis_url.rsplit("/", 1)[0] + "/15"
+    target_url = redis_url.rsplit("/", 1)[0] + "/14"
+    redis.Redis.from_url(target_url).flushdb()
+    user = uuid.uuid4().hex
+    redis_db.hset(f"session:{{{user}}}", mapping={"user_id": user, "org_id": "org_456"})
+    redis_db.expire(f"session:{{{user}}}", 3600)
+    redis_db.set("cache:campaign:123", b'{"id":"123"}\xff', ex=300)
+    redis_db.zadd("ratelimit:{org_456}:dv360", {"request_1": 1704556800, "request_2": 1704556801})
+    redis_db.rpush("queue:{etl}", "job1", "job2")
+    redis_db.sadd("tags:x", "a", "b")
+    redis_db.xadd("stream:x", {"f": "v"})
+    folder = redis_backup.backup(source_url, tmp_path)
+    report = redis_backup.restore(folder, target_url, verify=True)
+    assert report.keys == 6 and report.mismatches == []
+    target = redis.Redis.from_url(target_url)
+    try:
+        assert target.get("cache:campaign:123") == b'{"id":"123"}\xff'
+        assert 0 < target.ttl(f"session:{{{user}}}") <= 3600
+        assert target.zrange("ratelimit:{org_456}:dv360", 0, -1) == [b"request_1", b"request_2"]
+        with pytest.raises(ValidationError, match="not empty"):
+            redis_backup.restore(folder, target_url)
+    finally:
+        target.flushdb()
+
+
+def test_corrupted_redis_backup_is_refused(redis_db: redis.Redis, redis_url: str,
+                                           tmp_path: Path) -> None:
+    redis_db.set("cache:a", "1")
+    folder = redis_backup.backup(redis_url.rsplit("/", 1)[0] + "/15", tmp_path)
+    data_file = folder / redis_backup.DATA_FILE
+    data_file.write_bytes(data_file.read_bytes()[:-5])
+    redis_db.flushdb()
+    with pytest.raises(ValidationError, match="corrupted or truncated"):
+        redis_backup.restore(folder, redis_url.rsplit("/", 1)[0] + "/15")
+    assert redis_db.dbsize() == 0
+
+
+def test_find_backups_picks_the_newest_folder_per_store(tmp_path: Path) -> None:
+    for name in ("postgresql-20260101T000000Z", "postgresql-20260102T000000Z", "redis-20260101T0Z"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / MANIFEST).write_text("{}")
+    found = find_backups(tmp_path)
+    assert found["postgresql"].name == "postgresql-20260102T000000Z"
+    assert set(found) == {"postgresql", "redis"}
+    with pytest.raises(ValidationError, match="no backup found"):
+        find_backups(tmp_path / "nothing")

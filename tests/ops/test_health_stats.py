@@ -1,0 +1,138 @@
+"""Health exit codes, the key metrics, and the Prometheus exporter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from platformdb import embedded
+from platformdb.config import Settings
+from platformdb.exporter import render
+from platformdb.stats import collect
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def health(env: dict[str, str], *stores: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORMDB_")}
+    args = [sys.executable, "-m", "platformdb.cli", "health"]
+    for store in stores:
+        args += ["--store", store]
+    return subprocess.run(args, env={**base, **env}, cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_health_exits_1_while_a_store_is_down_and_0_when_it_is_back(
+        migrated_url: str, cluster_dir: Path) -> None:
+    server = embedded.EmbeddedRedis(cluster_dir)
+    server.start()
+    env = {"PLATFORMDB_POSTGRES_URL": migrated_url, "PLATFORMDB_REDIS_URL": server.url()}
+    try:
+        assert health(env, "postgresql", "redis").returncode == 0
+        server.stop()
+        down = health(env, "postgresql", "redis")
+        assert down.returncode == 1
+        assert "redis" in down.stderr and "PING failed" in down.stderr
+        server.start()
+        assert health(env, "postgresql", "redis").returncode == 0
+    finally:
+        server.stop()
+
+
+def test_health_reports_pending_migrations_as_unhealthy(pg_url: str) -> None:
+    result = health({"PLATFORMDB_POSTGRES_URL": pg_url}, "postgresql")
+    assert result.returncode == 1
+    assert "pending migration" in result.stderr
+
+
+def test_health_does_not_start_the_embedded_stack(cluster_dir: Path) -> None:
+    result = health({"PLATFORMDB_HOME": str(cluster_dir / "never-started")}, "postgresql", "redis")
+    assert result.returncode == 1
+    assert "not running" in result.stdout + result.stderr
+    assert not (cluster_dir / "never-started" / "postgres").exists()
+
+
+PG_METRICS = {"connections", "index_hit_ratio", "table_size_bytes", "query_mean_latency_ms"}
+REDIS_METRICS = {"memory_used_bytes", "hit_ratio", "command_latency_us", "evicted_keys"}
+
+
+def test_stats_return_numbers_for_every_listed_metric(migrated_url: str, redis_url: str,
+                                                      tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, postgres_url=migrated_url, redis_url=redis_url)
+    metrics, errors = collect(settings, ["postgresql", "redis"])
+    assert errors == []
+    names = {(m.store, m.name) for m in metrics}
+    assert {("postgresql", n) for n in PG_METRICS} <= names
+    assert {("redis", n) for n in REDIS_METRICS} <= names
+    sizes = {m.labels["table"] for m in metrics if m.name == "table_size_bytes"}
+    assert {"campaigns", "campaign_metrics", "audit_logs"} <= sizes
+    assert all(isinstance(m.value, float) and m.value >= 0 for m in metrics)
+
+
+def test_exporter_output_parses_as_prometheus_text(migrated_url: str, redis_url: str,
+                                                   tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, postgres_url=migrated_url, redis_url=redis_url)
+    text = render(settings)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert "platformdb_postgresql_connections" in families
+    assert "platformdb_redis_memory_used_bytes" in families
+    up = {s.labels["store"]: s.value for s in families["platformdb_up"].samples}
+    assert up["postgresql"] == 1.0 and up["redis"] == 1.0
+
+
+def test_exporter_marks_an_unreachable_store_down(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, postgres_url="postgresql://x@127.0.0.1:1/db",
+                        redis_url="redis://127.0.0.1:1/0")
+    families = {f.name: f for f in text_string_to_metric_families(render(settings))}
+    up = {s.labels["store"]: s.value for s in families["platformdb_up"].samples}
+    assert up["postgresql"] == 0.0 and up["redis"] == 0.0
+
+
+@pytest.mark.parametrize("store", ["postgresql", "redis"])
+def test_stats_json_through_the_cli(store: str, migrated_url: str, redis_url: str) -> None:
+    import json
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORMDB_")}
+    env = {**base, "PLATFORMDB_POSTGRES_URL": migrated_url, "PLATFORMDB_REDIS_URL": redis_url}
+    result = subprocess.run([sys.executable, "-m", "platformdb.cli", "stats", "--json",
+                             "--store", store], env=env, cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["errors"] == [] and payload["metrics"]
+
+
+CH_METRICS = {"query_time_avg_ms", "merges_running", "merges_total", "disk_bytes", "memory_bytes"}
+
+
+def test_clickhouse_health_stats_and_ttl_state(tmp_path: Path) -> None:
+    from platformdb.clickhouse import connect
+    from platformdb.clickhouse.stats import ttl_state
+    from platformdb.migrate import Migrator, discover, migrations_dir
+    from platformdb.migrate.clickhouse import ClickHouseDriver
+
+    url = f"chdb://{tmp_path / 'chdb'}"
+    pending = health({"PLATFORMDB_CLICKHOUSE_URL": url, "PLATFORMDB_HOME": str(tmp_path)},
+                     "clickhouse")
+    assert pending.returncode == 1 and "pending migration" in pending.stderr
+    settings = Settings(home=tmp_path, clickhouse_url=url)
+    with connect(settings) as client:
+        driver = ClickHouseDriver(client, {}, own_client=False)
+        Migrator(driver, discover(migrations_dir("clickhouse"))).up()
+        ttl = ttl_state(client)
+    assert ttl["campaign_metrics_raw"] == "timestamp + toIntervalDay(90)"
+    assert ttl["api_logs"].endswith("toIntervalDay(30)")
+    metrics, errors = collect(settings, ["clickhouse"])
+    assert errors == []
+    assert {m.name for m in metrics} >= CH_METRICS
+    assert all(m.value >= 0 for m in metrics)
+    assert [m.value for m in metrics if m.name == "disk_bytes"][0] > 0
+    healthy = health({"PLATFORMDB_CLICKHOUSE_URL": url, "PLATFORMDB_HOME": str(tmp_path)},
+                     "clickhouse")
+    assert healthy.returncode == 0, healthy.stderr
+    assert not (tmp_path / "postgres").exists(), "a ClickHouse health check started PostgreSQL"
