@@ -1,0 +1,193 @@
+"""PostgreSQL benchmarks, each a ratio to a baseline measured in the same run.
+
+1. ``migrate up`` of every PostgreSQL migration into a fresh database, against
+   ``psql --single-transaction -f ...`` of the same files (target <= 1.5x).
+2. A tenant-scoped read workload through pgbench: campaign by id, campaigns of
+   an org, user by org and email. Through the application role with RLS and the
+   tenant set, against the owner without RLS running the same queries
+   (target >= 0.9x of the no-RLS throughput).
+
+Run:  .venv/bin/python bench/bench_postgres.py [--rounds 5] [--seconds 15]
+Uses PLATFORMDB_POSTGRES_URL's server when set, else the embedded stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import bcrypt
+import psycopg
+
+from platformdb import embedded
+from platformdb.config import load_settings
+from platformdb.migrate import Migrator, discover, migrations_dir
+from platformdb.migrate.postgres import PostgresDriver, pg_tool
+
+ORGS = 100
+CAMPAIGNS_PER_ORG = 200
+USERS_PER_ORG = 20
+
+
+def admin_url() -> str:
+    settings = embedded.resolve(load_settings(), postgres=True)
+    assert settings.postgres_url is not None
+    return urlsplit(settings.postgres_url)._replace(path="/postgres").geturl()
+
+
+def fresh_db(admin: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlsplit(admin)._replace(path=f"/{name}").geturl()
+
+
+def drop_db(admin: str, url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def time_engine(admin: str) -> float:
+    url = fresh_db(admin)
+    try:
+        started = time.perf_counter()
+        driver = PostgresDriver(url)
+        Migrator(driver, discover(migrations_dir("postgresql"))).up()
+        driver.close()
+        return time.perf_counter() - started
+    finally:
+        drop_db(admin, url)
+
+
+def time_psql(admin: str) -> float:
+    url = fresh_db(admin)
+    files = [str(m.path) for m in discover(migrations_dir("postgresql"))]
+    args = [pg_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", url]
+    for path in files:
+        args += ["-f", path]
+    try:
+        started = time.perf_counter()
+        subprocess.run(args, check=True, capture_output=True)
+        return time.perf_counter() - started
+    finally:
+        drop_db(admin, url)
+
+
+def load_tenants(url: str) -> None:
+    """ORGS orgs with campaigns and users; ids derived from md5 so pgbench can name them."""
+    password_hash = bcrypt.hashpw(b"bench-password", bcrypt.gensalt(rounds=4)).decode()
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO organizations (id, name, slug)"
+            " SELECT md5('org' || n)::uuid, 'Org ' || n, 'org-' || n FROM generate_series(1, %s) n",
+            (ORGS,))
+        conn.execute(
+            "INSERT INTO users (org_id, id, email, password_hash, name)"
+            " SELECT md5('org' || n)::uuid, md5('user' || n || '-' || u)::uuid,"
+            " 'u' || u || '@org' || n || '.test', %s, 'User ' || u"
+            " FROM generate_series(1, %s) n, generate_series(1, %s) u",
+            (password_hash, ORGS, USERS_PER_ORG))
+        conn.execute(
+            "INSERT INTO campaigns (org_id, id, name, status, budget)"
+            " SELECT md5('org' || n)::uuid, md5('camp' || n || '-' || c)::uuid,"
+            " 'Campaign ' || c || ' of org ' || n, 'active', 1000"
+            " FROM generate_series(1, %s) n, generate_series(1, %s) c",
+            (ORGS, CAMPAIGNS_PER_ORG))
+        conn.execute("ANALYZE")
+
+
+QUERIES = f"""\\set n random(1, {ORGS})
+\\set c random(1, {CAMPAIGNS_PER_ORG})
+\\set u random(1, {USERS_PER_ORG})
+BEGIN;
+{{tenant}}SELECT id, name, status, budget FROM campaigns WHERE org_id = md5('org' || :n)::uuid AND id = md5('camp' || :n || '-' || :c)::uuid;
+SELECT id, name FROM campaigns WHERE org_id = md5('org' || :n)::uuid ORDER BY created_at DESC LIMIT 20;
+SELECT id, name FROM users WHERE org_id = md5('org' || :n)::uuid AND email = 'u' || :u || '@org' || :n || '.test';
+COMMIT;
+"""
+# A service logs in as a member of platform_app and sets the tenant in the
+# same round trip as its first query (pgbench's \\; sends both as one message,
+# as psycopg's pipeline mode would).
+TENANT = "SELECT set_config('app.current_org_id', md5('org' || :n)::uuid::text, true) \\; "
+APP_LOGIN = "platformdb_bench_app"
+
+
+def app_url(url: str) -> str:
+    """``url`` as a login role that inherits platform_app (subject to RLS)."""
+    password = uuid.uuid4().hex
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_LOGIN,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(f"{verb} ROLE {APP_LOGIN} LOGIN PASSWORD '{password}'")
+        conn.execute(f"GRANT platform_app TO {APP_LOGIN}")
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{APP_LOGIN}:{password}@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def pgbench(url: str, script: str, seconds: int) -> float:
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
+        handle.write(script)
+    try:
+        result = subprocess.run(
+            [pg_tool("pgbench"), "-n", "-c", "4", "-j", "2", "-T", str(seconds),
+             "-f", handle.name, url],
+            check=True, capture_output=True, text=True)
+    finally:
+        os.unlink(handle.name)
+    match = re.search(r"tps = ([0-9.]+)", result.stdout)
+    assert match, result.stdout
+    return float(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=15)
+    args = parser.parse_args()
+    admin = admin_url()
+    with psycopg.connect(admin) as conn:
+        server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()};"
+          f" PostgreSQL {server}")
+
+    engine = [time_engine(admin) for _ in range(args.rounds)]
+    baseline = [time_psql(admin) for _ in range(args.rounds)]
+    e, b = statistics.median(engine), statistics.median(baseline)
+    print(f"migrate up (all files): engine {e * 1000:.0f} ms, psql -1 -f {b * 1000:.0f} ms,"
+          f" ratio {e / b:.2f}x (target <= 1.5x)")
+
+    url = fresh_db(admin)
+    try:
+        driver = PostgresDriver(url)
+        Migrator(driver, discover(migrations_dir("postgresql"))).up()
+        driver.close()
+        load_tenants(url)
+        pgbench(url, QUERIES.format(tenant=""), 3)  # warm-up
+        rls_url = app_url(url)
+        pgbench(rls_url, QUERIES.format(tenant=TENANT), 3)  # warm-up
+        plain: list[float] = []
+        rls: list[float] = []
+        for _ in range(3):  # interleaved, so drift of the machine hits both alike
+            plain.append(pgbench(url, QUERIES.format(tenant=""), args.seconds))
+            rls.append(pgbench(rls_url, QUERIES.format(tenant=TENANT), args.seconds))
+    finally:
+        drop_db(admin, url)
+    p, r = statistics.median(plain), statistics.median(rls)
+    print(f"tenant reads (pgbench, 4 clients, median of 3): owner without RLS {p:.0f} tps,"
+          f" platform_app with RLS {r:.0f} tps, ratio {r / p:.2f}x (target >= 0.9x)")
+
+
+if __name__ == "__main__":
+    main()
