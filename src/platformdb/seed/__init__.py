@@ -156,9 +156,12 @@ def checksums(url: str) -> dict[str, str]:
                 "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public'"
                 " AND table_name = %s ORDER BY ordinal_position", (table,)).fetchall()
                 if name not in VOLATILE]
-            rows = conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY 1, 2").format(
+            # Order by every column: a partial order lets equal keys come back in
+            # whatever order the scan (parallel, partition append) produced.
+            rows = conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
                 sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                sql.Identifier(table))).fetchall()
+                sql.Identifier(table),
+                sql.SQL(", ").join(sql.Literal(i + 1) for i in range(len(columns))))).fetchall()
             digests[table] = hashlib.sha256(repr(rows).encode()).hexdigest()
     return digests
 
