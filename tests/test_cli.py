@@ -131,3 +131,20 @@ def test_new_creates_the_next_numbered_pair(tmp_path: Path) -> None:
     up, down = new_migration("postgresql", "add reports", directory=folder)
     assert (up.name, down.name) == ("002_add_reports.sql", "002_add_reports.down.sql")
     assert up.read_text().startswith("-- 002_add_reports: say here WHY")
+
+
+@pytest.mark.parametrize("case, code", [("pass", 0), ("fail", 1)])
+def test_lint_format_json_reports_findings_for_tools(case: str, code: int) -> None:
+    import json
+
+    root = REPO / "tests" / "lint" / "fixtures" / "injection" / case
+    result = cli("lint", "--root", str(root), "--check", "injection", "--format", "json")
+    assert result.returncode == code, result.stderr
+    document = json.loads(result.stdout)
+    assert bool(document["findings"]) == (case == "fail")
+    assert all(f["rule"] and f["path"] and f["line"] for f in document["findings"])
+
+
+def test_lint_refuses_an_unknown_format() -> None:
+    result = cli("lint", "--format", "xml")
+    assert result.returncode == 2 and "--format must be text or json" in result.stderr

@@ -523,13 +523,19 @@ def lint(
                                                     help="Run only this check (repeatable).")] = None,
     root_dir: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
     as_json: JsonOption = False,
+    fmt: Annotated[str, typer.Option("--format", help="text | json (json is for tools).")] = "text",
 ) -> None:
     """Lint SQL, Lua and Python: syntax, migration safety, injection, order, conventions."""
     from platformdb import lint as linter
 
-    repo = linter.find_root(root_dir)
+    if fmt not in ("text", "json"):
+        raise typer.BadParameter(f"--format must be text or json, not {fmt!r}")
+    if root_dir is not None and not root_dir.is_dir():
+        raise typer.BadParameter(f"--root {root_dir} is not a folder")
+    # An explicit --root is the tree to lint; otherwise walk up from the cwd.
+    repo = root_dir.resolve() if root_dir is not None else linter.find_root()
     findings = linter.run_lint(repo, rules=check, paths=paths)
-    if as_json:
+    if as_json or fmt == "json":
         print(linter.format_json(findings))
     else:
         out.print(linter.format_text(findings), highlight=False, soft_wrap=True, end="")

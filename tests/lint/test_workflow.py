@@ -1,13 +1,16 @@
 """The CI workflow runs what the spec lists, with checks that exist.
 
 The workflow is validated against GitHub's workflow schema with
-``check-jsonschema --builtin-schema vendor.github-workflows`` (or actionlint)
-outside the suite; these tests keep its content in step with the code.
+``check-jsonschema --builtin-schema vendor.github-workflows`` here, and by
+actionlint in ``scripts/lint-workflows.sh`` where Node.js is present; the other
+tests keep its content in step with the code.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from platformdb.lint import CHECKS
@@ -36,3 +39,17 @@ def test_workflow_names_only_existing_lint_checks_and_covers_them_all() -> None:
 def test_workflow_runs_the_test_script_last() -> None:
     runs = re.findall(r"^\s+run: (.+)$", WORKFLOW.read_text(), re.M)
     assert runs[-1] == "./scripts/test.sh"
+
+
+def schema_check(path: Path) -> subprocess.CompletedProcess[str]:
+    tool = Path(sys.executable).parent / "check-jsonschema"
+    return subprocess.run([str(tool), "--builtin-schema", "vendor.github-workflows", str(path)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_workflow_is_valid_for_github_actions(tmp_path: Path) -> None:
+    assert schema_check(WORKFLOW).returncode == 0
+    broken = tmp_path / "broken.yaml"  # a misspelt key GitHub would reject
+    broken.write_text(WORKFLOW.read_text().replace("runs-on:", "run-on:"))
+    result = schema_check(broken)
+    assert result.returncode == 1 and "runs-on" in result.stdout + result.stderr

@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -53,6 +54,27 @@ def test_postgres_round_trip_matches_counts_and_checksums(migrated_url: str, tar
     assert report.mismatches == []
     assert report.tables["campaigns"].rows == TENANT_ROWS
     assert report.tables == pg_backup.table_states(psycopg.connect(migrated_url))
+
+
+def test_writes_during_the_dump_are_in_neither_the_dump_nor_the_manifest(
+        migrated_url: str, target_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fill(migrated_url)
+    start = pg_backup.start_tool
+
+    def write_then_dump(args: list[str]) -> Any:
+        if "--snapshot" in args:  # the platform writes after the snapshot was exported
+            with psycopg.connect(migrated_url, autocommit=True) as conn:
+                conn.execute("INSERT INTO campaigns (org_id, name, status, budget)"
+                             " VALUES (md5('o1')::uuid, 'Late', 'active', 1)")
+        return start(args)
+
+    monkeypatch.setattr(pg_backup, "start_tool", write_then_dump)
+    folder = pg_backup.backup(migrated_url, tmp_path)
+    assert json.loads((folder / MANIFEST).read_text())["tables"]["campaigns"]["rows"] == TENANT_ROWS
+    report = pg_backup.restore(folder, target_url, verify=True)
+    assert report.tables["campaigns"].rows == TENANT_ROWS
+    assert pg_backup.table_states(psycopg.connect(migrated_url))["campaigns"].rows == TENANT_ROWS + 1
 
 
 def test_directory_format_with_parallel_jobs_round_trips(migrated_url: str, target_url: str,

@@ -37,8 +37,15 @@ CUSTOM_FILE = "postgresql.dump"
 DIRECTORY = "dump"
 ROLES_FILE = "roles.sql"
 
-# Order-independent content checksum: the sum of a 60-bit slice of each row's md5.
-TABLE_STATE = sql.SQL(
+# Order-independent content checksums. Preferred: the sum of each row's 64-bit
+# record hash (the hash functions hash partitioning relies on, so they are
+# stable across releases and platforms, and fast). A table with a column type
+# that has no hash function (json, point...) falls back to the sum of a 60-bit
+# slice of each row's md5 over its text form; the prefix says which it is.
+TABLE_HASH = sql.SQL(
+    "SELECT count(*), coalesce(sum(hash_record_extended(t, 0)), 0) FROM {} AS t"
+)
+TABLE_TEXT_HASH = sql.SQL(
     "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)"
     " FROM {} AS t"
 )
@@ -58,11 +65,20 @@ class RestoreReport:
 
 
 def run_tool(args: list[str], what: str) -> str:
-    result = subprocess.run(args, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-        raise StoreUnavailable(f"{what} failed: {lines[-1] if lines else 'exit ' + str(result.returncode)}")
-    return result.stdout
+    return finish_tool(start_tool(args), what)
+
+
+def start_tool(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_tool(process: subprocess.Popen[str], what: str) -> str:
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        raise StoreUnavailable(
+            f"{what} failed: {lines[-1] if lines else 'exit ' + str(process.returncode)}")
+    return stdout
 
 
 def tool_version(name: str) -> str:
@@ -79,11 +95,19 @@ def user_tables(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
 
 
 def table_states(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, TableState]:
+    """Row count and content checksum of every table, in ``conn``'s transaction."""
     states: dict[str, TableState] = {}
     for table in user_tables(conn):
-        row = conn.execute(TABLE_STATE.format(sql.Identifier("public", table))).fetchone()
+        name = sql.Identifier("public", table)
+        try:
+            with conn.transaction():  # a savepoint: a missing hash function is not fatal
+                row = conn.execute(TABLE_HASH.format(name)).fetchone()
+            prefix = "h"
+        except psycopg.errors.UndefinedFunction:
+            row = conn.execute(TABLE_TEXT_HASH.format(name)).fetchone()
+            prefix = "t"
         assert row is not None
-        states[table] = TableState(rows=int(str(row[0])), checksum=str(row[1]))
+        states[table] = TableState(rows=int(str(row[0])), checksum=f"{prefix}:{row[1]}")
     return states
 
 
@@ -116,7 +140,10 @@ def backup(url: str, out_dir: Path, *, directory_format: bool = False, jobs: int
         raise ValidationError("parallel jobs need the directory format (--format directory)")
     folder = backup_folder(out_dir, STORE)
     with connect(url) as conn:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        # One REPEATABLE READ snapshot, exported to pg_dump: the manifest's
+        # counts and checksums describe exactly the rows the dump holds.
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert snapshot is not None
         target = folder / (DIRECTORY if directory_format else CUSTOM_FILE)
@@ -124,11 +151,18 @@ def backup(url: str, out_dir: Path, *, directory_format: bool = False, jobs: int
                 "-F", "d" if directory_format else "c", "-f", str(target), "-d", url]
         if directory_format:
             args += ["-j", str(jobs)]
-        run_tool(args, "pg_dump")
-        tables = table_states(conn)
-        version, labels = ledger_state(conn)
-        server = conn.execute("SHOW server_version").fetchone()
-        (folder / ROLES_FILE).write_text(roles_sql(conn))
+        dump = start_tool(args)
+        try:
+            # The checksums run on the server while pg_dump streams and compresses.
+            tables = table_states(conn)
+            version, labels = ledger_state(conn)
+            server = conn.execute("SHOW server_version").fetchone()
+            (folder / ROLES_FILE).write_text(roles_sql(conn))
+        except BaseException:
+            dump.kill()
+            dump.wait()
+            raise
+        finish_tool(dump, "pg_dump")
         conn.rollback()
     manifest = new_manifest(
         STORE,
