@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import redis
 
+import redis
 from platformdb import embedded
 
 

@@ -36,7 +36,7 @@ err = Console(stderr=True)
 
 StoreOption = Annotated[
     list[str] | None,
-    typer.Option("--store", "-s", help="postgresql | clickhouse (repeatable; default: every store)"),
+    typer.Option("--store", "-s", help="postgresql | clickhouse | redis (repeatable; default: every store)"),
 ]
 ClusterOption = Annotated[
     str | None,
@@ -126,7 +126,7 @@ def show_states(states: list[embedded.ServiceState]) -> None:
 
 
 def stores_or_all(stores: list[str] | None) -> list[str]:
-    return [migrate.check_store(s) for s in stores] if stores else list(migrate.DRIVERS)
+    return [migrate.check_store(s) for s in stores] if stores else list(migrate.STORES)
 
 
 def show_steps(steps: list[migrate.Step], dry_run: bool) -> None:
@@ -150,8 +150,14 @@ def migrate_up(
     """Apply every pending migration."""
     if cluster:
         _CLUSTER.append(cluster)
+    from platformdb.migrate import redis as redis_scripts
+
     steps: list[migrate.Step] = []
     for name in stores_or_all(store):
+        if name in migrate.SCRIPT_STORES:  # no numbers: --to does not apply
+            with redis_scripts.open_client(settings()) as client:
+                steps.extend(redis_scripts.up(client, dry_run=dry_run))
+            continue
         with migrate.open_migrator(name, settings()) as migrator:
             steps.extend(migrator.up(target=to, dry_run=dry_run))
     show_steps(steps, dry_run)
@@ -163,7 +169,7 @@ def migrate_down(
     dry_run: DryRunOption = False,
 ) -> None:
     """Revert the last applied migration through its .down.sql."""
-    with migrate.open_migrator(migrate.check_store(store), settings()) as migrator:
+    with migrate.open_migrator(migrate.check_store(store, numbered=True), settings()) as migrator:
         show_steps([migrator.down(dry_run=dry_run)], dry_run)
 
 
@@ -176,20 +182,35 @@ def migrate_run(
     """Apply exactly one migration (every earlier one must be applied)."""
     if not number.isdigit():
         raise typer.BadParameter(f"{number!r} is not a migration number like 001")
-    with migrate.open_migrator(migrate.check_store(store), settings()) as migrator:
+    with migrate.open_migrator(migrate.check_store(store, numbered=True), settings()) as migrator:
         show_steps([migrator.run(int(number), dry_run=dry_run)], dry_run)
 
 
 @migrate_app.command("status")
 def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Show each migration: applied, pending, edited or missing."""
+    from platformdb.migrate import redis as redis_scripts
+
     report: dict[str, list[migrate.StatusRow]] = {}
+    scripts: dict[str, list[redis_scripts.ScriptStatus]] = {}
     for name in stores_or_all(store):
+        if name in migrate.SCRIPT_STORES:
+            with redis_scripts.open_client(settings()) as client:
+                scripts[name] = redis_scripts.status(client)
+            continue
         with migrate.open_migrator(name, settings()) as migrator:
             report[name] = migrator.status()
     if as_json:
-        print_json({name: [asdict(row) for row in rows] for name, rows in report.items()})
+        print_json({**{name: [asdict(row) for row in rows] for name, rows in report.items()},
+                    **{name: [asdict(row) for row in rows] for name, rows in scripts.items()}})
         return
+    for name, script_rows in scripts.items():
+        table = Table("script", "version", "sha", "state", "loaded at", "by", title=name)
+        for line in script_rows:
+            style = {"loaded": "green", "pending": "yellow"}.get(line.state, "red")
+            table.add_row(line.name, line.version, line.sha[:12], f"[{style}]{line.state}[/]",
+                          line.loaded_at or "-", line.loaded_by or "-")
+        out.print(table)
     for name, rows in report.items():
         table = Table("version", "name", "state", "applied at", "ms", "by", title=name)
         for row in rows:
@@ -204,8 +225,14 @@ def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> No
 @migrate_app.command("verify")
 def migrate_verify(store: StoreOption = None) -> None:
     """Check that files parse and that applied files are unchanged (exit 1 if not)."""
+    from platformdb.migrate import redis as redis_scripts
+
     problems: list[str] = []
     for name in stores_or_all(store):
+        if name in migrate.SCRIPT_STORES:
+            with redis_scripts.open_client(settings()) as client:
+                problems.extend(f"{name}: {problem}" for problem in redis_scripts.verify(client))
+            continue
         with migrate.open_migrator(name, settings()) as migrator:
             problems.extend(f"{name}: {problem}" for problem in migrator.verify())
     if problems:
@@ -559,7 +586,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - one line, not a traceback, for the unexpected too
+    except Exception as exc:
         if debug:
             raise
         err.print(f"[red]error:[/] {type(exc).__name__}: {exc} (rerun with --debug for details)",

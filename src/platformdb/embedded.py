@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import os
 import pwd
 import secrets
@@ -23,7 +24,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-import importlib.util
 from pathlib import Path
 
 from platformdb.config import Settings

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from platformdb import embedded
 from platformdb.config import Settings, mask_password
@@ -85,16 +84,26 @@ def check_redis(settings: Settings) -> StoreHealth:
         return StoreHealth("redis", False, None, "embedded",
                            "embedded Redis is not running; run `platformdb up`")
     import redis
+    from platformdb.migrate import redis as redis_scripts
+    from platformdb.redis import connect
 
     target = mask_password(url)
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    client = connect(url, socket_connect_timeout=3, socket_timeout=3)
     try:
         latency = _timed(lambda: _ping(client))
-    except redis.RedisError as exc:
+        scripts = redis_scripts.status(client)
+    except (redis.RedisError, PlatformDBError) as exc:
         return StoreHealth("redis", False, None, target, f"PING failed: {exc}")
     finally:
         client.close()
-    return StoreHealth("redis", True, round(latency, 2), target, "ok")
+    # A script that is only missing reloads itself on first use (NOSCRIPT);
+    # one loaded at another version than the files is a problem.
+    pending = [f"script {s.name}" for s in scripts if s.state in ("pending", "not on server")]
+    problems = redis_scripts.verify_rows(scripts)
+    detail = problems[0] if problems else (
+        f"ok ({len(pending)} script(s) not loaded yet; `platformdb migrate up` loads them)"
+        if pending else "ok")
+    return StoreHealth("redis", not problems, round(latency, 2), target, detail, pending, problems)
 
 
 def _ping(client: object) -> None:

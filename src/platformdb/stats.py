@@ -161,6 +161,6 @@ def collect(settings: Settings, stores: list[str] | None = None) -> tuple[list[M
             metrics.extend(source())
         except (PlatformDBError, OSError, ImportError) as exc:
             errors.append(f"{store}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - a store's driver error is reported, not fatal
+        except Exception as exc:
             errors.append(f"{store}: {type(exc).__name__}: {exc}")
     return metrics, errors

@@ -11,8 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from platformdb.clickhouse import ClickHouse
-from platformdb.clickhouse import reports
+from platformdb.clickhouse import ClickHouse, reports
 from platformdb.clickhouse.writer import MetricsWriter
 from platformdb.errors import ValidationError
 

@@ -96,7 +96,7 @@ def test_two_syncs_at_once_do_not_double_count(ch: ClickHouse, pg: str) -> None:
     def run() -> None:
         try:
             sync_daily(Serialised(), pg, DAY1)  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(4)]

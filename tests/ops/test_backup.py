@@ -10,8 +10,8 @@ from typing import Any
 
 import psycopg
 import pytest
-import redis
 
+import redis
 from platformdb.backup import find_backups
 from platformdb.backup import postgres as pg_backup
 from platformdb.backup import redis as redis_backup

@@ -154,10 +154,9 @@ def test_with_no_tenant_the_app_role_sees_and_writes_nothing(two_orgs: Any, tabl
             count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
                 sql.Identifier(table))).fetchone()
             assert count == (0,)
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            with conn.transaction():
-                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(APP_ROLE)))
-                insert_copy(conn, table, data)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(APP_ROLE)))
+            insert_copy(conn, table, data)
 
 
 def test_a_malformed_tenant_setting_fails_closed(two_orgs: Any) -> None:
@@ -188,10 +187,9 @@ def test_composite_foreign_keys_reject_cross_tenant_references(two_orgs: Any) ->
             with conn.transaction():  # as the owner: RLS is not what stops this
                 conn.execute("INSERT INTO campaigns (org_id, dsp_connector_id, name, status)"
                              " VALUES (%s, %s, 'Cross', 'draft')", (a["org"], b["conn"]))
-        with pytest.raises(psycopg.errors.ForeignKeyViolation):
-            with conn.transaction():
-                conn.execute("INSERT INTO user_roles (org_id, user_id, role) VALUES (%s, %s, 'viewer')",
-                             (a["org"], b["user"]))
+        with pytest.raises(psycopg.errors.ForeignKeyViolation), conn.transaction():
+            conn.execute("INSERT INTO user_roles (org_id, user_id, role) VALUES (%s, %s, 'viewer')",
+                         (a["org"], b["user"]))
 
 
 def test_tenant_transaction_does_not_leak_the_tenant_to_the_next_transaction(two_orgs: Any) -> None:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-
 from platformdb.backup.manifest import TableState, backup_folder, new_manifest, read_manifest
 from platformdb.config import mask_password
 from platformdb.errors import CheckFailed, StoreUnavailable, ValidationError

@@ -40,9 +40,9 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 __all__ = [
     "DEFAULT_DATABASE",
+    "ChdbClient",
     "ClickHouse",
     "ClickHouseError",
-    "ChdbClient",
     "ServerClient",
     "connect",
     "open_client",
@@ -98,7 +98,7 @@ class ChdbClient:
         path.mkdir(parents=True, exist_ok=True)
         try:
             self._session = chdb.session.Session(str(path))
-        except Exception as exc:  # noqa: BLE001 - chDB raises plain exceptions
+        except Exception as exc:
             raise StoreUnavailable(
                 f"cannot open chDB at {path}: {_first_line(exc)}; a chDB path can be open in one "
                 "process at a time (use a ClickHouse server for concurrent access)") from exc
@@ -108,7 +108,7 @@ class ChdbClient:
     def _run(self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None) -> Any:
         try:
             return self._session.query(sql, fmt, params=_escaped(_wire_params(params)))
-        except Exception as exc:  # noqa: BLE001 - chDB raises RuntimeError with the server text
+        except Exception as exc:
             raise ClickHouseError(_first_line(exc)) from exc
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
@@ -138,7 +138,7 @@ class ChdbClient:
                     f"INSERT INTO {quote_identifier(table)} ({columns})", "ArrowStream") as insert:
                 insert.append(sink.getvalue())
                 insert.finish()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ClickHouseError(_first_line(exc)) from exc
         return data.num_rows
 
@@ -152,7 +152,7 @@ class ChdbClient:
             with self._session.send_insert(f"INSERT INTO {table}", fmt) as insert:
                 insert.append(data)
                 insert.finish()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ClickHouseError(_first_line(exc)) from exc
 
     def close(self) -> None:
@@ -187,7 +187,7 @@ class ServerClient:
                 username=unquote(parts.username or "default"),
                 password=unquote(parts.password or ""), database=self.database,
                 secure=parts.scheme == "https", connect_timeout=10)
-        except Exception as exc:  # noqa: BLE001 - connect errors come in several types
+        except Exception as exc:
             raise StoreUnavailable(
                 f"cannot connect to ClickHouse at {self.target}: {_first_line(exc)}; "
                 "check PLATFORMDB_CLICKHOUSE_URL") from exc
@@ -195,33 +195,33 @@ class ServerClient:
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         try:
             self._client.command(sql, parameters=_wire_params(params))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ClickHouseError(_first_line(exc)) from exc
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         try:
             result = self._client.query(sql, parameters=_wire_params(params))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ClickHouseError(_first_line(exc)) from exc
         return [tuple(row) for row in result.result_rows]
 
     def insert_arrow(self, table: str, data: pa.Table) -> int:
         try:
             self._client.insert_arrow(table, data)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ClickHouseError(_first_line(exc)) from exc
         return data.num_rows
 
     def query_bytes(self, sql: str, fmt: str) -> bytes:
         try:
             return bytes(self._client.raw_query(sql, fmt=fmt))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ClickHouseError(_first_line(exc)) from exc
 
     def insert_bytes(self, table: str, data: bytes, fmt: str) -> None:
         try:
             self._client.raw_insert(table, insert_block=data, fmt=fmt)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ClickHouseError(_first_line(exc)) from exc
 
     def close(self) -> None:

@@ -19,6 +19,8 @@ from platformdb.resources import data_dir
 
 __all__ = [
     "DRIVERS",
+    "SCRIPT_STORES",
+    "STORES",
     "AppliedMigration",
     "Driver",
     "Migration",
@@ -61,9 +63,19 @@ def migrations_dir(store: str) -> Path:
     return data_dir(store) / "migrations"
 
 
-def check_store(store: str) -> str:
-    if store not in DRIVERS:
-        raise ConfigError(f"unknown store {store!r}; choose one of {', '.join(DRIVERS)}")
+SCRIPT_STORES = ("redis",)
+"""Stores without numbered migrations: ``up`` loads their scripts (:mod:`.redis`)."""
+
+STORES = (*DRIVERS, *SCRIPT_STORES)
+
+
+def check_store(store: str, numbered: bool = False) -> str:
+    """``store`` if it is known (and, with ``numbered``, has numbered migrations)."""
+    if store not in STORES:
+        raise ConfigError(f"unknown store {store!r}; choose one of {', '.join(STORES)}")
+    if numbered and store in SCRIPT_STORES:
+        raise ConfigError(f"{store} has no numbered migrations; `platformdb migrate up` "
+                          "loads its scripts")
     return store
 
 
@@ -71,7 +83,7 @@ def check_store(store: str) -> str:
 def open_migrator(store: str, settings: Settings,
                   directory: Path | None = None) -> Iterator[Migrator]:
     """A :class:`Migrator` for ``store``, its connection closed on exit."""
-    migrations = discover(directory or migrations_dir(check_store(store)))
+    migrations = discover(directory or migrations_dir(check_store(store, numbered=True)))
     driver = DRIVERS[store](settings)
     try:
         yield Migrator(driver, migrations)
@@ -82,8 +94,14 @@ def open_migrator(store: str, settings: Settings,
 def apply_pending(settings: Settings, stores: list[str] | None = None,
                   dry_run: bool = False) -> list[Step]:
     """Apply every pending migration of each store (all stores by default)."""
+    from platformdb.migrate import redis as redis_scripts
+
     steps: list[Step] = []
-    for store in stores or list(DRIVERS):
+    for store in stores or list(STORES):
+        if store in SCRIPT_STORES:
+            with redis_scripts.open_client(settings) as client:
+                steps.extend(redis_scripts.up(client, dry_run=dry_run))
+            continue
         with open_migrator(store, settings) as migrator:
             steps.extend(migrator.up(dry_run=dry_run))
     return steps
@@ -91,7 +109,7 @@ def apply_pending(settings: Settings, stores: list[str] | None = None,
 
 def new_migration(store: str, name: str, directory: Path | None = None) -> tuple[Path, Path]:
     """Create the next numbered up/down pair for ``store`` from a template."""
-    folder = directory or migrations_dir(check_store(store))
+    folder = directory or migrations_dir(check_store(store, numbered=True))
     up_path, down_path = next_file_names(folder, name)
     up_path.write_text(
         f"-- {up_path.stem}: say here WHY this migration exists.\n"

@@ -108,10 +108,12 @@ class ScriptRegistry:
 
     def load_all(self, client: SyncClient) -> dict[str, str]:
         """``SCRIPT LOAD`` every script (on every primary of a Cluster); name -> sha."""
-        loaded: dict[str, str] = {}
-        for script in self._scripts.values():
-            loaded[script.name] = _check_sha(script, _call(client.script_load, script.source))
-        return loaded
+        return {name: self.load(client, name) for name in self._scripts}
+
+    def load(self, client: SyncClient, name: str) -> str:
+        """``SCRIPT LOAD`` one script (on every primary of a Cluster); its sha."""
+        script = self[name]
+        return _check_sha(script, _call(client.script_load, script.source))
 
     async def load_all_async(self, client: AsyncClient) -> dict[str, str]:
         loaded: dict[str, str] = {}
