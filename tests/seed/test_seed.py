@@ -139,8 +139,20 @@ def test_clear_refuses_a_database_that_does_not_look_like_development(
         drop_database(pg_admin_url, name)
 
 
+def metric_indexes(url: str) -> tuple[list[tuple[Any, ...]], set[tuple[Any, ...]]]:
+    """campaign_metrics' own index definitions, and (leaf, index count) of its partitions."""
+    parent = rows(url, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+                       " AND tablename = 'campaign_metrics' ORDER BY 1")
+    leaves = set(rows(url, "SELECT p.relid::regclass::text, count(i.indexrelid)"
+                           " FROM pg_partition_tree('campaign_metrics') p"
+                           " LEFT JOIN pg_index i ON i.indrelid = p.relid"
+                           " WHERE p.isleaf GROUP BY 1"))
+    return parent, leaves
+
+
 def test_a_small_load_has_the_expected_counts_and_is_refused_twice(stores: Settings) -> None:
     url = stores.postgres_url or ""
+    parent_before, _ = metric_indexes(url)
     shape = seed.load.plan(0.002)
     seen: dict[str, int] = {}
     report = seed.seed_load(stores, 0.002, today=TODAY,
@@ -154,6 +166,12 @@ def test_a_small_load_has_the_expected_counts_and_is_refused_twice(stores: Setti
     assert rows(url, "SELECT sum(spend) * 100, min(spend) >= 0 FROM campaign_metrics") == [
         (expected, True)]  # the binary COPY encodes numerics exactly
     assert seen["campaign_metrics"] == 20_000 and seen["clickhouse raw"] == 100_000
+    # the indexes dropped for the load are back, on the parent and on every partition
+    parent_after, leaves = metric_indexes(url)
+    assert parent_after == parent_before and len(parent_after) == 2
+    assert {count for _, count in leaves} == {2}
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        rows(url, "INSERT INTO campaign_metrics SELECT * FROM campaign_metrics LIMIT 1")
     with clickhouse.connect(stores) as client:
         assert client.rows("SELECT count() FROM campaign_metrics_raw") == [(100_000,)]
     with pytest.raises(ValidationError, match="already there"):
@@ -167,8 +185,10 @@ def test_a_failed_load_leaves_nothing_behind(stores: Settings) -> None:
         if what == "campaign_metrics":
             raise RuntimeError("interrupted")
 
+    before = metric_indexes(url)
     with pytest.raises(RuntimeError, match="interrupted"):
         seed.seed_load(stores, 0.001, today=TODAY, progress=boom)
     assert rows(url, "SELECT count(*) FROM organizations") == [(0,)]
+    assert metric_indexes(url) == before  # the indexes dropped for the load are rolled back
     with clickhouse.connect(stores) as client:
         assert client.rows("SELECT count() FROM campaign_metrics_raw") == [(0,)]
