@@ -204,13 +204,6 @@ def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> No
         print_json({**{name: [asdict(row) for row in rows] for name, rows in report.items()},
                     **{name: [asdict(row) for row in rows] for name, rows in scripts.items()}})
         return
-    for name, script_rows in scripts.items():
-        table = Table("script", "version", "sha", "state", "loaded at", "by", title=name)
-        for line in script_rows:
-            style = {"loaded": "green", "pending": "yellow"}.get(line.state, "red")
-            table.add_row(line.name, line.version, line.sha[:12], f"[{style}]{line.state}[/]",
-                          line.loaded_at or "-", line.loaded_by or "-")
-        out.print(table)
     for name, rows in report.items():
         table = Table("version", "name", "state", "applied at", "ms", "by", title=name)
         for row in rows:
@@ -219,6 +212,13 @@ def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> No
                           row.applied_at.isoformat(timespec="seconds") if row.applied_at else "-",
                           str(row.duration_ms) if row.duration_ms is not None else "-",
                           row.applied_by or "-")
+        out.print(table)
+    for name, script_rows in scripts.items():  # after the numbered stores, as `up` runs them
+        table = Table("script", "version", "sha", "state", "loaded at", "by", title=name)
+        for line in script_rows:
+            style = {"loaded": "green", "pending": "yellow"}.get(line.state, "red")
+            table.add_row(line.name, line.version, line.sha[:12], f"[{style}]{line.state}[/]",
+                          line.loaded_at or "-", line.loaded_by or "-")
         out.print(table)
 
 
