@@ -36,7 +36,8 @@ err = Console(stderr=True)
 
 StoreOption = Annotated[
     list[str] | None,
-    typer.Option("--store", "-s", help="postgresql | clickhouse | redis (repeatable; default: every store)"),
+    typer.Option("--store", "-s",
+                 help="postgresql | clickhouse | redis (repeatable; default: every store)"),
 ]
 ClusterOption = Annotated[
     str | None,
@@ -44,7 +45,8 @@ ClusterOption = Annotated[
                                    "for this cluster (or PLATFORMDB_CLICKHOUSE_CLUSTER)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print what would run; change nothing.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run",
+                                            help="Print what would run; change nothing.")]
 
 
 _CLUSTER: list[str] = []
@@ -165,7 +167,8 @@ def migrate_up(
 
 @migrate_app.command("down")
 def migrate_down(
-    store: Annotated[str, typer.Option("--store", "-s", help="The store to roll back.")] = "postgresql",
+    store: Annotated[str, typer.Option("--store", "-s",
+                                       help="The store to roll back.")] = "postgresql",
     dry_run: DryRunOption = False,
 ) -> None:
     """Revert the last applied migration through its .down.sql."""
@@ -313,9 +316,11 @@ def exporter(
 @app.command()
 def backup(
     store: Annotated[str, typer.Argument(help="postgresql | clickhouse | redis | all")] = "all",
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the backups.")] = Path("backups"),
+    out_dir: Annotated[Path, typer.Option("--out",
+                                          help="Folder for the backups.")] = Path("backups"),
     fmt: Annotated[str, typer.Option("--format", help="PostgreSQL: custom | directory")] = "custom",
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel pg_dump jobs (directory format).")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j",
+                                      help="Parallel pg_dump jobs (directory format).")] = 1,
 ) -> None:
     """Back up one store or all of them into folders with manifests."""
     from platformdb import backup as backups
@@ -332,13 +337,15 @@ def restore(
     store: Annotated[str, typer.Argument(help="postgresql | clickhouse | redis | all")],
     path: Annotated[Path, typer.Argument(help="A backup folder, or a folder of backups.")],
     force: Annotated[bool, typer.Option("--force", help="Write over a non-empty target.")] = False,
-    verify: Annotated[bool, typer.Option("--verify", help="Compare counts and checksums after.")] = False,
+    verify: Annotated[bool, typer.Option("--verify",
+                                         help="Compare counts and checksums after.")] = False,
 ) -> None:
     """Restore from a backup; manifests and checksums are checked first."""
     from platformdb import backup as backups
 
     for result in backups.restore(settings(), store, path, force=force, verify=verify):
-        table = Table("table", "rows", "matches manifest", title=f"{result.store} -> {result.target}")
+        table = Table("table", "rows", "matches manifest",
+                      title=f"{result.store} -> {result.target}")
         bad = {m.split(":", 1)[0] for m in result.mismatches}
         for name, state in sorted(result.tables.items()):
             table.add_row(name, str(state.rows), "[red]no[/]" if name in bad else "[green]yes[/]")
@@ -360,7 +367,8 @@ def parse_day(value: str, option: str) -> date:
 
 @etl_app.command("sync-daily")
 def etl_sync_daily(
-    day: Annotated[str | None, typer.Option("--date", help="One day (default: yesterday, UTC).")] = None,
+    day: Annotated[str | None, typer.Option("--date",
+                                            help="One day (default: yesterday, UTC).")] = None,
     start: Annotated[str | None, typer.Option("--from", help="First day of a range.")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Last day of a range.")] = None,
 ) -> None:
@@ -423,7 +431,8 @@ def seed_demo(
 
 @seed_app.command("load")
 def seed_load(
-    scale: Annotated[float, typer.Option("--scale", help="1 = 1,000 orgs, 10M PG / 50M CH rows.")] = 1.0,
+    scale: Annotated[float, typer.Option("--scale",
+                                         help="1 = 1,000 orgs, 10M PG / 50M CH rows.")] = 1.0,
     skip_clickhouse: Annotated[bool, typer.Option("--no-clickhouse",
                                                   help="PostgreSQL only.")] = False,
 ) -> None:
@@ -520,7 +529,8 @@ def retention_apply(
 
 @app.command()
 def docs(
-    check: Annotated[bool, typer.Option("--check", help="Fail if docs/SCHEMA.md is stale.")] = False,
+    check: Annotated[bool, typer.Option("--check",
+                                        help="Fail if docs/SCHEMA.md is stale.")] = False,
     root_dir: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Regenerate docs/SCHEMA.md from a scratch database built by the migrations."""
@@ -546,8 +556,8 @@ def docs(
 @app.command()
 def lint(
     paths: Annotated[list[Path] | None, typer.Argument(help="Only report inside these.")] = None,
-    check: Annotated[list[str] | None, typer.Option("--check", "-c",
-                                                    help="Run only this check (repeatable).")] = None,
+    check: Annotated[list[str] | None, typer.Option(
+        "--check", "-c", help="Run only this check (repeatable).")] = None,
     root_dir: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
     as_json: JsonOption = False,
     fmt: Annotated[str, typer.Option("--format", help="text | json (json is for tools).")] = "text",

@@ -632,7 +632,8 @@ def write_schema_md(text: str, path: Path, check: bool = False) -> bool:
 
 # ------------------------------------------------- postgresql/schemas/*.sql
 
-_DUMP_NOISE = re.compile(r"^(--|SET |SELECT pg_catalog\.set_config|\\(un)?restrict |ALTER TABLE ONLY .* SET \(pg_attver=)")
+_DUMP_NOISE = re.compile(r"^(--|SET |SELECT pg_catalog\.set_config|\\(un)?restrict "
+                         r"|ALTER TABLE ONLY .* SET \(pg_attver=)")
 
 
 def table_ddl(url: str) -> dict[str, str]:

@@ -278,7 +278,8 @@ class EmbeddedPostgres:
         env = {**os.environ, "PGPASSWORD": primary.password}
         result = _run(
             [str(postgres_bin_dir() / "pg_basebackup"), "-D", str(self.data), "-R",
-             "-X", "stream", "-c", "fast", "-h", "127.0.0.1", "-p", str(primary.port), "-U", PG_USER],
+             "-X", "stream", "-c", "fast", "-h", "127.0.0.1", "-p", str(primary.port),
+             "-U", PG_USER],
             ids, self.root, env,
         )
         if result.returncode != 0:
@@ -447,7 +448,8 @@ def resolve(settings: Settings, postgres: bool = False, redis: bool = False) -> 
         postgres_url=settings.postgres_url or (
             EmbeddedPostgres(settings.home).url() if need_pg else None),
         clickhouse_url=settings.clickhouse_url,
-        redis_url=settings.redis_url or (EmbeddedRedis(settings.home).url() if need_redis else None),
+        redis_url=settings.redis_url or (
+            EmbeddedRedis(settings.home).url() if need_redis else None),
     )
 
 

@@ -74,7 +74,8 @@ def check_postgres(settings: Settings) -> StoreHealth:
         driver.close()
     pending = [f"{r.version:03d}_{r.name}" for r in rows if r.state == "pending"]
     healthy = not problems and not pending
-    detail = "ok" if healthy else (problems[0] if problems else f"{len(pending)} pending migration(s)")
+    detail = "ok" if healthy else (
+        problems[0] if problems else f"{len(pending)} pending migration(s)")
     return StoreHealth("postgresql", healthy, round(latency, 2), target, detail, pending, problems)
 
 

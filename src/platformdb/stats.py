@@ -120,7 +120,8 @@ def redis_metrics(url: str) -> list[Metric]:
     calls = sum(float(v.get("calls", 0)) for v in commands.values())
     usec = sum(float(v.get("usec", 0)) for v in commands.values())
     return [
-        Metric("redis", "memory_used_bytes", float(info["used_memory"]), "memory in use", {}, "bytes"),
+        Metric("redis", "memory_used_bytes", float(info["used_memory"]), "memory in use", {},
+               "bytes"),
         Metric("redis", "hit_ratio", hits / (hits + misses) if hits + misses else 1.0,
                "keyspace hits / (hits + misses)"),
         Metric("redis", "keyspace_hits", hits, "successful key lookups"),

@@ -126,7 +126,7 @@ def restore(settings: Settings, folder: Path, *, force: bool = False,
             for name in loaded:
                 client.command(f"RENAME TABLE {quote_identifier(scratch)}.{quote_identifier(name)}"
                                f" TO {quote_identifier(target)}.{quote_identifier(name)}")
-            for name, engine, query in statements:
+            for _name, engine, query in statements:
                 if engine == "MaterializedView":  # after the data: rollups are not recounted
                     client.command(_in_database(query, source, target))
             _recreate_dictionaries(client, manifest, target, settings)

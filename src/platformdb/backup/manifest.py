@@ -46,7 +46,8 @@ class Manifest:
 
     def write(self, folder: Path) -> Path:
         self.files = {
-            str(path.relative_to(folder)): {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+            str(path.relative_to(folder)): {"sha256": file_sha256(path),
+                                            "bytes": path.stat().st_size}
             for path in sorted(folder.rglob("*")) if path.is_file() and path.name != MANIFEST
         }
         target = folder / MANIFEST
@@ -94,7 +95,8 @@ def read_manifest(folder: Path, store: str) -> Manifest:
     for name, expected in manifest.files.items():
         file = folder / name
         if not file.is_file():
-            raise ValidationError(f"backup file {name} is missing from {folder}; refusing to restore")
+            raise ValidationError(f"backup file {name} is missing from {folder}; "
+                                  "refusing to restore")
         if file.stat().st_size != expected["bytes"] or file_sha256(file) != expected["sha256"]:
             raise ValidationError(
                 f"backup file {name} does not match its manifest checksum (corrupted or "

@@ -58,7 +58,8 @@ def client(url: str) -> redis.Redis:
     return conn
 
 
-def _read_value(conn: redis.Redis, key: bytes, kind: str) -> Any:
+def _read_value(conn: Any, key: bytes, kind: str) -> Any:
+    # conn: a redis.Redis without decode_responses, so every reply is bytes
     if kind == "string":
         return _b64(conn.get(key) or b"")
     if kind == "hash":
@@ -113,7 +114,8 @@ def summarise(entries: list[dict[str, Any]] | Iterator[dict[str, Any]]) -> dict[
     for entry in entries:
         counts[entry["type"]] = counts.get(entry["type"], 0) + 1
         sums[entry["type"]] = sums.get(entry["type"], 0) + entry_digest(entry)
-    return {kind: TableState(rows=counts[kind], checksum=str(sums[kind])) for kind in sorted(counts)}
+    return {kind: TableState(rows=counts[kind], checksum=str(sums[kind]))
+            for kind in sorted(counts)}
 
 
 def backup(url: str, out_dir: Path, *, match: str = "*") -> Path:

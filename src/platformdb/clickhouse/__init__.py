@@ -140,7 +140,7 @@ class ChdbClient:
                 insert.finish()
         except Exception as exc:
             raise ClickHouseError(_first_line(exc)) from exc
-        return data.num_rows
+        return int(data.num_rows)
 
     def query_bytes(self, sql: str, fmt: str) -> bytes:
         """The result of ``sql`` in a ClickHouse format (``Native``, ``Parquet``...)."""
@@ -210,7 +210,7 @@ class ServerClient:
             self._client.insert_arrow(table, data)
         except Exception as exc:
             raise ClickHouseError(_first_line(exc)) from exc
-        return data.num_rows
+        return int(data.num_rows)
 
     def query_bytes(self, sql: str, fmt: str) -> bytes:
         try:
@@ -339,7 +339,8 @@ def render_cluster(sql: str, cluster: str = "{cluster}", database: str = DEFAULT
 
 def _replicated(match: re.Match[str]) -> str:
     args = (match["args"] or "").strip()
-    return f"ENGINE = Replicated{match['kind']}MergeTree({REPLICA_PATH}{', ' + args if args else ''})"
+    return (f"ENGINE = Replicated{match['kind']}MergeTree("
+            f"{REPLICA_PATH}{', ' + args if args else ''})")
 
 
 # ---------------------------------------------------------------- values

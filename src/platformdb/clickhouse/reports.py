@@ -6,7 +6,7 @@ SummingMergeTree has merged the parts yet. Every query takes the tenant as a
 mandatory parameter and filters on it first (it leads the sorting key): one
 org's report never includes another org's rows.
 
-KPIs: CTR = clicks / impressions, CPC = spend / clicks, CPM = spend × 1000 /
+KPIs: CTR = clicks / impressions, CPC = spend / clicks, CPM = spend x 1000 /
 impressions, ROAS = revenue / spend; ``None`` when the denominator is 0.
 """
 

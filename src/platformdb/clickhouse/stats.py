@@ -30,7 +30,8 @@ QUERIES: dict[str, tuple[str, str]] = {
         " WHERE active AND database = currentDatabase()",
         "bytes on disk of the platform database"),
     "rows": (
-        "SELECT toFloat64(sum(rows)) FROM system.parts WHERE active AND database = currentDatabase()",
+        "SELECT toFloat64(sum(rows)) FROM system.parts"
+        " WHERE active AND database = currentDatabase()",
         "rows stored in the platform database"),
     "memory_bytes": (
         "SELECT toFloat64(sum(value)) FROM system.metrics WHERE metric = 'MemoryTracking'",

@@ -220,7 +220,8 @@ def _to_arrow(columns: Sequence[Column], rows: Sequence[Mapping[str, Any] | Sequ
             items = [(c, row.get(c.name)) for c in columns]
         else:
             if len(row) != len(columns):
-                raise ValidationError(f"row {index}: expected {len(columns)} values, got {len(row)}")
+                raise ValidationError(f"row {index}: expected {len(columns)} values, "
+                                      f"got {len(row)}")
             items = list(zip(columns, row, strict=True))
         for column, value in items:
             values[column.name].append(_value(column, value, index))
@@ -250,7 +251,8 @@ def _value(column: Column, value: Any, row: int) -> Any:
         try:
             return str(ipaddress.ip_address(value))
         except ValueError as exc:
-            raise ValidationError(f"row {row}: {column.name} {value!r} is not an IP address") from exc
+            raise ValidationError(
+                f"row {row}: {column.name} {value!r} is not an IP address") from exc
     return "" if value is None else str(value)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "StatusRow",
     "Step",
     "apply_pending",
+    "discover",
     "migrations_dir",
     "new_migration",
     "open_migrator",

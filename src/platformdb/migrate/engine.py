@@ -165,7 +165,8 @@ class Migrator:
             applied = self.driver.applied()
             self.pending(applied)  # refuses drift before anything is reverted
             if not applied:
-                raise MigrationError(f"no {self.driver.store} migration is applied; nothing to roll back")
+                raise MigrationError(f"no {self.driver.store} migration is applied; "
+                                     "nothing to roll back")
             migration = self.by_version[max(row.version for row in applied)]
             down_sql = migration.down_sql()
             if down_sql is None:

@@ -66,7 +66,8 @@ def seed_test(settings: Settings) -> SeedReport:
 def row_counts(conn: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
     for table in (*TENANT_TABLES, "permissions", "role_permissions"):
-        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
         counts[table] = int(row[0]) if row else 0
     return counts
 

@@ -28,7 +28,8 @@ from platformdb.config import Settings
 from platformdb.postgres import connect
 
 NAMESPACE = uuid.UUID("5eed0000-0000-4000-8000-00000000de30")
-PASSWORD_HASH = "$2b$10$platformdbdemoseedsalev/B8RMUPm7IvEbP08PBcHII9g8eTWUC"  # "Demo#2026"
+# the hash of "Demo#2026"
+PASSWORD_HASH = "$2b$10$platformdbdemoseedsalev/B8RMUPm7IvEbP08PBcHII9g8eTWUC"  # noqa: S105 - bcrypt hash of a documented demo password
 DAYS = 90
 ROLES = ("owner", "admin", "campaign_manager", "analyst", "viewer")
 STATUSES = ("draft", "pending_approval", "active", "paused", "completed", "archived")
@@ -52,7 +53,7 @@ def demo_org_ids() -> list[uuid.UUID]:
 
 def plan(seed: int, today: dt.date) -> dict[str, list[tuple[Any, ...]]]:
     """Every PostgreSQL row of the demo, and the raw metrics, from ``seed`` and ``today``."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - deterministic demo data, not security
     start = today - dt.timedelta(days=DAYS)
     base = dt.datetime.combine(start, dt.time(9), dt.UTC)
     rows: dict[str, list[tuple[Any, ...]]] = {k: [] for k in (
@@ -160,7 +161,8 @@ def _write_postgres(url: str, rows: dict[str, list[tuple[Any, ...]]],
                         [(*r[:7], r[6], r[7], r[7]) for r in rows["notifications"]])
         for org, user, *_ in rows["users"][::5]:  # an owner's sign-ins, for the audit trail
             conn.execute("INSERT INTO audit_logs (org_id, user_id, action, resource_type,"
-                         " resource_id) VALUES (%s, %s, 'LOGIN', 'users', %s)", (org, user, str(user)))
+                         " resource_id) VALUES (%s, %s, 'LOGIN', 'users', %s)",
+                         (org, user, str(user)))
 
 
 def _write_clickhouse(settings: Settings, url: str, raw: list[tuple[Any, ...]],

@@ -3,8 +3,9 @@
 At scale 1: 1 000 organizations, 50 000 users (50 per org), 100 000 campaigns
 (100 per org), 10 000 000 daily ``campaign_metrics`` rows in PostgreSQL
 (100 days per campaign) and 50 000 000 raw metric rows in ClickHouse (500
-imports per campaign over the last 88 days, inside the raw table's 90-day TTL); other scales scale the number of
-organizations, so every org looks the same and memory stays flat: data is
+imports per campaign over the last 88 days, inside the raw table's 90-day TTL);
+other scales scale the number of organizations, so every org looks the same
+and memory stays flat: data is
 generated and sent one organization chunk at a time.
 
 - PostgreSQL: binary ``COPY`` per table, all in **one transaction**: a failed
@@ -45,7 +46,8 @@ CAMPAIGNS_PER_ORG = 100
 DAYS = 100
 RAW_DAYS = 88  # inside campaign_metrics_raw's 90-day TTL, with a margin
 RAW_PER_CAMPAIGN = 500
-PASSWORD_HASH = "$2b$04$platformdbloadseedsalew25PkJ8KI91TZQlidRmFT3JfBgGkUKu"  # "Load#2026"
+# the hash of "Load#2026"
+PASSWORD_HASH = "$2b$04$platformdbloadseedsalew25PkJ8KI91TZQlidRmFT3JfBgGkUKu"  # noqa: S105 - bcrypt hash of a documented demo password
 DSPS = ("dv360", "the_trade_desk", "amazon_dsp", "xandr")
 ORG_BASE = 0x10AD0000_0000_4000_8000_000000000000
 USER_BASE = 0x10AD0001_0000_4000_8000_000000000000
@@ -141,7 +143,8 @@ def _copy(conn: Any, table: str, columns: str, types: list[str],
 
 def _postgres(conn: Any, shape: LoadPlan, last_day: dt.date, tick: Progress) -> None:
     first_day = last_day - dt.timedelta(days=DAYS - 1)
-    superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    superuser = conn.execute(
+        "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
     if superuser and superuser[0]:
         # As pg_restore --disable-triggers does: no per-row foreign-key checks and no audit
         # rows for generated data whose references are correct by construction. For this
@@ -154,8 +157,9 @@ def _postgres(conn: Any, shape: LoadPlan, last_day: dt.date, tick: Progress) -> 
           tick, "organizations")
     _copy(conn, "users", "org_id, id, email, password_hash, name, created_at",
           ["uuid", "uuid", "varchar", "varchar", "varchar", "timestamptz"],
-          ((org_id(u // USERS_PER_ORG), uuid.UUID(int=USER_BASE + u), f"user{u}@load-{u // USERS_PER_ORG}.test",
-            PASSWORD_HASH, f"Load User {u}", created) for u in range(shape.users)),
+          ((org_id(u // USERS_PER_ORG), uuid.UUID(int=USER_BASE + u),
+            f"user{u}@load-{u // USERS_PER_ORG}.test", PASSWORD_HASH, f"Load User {u}", created)
+           for u in range(shape.users)),
           tick, "users")
     _copy(conn, "user_roles", "org_id, user_id, role",
           ["uuid", "uuid", "varchar"],
