@@ -596,7 +596,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:
+    except Exception as exc:  # one line, not a traceback, for the unexpected too
         if debug:
             raise
         err.print(f"[red]error:[/] {type(exc).__name__}: {exc} (rerun with --debug for details)",

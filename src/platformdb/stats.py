@@ -162,6 +162,6 @@ def collect(settings: Settings, stores: list[str] | None = None) -> tuple[list[M
             metrics.extend(source())
         except (PlatformDBError, OSError, ImportError) as exc:
             errors.append(f"{store}: {exc}")
-        except Exception as exc:
+        except Exception as exc:  # a store's driver error is reported, not fatal
             errors.append(f"{store}: {type(exc).__name__}: {exc}")
     return metrics, errors

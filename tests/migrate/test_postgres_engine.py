@@ -200,7 +200,7 @@ def test_concurrent_runners_apply_each_migration_once(pg_url: str, tmp_path: Pat
         drv = PostgresDriver(pg_url)
         try:
             applied.extend(s.label for s in Migrator(drv, discover(folder)).up())
-        except BaseException as exc:
+        except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
             drv.close()

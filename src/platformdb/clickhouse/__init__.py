@@ -98,7 +98,7 @@ class ChdbClient:
         path.mkdir(parents=True, exist_ok=True)
         try:
             self._session = chdb.session.Session(str(path))
-        except Exception as exc:
+        except Exception as exc:  # chDB raises plain exceptions
             raise StoreUnavailable(
                 f"cannot open chDB at {path}: {_first_line(exc)}; a chDB path can be open in one "
                 "process at a time (use a ClickHouse server for concurrent access)") from exc
@@ -108,7 +108,7 @@ class ChdbClient:
     def _run(self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None) -> Any:
         try:
             return self._session.query(sql, fmt, params=_escaped(_wire_params(params)))
-        except Exception as exc:
+        except Exception as exc:  # chDB raises RuntimeError with the server text
             raise ClickHouseError(_first_line(exc)) from exc
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
@@ -187,7 +187,7 @@ class ServerClient:
                 username=unquote(parts.username or "default"),
                 password=unquote(parts.password or ""), database=self.database,
                 secure=parts.scheme == "https", connect_timeout=10)
-        except Exception as exc:
+        except Exception as exc:  # connect errors come in several types
             raise StoreUnavailable(
                 f"cannot connect to ClickHouse at {self.target}: {_first_line(exc)}; "
                 "check PLATFORMDB_CLICKHOUSE_URL") from exc

@@ -224,7 +224,7 @@ def pg_tool(name: str, url: str | None = None) -> str:
 
     try:
         candidate = postgres_bin_dir() / name
-    except Exception:
+    except Exception:  # fall back to PATH when the wheel is absent
         return name
     return str(candidate) if candidate.is_file() else name
 
