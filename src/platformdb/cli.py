@@ -152,17 +152,8 @@ def migrate_up(
     """Apply every pending migration."""
     if cluster:
         _CLUSTER.append(cluster)
-    from platformdb.migrate import redis as redis_scripts
-
-    steps: list[migrate.Step] = []
-    for name in stores_or_all(store):
-        if name in migrate.SCRIPT_STORES:  # no numbers: --to does not apply
-            with redis_scripts.open_client(settings()) as client:
-                steps.extend(redis_scripts.up(client, dry_run=dry_run))
-            continue
-        with migrate.open_migrator(name, settings()) as migrator:
-            steps.extend(migrator.up(target=to, dry_run=dry_run))
-    show_steps(steps, dry_run)
+    show_steps(migrate.apply_pending(settings(), stores_or_all(store), target=to,
+                                     dry_run=dry_run), dry_run)
 
 
 @migrate_app.command("down")

@@ -93,8 +93,10 @@ def check_redis(settings: Settings) -> StoreHealth:
     try:
         latency = _timed(lambda: _ping(client))
         scripts = redis_scripts.status(client)
-    except (redis.RedisError, PlatformDBError) as exc:
+    except redis.RedisError as exc:
         return StoreHealth("redis", False, None, target, f"PING failed: {exc}")
+    except PlatformDBError as exc:  # the script ledger could not be read
+        return StoreHealth("redis", False, None, target, str(exc))
     finally:
         client.close()
     # A script that is only missing reloads itself on first use (NOSCRIPT);

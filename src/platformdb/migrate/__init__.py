@@ -93,8 +93,9 @@ def open_migrator(store: str, settings: Settings,
 
 
 def apply_pending(settings: Settings, stores: list[str] | None = None,
-                  dry_run: bool = False) -> list[Step]:
-    """Apply every pending migration of each store (all stores by default)."""
+                  target: int | None = None, dry_run: bool = False) -> list[Step]:
+    """Apply every pending migration of each store (all stores by default), up to
+    ``target`` where given (scripts have no numbers: ``target`` does not apply)."""
     from platformdb.migrate import redis as redis_scripts
 
     steps: list[Step] = []
@@ -104,7 +105,7 @@ def apply_pending(settings: Settings, stores: list[str] | None = None,
                 steps.extend(redis_scripts.up(client, dry_run=dry_run))
             continue
         with open_migrator(store, settings) as migrator:
-            steps.extend(migrator.up(dry_run=dry_run))
+            steps.extend(migrator.up(target=target, dry_run=dry_run))
     return steps
 
 

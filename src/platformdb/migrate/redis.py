@@ -34,7 +34,7 @@ from platformdb.config import Settings
 from platformdb.errors import StoreUnavailable
 from platformdb.migrate.engine import Step, who
 from platformdb.redis import client as redis_client
-from platformdb.redis import scripts
+from platformdb.redis import codec, scripts
 from platformdb.redis.scripts import Script, SyncClient
 
 STORE = "redis"
@@ -68,7 +68,7 @@ def open_client(settings: Settings) -> Iterator[SyncClient]:
 
 def ledger(client: SyncClient) -> dict[str, dict[str, str]]:
     raw = client.hgetall(LEDGER)
-    return {_text(name): json.loads(_text(value)) for name, value in raw.items()}
+    return {codec.text(name): json.loads(codec.text(value)) for name, value in raw.items()}
 
 
 def status(client: SyncClient) -> list[ScriptStatus]:
@@ -99,7 +99,6 @@ def status(client: SyncClient) -> list[ScriptStatus]:
 def up(client: SyncClient, dry_run: bool = False) -> list[Step]:
     """Load every script whose state is not ``loaded``; record it in the ledger."""
     steps: list[Step] = []
-    registry = scripts.registry()
     for row in status(client):
         if row.state == "loaded":
             continue
@@ -108,7 +107,7 @@ def up(client: SyncClient, dry_run: bool = False) -> list[Step]:
             steps.append(Step(STORE, "up", label, None))
             continue
         started = time.perf_counter()
-        _load(client, registry[row.name])
+        _load(client, scripts.registry()[row.name])
         steps.append(Step(STORE, "up", label, round((time.perf_counter() - started) * 1000)))
     return steps
 
@@ -138,7 +137,3 @@ def _flags(answer: object, count: int) -> list[bool]:
         return [all(bool(flags[i]) for flags in per_node) for i in range(count)]
     assert isinstance(answer, list)
     return [bool(flag) for flag in answer]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
