@@ -53,7 +53,7 @@ def test_wrong_password_is_exit_2_and_masks_the_password(stack_home: Path) -> No
     assert "nope" not in result.stderr
 
 
-def test_debug_shows_the_traceback() -> None:
+def test_debug_shows_the_traceback_of_a_failed_command() -> None:
     result = cli("--debug", "migrate", "up",
                  env={"PLATFORMDB_POSTGRES_URL": "postgresql://x@127.0.0.1:1/db"})
     assert result.returncode != 0
@@ -148,3 +148,94 @@ def test_lint_format_json_reports_findings_for_tools(case: str, code: int) -> No
 def test_lint_refuses_an_unknown_format() -> None:
     result = cli("lint", "--format", "xml")
     assert result.returncode == 2 and "--format must be text or json" in result.stderr
+
+
+# ------------------------------------------------------------------ habits
+
+
+def all_commands() -> list[list[str]]:
+    """Every command path of the CLI (``[]`` is the root)."""
+    import typer.main
+
+    from platformdb.cli import app
+
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = []
+
+    def walk(command: object, path: list[str]) -> None:
+        paths.append(path)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(root, [])
+    return paths
+
+
+def test_version_prints_the_version_and_exits_0() -> None:
+    from platformdb import __version__
+
+    for flag in ("--version", "-V"):
+        result = cli(flag)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"platformdb {__version__}"
+
+
+def test_help_of_every_command_shows_no_type_placeholders() -> None:
+    from typer.testing import CliRunner
+
+    from platformdb.cli import app
+
+    runner = CliRunner()
+    for path in all_commands():
+        result = runner.invoke(app, [*path, "--help"], terminal_width=200)
+        assert result.exit_code == 0, (path, result.output)
+        for placeholder in ("<bool>", "<int>", "<str>", "<float>", "<list", "<path>"):
+            assert placeholder not in result.output, (path, result.output)
+
+
+def test_shell_completion_completes_commands() -> None:
+    env = {"_PLATFORMDB_COMPLETE": "complete_bash", "COMP_WORDS": "platformdb mig",
+           "COMP_CWORD": "1"}
+    script = Path(sys.executable).with_name("platformdb")  # completion keys on the program name
+    result = subprocess.run([str(script)], env={**os.environ, **env}, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "migrate" in result.stdout.split()
+
+
+@pytest.mark.parametrize("args", [
+    ["health", "--store", "mongo"],
+    ["stats", "--store", "mongo"],
+    ["migrate", "status", "--store", "mongo"],
+    ["migrate", "up", "--store", "mongo"],
+    ["backup", "mongo"],
+    ["restore", "mongo", "backups"],
+])
+def test_an_unknown_store_is_a_usage_error_everywhere(args: list[str]) -> None:
+    assert_one_line_error(cli(*args), 2, "unknown store 'mongo'")
+
+
+def test_a_refused_connection_keeps_its_cause_on_one_line() -> None:
+    result = cli("migrate", "status", env={"PLATFORMDB_POSTGRES_URL":
+                                           "postgresql://x:pw@127.0.0.1:1/db"})
+    assert_one_line_error(result, 2, "Connection refused")
+
+
+def test_debug_adds_a_traceback_and_keeps_the_exit_code() -> None:
+    env = {"PLATFORMDB_POSTGRES_URL": "postgresql://x:hunter22@127.0.0.1:1/db"}
+    plain = cli("migrate", "up", env=env)
+    debug = cli("--debug", "migrate", "up", env=env)
+    assert plain.returncode == debug.returncode == 2
+    assert "Traceback" in debug.stderr and "Traceback" not in plain.stderr
+    assert debug.stderr.strip().splitlines()[-1] == plain.stderr.strip()
+
+
+def test_piped_output_is_never_cut(tmp_path: Path) -> None:
+    long_host = "a-rather-long-host-name-that-does-not-exist." + "x" * 60 + ".invalid"
+    env = {"PLATFORMDB_REDIS_URL": f"redis://:pw@{long_host}:6390/0",
+           "PLATFORMDB_HOME": str(tmp_path)}
+    result = cli("health", "--store", "redis", env=env)
+    assert result.returncode == 1
+    assert long_host in result.stdout
+    assert "…" not in result.stdout
+    assert ":pw@" not in result.stdout + result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from dataclasses import asdict, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,23 +17,44 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperArgument, TyperOption
 
 from platformdb import __version__, embedded, migrate
 from platformdb.config import Settings, load_settings, mask_password
-from platformdb.errors import CheckFailed, PlatformDBError
+from platformdb.errors import CheckFailed, PlatformDBError, one_line
+from platformdb.redaction import redact_text
 
 app = typer.Typer(
-    help="Migrate, seed, back up, check and run the platform's PostgreSQL, ClickHouse and Redis.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 migrate_app = typer.Typer(help="Apply and inspect schema migrations.", no_args_is_help=True)
 app.add_typer(migrate_app, name="migrate")
 
-out = Console()
-err = Console(stderr=True)
+
+def _metavar(self: TyperOption, ctx: Any) -> str | None:
+    """Help shows conventional metavars (``--to N``), never Typer's ``<bool>``/``<list[str]>``."""
+    if self.is_flag or self.count:
+        return None
+    return self.metavar or self.name.upper() if self.name else None
+
+
+def _no_type(self: TyperArgument, ctx: Any) -> str | None:
+    return None  # an argument's name already says what it takes
+
+
+TyperOption.display_type_rich = _metavar  # type: ignore[method-assign]
+TyperArgument.display_type_rich = _no_type  # type: ignore[method-assign]
+
+# Piped output is for logs and tools: never wrap or cut a table or a line.
+_PIPED_WIDTH = 1_000_000
+out = Console(width=None if sys.stdout.isatty() else _PIPED_WIDTH, highlight=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPED_WIDTH,
+              highlight=False)
 
 StoreOption = Annotated[
     list[str] | None,
@@ -60,26 +82,60 @@ def settings() -> Settings:
 
 
 def print_json(value: Any) -> None:
+    """``value`` as JSON on stdout, secrets masked (plain text: tools read it)."""
     def default(obj: Any) -> Any:
-        if isinstance(obj, datetime):
+        if isinstance(obj, datetime | date):
             return obj.isoformat()
         if isinstance(obj, Path):
             return str(obj)
         raise TypeError(type(obj).__name__)
 
-    out.print_json(json.dumps(value, default=default))
+    print(redact_text(json.dumps(value, default=default, indent=2)))
+
+
+def show(renderable: Any, *, markup: bool = True) -> None:
+    """A table or a line on stdout, secrets masked, never cut when piped."""
+    with out.capture() as captured:
+        out.print(renderable, soft_wrap=True, markup=markup)
+    sys.stdout.write(redact_text(captured.get()))
+    sys.stdout.flush()
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(redact_text(message))}", soft_wrap=True)
+
+
+def number(value: float) -> str:
+    """A metric value in full: integers exactly, fractions without exponent."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"platformdb {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", "-V", help="Print the version and exit.", is_eager=True,
+        callback=_print_version)] = False,
 ) -> None:
+    """Migrate, seed, back up, check and run the platform's PostgreSQL, ClickHouse and Redis.
+
+    [bold]Examples[/]
+
+      platformdb up                      start the embedded stack
+      platformdb migrate up              apply every pending migration
+      platformdb health --json           check every store, for tools
+      eval "$(platformdb env)"           point psql at the stack
+    """
     if debug:
         os.environ["PLATFORMDB_DEBUG"] = "1"
-    if version:
-        out.print(__version__)
-        raise typer.Exit()
 
 
 # ------------------------------------------------------------ embedded stack
@@ -96,7 +152,7 @@ def up() -> None:
 def down() -> None:
     """Stop what `up` started, and nothing else."""
     stopped = embedded.down(settings().home)
-    out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    show(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 @app.command()
@@ -121,7 +177,7 @@ def show_states(states: list[embedded.ServiceState]) -> None:
     for state in states:
         table.add_row(state.name, state.detail, str(state.pid or "-"), str(state.port or "-"),
                       mask_password(state.url) if state.url else "-")
-    out.print(table)
+    show(table)
 
 
 # ---------------------------------------------------------------- migrations
@@ -133,13 +189,13 @@ def stores_or_all(stores: list[str] | None) -> list[str]:
 
 def show_steps(steps: list[migrate.Step], dry_run: bool) -> None:
     if not steps:
-        out.print("nothing to do: every migration is applied")
+        show("nothing to do: every migration is applied")
         return
     for step in steps:
         verb = "would apply" if dry_run and step.direction == "up" else (
             "would revert" if dry_run else ("applied" if step.direction == "up" else "reverted"))
         timing = f" ({step.duration_ms} ms)" if step.duration_ms is not None else ""
-        out.print(f"{step.store}: {verb} {step.label}{timing}")
+        show(f"{step.store}: {verb} {step.label}{timing}")
 
 
 @migrate_app.command("up")
@@ -206,14 +262,14 @@ def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> No
                           row.applied_at.isoformat(timespec="seconds") if row.applied_at else "-",
                           str(row.duration_ms) if row.duration_ms is not None else "-",
                           row.applied_by or "-")
-        out.print(table)
+        show(table)
     for name, script_rows in scripts.items():  # after the numbered stores, as `up` runs them
         table = Table("script", "version", "sha", "state", "loaded at", "by", title=name)
         for line in script_rows:
             style = {"loaded": "green", "pending": "yellow"}.get(line.state, "red")
             table.add_row(line.name, line.version, line.sha[:12], f"[{style}]{line.state}[/]",
                           line.loaded_at or "-", line.loaded_by or "-")
-        out.print(table)
+        show(table)
 
 
 @migrate_app.command("verify")
@@ -231,9 +287,9 @@ def migrate_verify(store: StoreOption = None) -> None:
             problems.extend(f"{name}: {problem}" for problem in migrator.verify())
     if problems:
         for problem in problems[1:]:
-            err.print(f"[red]error:[/] {problem}", highlight=False)
+            err.print(f"[red]error:[/] {escape(redact_text(problem))}", soft_wrap=True)
         raise CheckFailed(problems[0])
-    out.print("ok: every applied migration matches its file")
+    show("ok: every applied migration matches its file")
 
 
 @migrate_app.command("new")
@@ -243,7 +299,7 @@ def migrate_new(
 ) -> None:
     """Create the next numbered migration and its down file."""
     up_path, down_path = migrate.new_migration(store, name)
-    out.print(f"created {up_path}\ncreated {down_path}")
+    show(f"created {up_path}\ncreated {down_path}")
 
 
 # ---------------------------------------------------------------- operations
@@ -264,7 +320,7 @@ def health(as_json: JsonOption = False,
             table.add_row(r.store, "[green]yes[/]" if r.healthy else "[red]no[/]",
                           f"{r.latency_ms:.2f}" if r.latency_ms is not None else "-",
                           r.target, r.detail)
-        out.print(table)
+        show(table)
     bad = [r for r in results if not r.healthy]
     if bad:
         raise CheckFailed(f"{bad[0].store}: {bad[0].detail}")
@@ -283,9 +339,9 @@ def stats(as_json: JsonOption = False, store: StoreOption = None) -> None:
     for m in found:
         labels = ",".join(f"{k}={v}" for k, v in sorted(m.labels.items()))
         table.add_row(m.store, m.name, labels or "-", f"{m.value:,.4g}", m.unit or "-")
-    out.print(table)
+    show(table)
     for line in errors:
-        err.print(f"[yellow]warning:[/] {line}", highlight=False)
+        warn(line)
 
 
 @app.command()
@@ -300,7 +356,7 @@ def exporter(
     if once:
         print(prom.render(settings()), end="")
         return
-    out.print(f"serving metrics on http://{addr}:{port}/metrics")
+    show(f"serving metrics on http://{addr}:{port}/metrics")
     prom.serve(settings(), port, addr)
 
 
@@ -320,7 +376,7 @@ def backup(
         raise typer.BadParameter("--format must be custom or directory")
     for folder in backups.backup(settings(), store, out_dir, directory_format=fmt == "directory",
                                  jobs=jobs):
-        out.print(f"backup written: {folder}")
+        show(f"backup written: {folder}")
 
 
 @app.command()
@@ -340,7 +396,7 @@ def restore(
         bad = {m.split(":", 1)[0] for m in result.mismatches}
         for name, state in sorted(result.tables.items()):
             table.add_row(name, str(state.rows), "[red]no[/]" if name in bad else "[green]yes[/]")
-        out.print(table)
+        show(table)
 
 
 # ---------------------------------------------------------------------- ETL
@@ -381,7 +437,7 @@ def etl_sync_daily(
     assert config.postgres_url is not None
     with clickhouse.connect(config) as client:
         report = sync_daily(client, config.postgres_url, first, last)
-    out.print(f"sync-daily {report.start}..{report.end}: read {report.read} ClickHouse rows, "
+    show(f"sync-daily {report.start}..{report.end}: read {report.read} ClickHouse rows, "
               f"wrote {report.written}, deleted {report.deleted}, skipped "
               f"{report.skipped_unknown_campaigns} (unknown campaigns), {report.orgs} org(s), "
               f"{report.duration_ms} ms")
@@ -397,9 +453,9 @@ def show_seed(report: Any) -> None:
     table = Table("table", "rows", title=f"seed {report.dataset}")
     for name, count in report.counts.items():
         table.add_row(name, f"{count:,}")
-    out.print(table)
+    show(table)
     for note in report.notes:
-        out.print(note)
+        show(note)
 
 
 @seed_app.command("test")
@@ -487,7 +543,7 @@ def partitions_ensure(
     from platformdb import partitions
 
     for table, created in partitions.ensure(postgres_url(), months_ahead=months).items():
-        out.print(f"{table}: {created} new monthly partition(s)")
+        show(f"{table}: {created} new monthly partition(s)")
 
 
 @retention_app.command("apply")
@@ -506,16 +562,16 @@ def retention_apply(
     report = partitions.apply_retention(postgres_url(), policy, dry_run=dry_run)
     verb = "would drop" if dry_run else "dropped"
     for table, names in report.dropped_partitions.items():
-        out.print(f"{table}: {verb} {len(names)} partition(s) before {report.cutoffs[table]}"
+        show(f"{table}: {verb} {len(names)} partition(s) before {report.cutoffs[table]}"
                   + (f": {', '.join(names)}" if names else ""))
     if not dry_run:
-        out.print(f"auth_tokens: deleted {report.deleted_tokens} expired or revoked token(s)")
+        show(f"auth_tokens: deleted {report.deleted_tokens} expired or revoked token(s)")
     from platformdb import clickhouse
     from platformdb.clickhouse.stats import ttl_state
 
     with clickhouse.connect(settings()) as client:
         for table, ttl in ttl_state(client).items():
-            out.print(f"clickhouse {table}: TTL {ttl} (expired rows go in background merges)")
+            show(f"clickhouse {table}: TTL {ttl} (expired rows go in background merges)")
 
 
 @app.command()
@@ -538,9 +594,9 @@ def docs(
     changed = docs_gen.write_schema_md(text, target, check=check)
     renewed = docs_gen.write_table_ddl(tables, repo / "postgresql" / "schemas", check=check)
     if check:
-        out.print(f"{target} and postgresql/schemas/ are up to date")
+        show(f"{target} and postgresql/schemas/ are up to date")
         return
-    out.print(f"{target} {'written' if changed else 'unchanged'}; "
+    show(f"{target} {'written' if changed else 'unchanged'}; "
               f"postgresql/schemas/: {len(renewed)} file(s) written")
 
 
@@ -566,7 +622,7 @@ def lint(
     if as_json or fmt == "json":
         print(linter.format_json(findings))
     else:
-        out.print(linter.format_text(findings), highlight=False, soft_wrap=True, end="")
+        sys.stdout.write(linter.format_text(findings))
     if linter.blocking(findings):
         raise CheckFailed(f"lint: {len(linter.blocking(findings))} problem(s)")
 
@@ -575,24 +631,27 @@ def lint(
 
 
 def main() -> None:
-    """Entry point: run the app, turning known errors into one line and an exit code."""
+    """Entry point: run the app, turning known errors into one line and an exit code.
+
+    ``--debug`` adds the traceback; it never changes the exit code.
+    """
     debug = "--debug" in sys.argv or os.environ.get("PLATFORMDB_DEBUG") == "1"
     try:
         app()
     except PlatformDBError as exc:
-        if debug:
-            raise
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        fail(exc, exc.exit_code, str(exc), debug)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:  # one line, not a traceback, for the unexpected too
-        if debug:
-            raise
-        err.print(f"[red]error:[/] {type(exc).__name__}: {exc} (rerun with --debug for details)",
-                  highlight=False, soft_wrap=True)
-        sys.exit(2)
+        fail(exc, 2, f"{type(exc).__name__}: {exc} (rerun with --debug for details)", debug)
+
+
+def fail(exc: BaseException, code: int, message: str, debug: bool) -> None:
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    err.print(f"[red]error:[/] {escape(redact_text(one_line(message)))}", soft_wrap=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from platformdb.errors import ConfigError
+from platformdb.redaction import redact
 
 ENV_POSTGRES = "PLATFORMDB_POSTGRES_URL"
 ENV_CLICKHOUSE = "PLATFORMDB_CLICKHOUSE_URL"
@@ -79,12 +80,8 @@ def check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
 
 
 def mask_password(url: str) -> str:
-    """The URL with its password replaced, safe to print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """The URL with its secrets masked, safe to print (:func:`platformdb.redaction.redact`)."""
+    return redact(url)
 
 
 def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:

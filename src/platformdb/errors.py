@@ -36,3 +36,15 @@ class CheckFailed(PlatformDBError):
     """A check ran and found a problem (drift, unhealthy store)."""
 
     exit_code = 1
+
+
+def one_line(text: str, limit: int = 1000) -> str:
+    """``text`` on one line: every non-empty line kept, joined with ``; ``.
+
+    Driver errors often put the cause on one line and a hint on the next
+    (psycopg: "... failed: Connection refused" / "Is the server running...");
+    keeping only one of them loses what went wrong.
+    """
+    parts = [" ".join(line.split()) for line in text.splitlines()]
+    joined = "; ".join(part for part in parts if part)
+    return joined if len(joined) <= limit else joined[: limit - 1] + "…"

@@ -9,24 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from platformdb import embedded
 from platformdb.config import Settings, mask_password
 from platformdb.errors import PlatformDBError
+from platformdb.types import StoreHealth, check_stores
 
-
-@dataclass
-class StoreHealth:
-    """The outcome of one store's check."""
-
-    store: str
-    healthy: bool
-    latency_ms: float | None
-    target: str
-    detail: str
-    pending_migrations: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+__all__ = ["StoreHealth", "check", "check_clickhouse", "check_postgres", "check_redis"]
 
 
 def postgres_url(settings: Settings) -> str | None:
@@ -130,4 +119,4 @@ CHECKS: dict[str, Callable[[Settings], StoreHealth]] = {
 
 def check(settings: Settings, stores: list[str] | None = None) -> list[StoreHealth]:
     """Run the checks of ``stores`` (default: all) and return their outcomes."""
-    return [CHECKS[name](settings) for name in (stores or list(CHECKS))]
+    return [CHECKS[name](settings) for name in check_stores(stores)]

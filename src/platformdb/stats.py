@@ -12,21 +12,13 @@ list prints as a table, as JSON, or as Prometheus text (:mod:`platformdb.exporte
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from platformdb.config import Settings
 from platformdb.errors import PlatformDBError
 from platformdb.health import postgres_url, redis_url
+from platformdb.types import Metric, check_stores
 
-
-@dataclass(frozen=True)
-class Metric:
-    store: str
-    name: str
-    value: float
-    help: str
-    labels: dict[str, str] = field(default_factory=dict)
-    unit: str = ""
+__all__ = ["Metric", "clickhouse_metrics", "collect", "postgres_metrics", "redis_metrics"]
 
 
 PG_QUERIES: dict[str, str] = {
@@ -153,7 +145,7 @@ def collect(settings: Settings, stores: list[str] | None = None) -> tuple[list[M
     sources["clickhouse"] = lambda: clickhouse_metrics(settings)
     metrics: list[Metric] = []
     errors: list[str] = []
-    for store in stores or ["postgresql", "clickhouse", "redis"]:
+    for store in check_stores(stores):
         source = sources.get(store)
         if source is None:
             errors.append(f"{store}: not running or not configured")

@@ -13,7 +13,7 @@ from pathlib import Path
 from platformdb import embedded
 from platformdb.backup.manifest import MANIFEST, TableState
 from platformdb.config import Settings, mask_password
-from platformdb.errors import ValidationError
+from platformdb.errors import ConfigError, ValidationError
 
 STORES = ("postgresql", "clickhouse", "redis")
 
@@ -31,7 +31,7 @@ def check_store(store: str, allow_all: bool = True) -> list[str]:
         return list(STORES)
     if store not in STORES:
         choices = ", ".join((*STORES, "all") if allow_all else STORES)
-        raise ValidationError(f"unknown store {store!r}; choose one of {choices}")
+        raise ConfigError(f"unknown store {store!r}; choose one of {choices}")
     return [store]
 
 
@@ -77,8 +77,8 @@ def find_backups(path: Path) -> dict[str, Path]:
 def restore(settings: Settings, store: str, path: Path, *, force: bool = False,
             verify: bool = False) -> list[Restored]:
     """Restore ``store`` (or ``all``) from ``path``; manifests are checked first."""
-    available = find_backups(path)
     wanted = check_store(store)
+    available = find_backups(path)
     if store != "all":
         if store not in available:
             raise ValidationError(f"{path} holds no {store} backup")

@@ -13,33 +13,12 @@ from __future__ import annotations
 
 import getpass
 import socket
-from dataclasses import dataclass
-from datetime import datetime
 
 from platformdb.errors import MigrationError
 from platformdb.migrate.base import AppliedMigration, Driver, Migration
+from platformdb.types import StatusRow, Step
 
-
-@dataclass(frozen=True)
-class StatusRow:
-    """One line of ``migrate status``."""
-
-    version: int
-    name: str
-    state: str  # applied | pending | edited | missing
-    applied_at: datetime | None = None
-    duration_ms: int | None = None
-    applied_by: str | None = None
-
-
-@dataclass(frozen=True)
-class Step:
-    """A migration the engine ran (or would run, in a dry run)."""
-
-    store: str
-    direction: str  # up | down
-    label: str
-    duration_ms: int | None
+__all__ = ["Migrator", "StatusRow", "Step", "who"]
 
 
 def who() -> str:

@@ -20,7 +20,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from platformdb.config import mask_password
-from platformdb.errors import StoreUnavailable, ValidationError
+from platformdb.errors import StoreUnavailable, ValidationError, one_line
 
 APP_ROLE = "platform_app"
 CONNECT_TIMEOUT = 10
@@ -42,7 +42,7 @@ def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Con
             url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT, **kwargs
         )
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        reason = one_line(str(exc)) or type(exc).__name__
         raise StoreUnavailable(
             f"cannot connect to PostgreSQL at {mask_password(url)}: {reason}; "
             "check PLATFORMDB_POSTGRES_URL or run `platformdb up`"

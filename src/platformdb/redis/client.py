@@ -14,7 +14,7 @@ clients that do not.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from redis.asyncio.client import Redis as AsyncRedis
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
@@ -24,6 +24,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError
 
 from platformdb.errors import ConfigError, StoreUnavailable
+from platformdb.redaction import redact as redact_url
 
 
 def _hiredis_available() -> bool:
@@ -88,12 +89,7 @@ def _scheme(url: str) -> str:
 
 def redact(url: str) -> str:
     """``url`` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0] if ":" in userinfo else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}" if user else f"***@{hosts}"))
+    return redact_url(url)
 
 
 def connect(url: str, **options: Any) -> Redis | RedisCluster:
