@@ -48,7 +48,7 @@ def _no_type(self: TyperArgument, ctx: Any) -> str | None:
 
 
 TyperOption.display_type_rich = _metavar  # type: ignore[method-assign]
-TyperArgument.display_type_rich = _no_type  # type: ignore[method-assign]
+TyperArgument.display_type_rich = _no_type  # type: ignore[method-assign, assignment]
 
 # Piped output is for logs and tools: never wrap or cut a table or a line.
 _PIPED_WIDTH = 1_000_000
