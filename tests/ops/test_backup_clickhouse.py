@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from platformdb.backup import clickhouse as ch_backup
-from platformdb.backup import restore as restore_any
+from platformdb.stores import restore as restore_any
+from platformdb.types import Endpoints
 from platformdb.clickhouse import connect
 from platformdb.clickhouse.writer import MetricsWriter
 from platformdb.config import Settings
@@ -33,7 +34,7 @@ def source(stack_home: Path, migrated_template: str, pg_admin_url: str) -> Setti
     pg = with_database(pg_admin_url, migrated_template)
     config = settings_for(stack_home, pg, f"src_{uuid.uuid4().hex[:8]}")
     with connect(config) as client:
-        driver = ClickHouseDriver(client, postgres_placeholders(config), own_client=False)
+        driver = ClickHouseDriver(client, postgres_placeholders(config.postgres_url or ""), own_client=False)
         driver.set_migrations(discover(migrations_dir("clickhouse")))
         Migrator(driver, discover(migrations_dir("clickhouse"))).up()
         now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
@@ -59,7 +60,9 @@ def test_round_trip_restores_tables_views_and_dictionaries(source: Settings, tmp
         with connect(source) as client:
             before = ch_backup.states(client, client.database)
         assert before["campaign_metrics_raw"].rows == 50
-        (result,) = restore_any(target, "clickhouse", folder, verify=True)
+        found = Endpoints(postgres=target.postgres_url, clickhouse=target.clickhouse_url,
+                          redis=None)
+        (result,) = restore_any(found, ["clickhouse"], folder, verify=True)
         assert result.tables == before
         with connect(target) as client:
             kinds = dict(client.rows("SELECT name, engine FROM system.tables"

@@ -14,6 +14,7 @@ from platformdb import embedded
 from platformdb.config import Settings
 from platformdb.exporter import render
 from platformdb.stats import collect
+from platformdb.types import Endpoints
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,8 +64,8 @@ REDIS_METRICS = {"memory_used_bytes", "hit_ratio", "command_latency_us", "evicte
 
 def test_stats_return_numbers_for_every_listed_metric(migrated_url: str, redis_url: str,
                                                       tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, postgres_url=migrated_url, redis_url=redis_url)
-    metrics, errors = collect(settings, ["postgresql", "redis"])
+    found = Endpoints(postgres=migrated_url, clickhouse=None, redis=redis_url)
+    metrics, errors = collect(found, ["postgresql", "redis"])
     assert errors == []
     names = {(m.store, m.name) for m in metrics}
     assert {("postgresql", n) for n in PG_METRICS} <= names
@@ -76,8 +77,8 @@ def test_stats_return_numbers_for_every_listed_metric(migrated_url: str, redis_u
 
 def test_exporter_output_parses_as_prometheus_text(migrated_url: str, redis_url: str,
                                                    tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, postgres_url=migrated_url, redis_url=redis_url)
-    text = render(settings)
+    text = render(Endpoints(postgres=migrated_url, clickhouse=f"chdb://{tmp_path}/ch",
+                            redis=redis_url))
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert "platformdb_postgresql_connections" in families
     assert "platformdb_redis_memory_used_bytes" in families
@@ -86,9 +87,9 @@ def test_exporter_output_parses_as_prometheus_text(migrated_url: str, redis_url:
 
 
 def test_exporter_marks_an_unreachable_store_down(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, postgres_url="postgresql://x@127.0.0.1:1/db",
-                        redis_url="redis://127.0.0.1:1/0")
-    families = {f.name: f for f in text_string_to_metric_families(render(settings))}
+    found = Endpoints(postgres="postgresql://x@127.0.0.1:1/db", clickhouse=None,
+                      redis="redis://127.0.0.1:1/0")
+    families = {f.name: f for f in text_string_to_metric_families(render(found))}
     up = {s.labels["store"]: s.value for s in families["platformdb_up"].samples}
     assert up["postgresql"] == 0.0 and up["redis"] == 0.0
 
@@ -127,7 +128,8 @@ def test_clickhouse_health_stats_and_ttl_state(tmp_path: Path) -> None:
         ttl = ttl_state(client)
     assert ttl["campaign_metrics_raw"] == "timestamp + toIntervalDay(90)"
     assert ttl["api_logs"].endswith("toIntervalDay(30)")
-    metrics, errors = collect(settings, ["clickhouse"])
+    metrics, errors = collect(Endpoints(postgres=None, clickhouse=url, redis=None),
+                              ["clickhouse"])
     assert errors == []
     assert {m.name for m in metrics} >= CH_METRICS
     assert all(m.value >= 0 for m in metrics)

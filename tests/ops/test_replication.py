@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from platformdb import embedded
-from platformdb.stats import postgres_metrics
+from platformdb.stores.postgres import postgres_metrics
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ import pytest
 from redis.client import Redis
 from redis.cluster import RedisCluster
 
-from platformdb.config import Settings
-from platformdb.health import check_redis
+from platformdb.stores import RedisStore
 from platformdb.migrate import redis as redis_migrate
 from platformdb.redis import connect, registry
 from tests.redis.valkey_cluster import Cluster
@@ -97,12 +96,12 @@ def test_up_loads_the_scripts_on_every_primary_of_a_cluster(redis_cluster: Clust
 
 def test_health_reports_scripts_not_loaded_and_fails_on_a_changed_one(
         fresh: Redis, redis_url: str, tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, redis_url=redis_url)
-    before = check_redis(settings)
+    store = RedisStore(redis_url)
+    before = store.health()
     assert before.healthy and "not loaded yet" in before.detail
     assert len(before.pending_migrations) == len(SCRIPTS)
     redis_migrate.up(fresh)
-    assert check_redis(settings).detail == "ok"
+    assert store.health().detail == "ok"
     fresh.hset(redis_migrate.LEDGER, "cache_get", json.dumps({"version": "0", "sha": "x"}))
-    after = check_redis(settings)
+    after = store.health()
     assert not after.healthy and "cache_get" in after.detail

@@ -32,7 +32,7 @@ def stores(migrated_url: str, stack_home: Path) -> Iterator[Settings]:
                       clickhouse_url=f"chdb://{stack_home / 'test-clickhouse'}?database={database}",
                       redis_url=embedded.EmbeddedRedis(stack_home).url())
     with clickhouse.connect(config) as client:
-        driver = ClickHouseDriver(client, postgres_placeholders(config), own_client=False)
+        driver = ClickHouseDriver(client, postgres_placeholders(config.postgres_url or ""), own_client=False)
         Migrator(driver, discover(migrations_dir("clickhouse"))).up()
     yield config
     with clickhouse.connect(config) as client:

@@ -1,63 +1,20 @@
 """Backups of every store into folders with manifests, and restores from them.
 
-``backup(settings, "all", out)`` writes one folder per store under ``out``;
-``restore(settings, store, path)`` checks the manifest before touching the
-target. See :mod:`platformdb.backup.postgres`, :mod:`.redis`, :mod:`.clickhouse`.
+Each store's module writes and reads its own folder: :mod:`.postgres`
+(pg_dump), :mod:`.clickhouse` (Native tables + DDL), :mod:`.redis` (a logical
+dump). Which stores a command backs up, and where they are, is the store
+objects' business (:func:`platformdb.stores.backup`, :func:`platformdb.stores.restore`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from platformdb import embedded
-from platformdb.backup.manifest import MANIFEST, TableState
-from platformdb.config import Settings, mask_password
-from platformdb.errors import ConfigError, ValidationError
+from platformdb.backup.manifest import MANIFEST
+from platformdb.errors import ValidationError
+from platformdb.types import Restored
 
-STORES = ("postgresql", "clickhouse", "redis")
-
-
-@dataclass(frozen=True)
-class Restored:
-    store: str
-    target: str
-    tables: dict[str, TableState]
-    mismatches: list[str]
-
-
-def check_store(store: str, allow_all: bool = True) -> list[str]:
-    if store == "all" and allow_all:
-        return list(STORES)
-    if store not in STORES:
-        choices = ", ".join((*STORES, "all") if allow_all else STORES)
-        raise ConfigError(f"unknown store {store!r}; choose one of {choices}")
-    return [store]
-
-
-def backup(settings: Settings, store: str, out_dir: Path, *, directory_format: bool = False,
-           jobs: int = 1) -> list[Path]:
-    """Back up ``store`` (or ``all``) into new folders under ``out_dir``."""
-    folders: list[Path] = []
-    for name in check_store(store):
-        if name == "postgresql":
-            from platformdb.backup import postgres
-
-            url = embedded.resolve(settings, postgres=True).postgres_url
-            assert url is not None
-            folders.append(postgres.backup(url, out_dir, directory_format=directory_format,
-                                           jobs=jobs))
-        elif name == "redis":
-            from platformdb.backup import redis
-
-            rurl = embedded.resolve(settings, redis=True).redis_url
-            assert rurl is not None
-            folders.append(redis.backup(rurl, out_dir))
-        else:
-            from platformdb.backup import clickhouse
-
-            folders.append(clickhouse.backup(settings, out_dir))
-    return folders
+__all__ = ["Restored", "find_backups"]
 
 
 def find_backups(path: Path) -> dict[str, Path]:
@@ -72,41 +29,3 @@ def find_backups(path: Path) -> dict[str, Path]:
     if not found:
         raise ValidationError(f"no backup found at {path}")
     return found
-
-
-def restore(settings: Settings, store: str, path: Path, *, force: bool = False,
-            verify: bool = False) -> list[Restored]:
-    """Restore ``store`` (or ``all``) from ``path``; manifests are checked first."""
-    wanted = check_store(store)
-    available = find_backups(path)
-    if store != "all":
-        if store not in available:
-            raise ValidationError(f"{path} holds no {store} backup")
-    else:
-        wanted = [name for name in wanted if name in available]
-    from platformdb.backup.manifest import read_manifest
-
-    for name in wanted:  # every manifest and file is checked before any target is touched
-        read_manifest(available[name], name)
-    results: list[Restored] = []
-    for name in wanted:
-        folder = available[name]
-        if name == "postgresql":
-            from platformdb.backup import postgres
-
-            url = embedded.resolve(settings, postgres=True).postgres_url
-            assert url is not None
-            report = postgres.restore(folder, url, force=force, verify=verify)
-            results.append(Restored(name, mask_password(url), report.tables, report.mismatches))
-        elif name == "redis":
-            from platformdb.backup import redis
-
-            rurl = embedded.resolve(settings, redis=True).redis_url
-            assert rurl is not None
-            rreport = redis.restore(folder, rurl, force=force, verify=verify)
-            results.append(Restored(name, rreport.target, rreport.types, rreport.mismatches))
-        else:
-            from platformdb.backup import clickhouse
-
-            results.append(clickhouse.restore(settings, folder, force=force, verify=verify))
-    return results

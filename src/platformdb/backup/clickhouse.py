@@ -31,7 +31,7 @@ from platformdb.backup.manifest import (
 )
 from platformdb.clickhouse import ClickHouse, connect, quote_identifier
 from platformdb.config import Settings
-from platformdb.errors import CheckFailed, ValidationError
+from platformdb.errors import CheckFailed, StoreUnavailable, ValidationError
 from platformdb.migrate.clickhouse import LEDGER, LOCK_TABLE
 
 STORE = "clickhouse"
@@ -170,7 +170,10 @@ def _recreate_dictionaries(client: ClickHouse, manifest: Manifest, scratch: str,
     from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
 
     applied = set(manifest.migrations)
-    driver = ClickHouseDriver(client, postgres_placeholders(settings), own_client=False)
+    if settings.postgres_url is None:
+        raise StoreUnavailable("restoring the ClickHouse dictionaries needs the PostgreSQL URL")
+    driver = ClickHouseDriver(client, postgres_placeholders(settings.postgres_url),
+                              own_client=False)
     for migration in discover(migrations_dir("clickhouse")):
         if migration.label not in applied:
             continue

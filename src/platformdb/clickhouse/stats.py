@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-from platformdb.clickhouse import ClickHouse, connect
-from platformdb.config import Settings
-from platformdb.stats import Metric
+from platformdb.clickhouse import ClickHouse
+from platformdb.types import Metric
 
 QUERIES: dict[str, tuple[str, str]] = {
     "queries_total": (
@@ -46,11 +45,6 @@ def collect(client: ClickHouse) -> list[Metric]:
         value = float(rows[0][0]) if rows and rows[0][0] is not None else 0.0
         metrics.append(Metric("clickhouse", name, value, help_text))
     return metrics
-
-
-def clickhouse_metrics(settings: Settings) -> list[Metric]:
-    with connect(settings) as client:
-        return collect(client)
 
 
 def ttl_state(client: ClickHouse) -> dict[str, str]:

@@ -1,117 +1,56 @@
-"""Migrations for every store, through one engine and one driver per store.
+"""The migration engine and one driver per store.
 
-Adding a store is one new driver module and one line in :data:`DRIVERS`.
+The engine (:mod:`.engine`) holds every rule about ordering, checksums and
+refusals; a store is a driver behind the small :class:`Driver` protocol
+(:mod:`.postgres`, :mod:`.clickhouse`, :mod:`.redis`). Which store a command
+migrates, and where it is, is decided by the store objects
+(:mod:`platformdb.stores`), which build a :class:`Migrator` for their driver.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from platformdb import embedded
-from platformdb.config import Settings
 from platformdb.errors import ConfigError
 from platformdb.migrate.base import AppliedMigration, Driver, Migration
-from platformdb.migrate.engine import Migrator, StatusRow, Step
+from platformdb.migrate.engine import Migrator
 from platformdb.migrate.files import discover, next_file_names
 from platformdb.resources import data_dir
+from platformdb.types import StatusRow, Step
 
 __all__ = [
-    "DRIVERS",
-    "SCRIPT_STORES",
-    "STORES",
+    "NUMBERED_STORES",
     "AppliedMigration",
     "Driver",
     "Migration",
     "Migrator",
     "StatusRow",
     "Step",
-    "apply_pending",
+    "check_numbered",
     "discover",
     "migrations_dir",
     "new_migration",
-    "open_migrator",
 ]
 
-
-def _postgres(settings: Settings) -> Driver:
-    from platformdb.migrate.postgres import PostgresDriver
-
-    url = embedded.resolve(settings, postgres=True).postgres_url
-    assert url is not None
-    return PostgresDriver(url)
+NUMBERED_STORES = ("postgresql", "clickhouse")
+"""Stores whose migrations are numbered SQL files (``NNN_name.sql``)."""
 
 
-def _clickhouse(settings: Settings) -> Driver:
-    from platformdb.clickhouse import open_client
-    from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
-
-    client = open_client(settings)
-    driver = ClickHouseDriver(client, lambda: postgres_placeholders(settings),
-                              settings.clickhouse_cluster)
-    driver.set_migrations(discover(migrations_dir("clickhouse")))
-    return driver
-
-
-DRIVERS: dict[str, Callable[[Settings], Driver]] = {
-    "postgresql": _postgres,
-    "clickhouse": _clickhouse,
-}
+def check_numbered(store: str) -> str:
+    """``store`` if it has numbered migration files, else a :class:`ConfigError`."""
+    if store not in NUMBERED_STORES:
+        raise ConfigError(f"{store} has no numbered migrations; choose one of "
+                          f"{', '.join(NUMBERED_STORES)}")
+    return store
 
 
 def migrations_dir(store: str) -> Path:
     return data_dir(store) / "migrations"
 
 
-SCRIPT_STORES = ("redis",)
-"""Stores without numbered migrations: ``up`` loads their scripts (:mod:`.redis`)."""
-
-STORES = (*DRIVERS, *SCRIPT_STORES)
-
-
-def check_store(store: str, numbered: bool = False) -> str:
-    """``store`` if it is known (and, with ``numbered``, has numbered migrations)."""
-    if store not in STORES:
-        raise ConfigError(f"unknown store {store!r}; choose one of {', '.join(STORES)}")
-    if numbered and store in SCRIPT_STORES:
-        raise ConfigError(f"{store} has no numbered migrations; `platformdb migrate up` "
-                          "loads its scripts")
-    return store
-
-
-@contextmanager
-def open_migrator(store: str, settings: Settings,
-                  directory: Path | None = None) -> Iterator[Migrator]:
-    """A :class:`Migrator` for ``store``, its connection closed on exit."""
-    migrations = discover(directory or migrations_dir(check_store(store, numbered=True)))
-    driver = DRIVERS[store](settings)
-    try:
-        yield Migrator(driver, migrations)
-    finally:
-        driver.close()
-
-
-def apply_pending(settings: Settings, stores: list[str] | None = None,
-                  target: int | None = None, dry_run: bool = False) -> list[Step]:
-    """Apply every pending migration of each store (all stores by default), up to
-    ``target`` where given (scripts have no numbers: ``target`` does not apply)."""
-    from platformdb.migrate import redis as redis_scripts
-
-    steps: list[Step] = []
-    for store in stores or list(STORES):
-        if store in SCRIPT_STORES:
-            with redis_scripts.open_client(settings) as client:
-                steps.extend(redis_scripts.up(client, dry_run=dry_run))
-            continue
-        with open_migrator(store, settings) as migrator:
-            steps.extend(migrator.up(target=target, dry_run=dry_run))
-    return steps
-
-
 def new_migration(store: str, name: str, directory: Path | None = None) -> tuple[Path, Path]:
     """Create the next numbered up/down pair for ``store`` from a template."""
-    folder = directory or migrations_dir(check_store(store, numbered=True))
+    folder = directory or migrations_dir(check_numbered(store))
     up_path, down_path = next_file_names(folder, name)
     up_path.write_text(
         f"-- {up_path.stem}: say here WHY this migration exists.\n"

@@ -31,7 +31,6 @@ from string import Template
 from urllib.parse import unquote, urlsplit
 
 from platformdb.clickhouse import ClickHouse, ClickHouseError, local_tables, render_cluster
-from platformdb.config import Settings
 from platformdb.errors import MigrationError
 from platformdb.lint.ch_syntax import split
 from platformdb.migrate.base import AppliedMigration, Migration
@@ -197,11 +196,8 @@ class ClickHouseDriver:
             self.client.close()
 
 
-def postgres_placeholders(settings: Settings) -> dict[str, str]:
-    """``${pg_*}`` values for the dictionaries, from the PostgreSQL URL (embedded if unset)."""
-    from platformdb import embedded
-
-    url = embedded.resolve(settings, postgres=True).postgres_url or ""
+def postgres_placeholders(url: str) -> dict[str, str]:
+    """``${pg_*}`` values for the dictionaries, from the PostgreSQL URL."""
     parts = urlsplit(url)
     return {
         "pg_host": parts.hostname or "127.0.0.1",

@@ -29,8 +29,6 @@ from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
-from platformdb import embedded
-from platformdb.config import Settings
 from platformdb.errors import StoreUnavailable
 from platformdb.migrate.engine import Step, who
 from platformdb.redis import client as redis_client
@@ -54,10 +52,8 @@ class ScriptStatus:
 
 
 @contextmanager
-def open_client(settings: Settings) -> Iterator[SyncClient]:
-    """A client for the configured Redis (the embedded one when none is)."""
-    url = embedded.resolve(settings, redis=True).redis_url
-    assert url is not None
+def open_client(url: str) -> Iterator[SyncClient]:
+    """A client for the Redis at ``url``, checked with PING."""
     client = redis_client.connect(url)
     try:
         redis_client.ping(client)

@@ -44,11 +44,11 @@ def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Con
     except psycopg.OperationalError as exc:
         reason = one_line(str(exc)) or type(exc).__name__
         raise StoreUnavailable(
-            f"cannot connect to PostgreSQL at {mask_password(url)}: {reason}; "
-            "check PLATFORMDB_POSTGRES_URL or run `platformdb up`"
-        ) from exc
+            f"cannot connect to PostgreSQL at {mask_password(url)}: {reason}",
+            store="postgresql") from exc
     except psycopg.ProgrammingError as exc:
-        raise StoreUnavailable(f"invalid PostgreSQL URL {mask_password(url)}: {exc}") from exc
+        raise StoreUnavailable(f"invalid PostgreSQL URL {mask_password(url)}: {exc}",
+                               store="postgresql") from exc
 
 
 def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> ConnectionPool:

@@ -22,9 +22,8 @@ from urllib.parse import urlsplit
 
 from psycopg import sql
 
-from platformdb import embedded
 from platformdb.config import Settings, mask_password
-from platformdb.errors import ValidationError
+from platformdb.errors import StoreUnavailable, ValidationError
 from platformdb.postgres import connect
 from platformdb.resources import data_dir
 
@@ -47,8 +46,17 @@ class SeedReport:
 
 
 def postgres_url(settings: Settings) -> str:
-    url = embedded.resolve(settings, postgres=True).postgres_url
-    assert url is not None
+    """The PostgreSQL URL the caller resolved (seeding never starts a server)."""
+    return require_url(settings.postgres_url, "PostgreSQL")
+
+
+def redis_url(settings: Settings) -> str:
+    return require_url(settings.redis_url, "Redis")
+
+
+def require_url(url: str | None, store: str) -> str:
+    if url is None:
+        raise StoreUnavailable(f"no {store} URL was given to the seed")
     return url
 
 
@@ -119,9 +127,7 @@ def _clear_clickhouse(settings: Settings) -> str:
 def _clear_redis(settings: Settings) -> str:
     from platformdb.redis.client import connect as redis_connect
 
-    url = embedded.resolve(settings, redis=True).redis_url
-    assert url is not None
-    client = redis_connect(url)
+    client = redis_connect(redis_url(settings))
     removed = 0
     try:
         for pattern in REDIS_PATTERNS:

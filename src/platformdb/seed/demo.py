@@ -23,7 +23,6 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from platformdb import embedded
 from platformdb.config import Settings
 from platformdb.postgres import connect
 
@@ -186,10 +185,9 @@ def _write_clickhouse(settings: Settings, url: str, raw: list[tuple[Any, ...]],
 def _write_redis(settings: Settings, rows: dict[str, list[tuple[Any, ...]]]) -> str:
     from platformdb.redis import JobQueue, SessionStore
     from platformdb.redis.client import connect as redis_connect
+    from platformdb.seed import redis_url
 
-    url = embedded.resolve(settings, redis=True).redis_url
-    assert url is not None
-    client = redis_connect(url)
+    client = redis_connect(redis_url(settings))
     try:
         sessions = SessionStore(client, idle_ttl=7 * 86400, absolute_ttl=30 * 86400)
         for org, user, *_ in rows["users"][::5]:

@@ -1,0 +1,138 @@
+"""What every store object offers, and the parts they share.
+
+A store object holds where its store is (a URL resolved once by the caller, or
+the reason it is not available) and offers the operations commands loop over:
+``health``, ``metrics``, ``open_migrator``, ``backup`` and ``restore``. It
+never starts a server: an embedded server that is not running is reported,
+not started, and an operation on it raises :class:`~platformdb.errors.StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from platformdb.errors import PlatformDBError, StoreUnavailable
+from platformdb.migrate.base import Driver
+from platformdb.migrate.engine import Migrator
+from platformdb.migrate.files import discover
+from platformdb.redaction import redact
+from platformdb.resources import data_dir
+from platformdb.types import Metric, Restored, StatusRow, Step, StoreHealth
+
+
+class Store(Protocol):
+    """One store: PostgreSQL, ClickHouse or Redis."""
+
+    name: str
+    url: str | None
+    why_missing: str
+
+    @property
+    def target(self) -> str:
+        """Where the store is, safe to print (password masked)."""
+
+    def require_url(self) -> str:
+        """The URL, or :class:`StoreUnavailable` saying why there is none."""
+
+    def open_migrator(self) -> AbstractContextManager[Migrator]:
+        """The migration engine for this store, its connection closed on exit."""
+
+    def migrate_up(self, *, target: int | None = None, dry_run: bool = False) -> list[Step]:
+        """Apply every pending migration (up to ``target``)."""
+
+    def migration_status(self) -> list[StatusRow]:
+        """Each migration with its state: applied, pending, edited or missing."""
+
+    def verify(self) -> list[str]:
+        """Problems: files that do not parse, applied files edited or gone."""
+
+    def health(self) -> StoreHealth:
+        """Reachability, latency and migration state; never raises for a down store."""
+
+    def metrics(self) -> list[Metric]:
+        """The store's key metrics; raises when the store cannot be read."""
+
+    def backup(self, out_dir: Path, **options: Any) -> Path:
+        """Write one backup folder (with its manifest) under ``out_dir``."""
+
+    def restore(self, folder: Path, *, force: bool = False, verify: bool = False) -> Restored:
+        """Restore ``folder`` into this store; manifests are checked first."""
+
+
+class Unavailable(StoreUnavailable):
+    """The store has no URL for this command (an embedded server that is not running)."""
+
+
+class StoreBase:
+    """Shared behaviour: URL bookkeeping and the migration-based health check."""
+
+    name = ""
+
+    def __init__(self, url: str | None, why_missing: str = "") -> None:
+        self.url = url
+        self.why_missing = why_missing or f"no {self.name} server is configured"
+
+    @property
+    def target(self) -> str:
+        return redact(self.url) if self.url else f"embedded ({self.why_missing})"
+
+    def require_url(self) -> str:
+        if self.url is None:
+            raise Unavailable(self.why_missing, store=self.name)
+        return self.url
+
+    def migrations_dir(self) -> Path:
+        return data_dir(self.name) / "migrations"
+
+    def driver(self) -> Driver:
+        raise NotImplementedError
+
+    @contextmanager
+    def open_migrator(self) -> Iterator[Migrator]:
+        migrations = discover(self.migrations_dir())
+        driver = self.driver()
+        try:
+            yield Migrator(driver, migrations)
+        finally:
+            driver.close()
+
+    def migrate_up(self, *, target: int | None = None, dry_run: bool = False) -> list[Step]:
+        with self.open_migrator() as migrator:
+            return migrator.up(target=target, dry_run=dry_run)
+
+    def migration_status(self) -> list[StatusRow]:
+        with self.open_migrator() as migrator:
+            return migrator.status()
+
+    def verify(self) -> list[str]:
+        with self.open_migrator() as migrator:
+            return migrator.verify()
+
+    def health(self) -> StoreHealth:
+        """Ping with latency, then the ledger: pending migrations or drift are unhealthy."""
+        if self.url is None:
+            return StoreHealth(self.name, False, None, self.target, self.why_missing)
+        try:
+            with self.open_migrator() as migrator:
+                latency = timed(migrator.driver.ping)
+                rows = migrator.status()
+                problems = migrator.problems(migrator.driver.applied())
+        except PlatformDBError as exc:
+            return StoreHealth(self.name, False, None, self.target, str(exc))
+        pending = [f"{r.version:03d}_{r.name}" for r in rows if r.state == "pending"]
+        healthy = not problems and not pending
+        detail = "ok" if healthy else (
+            problems[0] if problems else f"{len(pending)} pending migration(s)")
+        return StoreHealth(self.name, healthy, round(latency, 2), self.target, detail,
+                           pending, problems)
+
+
+def timed(call: Callable[[], object]) -> float:
+    """Milliseconds ``call`` took."""
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000

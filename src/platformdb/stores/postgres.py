@@ -1,0 +1,107 @@
+"""PostgreSQL as a store: migrations, health, key metrics, backup and restore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from platformdb.backup import postgres as pg_backup
+from platformdb.migrate.base import Driver
+from platformdb.migrate.postgres import PostgresDriver
+from platformdb.postgres import connect
+from platformdb.stores.base import StoreBase, timed
+from platformdb.types import Endpoints, Metric, Restored
+
+
+class PostgresStore(StoreBase):
+    """The platform's OLTP database at one URL."""
+
+    name = "postgresql"
+
+    @classmethod
+    def from_endpoints(cls, endpoints: Endpoints) -> PostgresStore:
+        return cls(endpoints.postgres, endpoints.missing(cls.name))
+
+    def driver(self) -> Driver:
+        return PostgresDriver(self.require_url())
+
+    def metrics(self) -> list[Metric]:
+        return postgres_metrics(self.require_url())
+
+    def backup(self, out_dir: Path, **options: Any) -> Path:
+        return pg_backup.backup(self.require_url(), out_dir,
+                                directory_format=bool(options.get("directory_format")),
+                                jobs=int(options.get("jobs", 1)))
+
+    def restore(self, folder: Path, *, force: bool = False, verify: bool = False) -> Restored:
+        report = pg_backup.restore(folder, self.require_url(), force=force, verify=verify)
+        return Restored(self.name, self.target, dict(report.tables), report.mismatches)
+
+
+PG_QUERIES: dict[str, str] = {
+    "connections": "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+    "index_hit_ratio": (
+        "SELECT coalesce(sum(idx_blks_hit)::float8"
+        " / nullif(sum(idx_blks_hit) + sum(idx_blks_read), 0), 1)"
+        " FROM pg_statio_user_indexes"),
+    "table_sizes": (
+        "SELECT c.relname, coalesce((SELECT sum(pg_total_relation_size(relid))"
+        "  FROM pg_partition_tree(c.oid)), pg_total_relation_size(c.oid))"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        " ORDER BY 1"),
+    "replication": (
+        "SELECT application_name, coalesce(client_addr::text, 'local'),"
+        " pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn),"
+        " coalesce(extract(epoch FROM replay_lag), 0)"
+        " FROM pg_stat_replication"),
+    "standby_lag": (
+        "SELECT CASE WHEN pg_is_in_recovery() THEN"
+        " coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)"
+        " END"),
+    "statements": (
+        "SELECT coalesce(sum(total_exec_time) / nullif(sum(calls), 0), 0), coalesce(sum(calls), 0)"
+        " FROM pg_stat_statements"),
+}
+
+
+def postgres_metrics(url: str) -> list[Metric]:
+    metrics: list[Metric] = []
+    with connect(url, autocommit=True) as conn:
+        def one(query: str) -> float:
+            row = conn.execute(query).fetchone()
+            return float(row[0]) if row and row[0] is not None else 0.0
+
+        metrics.append(Metric("postgresql", "connections", one(PG_QUERIES["connections"]),
+                              "client connections open now"))
+        metrics.append(Metric("postgresql", "index_hit_ratio", one(PG_QUERIES["index_hit_ratio"]),
+                              "share of index block reads served from shared buffers"))
+        for table, size in conn.execute(PG_QUERIES["table_sizes"]).fetchall():
+            metrics.append(Metric("postgresql", "table_size_bytes", float(size or 0),
+                                  "table size with indexes, TOAST and partitions",
+                                  {"table": str(table)}, "bytes"))
+        replicas = conn.execute(PG_QUERIES["replication"]).fetchall()
+        for name, addr, lag_bytes, lag_seconds in replicas:
+            labels = {"replica": str(name or addr)}
+            metrics.append(Metric("postgresql", "replication_lag_bytes", float(lag_bytes or 0),
+                                  "WAL bytes the replica has not replayed yet", labels, "bytes"))
+            metrics.append(Metric("postgresql", "replication_lag_seconds", float(lag_seconds),
+                                  "replay lag reported by the replica", labels, "seconds"))
+        standby = conn.execute(PG_QUERIES["standby_lag"]).fetchone()
+        if standby and standby[0] is not None:
+            metrics.append(Metric("postgresql", "standby_replay_lag_bytes", float(standby[0]),
+                                  "WAL received but not replayed (this server is a standby)",
+                                  {}, "bytes"))
+        if conn.execute("SELECT to_regclass('pg_stat_statements')").fetchone() != (None,):
+            mean, calls = conn.execute(PG_QUERIES["statements"]).fetchone() or (0, 0)
+            metrics.append(Metric("postgresql", "query_mean_latency_ms", float(mean),
+                                  "mean execution time per statement (pg_stat_statements)",
+                                  {}, "ms"))
+            metrics.append(Metric("postgresql", "query_calls", float(calls),
+                                  "statements executed (pg_stat_statements)"))
+        else:
+            probe = timed(lambda: conn.execute("SELECT 1"))
+            metrics.append(Metric("postgresql", "query_mean_latency_ms", probe,
+                                  "round trip of SELECT 1 (pg_stat_statements not installed)",
+                                  {"source": "probe"}, "ms"))
+    return metrics
