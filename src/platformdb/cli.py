@@ -23,7 +23,7 @@ from typer.core import TyperArgument, TyperOption
 
 from platformdb import __version__, embedded, migrate, stores
 from platformdb.config import Settings, load_settings
-from platformdb.errors import CheckFailed, PlatformDBError, StoreUnavailable, one_line
+from platformdb.errors import CheckFailed, ConfigError, PlatformDBError, StoreUnavailable, one_line
 from platformdb.redaction import redact, redact_text
 from platformdb.stores import Unavailable, open_store, open_stores
 from platformdb.types import Endpoints, Step, check_store, check_stores
@@ -258,7 +258,7 @@ def migrate_run(
 ) -> None:
     """Apply exactly one migration (every earlier one must be applied)."""
     if not number.isdigit():
-        raise typer.BadParameter(f"{number!r} is not a migration number like 001")
+        raise ConfigError(f"{number!r} is not a migration number like 001")
     name = migrate.check_numbered(check_store(store))
     with open_store(name, endpoints(start=True, stores=[name])).open_migrator() as migrator:
         show_steps([migrator.run(int(number), dry_run=dry_run)], dry_run, as_json)
@@ -389,9 +389,15 @@ def backup(
                                       help="Parallel pg_dump jobs (directory format).")] = 1,
     as_json: JsonOption = False,
 ) -> None:
-    """Back up one store or all of them into folders with manifests."""
+    """Back up one store, or all of them as one set, into folders with manifests.
+
+    `backup all` writes one set (backups/set-<time>/): every store's part and the
+    point in time each shows. A backup that fails leaves no folder behind.
+    """
     if fmt not in ("custom", "directory"):
-        raise typer.BadParameter("--format must be custom or directory")
+        raise ConfigError("--format must be custom or directory")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; name a folder for the backups")
     names = store_or_all(store)
     folders = stores.backup(endpoints(start=True, stores=names), names, out_dir,
                             directory_format=fmt == "directory", jobs=jobs)
@@ -411,7 +417,11 @@ def restore(
                                          help="Compare counts and checksums after.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Restore from a backup; manifests and checksums are checked first."""
+    """Restore from a backup; manifests and checksums are checked first.
+
+    `restore all PATH` restores a set (PATH, or the newest set in it), all or nothing:
+    every store is restored beside its target and verified, then all are switched in.
+    """
     names = store_or_all(store)
     results = stores.restore(endpoints(start=True, stores=names), names, path, force=force,
                              verify=verify)
@@ -437,7 +447,7 @@ def parse_day(value: str, option: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError as exc:
-        raise typer.BadParameter(f"{option} {value!r} is not a date like 2026-01-31") from exc
+        raise ConfigError(f"{option} {value!r} is not a date like 2026-01-31") from exc
 
 
 @etl_app.command("sync-daily")
@@ -455,9 +465,9 @@ def etl_sync_daily(
     from platformdb.clickhouse.sync import sync_daily
 
     if day and (start or end):
-        raise typer.BadParameter("give --date or --from/--to, not both")
+        raise ConfigError("give --date or --from/--to, not both")
     if bool(start) != bool(end):
-        raise typer.BadParameter("--from and --to go together")
+        raise ConfigError("--from and --to go together")
     if day:
         first = last = parse_day(day, "--date")
     elif start and end:
@@ -666,9 +676,9 @@ def lint(
     from platformdb import lint as linter
 
     if fmt not in ("text", "json"):
-        raise typer.BadParameter(f"--format must be text or json, not {fmt!r}")
+        raise ConfigError(f"--format must be text or json, not {fmt!r}")
     if root_dir is not None and not root_dir.is_dir():
-        raise typer.BadParameter(f"--root {root_dir} is not a folder")
+        raise ConfigError(f"--root {root_dir} is not a folder")
     # An explicit --root is the tree to lint; otherwise walk up from the cwd.
     repo = root_dir.resolve() if root_dir is not None else linter.find_root()
     findings = linter.run_lint(repo, rules=check, paths=paths)

@@ -144,7 +144,10 @@ def backup(url: str, out_dir: Path, *, directory_format: bool = False, jobs: int
         # counts and checksums describe exactly the rows the dump holds.
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        snapshot = conn.execute(
+            "SELECT pg_export_snapshot(), CASE WHEN pg_is_in_recovery()"
+            " THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text,"
+            " statement_timestamp()").fetchone()
         assert snapshot is not None
         target = folder / (DIRECTORY if directory_format else CUSTOM_FILE)
         args = [pg_tool("pg_dump", url), "--snapshot", str(snapshot[0]),
@@ -168,7 +171,10 @@ def backup(url: str, out_dir: Path, *, directory_format: bool = False, jobs: int
         STORE,
         tools={"pg_dump": tool_version("pg_dump"), "server": str(server[0] if server else "")},
         schema_version=version, migrations=labels, tables=tables,
-        extra={"format": "directory" if directory_format else "custom"},
+        extra={"format": "directory" if directory_format else "custom",
+               # the point in time the dump shows: its snapshot, the WAL position then
+               "point": {"snapshot": str(snapshot[0]), "lsn": str(snapshot[1]),
+                         "taken_at": snapshot[2].isoformat()}},
     )
     manifest.write(folder)
     return folder
@@ -211,38 +217,125 @@ def is_empty(url: str) -> bool:
     return row is not None and row[0] == 0
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A backup restored and checked in a scratch database beside the target."""
+
+    target: str
+    scratch: str
+    report: RestoreReport
+
+
+@dataclass(frozen=True)
+class Switched:
+    """The target now holds the staged data; ``previous`` (if any) is kept aside."""
+
+    target: str
+    previous: str | None
+
+
 def restore(folder: Path, url: str, *, force: bool = False, verify: bool = False) -> RestoreReport:
     """Restore the backup in ``folder`` into the database at ``url``.
 
-    A non-empty target is replaced only with ``force``, and then only once the
-    backup has been restored (and verified) in a scratch database beside it:
-    a failed restore leaves the target exactly as it was.
+    The backup is restored (and verified) in a scratch database beside the
+    target first, then swapped in by renaming: a restore that fails leaves the
+    target exactly as it was. A non-empty target is replaced only with ``force``.
+    """
+    staged = stage(folder, url, force=force, verify=verify)
+    try:
+        switched = switch(staged)
+    except BaseException:
+        discard(staged)
+        raise
+    commit(switched)
+    return RestoreReport(url, staged.report.tables, staged.report.mismatches)
+
+
+def stage(folder: Path, url: str, *, force: bool = False, verify: bool = False) -> Staged:
+    """Restore ``folder`` into a new scratch database and check it against the manifest.
+
+    Nothing is changed in the target; :func:`switch` swaps the scratch in.
     """
     manifest = read_manifest(folder, STORE)
     dump = folder / (DIRECTORY if manifest.extra.get("format") == "directory" else CUSTOM_FILE)
-    created = _ensure_database(url)
-    if created or is_empty(url):
-        try:
-            _restore_into(folder, dump, url)
-            return check_restored(manifest, url, verify)
-        except Exception:
-            if created:
-                _drop_database(url)
-            raise
-    if not force:
+    name = _database(url)
+    if _exists(url) and not is_empty(url) and not force:
         raise ValidationError(
-            f"target database {_database(url)} is not empty; restore into a new database "
+            f"target database {name} is not empty; restore into a new database "
             "or pass --force to replace its contents")
-    scratch = _with_database(url, f"{_database(url)[:40]}_restore_{uuid.uuid4().hex[:8]}")
+    scratch = _with_database(url, f"{name[:40]}_restore_{uuid.uuid4().hex[:8]}")
     _ensure_database(scratch)
     try:
         _restore_into(folder, dump, scratch)
-        check_restored(manifest, scratch, verify)
-        _replace_database(scratch, url)
-    except Exception:
+        report = check_restored(manifest, scratch, verify)
+    except BaseException:
         _drop_database(scratch)
         raise
-    return check_restored(manifest, url, verify)
+    return Staged(url, scratch, report)
+
+
+def switch(staged: Staged) -> Switched:
+    """Put the staged database in the target's place; the old target is renamed aside."""
+    name = _database(staged.target)
+    previous: str | None = None
+    with connect(_admin_url(staged.target), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            previous = f"{name[:40]}_previous_{uuid.uuid4().hex[:8]}"
+            _close_database(conn, name)
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(name), sql.Identifier(previous)))
+        try:
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(_database(staged.scratch)), sql.Identifier(name)))
+        except BaseException:
+            if previous is not None:
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(previous), sql.Identifier(name)))
+                _open_database(conn, name)
+            raise
+    return Switched(staged.target, previous)
+
+
+def undo(switched: Switched) -> None:
+    """Put the previous target back (the restored data is dropped)."""
+    name = _database(switched.target)
+    with connect(_admin_url(switched.target), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+        if switched.previous is not None:
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(switched.previous), sql.Identifier(name)))
+            _open_database(conn, name)
+
+
+def commit(switched: Switched) -> None:
+    """Drop the previous target: the switch is final."""
+    if switched.previous is not None:
+        _drop_database(_with_database(switched.target, switched.previous))
+
+
+def discard(staged: Staged) -> None:
+    """Drop a staged scratch database that will not be switched in."""
+    _drop_database(staged.scratch)
+
+
+def _exists(url: str) -> bool:
+    with connect(_admin_url(url), autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                            (_database(url),)).fetchone() is not None
+
+
+def _close_database(conn: psycopg.Connection[tuple[object, ...]], name: str) -> None:
+    """Refuse new connections to ``name`` and end the open ones (a rename needs none)."""
+    conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+        sql.Identifier(name)))
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                 " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+
+
+def _open_database(conn: psycopg.Connection[tuple[object, ...]], name: str) -> None:
+    conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
+        sql.Identifier(name)))
 
 
 def _restore_into(folder: Path, dump: Path, url: str) -> None:
@@ -254,15 +347,6 @@ def _restore_into(folder: Path, dump: Path, url: str) -> None:
 
 def _with_database(url: str, name: str) -> str:
     return urlsplit(url)._replace(path=f"/{name}").geturl()
-
-
-def _replace_database(scratch: str, url: str) -> None:
-    """Swap the restored scratch database in under the target's name."""
-    with connect(_admin_url(url), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(_database(url))))
-        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-            sql.Identifier(_database(scratch)), sql.Identifier(_database(url))))
 
 
 def check_restored(manifest: Manifest, url: str, verify: bool) -> RestoreReport:

@@ -13,56 +13,34 @@ Adding a store is one module here plus one line in :data:`REGISTRY`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from platformdb.backup import find_backups
 from platformdb.backup.manifest import read_manifest
-from platformdb.errors import ValidationError
-from platformdb.stores.base import Store, Unavailable
+from platformdb.stores.base import Staged, Store, Unavailable
 from platformdb.stores.clickhouse import ClickHouseStore
 from platformdb.stores.postgres import PostgresStore
 from platformdb.stores.redis import RedisStore
-from platformdb.types import (
-    STORE_NAMES,
-    Endpoints,
-    Restored,
-    Step,
-    check_store,
-    check_stores,
-)
+from platformdb.stores.registry import REGISTRY, open_store, open_stores
+from platformdb.stores.sets import backup_set, part_for, restore_set, stage_and_switch
+from platformdb.types import Endpoints, Restored, Step, check_stores
 
 __all__ = [
     "REGISTRY",
     "ClickHouseStore",
     "PostgresStore",
     "RedisStore",
+    "Staged",
     "Store",
     "Unavailable",
     "apply_pending",
     "backup",
+    "backup_set",
     "open_store",
     "open_stores",
     "restore",
+    "restore_set",
 ]
-
-REGISTRY: dict[str, Callable[[Endpoints], Store]] = {
-    "postgresql": PostgresStore.from_endpoints,
-    "clickhouse": ClickHouseStore.from_endpoints,
-    "redis": RedisStore.from_endpoints,
-}
-assert tuple(REGISTRY) == STORE_NAMES
-
-
-def open_store(name: str, endpoints: Endpoints) -> Store:
-    """The store object ``name`` for ``endpoints`` (nothing is connected yet)."""
-    return REGISTRY[check_store(name)](endpoints)
-
-
-def open_stores(endpoints: Endpoints, names: list[str] | None = None) -> list[Store]:
-    """The store objects of ``names`` (default: every store), in registry order."""
-    return [open_store(name, endpoints) for name in check_stores(names)]
 
 
 def apply_pending(endpoints: Endpoints, names: list[str] | None = None, *,
@@ -77,26 +55,28 @@ def apply_pending(endpoints: Endpoints, names: list[str] | None = None, *,
 
 def backup(endpoints: Endpoints, names: list[str] | None, out_dir: Path,
            **options: Any) -> list[Path]:
-    """Back up each store of ``names`` (default: all) into a new folder under ``out_dir``."""
+    """Back up each store of ``names`` into its own folder under ``out_dir``.
+
+    ``names=None`` (``backup all``) writes one backup set instead: see :mod:`.sets`.
+    """
+    if names is None:
+        return [backup_set(endpoints, out_dir, None, **options)]
     return [store.backup(out_dir, **options) for store in open_stores(endpoints, names)]
 
 
 def restore(endpoints: Endpoints, names: list[str] | None, path: Path, *,
             force: bool = False, verify: bool = False) -> list[Restored]:
-    """Restore ``names`` (default: every store ``path`` holds a backup of) from ``path``.
+    """Restore ``names`` from ``path``, all or nothing.
 
-    ``path`` is one backup folder or a folder of them (the newest per store).
-    Every manifest is checked before any store is touched.
+    ``names=None`` (``restore all``) restores a backup set (``path`` or the newest
+    set in it). Named stores take their backup from a part folder, a set, or
+    the newest of either in ``path``. Every manifest is checked before any
+    store is touched; every store is staged before any is switched in.
     """
-    wanted = check_stores(names)
-    available = find_backups(path)
-    if names:
-        for name in wanted:
-            if name not in available:
-                raise ValidationError(f"{path} holds no {name} backup")
-    else:
-        wanted = [name for name in wanted if name in available]
-    for name in wanted:
-        read_manifest(available[name], name)
-    return [open_store(name, endpoints).restore(available[name], force=force, verify=verify)
-            for name in wanted]
+    if names is None:
+        return restore_set(endpoints, path, None, force=force, verify=verify)
+    parts = [(name, part_for(path, name)) for name in check_stores(names)]
+    for name, part in parts:
+        read_manifest(part, name)
+    return stage_and_switch([(open_store(name, endpoints), part) for name, part in parts],
+                            force=force, verify=verify)

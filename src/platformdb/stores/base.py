@@ -9,6 +9,7 @@ not started, and an operation on it raises :class:`~platformdb.errors.StoreUnava
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -22,6 +23,24 @@ from platformdb.migrate.files import discover
 from platformdb.redaction import redact
 from platformdb.resources import data_dir
 from platformdb.types import Metric, Restored, StatusRow, Step, StoreHealth
+
+
+class Staged(Protocol):
+    """A restore prepared beside its target and verified there; nothing switched yet."""
+
+    report: Restored
+
+    def switch(self) -> None:
+        """Put the staged data in the target's place (the old contents are kept aside)."""
+
+    def undo(self) -> None:
+        """After :meth:`switch`: put the old contents back."""
+
+    def commit(self) -> None:
+        """After :meth:`switch`: drop the old contents; the restore is final."""
+
+    def discard(self) -> None:
+        """Before :meth:`switch`: drop the staged data; the target never changed."""
 
 
 class Store(Protocol):
@@ -59,8 +78,8 @@ class Store(Protocol):
     def backup(self, out_dir: Path, **options: Any) -> Path:
         """Write one backup folder (with its manifest) under ``out_dir``."""
 
-    def restore(self, folder: Path, *, force: bool = False, verify: bool = False) -> Restored:
-        """Restore ``folder`` into this store; manifests are checked first."""
+    def stage(self, folder: Path, *, force: bool = False, verify: bool = False) -> Staged:
+        """Restore ``folder`` beside the target and verify it; the target is untouched."""
 
 
 class Unavailable(StoreUnavailable):
@@ -84,6 +103,20 @@ class StoreBase:
         if self.url is None:
             raise Unavailable(self.why_missing, store=self.name)
         return self.url
+
+    def backup(self, out_dir: Path, **options: Any) -> Path:
+        """One backup folder under ``out_dir``; a backup that fails leaves nothing behind."""
+        before = set(out_dir.iterdir()) if out_dir.is_dir() else set()
+        try:
+            return self.write_backup(out_dir, **options)
+        except BaseException:
+            for leftover in (set(out_dir.iterdir()) if out_dir.is_dir() else set()) - before:
+                if leftover.name.startswith(f"{self.name}-"):
+                    shutil.rmtree(leftover, ignore_errors=True)
+            raise
+
+    def write_backup(self, out_dir: Path, **options: Any) -> Path:
+        raise NotImplementedError
 
     def migrations_dir(self) -> Path:
         return data_dir(self.name) / "migrations"

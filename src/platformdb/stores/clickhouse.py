@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from platformdb import clickhouse
 from platformdb.backup import clickhouse as ch_backup
+from platformdb.backup.manifest import read_manifest
 from platformdb.clickhouse import stats as ch_stats
 from platformdb.config import Settings
+from platformdb.errors import StoreUnavailable
 from platformdb.migrate.base import Driver
 from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
 from platformdb.migrate.files import discover
@@ -60,9 +63,40 @@ class ClickHouseStore(StoreBase):
         with clickhouse.connect(self._settings()) as client:
             return ch_stats.collect(client)
 
-    def backup(self, out_dir: Path, **options: Any) -> Path:
+    def write_backup(self, out_dir: Path, **options: Any) -> Path:
         return ch_backup.backup(self._settings(), out_dir)
 
-    def restore(self, folder: Path, *, force: bool = False, verify: bool = False) -> Restored:
-        report = ch_backup.restore(self._settings(), folder, force=force, verify=verify)
-        return Restored(self.name, report.target, dict(report.tables), report.mismatches)
+    def stage(self, folder: Path, *, force: bool = False, verify: bool = False
+              ) -> RestoreOnSwitch:
+        read_manifest(folder, self.name)
+
+        def run() -> Restored:
+            report = ch_backup.restore(self._settings(), folder, force=force, verify=verify)
+            return Restored(self.name, report.target, dict(report.tables), report.mismatches)
+
+        return RestoreOnSwitch(run, Restored(self.name, self.target, {}, []))
+
+
+class RestoreOnSwitch:
+    """Staging for a store whose restore is not split yet: checked at stage, run at switch.
+
+    The store's own restore already loads beside the target and replaces it only
+    once loaded and verified; what it cannot do is wait for the other stores, or
+    be undone after it ran.
+    """
+
+    def __init__(self, run: Callable[[], Restored], report: Restored) -> None:
+        self._run = run
+        self.report = report
+
+    def switch(self) -> None:
+        self.report = self._run()
+
+    def undo(self) -> None:
+        raise StoreUnavailable(f"the {self.report.store} restore cannot be undone after it ran")
+
+    def commit(self) -> None:
+        return None
+
+    def discard(self) -> None:
+        return None

@@ -28,14 +28,38 @@ class PostgresStore(StoreBase):
     def metrics(self) -> list[Metric]:
         return postgres_metrics(self.require_url())
 
-    def backup(self, out_dir: Path, **options: Any) -> Path:
+    def write_backup(self, out_dir: Path, **options: Any) -> Path:
         return pg_backup.backup(self.require_url(), out_dir,
                                 directory_format=bool(options.get("directory_format")),
                                 jobs=int(options.get("jobs", 1)))
 
-    def restore(self, folder: Path, *, force: bool = False, verify: bool = False) -> Restored:
-        report = pg_backup.restore(folder, self.require_url(), force=force, verify=verify)
-        return Restored(self.name, self.target, dict(report.tables), report.mismatches)
+    def stage(self, folder: Path, *, force: bool = False, verify: bool = False) -> StagedDatabase:
+        staged = pg_backup.stage(folder, self.require_url(), force=force, verify=verify)
+        return StagedDatabase(staged, Restored(self.name, self.target, dict(staged.report.tables),
+                                               staged.report.mismatches))
+
+
+class StagedDatabase:
+    """A backup restored into a scratch database; switching renames it into place."""
+
+    def __init__(self, staged: pg_backup.Staged, report: Restored) -> None:
+        self.staged = staged
+        self.report = report
+        self.switched: pg_backup.Switched | None = None
+
+    def switch(self) -> None:
+        self.switched = pg_backup.switch(self.staged)
+
+    def undo(self) -> None:
+        if self.switched is not None:
+            pg_backup.undo(self.switched)
+
+    def commit(self) -> None:
+        if self.switched is not None:
+            pg_backup.commit(self.switched)
+
+    def discard(self) -> None:
+        pg_backup.discard(self.staged)
 
 
 PG_QUERIES: dict[str, str] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -10,7 +10,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from platformdb.backup import redis as redis_backup
-from platformdb.errors import ConfigError, PlatformDBError
+from platformdb.backup.manifest import read_manifest
+from platformdb.errors import ConfigError, PlatformDBError, StoreUnavailable
 from platformdb.migrate import redis as redis_scripts
 from platformdb.redis import client as redis_client
 from platformdb.stores.base import StoreBase, timed
@@ -80,12 +81,19 @@ class RedisStore(StoreBase):
     def metrics(self) -> list[Metric]:
         return redis_metrics(self.require_url())
 
-    def backup(self, out_dir: Path, **options: Any) -> Path:
+    def write_backup(self, out_dir: Path, **options: Any) -> Path:
         return redis_backup.backup(self.require_url(), out_dir)
 
-    def restore(self, folder: Path, *, force: bool = False, verify: bool = False) -> Restored:
-        report = redis_backup.restore(folder, self.require_url(), force=force, verify=verify)
-        return Restored(self.name, report.target, dict(report.types), report.mismatches)
+    def stage(self, folder: Path, *, force: bool = False, verify: bool = False
+              ) -> RestoreOnSwitch:
+        read_manifest(folder, self.name)
+        url = self.require_url()
+
+        def run() -> Restored:
+            report = redis_backup.restore(folder, url, force=force, verify=verify)
+            return Restored(self.name, report.target, dict(report.types), report.mismatches)
+
+        return RestoreOnSwitch(run, Restored(self.name, self.target, {}, []))
 
 
 def _merged(info: Any, cluster: bool) -> dict[str, Any]:
@@ -130,3 +138,28 @@ def redis_metrics(url: str) -> list[Metric]:
         Metric("redis", "connected_clients", float(info.get("connected_clients", 0)),
                "client connections"),
     ]
+
+
+class RestoreOnSwitch:
+    """Staging for a store whose restore is not split yet: checked at stage, run at switch.
+
+    The store's own restore already loads beside the target and replaces it only
+    once loaded and verified; what it cannot do is wait for the other stores, or
+    be undone after it ran.
+    """
+
+    def __init__(self, run: Callable[[], Restored], report: Restored) -> None:
+        self._run = run
+        self.report = report
+
+    def switch(self) -> None:
+        self.report = self._run()
+
+    def undo(self) -> None:
+        raise StoreUnavailable(f"the {self.report.store} restore cannot be undone after it ran")
+
+    def commit(self) -> None:
+        return None
+
+    def discard(self) -> None:
+        return None

@@ -1,0 +1,143 @@
+"""`backup all` writes one set; `restore all` restores every store or none."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import redis
+from platformdb import embedded, stores
+from platformdb.backup.manifest import MANIFEST
+from platformdb.errors import PlatformDBError, StoreUnavailable, ValidationError
+from platformdb.types import Endpoints
+from tests.conftest import drop_database, fresh_name, with_database
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def redis_pair(cluster_dir: Path) -> Iterator[tuple[str, str]]:
+    """Two Redis servers of this test's own: a source and a restore target."""
+    servers = [embedded.EmbeddedRedis(cluster_dir / name) for name in ("source", "target")]
+    for server in servers:
+        server.start()
+    try:
+        yield servers[0].url(), servers[1].url()
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def source(migrated_url: str, redis_pair: tuple[str, str], tmp_path: Path) -> Endpoints:
+    found = Endpoints(postgres=migrated_url, clickhouse=f"chdb://{tmp_path / 'source-ch'}",
+                      redis=redis_pair[0])
+    stores.apply_pending(found, ["clickhouse"])
+    with psycopg.connect(migrated_url) as conn:
+        conn.execute("INSERT INTO organizations (name, slug) VALUES ('Set Org', 'set-org')")
+    client = redis.Redis.from_url(redis_pair[0])
+    client.set("cache:{set}:k", "v")
+    client.rpush("queue:{set}", "a", "b")
+    client.close()
+    return found
+
+
+@pytest.fixture
+def target(pg_admin_url: str, redis_pair: tuple[str, str], tmp_path: Path) -> Iterator[Endpoints]:
+    name = fresh_name("settarget")
+    yield Endpoints(postgres=with_database(pg_admin_url, name),
+                    clickhouse=f"chdb://{tmp_path / 'target-ch'}", redis=redis_pair[1])
+    drop_database(pg_admin_url, name)
+
+
+def organizations(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [row[0] for row in conn.execute("SELECT slug FROM organizations ORDER BY slug")]
+
+
+def database_exists(admin: str, url: str) -> bool:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                            (url.rsplit("/", 1)[1],)).fetchone() is not None
+
+
+def test_backup_all_writes_one_set_naming_each_part_and_its_point(source: Endpoints,
+                                                                  tmp_path: Path) -> None:
+    (folder,) = stores.backup(source, None, tmp_path / "backups")
+    assert folder.name.startswith("set-")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert set(manifest["parts"]) == {"postgresql", "clickhouse", "redis"}
+    point = manifest["parts"]["postgresql"]["point"]
+    assert point["lsn"] and point["snapshot"] and point["taken_at"]
+    for part in manifest["parts"].values():
+        assert (folder / part["folder"] / MANIFEST).is_file()
+
+
+def test_restore_all_changes_nothing_when_one_store_fails_then_restores_every_store(
+        source: Endpoints, target: Endpoints, pg_admin_url: str, tmp_path: Path) -> None:
+    (folder,) = stores.backup(source, None, tmp_path / "backups")
+    assert target.redis is not None and target.postgres is not None
+    blocker = redis.Redis.from_url(target.redis)
+    blocker.set("already:here", "1")  # a non-empty Redis target refuses without --force
+    with pytest.raises(PlatformDBError, match="not empty"):
+        stores.restore(target, None, tmp_path / "backups")
+    assert not database_exists(pg_admin_url, target.postgres), "PostgreSQL was left restored"
+    assert blocker.keys("*") == [b"already:here"]
+    blocker.delete("already:here")
+    blocker.close()
+    results = stores.restore(target, None, folder, verify=True)
+    assert {r.store for r in results} == {"postgresql", "clickhouse", "redis"}
+    assert all(r.mismatches == [] for r in results)
+    assert organizations(target.postgres) == organizations(source.postgres or "")
+    restored = redis.Redis.from_url(target.redis)
+    assert restored.lrange("queue:{set}", 0, -1) == [b"a", b"b"]
+    restored.close()
+
+
+def test_a_forced_restore_keeps_the_old_database_until_every_store_is_in(
+        source: Endpoints, migrated_url: str, tmp_path: Path) -> None:
+    (folder,) = stores.backup(source, ["postgresql"], tmp_path / "backups")
+    with psycopg.connect(migrated_url) as conn:
+        conn.execute("INSERT INTO organizations (name, slug) VALUES ('Later', 'later')")
+    before = organizations(migrated_url)
+    staged = stores.open_store("postgresql", source).stage(folder, force=True, verify=True)
+    assert organizations(migrated_url) == before, "staging touched the target"
+    staged.switch()
+    assert "later" not in organizations(migrated_url)
+    staged.undo()
+    assert organizations(migrated_url) == before
+
+
+def test_restore_all_refuses_loose_backups_taken_apart(source: Endpoints,
+                                                      tmp_path: Path) -> None:
+    stores.backup(source, ["postgresql"], tmp_path / "loose")
+    stores.backup(source, ["redis"], tmp_path / "loose")
+    with pytest.raises(ValidationError, match="no backup set found .* one store at a time"):
+        stores.restore(source, None, tmp_path / "loose")
+
+
+def test_a_failed_backup_leaves_no_folder_behind(source: Endpoints, tmp_path: Path) -> None:
+    broken = Endpoints(postgres=source.postgres, clickhouse=source.clickhouse,
+                       redis="redis://127.0.0.1:1/0")
+    with pytest.raises((StoreUnavailable, PlatformDBError)):
+        stores.backup(broken, None, tmp_path / "backups")
+    with pytest.raises((StoreUnavailable, PlatformDBError)):
+        stores.backup(broken, ["redis"], tmp_path / "backups")
+    assert list((tmp_path / "backups").iterdir()) == []
+
+
+def test_out_naming_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORMDB_")}
+    result = subprocess.run([sys.executable, "-m", "platformdb.cli", "backup", "postgresql",
+                             "--out", str(tmp_path / "file")], env=base, cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "is a file" in result.stderr
