@@ -77,6 +77,8 @@ class Metric:
     help: str
     labels: dict[str, str] = field(default_factory=dict)
     unit: str = ""
+    kind: str = "gauge"
+    """``gauge`` (a level) or ``counter`` (only grows; Prometheus names it ``..._total``)."""
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,9 @@ def test_health_does_not_start_the_embedded_stack(cluster_dir: Path) -> None:
     assert not (cluster_dir / "never-started" / "postgres").exists()
 
 
-PG_METRICS = {"connections", "index_hit_ratio", "table_size_bytes", "query_mean_latency_ms"}
-REDIS_METRICS = {"memory_used_bytes", "hit_ratio", "command_latency_us", "evicted_keys"}
+PG_METRICS = {"connections", "index_hit_ratio", "table_size_bytes", "query_mean_latency_seconds",
+              "replicas", "replication_lag_max_seconds"}
+REDIS_METRICS = {"memory_used_bytes", "hit_ratio", "command_latency_seconds", "evicted_keys"}
 
 
 def test_stats_return_numbers_for_every_listed_metric(migrated_url: str, redis_url: str,
@@ -108,7 +109,7 @@ def test_stats_json_through_the_cli(store: str, migrated_url: str, redis_url: st
     assert payload["errors"] == [] and payload["metrics"]
 
 
-CH_METRICS = {"query_time_avg_ms", "merges_running", "merges_total", "disk_bytes", "memory_bytes"}
+CH_METRICS = {"query_time_avg_seconds", "merges_running", "merges", "disk_bytes", "memory_bytes"}
 
 
 def test_clickhouse_health_stats_and_ttl_state(tmp_path: Path) -> None:

@@ -8,17 +8,17 @@ from platformdb.clickhouse import ClickHouse
 from platformdb.types import Metric
 
 QUERIES: dict[str, tuple[str, str]] = {
-    "queries_total": (
+    "queries": (
         "SELECT toFloat64(sum(value)) FROM system.events WHERE event = 'Query'",
         "queries run since start"),
-    "query_time_avg_ms": (
-        "SELECT toFloat64(if(q.v = 0, 0, t.v / q.v / 1000)) FROM"
+    "query_time_avg_seconds": (
+        "SELECT toFloat64(if(q.v = 0, 0, t.v / q.v / 1000000)) FROM"
         " (SELECT sum(value) AS v FROM system.events WHERE event = 'QueryTimeMicroseconds') t,"
         " (SELECT sum(value) AS v FROM system.events WHERE event = 'Query') q",
         "average query execution time since start"),
     "merges_running": (
         "SELECT toFloat64(count()) FROM system.merges", "merges in progress"),
-    "merges_total": (
+    "merges": (
         "SELECT toFloat64(sum(value)) FROM system.events WHERE event = 'Merge'",
         "merges completed since start"),
     "active_parts": (
@@ -38,12 +38,16 @@ QUERIES: dict[str, tuple[str, str]] = {
 }
 
 
+COUNTERS = ("queries", "merges")
+
+
 def collect(client: ClickHouse) -> list[Metric]:
     metrics: list[Metric] = []
     for name, (sql, help_text) in QUERIES.items():
         rows = client.rows(sql)
         value = float(rows[0][0]) if rows and rows[0][0] is not None else 0.0
-        metrics.append(Metric("clickhouse", name, value, help_text))
+        metrics.append(Metric("clickhouse", name, value, help_text,
+                              kind="counter" if name in COUNTERS else "gauge"))
     return metrics
 
 

@@ -105,6 +105,12 @@ def postgres_metrics(url: str) -> list[Metric]:
                                   "table size with indexes, TOAST and partitions",
                                   {"table": str(table)}, "bytes"))
         replicas = conn.execute(PG_QUERIES["replication"]).fetchall()
+        metrics.append(Metric("postgresql", "replicas", float(len(replicas)),
+                              "streaming replicas connected to this server"))
+        worst = max((float(row[3]) for row in replicas), default=0.0)
+        metrics.append(Metric("postgresql", "replication_lag_max_seconds", worst,
+                              "largest replay lag of any replica (0 with no replicas)",
+                              {}, "seconds"))
         for name, addr, lag_bytes, lag_seconds in replicas:
             labels = {"replica": str(name or addr)}
             metrics.append(Metric("postgresql", "replication_lag_bytes", float(lag_bytes or 0),
@@ -118,14 +124,14 @@ def postgres_metrics(url: str) -> list[Metric]:
                                   {}, "bytes"))
         if conn.execute("SELECT to_regclass('pg_stat_statements')").fetchone() != (None,):
             mean, calls = conn.execute(PG_QUERIES["statements"]).fetchone() or (0, 0)
-            metrics.append(Metric("postgresql", "query_mean_latency_ms", float(mean),
+            metrics.append(Metric("postgresql", "query_mean_latency_seconds", float(mean) / 1000,
                                   "mean execution time per statement (pg_stat_statements)",
-                                  {}, "ms"))
-            metrics.append(Metric("postgresql", "query_calls", float(calls),
-                                  "statements executed (pg_stat_statements)"))
+                                  {}, "seconds"))
+            metrics.append(Metric("postgresql", "statements", float(calls),
+                                  "statements executed (pg_stat_statements)", kind="counter"))
         else:
             probe = timed(lambda: conn.execute("SELECT 1"))
-            metrics.append(Metric("postgresql", "query_mean_latency_ms", probe,
+            metrics.append(Metric("postgresql", "query_mean_latency_seconds", probe / 1000,
                                   "round trip of SELECT 1 (pg_stat_statements not installed)",
-                                  {"source": "probe"}, "ms"))
+                                  {"source": "probe"}, "seconds"))
     return metrics
