@@ -13,7 +13,7 @@ clients that do not.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from redis.asyncio.client import Redis as AsyncRedis
@@ -24,6 +24,10 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError
 
 from platformdb.errors import ConfigError, StoreUnavailable
+
+SyncClient: TypeAlias = "Redis | RedisCluster"
+AsyncClient: TypeAlias = "AsyncRedis | AsyncRedisCluster"
+Arg: TypeAlias = "str | int | float | bytes"
 
 
 def _hiredis_available() -> bool:
