@@ -21,6 +21,7 @@ from rich.table import Table
 from platformdb import __version__, embedded, migrate
 from platformdb.config import Settings, load_settings, mask_password
 from platformdb.errors import CheckFailed, PlatformDBError
+from platformdb.redis.functions import FunctionsNotLoaded
 
 app = typer.Typer(
     help="Migrate, seed, back up, check and run the platform's PostgreSQL, ClickHouse and Redis.",
@@ -182,21 +183,13 @@ def migrate_run(
 
 @migrate_app.command("status")
 def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Show each migration: applied, pending, edited or missing."""
-    from platformdb.migrate import redis as redis_scripts
-
+    """Show each migration: applied, pending, edited or missing (Redis: changed, not on server)."""
     report: dict[str, list[migrate.StatusRow]] = {}
-    scripts: dict[str, list[redis_scripts.ScriptStatus]] = {}
     for name in stores_or_all(store):
-        if name in migrate.SCRIPT_STORES:
-            with redis_scripts.open_client(settings()) as client:
-                scripts[name] = redis_scripts.status(client)
-            continue
         with migrate.open_migrator(name, settings()) as migrator:
             report[name] = migrator.status()
     if as_json:
-        print_json({**{name: [asdict(row) for row in rows] for name, rows in report.items()},
-                    **{name: [asdict(row) for row in rows] for name, rows in scripts.items()}})
+        print_json({name: [asdict(row) for row in rows] for name, rows in report.items()})
         return
     for name, rows in report.items():
         table = Table("version", "name", "state", "applied at", "ms", "by", title=name)
@@ -207,26 +200,13 @@ def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> No
                           str(row.duration_ms) if row.duration_ms is not None else "-",
                           row.applied_by or "-")
         out.print(table)
-    for name, script_rows in scripts.items():  # after the numbered stores, as `up` runs them
-        table = Table("script", "version", "sha", "state", "loaded at", "by", title=name)
-        for line in script_rows:
-            style = {"loaded": "green", "pending": "yellow"}.get(line.state, "red")
-            table.add_row(line.name, line.version, line.sha[:12], f"[{style}]{line.state}[/]",
-                          line.loaded_at or "-", line.loaded_by or "-")
-        out.print(table)
 
 
 @migrate_app.command("verify")
 def migrate_verify(store: StoreOption = None) -> None:
     """Check that files parse and that applied files are unchanged (exit 1 if not)."""
-    from platformdb.migrate import redis as redis_scripts
-
     problems: list[str] = []
     for name in stores_or_all(store):
-        if name in migrate.SCRIPT_STORES:
-            with redis_scripts.open_client(settings()) as client:
-                problems.extend(f"{name}: {problem}" for problem in redis_scripts.verify(client))
-            continue
         with migrate.open_migrator(name, settings()) as migrator:
             problems.extend(f"{name}: {problem}" for problem in migrator.verify())
     if problems:
@@ -582,7 +562,8 @@ def main() -> None:
     except PlatformDBError as exc:
         if debug:
             raise
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        advice = ": run `platformdb migrate up`" if isinstance(exc, FunctionsNotLoaded) else ""
+        err.print(f"[red]error:[/] {exc}{advice}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from redis.exceptions import RedisError
+
 from platformdb import embedded
 from platformdb.config import Settings, mask_password
 from platformdb.errors import PlatformDBError
@@ -84,29 +86,25 @@ def check_redis(settings: Settings) -> StoreHealth:
     if url is None:
         return StoreHealth("redis", False, None, "embedded",
                            "embedded Redis is not running; run `platformdb up`")
-    import redis
-    from platformdb.migrate import redis as redis_scripts
+    from platformdb.migrate import Migrator
+    from platformdb.migrate.redis import RedisDriver, migrations
     from platformdb.redis import connect
 
     target = mask_password(url)
-    client = connect(url, socket_connect_timeout=3, socket_timeout=3)
+    driver = RedisDriver(client=connect(url, socket_connect_timeout=3, socket_timeout=3))
     try:
-        latency = _timed(lambda: _ping(client))
-        scripts = redis_scripts.status(client)
-    except redis.RedisError as exc:
-        return StoreHealth("redis", False, None, target, f"PING failed: {exc}")
-    except PlatformDBError as exc:  # the script ledger could not be read
+        latency = _timed(lambda: _ping(driver.client))
+        rows = Migrator(driver, migrations()).status()
+    except PlatformDBError as exc:  # no answer, or the ledger / library could not be read
         return StoreHealth("redis", False, None, target, str(exc))
+    except (RedisError, RuntimeError) as exc:  # PING refused or not answered
+        return StoreHealth("redis", False, None, target, f"PING failed: {exc}")
     finally:
-        client.close()
-    # A script that is only missing reloads itself on first use (NOSCRIPT);
-    # one loaded at another version than the files is a problem.
-    pending = [f"script {s.name}" for s in scripts if s.state in ("pending", "not on server")]
-    problems = redis_scripts.verify_rows(scripts)
-    detail = problems[0] if problems else (
-        f"ok ({len(pending)} script(s) not loaded yet; `platformdb migrate up` loads them)"
-        if pending else "ok")
-    return StoreHealth("redis", not problems, round(latency, 2), target, detail, pending, problems)
+        driver.client.close()
+    # Services call the functions library: not loaded, or not this checkout's, is unhealthy.
+    pending = [f"{r.version:03d}_{r.name} ({r.state})" for r in rows if r.state != "applied"]
+    detail = "ok" if not pending else f"functions library {pending[0]}"
+    return StoreHealth("redis", not pending, round(latency, 2), target, detail, pending, [])
 
 
 def _ping(client: object) -> None:

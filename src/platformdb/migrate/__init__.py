@@ -19,7 +19,7 @@ from platformdb.resources import data_dir
 
 __all__ = [
     "DRIVERS",
-    "SCRIPT_STORES",
+    "NUMBERED_STORES",
     "STORES",
     "AppliedMigration",
     "Driver",
@@ -54,29 +54,46 @@ def _clickhouse(settings: Settings) -> Driver:
     return driver
 
 
+def _redis(settings: Settings) -> Driver:
+    from platformdb.migrate.redis import RedisDriver
+
+    url = embedded.resolve(settings, redis=True).redis_url
+    assert url is not None
+    return RedisDriver(url)
+
+
+def _redis_migrations() -> list[Migration]:
+    from platformdb.migrate.redis import migrations
+
+    return migrations()
+
+
 DRIVERS: dict[str, Callable[[Settings], Driver]] = {
     "postgresql": _postgres,
     "clickhouse": _clickhouse,
+    "redis": _redis,
 }
+
+MIGRATIONS: dict[str, Callable[[], list[Migration]]] = {"redis": _redis_migrations}
+"""Stores whose migrations are not numbered files: what their driver module provides
+(Redis: the functions library, one repeatable migration)."""
 
 
 def migrations_dir(store: str) -> Path:
     return data_dir(store) / "migrations"
 
 
-SCRIPT_STORES = ("redis",)
-"""Stores without numbered migrations: ``up`` loads their scripts (:mod:`.redis`)."""
-
-STORES = (*DRIVERS, *SCRIPT_STORES)
+STORES = tuple(DRIVERS)
+NUMBERED_STORES = tuple(store for store in DRIVERS if store not in MIGRATIONS)
 
 
 def check_store(store: str, numbered: bool = False) -> str:
-    """``store`` if it is known (and, with ``numbered``, has numbered migrations)."""
+    """``store`` if it is known (and, with ``numbered``, has numbered migration files)."""
     if store not in STORES:
         raise ConfigError(f"unknown store {store!r}; choose one of {', '.join(STORES)}")
-    if numbered and store in SCRIPT_STORES:
+    if numbered and store not in NUMBERED_STORES:
         raise ConfigError(f"{store} has no numbered migrations; `platformdb migrate up` "
-                          "loads its scripts")
+                          "loads its functions library")
     return store
 
 
@@ -84,7 +101,11 @@ def check_store(store: str, numbered: bool = False) -> str:
 def open_migrator(store: str, settings: Settings,
                   directory: Path | None = None) -> Iterator[Migrator]:
     """A :class:`Migrator` for ``store``, its connection closed on exit."""
-    migrations = discover(directory or migrations_dir(check_store(store, numbered=True)))
+    check_store(store)
+    if directory is None and store in MIGRATIONS:
+        migrations = MIGRATIONS[store]()
+    else:
+        migrations = discover(directory or migrations_dir(store))
     driver = DRIVERS[store](settings)
     try:
         yield Migrator(driver, migrations)
@@ -95,17 +116,12 @@ def open_migrator(store: str, settings: Settings,
 def apply_pending(settings: Settings, stores: list[str] | None = None,
                   target: int | None = None, dry_run: bool = False) -> list[Step]:
     """Apply every pending migration of each store (all stores by default), up to
-    ``target`` where given (scripts have no numbers: ``target`` does not apply)."""
-    from platformdb.migrate import redis as redis_scripts
-
+    ``target`` where given (the Redis library has no numbers: ``target`` does not apply)."""
     steps: list[Step] = []
     for store in stores or list(STORES):
-        if store in SCRIPT_STORES:
-            with redis_scripts.open_client(settings) as client:
-                steps.extend(redis_scripts.up(client, dry_run=dry_run))
-            continue
         with open_migrator(store, settings) as migrator:
-            steps.extend(migrator.up(target=target, dry_run=dry_run))
+            numbered = store in NUMBERED_STORES
+            steps.extend(migrator.up(target=target if numbered else None, dry_run=dry_run))
     return steps
 
 
