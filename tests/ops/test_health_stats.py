@@ -13,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from platformdb import embedded
 from platformdb.config import Settings
 from platformdb.exporter import render
+from platformdb.migrate import Migrator
+from platformdb.migrate.redis import RedisDriver, migrations
 from platformdb.stats import collect
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,18 +29,27 @@ def health(env: dict[str, str], *stores: str) -> subprocess.CompletedProcess[str
                           timeout=120)
 
 
+def migrate_redis(url: str) -> None:
+    driver = RedisDriver(url)
+    Migrator(driver, migrations()).up()
+    driver.close()
+
+
 def test_health_exits_1_while_a_store_is_down_and_0_when_it_is_back(
         migrated_url: str, cluster_dir: Path) -> None:
     server = embedded.EmbeddedRedis(cluster_dir)
     server.start()
     env = {"PLATFORMDB_POSTGRES_URL": migrated_url, "PLATFORMDB_REDIS_URL": server.url()}
     try:
+        assert health(env, "postgresql", "redis").returncode == 1  # no functions library yet
+        migrate_redis(server.url())
         assert health(env, "postgresql", "redis").returncode == 0
         server.stop()
         down = health(env, "postgresql", "redis")
         assert down.returncode == 1
         assert "redis" in down.stderr and "PING failed" in down.stderr
         server.start()
+        migrate_redis(server.url())  # a server restarted empty needs `migrate up`
         assert health(env, "postgresql", "redis").returncode == 0
     finally:
         server.stop()
