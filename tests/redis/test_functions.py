@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -219,3 +221,21 @@ def test_the_direct_path_stays_within_the_pool_and_gives_connections_back(
     assert len(pool._in_use_connections) == 0  # the threads ended: their pins went back
     assert limiter.allow("org_1", "dv360").allowed
     client.close()
+
+
+def test_the_cli_turns_functions_not_loaded_into_one_line_of_advice() -> None:
+    probe = (
+        "import sys\n"
+        "from platformdb import cli\n"
+        "from platformdb.redis import FunctionsNotLoaded\n"
+        "@cli.app.command('probe')\n"
+        "def probe() -> None:\n"
+        "    raise FunctionsNotLoaded(1, 2)\n"
+        "sys.argv = ['platformdb', 'probe']\n"
+        "cli.main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: Redis functions library 'platformdb' version 1 < 2: run `platformdb migrate up`")
