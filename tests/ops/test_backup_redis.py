@@ -21,7 +21,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from platformdb.backup import redis as redis_backup
-from platformdb.errors import ValidationError
+from platformdb.errors import StoreUnavailable, ValidationError
 from platformdb.redis import connect
 from tests.redis.conftest import redis_cluster, scratch, scratch_url  # noqa: F401 - fixtures
 from tests.redis.valkey_cluster import Cluster
@@ -242,3 +242,25 @@ def test_backup_files_hold_json_lines_with_types_and_ttls(source: Redis, tmp_pat
         lines = [json.loads(line) for line in handle]
     assert {line["type"] for line in lines} == {"hash", "string", "zset", "list", "set", "stream"}
     assert all(set(line) == {"key", "type", "ttl_ms", "value"} for line in lines)
+
+
+def test_a_switch_whose_staged_copy_was_tampered_with_changes_nothing(
+    source: Redis, target_url: str, tmp_path: Path
+) -> None:
+    fill(source)
+    folder = redis_backup.backup(url_of(source), tmp_path)
+    target = connect(target_url, decode_responses=False)
+    assert isinstance(target, Redis)
+    try:
+        target.set("keep", b"live")
+        staged = redis_backup.stage(folder, target_url, force=True)
+        assert redis_backup.verify(staged) == []
+        target.delete(staged.names[b"queue:{etl}"])  # gone between verify and switch
+        with pytest.raises(StoreUnavailable, match="nothing was changed"):
+            redis_backup.switch(staged)
+        assert [k for k in target.scan_iter() if not k.startswith(redis_backup.STAGING)] == [
+            b"keep"]
+        redis_backup.discard(staged)
+        staged.close()
+    finally:
+        target.close()

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from redis.crc import key_slot
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from platformdb.backup.manifest import (
     Manifest,
@@ -347,16 +347,32 @@ def switch(staged: Staged) -> None:
             groups[_group(conn, key)].append(("del", key))
         for key in staged.names:
             groups[_group(conn, key)].append(("put", key))
-        for group, actions in groups.items():
-            pipe = _node(conn, group).pipeline(transaction=True)
-            for action, key in actions:
-                if action == "del":
-                    pipe.delete(key)
-                    continue
-                pipe.rename(staged.names[key], key)
-                if key in ttls:
-                    pipe.pexpire(key, ttls[key])
-            pipe.execute()
+        for actions in groups.values():
+            with _node(conn, actions[0][1]).pipeline(transaction=True) as pipe:
+                # WATCH the staged keys and check they are all there: EXEC then applies
+                # everything or, if one changed meanwhile, nothing (a MULTI alone would
+                # run the commands around a RENAME that fails)
+                names = [staged.names[key] for action, key in actions if action == "put"]
+                if names:
+                    pipe.watch(*names)
+                    present = sum(int(pipe.exists(*names[i : i + BATCH]))
+                                  for i in range(0, len(names), BATCH))
+                    if present != len(names):
+                        raise WatchError(f"{len(names) - present} staged key(s) vanished")
+                pipe.multi()
+                for action, key in actions:
+                    if action == "del":
+                        pipe.delete(key)
+                        continue
+                    pipe.rename(staged.names[key], key)
+                    if key in ttls:
+                        pipe.pexpire(key, ttls[key])
+                pipe.execute()
+    except WatchError as exc:
+        raise StoreUnavailable(
+            "a staged key changed before the Redis restore switched; "
+            + ("slots switched before hold the backup, the others are unchanged"
+               if is_cluster(conn) else "nothing was changed")) from exc
     except RedisError as exc:
         raise StoreUnavailable(
             f"switching the Redis restore failed: {exc}"
@@ -370,11 +386,11 @@ def _group(conn: Any, key: bytes) -> Any:
     return key_slot(key) if is_cluster(conn) else None
 
 
-def _node(conn: Any, group: Any) -> Any:
-    if group is None:
+def _node(conn: Any, key: bytes) -> Any:
+    """The client a group's MULTI goes to: the server, or the primary of ``key``'s slot."""
+    if not is_cluster(conn):
         return conn
-    node = conn.nodes_manager.get_node_from_slot(group)
-    return node.redis_connection
+    return conn.get_node_from_key(key).redis_connection
 
 
 def discard(staged: Staged) -> int:
