@@ -63,7 +63,7 @@ def _when(ms: str | bytes | int | None) -> datetime:
     return datetime.fromtimestamp(int(codec.text(str(ms or "0"))) / 1000, tz=UTC)
 
 
-def parse_session(session_id: str, flat: Sequence[Any]) -> Session | None:
+def parse_session(session_id: str, handle: str, flat: Sequence[Any]) -> Session | None:
     """A function's flat (field, value, ...) reply as a Session; None when empty."""
     items = [codec.text(x) for x in flat]
     raw = dict(zip(items[::2], items[1::2], strict=True))
@@ -72,7 +72,7 @@ def parse_session(session_id: str, flat: Sequence[Any]) -> Session | None:
     absolute = int(raw.get("absolute_expires_at", "0"))
     return Session(
         session_id=session_id,
-        handle=session_handle(session_id),
+        handle=handle,
         user_id=raw["user_id"],
         org_id=raw["org_id"],
         created_at=_when(raw["created_at"]),
@@ -148,9 +148,8 @@ class SessionCore:
 
     def one(self, org_id: str, user_id: str, handle: str) -> list[str]:
         """The index and session keys of one session."""
-        check_handle(handle)
-        return [self.keys.session_index(org_id, user_id),
-                self.keys.session(org_id, user_id, handle)]
+        index = self.keys.session_index(org_id, user_id)
+        return [index, f"{index}:{check_handle(handle)}"]
 
     def index(self, org_id: str, user_id: str) -> list[str]:
         return [self.keys.session_index(org_id, user_id)]

@@ -85,7 +85,7 @@ class SessionStore(SessionCore):
             flat = fcall(self.client, self.f_touch, keys, [handle, org_id, user_id])
         else:
             flat = fcall(self.client, self.f_get, keys[1:], [org_id, user_id])
-        return parse_session(session_id, flat)
+        return parse_session(session_id, handle, flat)
 
     def revoke(self, user_id: str, session_id: str, *, org_id: str) -> bool:
         """End one session; False when it was already gone."""

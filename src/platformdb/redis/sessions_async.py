@@ -83,7 +83,7 @@ class AsyncSessionStore(SessionCore):
             flat = await fcall(self.client, self.f_touch, keys, [handle, org_id, user_id])
         else:
             flat = await fcall(self.client, self.f_get, keys[1:], [org_id, user_id])
-        return parse_session(session_id, flat)
+        return parse_session(session_id, handle, flat)
 
     async def revoke(self, user_id: str, session_id: str, *, org_id: str) -> bool:
         """End one session; False when it was already gone."""
