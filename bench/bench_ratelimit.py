@@ -14,9 +14,12 @@
 4. With ``limits`` installed: against its moving-window limiter, the usual
    Python choice (target >= 1.5x).
 
-Every workload runs in its own process (``PYTHONPATH`` = the checkout's
-``src``), for ``--seconds`` after a warm-up, ``--rounds`` times interleaved;
-the median counts. Every limiter call is admitted (the same Lua path).
+Every workload runs in its own long-lived process (``PYTHONPATH`` = the
+checkout's ``src``); the parent has them run ``--slices`` slices of
+``--slice`` seconds each, in turn (redis-benchmark in between), and reports
+the median of the slice-by-slice ratios: load from other programs that
+drifts during the run hits both sides of a ratio alike. Every limiter call is
+admitted (the same Lua path).
 
 Run:  python bench/bench_ratelimit.py --url redis://127.0.0.1:6379/0 \\
           [--baseline-src /tmp/redis-baseline/src]
@@ -66,8 +69,9 @@ def run_for(seconds: float, step: Callable[[int], int]) -> float:
             return done / (now - began)
 
 
-def workload(kind: str, url: str, prefix: str, seconds: float, depth: int, orgs: int) -> float:
-    """One workload against whichever platformdb is on sys.path (this one or a baseline).
+def workload(kind: str, url: str, prefix: str, depth: int, orgs: int) -> Callable[[int], int]:
+    """The step of one workload against whichever platformdb is on sys.path (this one or a
+    baseline): ``step(i)`` makes some calls and says how many.
 
     A baseline from before the org-scoped API (main at 7f9054b) has
     ``platformdb.redis.registry``; this one has ``platformdb.redis.library``.
@@ -133,19 +137,46 @@ def workload(kind: str, url: str, prefix: str, seconds: float, depth: int, orgs:
             return 1
     else:
         raise SystemExit(f"unknown workload {kind}")
-    run_for(min(0.5, seconds), step)  # warm-up: connections, caches
-    return run_for(seconds, step)
+    return step
 
 
-def measure(src: Path, kind: str, url: str, prefix: str, opts: argparse.Namespace) -> float:
-    """Run ``kind`` in a fresh process with ``src`` first on its path; calls per second."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    args = [sys.executable, __file__, "--workload", kind, "--url", url, "--prefix", prefix,
-            "--seconds", str(opts.seconds), "--pipeline", str(opts.pipeline),
-            "--orgs", str(opts.orgs)]
-    out = subprocess.run(args, env=env, check=True, capture_output=True, text=True,
-                         timeout=600).stdout
-    return float(json.loads(out.strip().splitlines()[-1])["rate"])
+def serve(kind: str, url: str, prefix: str, depth: int, orgs: int) -> None:
+    """A child process: set the workload up, then run one slice per "go" line on stdin."""
+    step = workload(kind, url, prefix, depth, orgs)
+    run_for(0.5, step)  # warm-up: connections, caches
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "go":
+            return
+        print(json.dumps({"rate": run_for(float(os.environ["SLICE"]), step)}), flush=True)
+
+
+class Variant:
+    """One workload of one checkout in its own long-lived process, run slice by slice."""
+
+    def __init__(self, label: str, src: Path, kind: str, url: str, prefix: str,
+                 opts: argparse.Namespace) -> None:
+        self.label = label
+        self.rates: list[float] = []
+        env = {**os.environ, "PYTHONPATH": str(src), "SLICE": str(opts.slice)}
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", kind, "--url", url, "--prefix", prefix,
+             "--pipeline", str(opts.pipeline), "--orgs", str(opts.orgs)],
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    def slice(self) -> float:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        rate = float(json.loads(self.proc.stdout.readline())["rate"])
+        self.rates.append(rate)
+        return rate
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(30)
 
 
 # --------------------------------------------------------------- the C baseline
@@ -153,7 +184,7 @@ def measure(src: Path, kind: str, url: str, prefix: str, opts: argparse.Namespac
 
 def redis_benchmark(url: str, prefix: str, version: int, opts: argparse.Namespace, depth: int,
                     estimate: float) -> float:
-    """``redis-benchmark`` sending the same FCALL for about ``--seconds``; its requests/s."""
+    """``redis-benchmark`` sending the same FCALL for about a slice; its requests/s."""
     from platformdb.redis import redis_tool
 
     parts = urlsplit(url)
@@ -194,22 +225,26 @@ def cleanup(client: Any, patterns: list[str]) -> None:
             client.unlink(*batch[i: i + 500])
 
 
+def ratio(a: Variant, b: Variant) -> float:
+    """The median of the slice-by-slice ratios: slices of a and b alternate, so machine
+    load that drifts during the run hits both alike and cancels out."""
+    return statistics.median(x / y for x, y in zip(a.rates, b.rates, strict=True))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--url", default=os.environ.get("PLATFORMDB_REDIS_URL"))
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--slice", type=float, default=0.5, help="seconds per measurement")
+    parser.add_argument("--slices", type=int, default=15, help="measurements per variant")
     parser.add_argument("--pipeline", type=int, default=50, help="decisions per round trip")
     parser.add_argument("--orgs", type=int, default=1000)
     parser.add_argument("--baseline-src", type=Path, default=None,
                         help="the src folder of the checkout to compare with (e.g. main)")
-    parser.add_argument("--workload", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     opts = parser.parse_args()
-    if opts.workload:  # a child process: one measurement, as JSON
-        rate = workload(opts.workload, opts.url, opts.prefix, opts.seconds, opts.pipeline,
-                        opts.orgs)
-        print(json.dumps({"rate": rate}))
+    if opts.serve:  # a child process
+        serve(opts.serve, opts.url, opts.prefix, opts.pipeline, opts.orgs)
         return 0
 
     sys.path.insert(0, str(SRC))
@@ -227,9 +262,11 @@ def main() -> int:
           f"{server.get('valkey_version') or server.get('redis_version')} at "
           f"{url.split('@')[-1]}, bench tool: {redis_tool('benchmark')}")
     print(f"client: Python {platform.python_version()}, redis-py hiredis={HIREDIS_AVAILABLE}, "
-          f"{os.cpu_count()} CPUs, {platform.machine()} {platform.system()}")
-    print(f"workload: {opts.orgs} orgs x {DSP}, 1 connection, {opts.rounds} rounds x "
-          f"{opts.seconds}s, median; baseline: {opts.baseline_src or '-'}\n")
+          f"{os.cpu_count()} CPUs, {platform.machine()} {platform.system()}, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print(f"workload: {opts.orgs} orgs x {DSP}, 1 connection each; {opts.slices} slices of "
+          f"{opts.slice}s per variant, variants interleaved; baseline: "
+          f"{opts.baseline_src or '-'}\n")
     try:
         import limits  # noqa: F401
 
@@ -237,56 +274,64 @@ def main() -> int:
     except ImportError:
         have_limits = False
 
-    ours = {k: [] for k in ("allow", "allow_many", "session_get", "session_create",
-                            "bare_fcall")}  # type: dict[str, list[float]]
-    base: dict[str, list[float]] = {k: [] for k in ("allow", "allow_many", "session_get",
-                                                     "session_create")}
+    kinds = ["allow", "allow_many", "session_get", "session_create", "bare_fcall"]
+    variants: dict[str, Variant] = {}
     bench: dict[str, list[float]] = {"P1": [], "PN": []}
-    peer: list[float] = []
     try:
-        for _ in range(opts.rounds):
-            for kind in ours:
-                ours[kind].append(measure(SRC, kind, url, prefix, opts))
-                if opts.baseline_src and kind in base:
-                    base[kind].append(measure(opts.baseline_src, kind, url, f"b{prefix}", opts))
-            bench["P1"].append(redis_benchmark(url, prefix, library().version, opts, 1,
-                                               ours["allow"][-1]))
-            bench["PN"].append(redis_benchmark(url, prefix, library().version, opts,
-                                               opts.pipeline, ours["allow_many"][-1] * 1.5))
-            if have_limits:
-                peer.append(measure(SRC, "limits", url, prefix, opts))
+        for kind in kinds:
+            variants[kind] = Variant(kind, SRC, kind, url, prefix, opts)
+            if opts.baseline_src and kind != "bare_fcall":
+                variants[f"baseline {kind}"] = Variant(f"baseline {kind}", opts.baseline_src,
+                                                       kind, url, f"b{prefix}", opts)
+        if have_limits:
+            variants["limits"] = Variant("limits", SRC, "limits", url, prefix, opts)
+        order = list(variants.values())
+        for n in range(opts.slices):
+            for variant in order if n % 2 == 0 else reversed(order):
+                variant.slice()
+            for key, depth, estimate in (("P1", 1, variants["allow"].rates[-1]),
+                                         ("PN", opts.pipeline, variants["allow_many"].rates[-1])):
+                opts.seconds = opts.slice
+                bench[key].append(redis_benchmark(url, prefix, library().version, opts, depth,
+                                                  estimate))
     finally:
+        for variant in variants.values():
+            variant.close()
         cleanup(client, [f"{prefix}*", f"b{prefix}*", f"*{token}*"])
-    med = {k: statistics.median(v) for k, v in ours.items()}
-    print("raw (calls/s per round):")
-    for name, values in [*ours.items(), *((f"baseline {k}", v) for k, v in base.items() if v),
-                         *((f"redis-benchmark {k}", v) for k, v in bench.items()),
-                         *((("limits", peer),) if peer else ())]:
-        print(f"  {name:<24} " + "  ".join(f"{v:>9,.0f}" for v in values))
+    print("raw (calls/s, median and range of the slices):")
+    for name, values in [*((v.label, v.rates) for v in variants.values()),
+                         *((f"redis-benchmark {k}", v) for k, v in bench.items())]:
+        print(f"  {name:<24} {statistics.median(values):>9,.0f}   "
+              f"[{min(values):,.0f} .. {max(values):,.0f}]")
     print()
+    med = {k: statistics.median(v.rates) for k, v in variants.items()}
     rows = [
-        ("RateLimiter.allow (1 per round trip)", med["allow"],
-         "redis-benchmark FCALL -P 1", statistics.median(bench["P1"]), 0.6),
+        ("RateLimiter.allow (1 per round trip)", med["allow"], "redis-benchmark FCALL -P 1",
+         statistics.median(bench["P1"]),
+         statistics.median(a / b for a, b in zip(variants["allow"].rates, bench["P1"],
+                                                 strict=True)), 0.6),
         (f"RateLimiter.allow_many (pipeline {opts.pipeline})", med["allow_many"],
-         f"redis-benchmark FCALL -P {opts.pipeline}", statistics.median(bench["PN"]), 0.6),
-        ("RateLimiter.allow (direct path)", med["allow"],
-         "bare redis-py client.fcall", med["bare_fcall"], 1.0),
+         f"redis-benchmark FCALL -P {opts.pipeline}", statistics.median(bench["PN"]),
+         statistics.median(a / b for a, b in zip(variants["allow_many"].rates, bench["PN"],
+                                                 strict=True)), 0.6),
+        ("RateLimiter.allow (direct path)", med["allow"], "bare redis-py client.fcall",
+         med["bare_fcall"], ratio(variants["allow"], variants["bare_fcall"]), 1.0),
     ]
-    for kind, target in (("allow", 0.9), ("allow_many", 0.9), ("session_get", 0.9),
-                         ("session_create", 0.9)):
-        if base[kind]:
+    for kind in ("allow", "allow_many", "session_get", "session_create"):
+        if f"baseline {kind}" in variants:
             rows.append((f"{kind} (this checkout)", med[kind], f"{kind} (baseline)",
-                         statistics.median(base[kind]), target))
-    if peer:
+                         med[f"baseline {kind}"],
+                         ratio(variants[kind], variants[f"baseline {kind}"]), 0.9))
+    if have_limits:
         rows.append(("RateLimiter.allow (1 per round trip)", med["allow"],
-                     "limits moving window hit()", statistics.median(peer), 1.5))
+                     "limits moving window hit()", med["limits"],
+                     ratio(variants["allow"], variants["limits"]), 1.5))
     width = max(len(r[0]) for r in rows)
-    for name, value, base_name, baseline, target in rows:
-        ratio = value / baseline
-        verdict = "ok" if ratio >= target else "below target"
+    for name, value, base_name, baseline, paired, target in rows:
+        verdict = "ok" if paired >= target else "below target"
         print(f"{name:<{width}}  {value:>9,.0f}/s  vs {base_name:<32} {baseline:>9,.0f}/s"
-              f"  = {ratio:5.2f}x  (target >= {target}x: {verdict})")
-    if not peer:
+              f"  = {paired:5.2f}x  (target >= {target}x: {verdict})")
+    if not have_limits:
         print("limits is not installed: pip install limits for the peer-library comparison")
     return 0
 
