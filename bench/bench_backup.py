@@ -36,7 +36,7 @@ from platformdb.seed import seed_load
 
 
 def admin_url() -> str:
-    url = embedded.resolve(load_settings(), postgres=True).postgres_url or ""
+    url = embedded.endpoints(load_settings(), start=True, stores=["postgresql"]).postgres or ""
     return re.sub(r"/[^/]*$", "/postgres", url)
 
 

@@ -38,9 +38,9 @@ USERS_PER_ORG = 20
 
 
 def admin_url() -> str:
-    settings = embedded.resolve(load_settings(), postgres=True)
-    assert settings.postgres_url is not None
-    return urlsplit(settings.postgres_url)._replace(path="/postgres").geturl()
+    url = embedded.endpoints(load_settings(), start=True, stores=["postgresql"]).postgres
+    assert url is not None
+    return urlsplit(url)._replace(path="/postgres").geturl()
 
 
 def fresh_db(admin: str) -> str:

@@ -57,8 +57,7 @@ print(json.dumps({"seconds": seconds,
 
 
 def admin_url() -> str:
-    settings = embedded.resolve(load_settings(), postgres=True)
-    url = settings.postgres_url or ""
+    url = embedded.endpoints(load_settings(), start=True, stores=["postgresql"]).postgres or ""
     return re.sub(r"/[^/]*$", "/postgres", url)
 
 

@@ -1,8 +1,7 @@
--- name: cache_unlock
--- version: 1
+-- function: cache_unlock
 -- Release the recompute lock, only when the caller still holds it (a lock
 -- that expired and was taken by another caller stays theirs).
--- KEYS[1]: cachelock:{namespace}:<key>  string, the lock
+-- KEYS[1]: cachelock:{<scope>}:<key>  string, the lock
 -- ARGV[1]: the caller's lock token
 -- returns: 1 when released, 0 when the caller did not hold it
 

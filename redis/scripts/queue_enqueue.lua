@@ -1,51 +1,51 @@
--- name: queue_enqueue
--- version: 1
--- Add a job: its hash, then its id on the ready list, or on the delayed set
--- when it should not run before a delay. An id that already exists is not
--- enqueued again (enqueue is idempotent per job id).
--- KEYS[1]: queue:{job_type}             list, ready job ids (pushed left, claimed right)
--- KEYS[2]: queue:{job_type}:processing  list, claimed job ids
--- KEYS[3]: queue:{job_type}:claims      sorted set, claimed id -> visibility deadline ms
--- KEYS[4]: queue:{job_type}:delayed     sorted set, id -> not-before ms
--- KEYS[5]: queue:{job_type}:dead        list, dead-lettered ids
--- KEYS[6]: queue:{job_type}:stats       hash, counters
--- job hash: KEYS[1] .. ':job:' .. id (same hash tag, same slot)
--- ARGV[1]: job id
--- ARGV[2]: org_id the job belongs to
+-- function: queue_enqueue
+-- Add a job of an org: its hash, then its member "<org_id>:<job_id>" on the
+-- ready list (and a wake-up token for a blocked worker), or on the delayed
+-- set when it should not run before a delay. Job ids are unique per org: a
+-- member that already exists is not enqueued again (enqueue is idempotent per
+-- org and job id), and another org's job with the same id is another job.
+-- KEYS[1]: queue:{<job_type>}             list, ready members (pushed left, claimed right)
+-- KEYS[2]: queue:{<job_type>}:processing  list, claimed members
+-- KEYS[3]: queue:{<job_type>}:claims      sorted set, claimed member -> lease deadline ms
+-- KEYS[4]: queue:{<job_type>}:delayed     sorted set, member -> not-before ms
+-- KEYS[5]: queue:{<job_type>}:dead        list, dead-lettered members
+-- KEYS[6]: queue:{<job_type>}:stats       hash, counters
+-- KEYS[7]: queue:{<job_type>}:wake        list, wake-up tokens that idle workers block on (BLPOP)
+-- job hash: KEYS[1] .. ':job:' .. member (same hash tag, same slot)
+-- ARGV[1]: org_id the job belongs to
+-- ARGV[2]: job id
 -- ARGV[3]: payload, JSON
 -- ARGV[4]: max attempts, an integer 1..1000
 -- ARGV[5]: delay in ms, an integer >= 0
--- returns: 1 when enqueued, 0 when a job with this id already exists
+-- returns: 1 when enqueued, 0 when this org already has a job with this id
 -- errors:  "INVALID ..." on bad arguments
 
-local id, org_id, payload = ARGV[1], ARGV[2], ARGV[3]
-local max_attempts, delay_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
-if #KEYS ~= 6 then
-  return redis.error_reply('INVALID queue_enqueue: expected the 6 queue keys')
+local org_id, id, payload = ARGV[1], ARGV[2], ARGV[3]
+local max_attempts, delay_ms = int_arg(ARGV[4], 1, 1000), int_arg(ARGV[5], 0)
+if #KEYS ~= 7 then
+  return redis.error_reply('INVALID queue_enqueue: expected the 7 queue keys')
 end
-if not id or id == '' or not org_id or org_id == '' or not payload or payload == '' then
-  return redis.error_reply('INVALID queue_enqueue: job id, org_id and payload are required')
+if not org_id or org_id == '' or not id or id == '' or not payload or payload == '' then
+  return redis.error_reply('INVALID queue_enqueue: org_id, job id and payload are required')
 end
-if not max_attempts or max_attempts ~= math.floor(max_attempts) or max_attempts < 1
-    or max_attempts > 1000 then
-  return redis.error_reply('INVALID queue_enqueue: max attempts must be an integer in 1..1000')
-end
-if not delay_ms or delay_ms ~= math.floor(delay_ms) or delay_ms < 0 then
-  return redis.error_reply('INVALID queue_enqueue: delay must be an integer >= 0 ms')
+if not max_attempts or not delay_ms then
+  return redis.error_reply('INVALID queue_enqueue: max attempts 1..1000, delay an integer >= 0 ms')
 end
 
-local job = KEYS[1] .. ':job:' .. id
+local member = org_id .. ':' .. id
+local job = KEYS[1] .. ':job:' .. member
 if redis.call('EXISTS', job) == 1 then
   return 0
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 redis.call('HSET', job, 'id', id, 'org_id', org_id, 'payload', payload,
-  'attempts', 0, 'max_attempts', max_attempts, 'enqueued_at', now)
+  'attempts', 0, 'max_attempts', max_attempts, 'lease', 0, 'enqueued_at', now)
 if delay_ms > 0 then
-  redis.call('ZADD', KEYS[4], now + delay_ms, id)
+  redis.call('ZADD', KEYS[4], now + delay_ms, member)
 else
-  redis.call('LPUSH', KEYS[1], id)
+  redis.call('LPUSH', KEYS[1], member)
+  redis.call('LPUSH', KEYS[7], 1)
+  redis.call('LTRIM', KEYS[7], 0, 63)
 end
 redis.call('HINCRBY', KEYS[6], 'enqueued', 1)
 return 1

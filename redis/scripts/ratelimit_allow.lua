@@ -1,5 +1,4 @@
--- name: ratelimit_allow
--- version: 1
+-- function: ratelimit_allow
 -- Sliding-window rate limit on a sorted set of admitted requests, one atomic
 -- call: trim what left the window, count, admit or refuse, set the expiry.
 -- Time is the server's (TIME), never the caller's, so clients with skewed

@@ -1,15 +1,16 @@
--- name: session_list
--- version: 1
--- The live sessions of a user; expired index entries are pruned on the way.
--- KEYS[1]: session:{user_id}  hash, the user's index
--- returns: flat list {session_id, expires_at_ms, ...} of live sessions
+-- function: session_list
+-- flags: no-writes
+-- The live sessions of one user of one org, as handles (the SHA-256 of each
+-- session id: enough to show or revoke a session, useless to sign in with).
+-- Expired entries are skipped here and pruned by session_create/session_touch.
+-- KEYS[1]: session:{<org_id>:<user_id>}  hash, the index
+-- returns: flat list {handle, expires_at_ms, ...} of live sessions
 
 local index = KEYS[1]
 if #KEYS ~= 1 then
   return redis.error_reply('INVALID session_list: expected 1 key')
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local live = {}
 local flat = redis.call('HGETALL', index)
 for i = 1, #flat, 2 do
@@ -17,8 +18,6 @@ for i = 1, #flat, 2 do
   if exp > now and redis.call('EXISTS', index .. ':' .. flat[i]) == 1 then
     live[#live + 1] = flat[i]
     live[#live + 1] = flat[i + 1]
-  else
-    redis.call('HDEL', index, flat[i])
   end
 end
 return live

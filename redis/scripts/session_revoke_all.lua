@@ -1,9 +1,8 @@
--- name: session_revoke_all
--- version: 1
--- Revoke every session of one user, and nothing else. The session keys are
--- derived from the index key (KEYS[1] .. ':' .. session_id); they share its
--- hash tag, so on a Cluster they live in the same slot as KEYS[1].
--- KEYS[1]: session:{user_id}  hash, the user's index
+-- function: session_revoke_all
+-- Revoke every session of one user of one org, and nothing else. The session
+-- keys are derived from the index key (KEYS[1] .. ':' .. handle); they share
+-- its hash tag {<org_id>:<user_id>}, so on a Cluster they live in its slot.
+-- KEYS[1]: session:{<org_id>:<user_id>}  hash, the index
 -- returns: the number of live sessions revoked
 -- errors:  "INVALID ..." on bad arguments
 
@@ -12,9 +11,9 @@ if #KEYS ~= 1 then
   return redis.error_reply('INVALID session_revoke_all: expected 1 key')
 end
 local removed = 0
-local ids = redis.call('HKEYS', index)
-for i = 1, #ids do
-  removed = removed + redis.call('DEL', index .. ':' .. ids[i])
+local handles = redis.call('HKEYS', index)
+for i = 1, #handles do
+  removed = removed + redis.call('DEL', index .. ':' .. handles[i])
 end
 redis.call('DEL', index)
 return removed

@@ -25,6 +25,7 @@ from platformdb import __version__, embedded, migrate, stores
 from platformdb.config import Settings, load_settings
 from platformdb.errors import CheckFailed, ConfigError, PlatformDBError, StoreUnavailable, one_line
 from platformdb.redaction import redact, redact_text
+from platformdb.redis.functions import FunctionsNotLoaded
 from platformdb.stores import Unavailable, open_store, open_stores
 from platformdb.types import Endpoints, Step, check_store, check_stores
 
@@ -266,7 +267,7 @@ def migrate_run(
 
 @migrate_app.command("status")
 def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Show each migration: applied, pending, edited or missing."""
+    """Show each migration: applied, pending, edited or missing (Redis: changed, not on server)."""
     found = endpoints(start=False, stores=store)
     report = {s.name: s.migration_status() for s in open_stores(found, store)}
     if as_json:
@@ -717,6 +718,8 @@ URL_VARIABLES = {"postgresql": "PLATFORMDB_POSTGRES_URL", "clickhouse": "PLATFOR
 def with_advice(exc: PlatformDBError) -> str:
     """The error's message plus what to do about it on the command line."""
     message = str(exc)
+    if isinstance(exc, FunctionsNotLoaded):
+        return f"{message}: run `platformdb migrate up`"
     if isinstance(exc, StoreUnavailable):
         variable = URL_VARIABLES.get(exc.store or "", "the store's PLATFORMDB_*_URL")
         if isinstance(exc, Unavailable):

@@ -87,7 +87,7 @@ class StatusRow:
 
     version: int
     name: str
-    state: str  # applied | pending | edited | missing
+    state: str  # applied | pending | edited | missing; repeatable: changed | not on server
     applied_at: datetime | None = None
     duration_ms: int | None = None
     applied_by: str | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-import redis
 from platformdb.backup import find_backups
 from platformdb.backup import postgres as pg_backup
-from platformdb.backup import redis as redis_backup
 from platformdb.backup.manifest import MANIFEST
 from platformdb.errors import CheckFailed, ValidationError
 from tests.conftest import drop_database, fresh_name, with_database
@@ -128,52 +125,7 @@ def test_verify_fails_when_restored_data_differs(migrated_url: str, target_url: 
         pg_backup.restore(folder, target_url, verify=True)
 
 
-@pytest.fixture
-def redis_db(redis_url: str) -> Iterator[redis.Redis]:
-    """A Redis logical database of its own (15 and 14 are left to these tests)."""
-    conn = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/15")
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-
-
-def test_redis_round_trip_keeps_every_type_and_ttl(redis_db: redis.Redis, redis_url: str,
-                                                   tmp_path: Path) -> None:
-    source_url = redis_url.rsplit("/", 1)[0] + "/15"
-    target_url = redis_url.rsplit("/", 1)[0] + "/14"
-    redis.Redis.from_url(target_url).flushdb()
-    user = uuid.uuid4().hex
-    redis_db.hset(f"session:{{{user}}}", mapping={"user_id": user, "org_id": "org_456"})
-    redis_db.expire(f"session:{{{user}}}", 3600)
-    redis_db.set("cache:campaign:123", b'{"id":"123"}\xff', ex=300)
-    redis_db.zadd("ratelimit:{org_456}:dv360", {"request_1": 1704556800, "request_2": 1704556801})
-    redis_db.rpush("queue:{etl}", "job1", "job2")
-    redis_db.sadd("tags:x", "a", "b")
-    redis_db.xadd("stream:x", {"f": "v"})
-    folder = redis_backup.backup(source_url, tmp_path)
-    report = redis_backup.restore(folder, target_url, verify=True)
-    assert report.keys == 6 and report.mismatches == []
-    target = redis.Redis.from_url(target_url)
-    try:
-        assert target.get("cache:campaign:123") == b'{"id":"123"}\xff'
-        assert 0 < target.ttl(f"session:{{{user}}}") <= 3600
-        assert target.zrange("ratelimit:{org_456}:dv360", 0, -1) == [b"request_1", b"request_2"]
-        with pytest.raises(ValidationError, match="not empty"):
-            redis_backup.restore(folder, target_url)
-    finally:
-        target.flushdb()
-
-
-def test_corrupted_redis_backup_is_refused(redis_db: redis.Redis, redis_url: str,
-                                           tmp_path: Path) -> None:
-    redis_db.set("cache:a", "1")
-    folder = redis_backup.backup(redis_url.rsplit("/", 1)[0] + "/15", tmp_path)
-    data_file = folder / redis_backup.DATA_FILE
-    data_file.write_bytes(data_file.read_bytes()[:-5])
-    redis_db.flushdb()
-    with pytest.raises(ValidationError, match="corrupted or truncated"):
-        redis_backup.restore(folder, redis_url.rsplit("/", 1)[0] + "/15")
-    assert redis_db.dbsize() == 0
+# The Redis backup tests live in test_backup_redis.py (private servers, stage/verify/switch).
 
 
 def test_find_backups_picks_the_newest_folder_per_store(tmp_path: Path) -> None:

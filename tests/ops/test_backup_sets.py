@@ -86,7 +86,7 @@ def test_restore_all_changes_nothing_when_one_store_fails_then_restores_every_st
     assert target.redis is not None and target.postgres is not None
     blocker = redis.Redis.from_url(target.redis)
     blocker.set("already:here", "1")  # a non-empty Redis target refuses without --force
-    with pytest.raises(PlatformDBError, match="not empty"):
+    with pytest.raises(PlatformDBError, match="pass --force"):
         stores.restore(target, None, tmp_path / "backups")
     assert not database_exists(pg_admin_url, target.postgres), "PostgreSQL was left restored"
     assert blocker.keys("*") == [b"already:here"]

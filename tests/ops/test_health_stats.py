@@ -13,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from platformdb import embedded
 from platformdb.config import Settings
 from platformdb.exporter import render
+from platformdb.migrate import Migrator
+from platformdb.migrate.redis import RedisDriver, migrations
 from platformdb.stats import collect
 from platformdb.types import Endpoints
 
@@ -28,18 +30,27 @@ def health(env: dict[str, str], *stores: str) -> subprocess.CompletedProcess[str
                           timeout=120)
 
 
+def migrate_redis(url: str) -> None:
+    driver = RedisDriver(url)
+    Migrator(driver, migrations()).up()
+    driver.close()
+
+
 def test_health_exits_1_while_a_store_is_down_and_0_when_it_is_back(
         migrated_url: str, cluster_dir: Path) -> None:
     server = embedded.EmbeddedRedis(cluster_dir)
     server.start()
     env = {"PLATFORMDB_POSTGRES_URL": migrated_url, "PLATFORMDB_REDIS_URL": server.url()}
     try:
+        assert health(env, "postgresql", "redis").returncode == 1  # no functions library yet
+        migrate_redis(server.url())
         assert health(env, "postgresql", "redis").returncode == 0
         server.stop()
         down = health(env, "postgresql", "redis")
         assert down.returncode == 1
-        assert "redis" in down.stderr and "PING failed" in down.stderr
+        assert "redis" in down.stderr and "did not answer PING" in down.stderr
         server.start()
+        migrate_redis(server.url())  # a server restarted empty needs `migrate up`
         assert health(env, "postgresql", "redis").returncode == 0
     finally:
         server.stop()
@@ -48,7 +59,7 @@ def test_health_exits_1_while_a_store_is_down_and_0_when_it_is_back(
 def test_health_reports_pending_migrations_as_unhealthy(pg_url: str) -> None:
     result = health({"PLATFORMDB_POSTGRES_URL": pg_url}, "postgresql")
     assert result.returncode == 1
-    assert "pending migration" in result.stderr
+    assert "not applied, first 001_init_schema (pending)" in result.stderr
 
 
 def test_health_does_not_start_the_embedded_stack(cluster_dir: Path) -> None:
@@ -121,7 +132,7 @@ def test_clickhouse_health_stats_and_ttl_state(tmp_path: Path) -> None:
     url = f"chdb://{tmp_path / 'chdb'}"
     pending = health({"PLATFORMDB_CLICKHOUSE_URL": url, "PLATFORMDB_HOME": str(tmp_path)},
                      "clickhouse")
-    assert pending.returncode == 1 and "pending migration" in pending.stderr
+    assert pending.returncode == 1 and "migration(s) not applied" in pending.stderr
     settings = Settings(home=tmp_path, clickhouse_url=url)
     with connect(settings) as client:
         driver = ClickHouseDriver(client, {}, own_client=False)

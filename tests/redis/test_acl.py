@@ -1,27 +1,43 @@
-"""The per-service ACL users of redis/scripts/acl_users.redis on a real server."""
+"""The ACL users of redis/scripts/acl_users.redis on real servers.
+
+Services run the functions library and their own keys' commands, nothing
+else: no code of their own (FUNCTION LOAD/DELETE/FLUSH, SCRIPT, EVAL,
+EVALSHA), no keyspace listing (SCAN, KEYS), no other service's keys.
+"""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 from redis.client import Redis
-from redis.exceptions import NoPermissionError
+from redis.exceptions import NoPermissionError, ResponseError
 
 from platformdb.errors import ConfigError, StoreUnavailable
+from platformdb.migrate import Migrator
+from platformdb.migrate.redis import RedisDriver, migrations
 from platformdb.redis import (
+    Cache,
     EventBus,
+    Job,
     JobQueue,
     Limit,
     RateLimiter,
     SessionStore,
+    Worker,
     acl_commands,
     apply_acl_users,
     connect,
+    delete_org,
+    library,
+    org_keys,
 )
 from platformdb.redis.acl import roles
+
+SERVICES = ("RATELIMIT", "SESSIONS", "CACHE", "QUEUE", "EVENTS")
 
 
 @pytest.fixture
@@ -42,86 +58,165 @@ def as_user(redis_url: str, name: str, password: str) -> Redis:
 
 
 def test_acl_file_has_every_service_user() -> None:
-    assert set(roles()) == {
-        "RATELIMIT",
-        "SESSIONS",
-        "CACHE",
-        "QUEUE",
-        "EVENTS",
-        "MIGRATE",
-        "MONITOR",
-    }
+    assert set(roles()) == {"RATELIMIT", "SESSIONS", "CACHE", "QUEUE", "EVENTS", "MIGRATE",
+                            "ADMIN", "MONITOR"}
     commands = acl_commands({r: "pw" for r in roles()}, prefix="prod:")
     assert all(words[:2] == ["ACL", "SETUSER"] and "reset" in words for words in commands)
     ratelimit = next(w for w in commands if w[2] == "platformdb-ratelimit")
     assert "~prod:ratelimit:*" in ratelimit and ">pw" in ratelimit
+    for words in commands:
+        rules = set(words[3:])
+        assert not rules & {"+eval", "+evalsha", "+script|load", "+script", "+function",
+                            "+function|delete", "+function|flush", "+keys", "+@all", "allkeys"}
+        if words[2] != "platformdb-migrate":
+            assert "+function|load" not in rules
+        if words[2] != "platformdb-admin":
+            assert "+scan" not in rules
     with pytest.raises(ConfigError):
         acl_commands({"RATELIMIT": "pw"})  # other roles' passwords missing
 
 
-def test_restricted_user_is_refused_keys_outside_its_pattern(
-    redis_url: str,
-    redis_client: Redis,
-    redis_prefix: str,
+@pytest.mark.parametrize("role", SERVICES)
+def test_a_service_user_can_neither_load_nor_evaluate_code_nor_list_keys(
+    role: str, redis_url: str, acl_users: tuple[str, dict[str, str]]
+) -> None:
+    suffix, passwords = acl_users
+    client = as_user(redis_url, f"platformdb-{role.lower()}{suffix}", passwords[role])
+    code = library().code.replace("name=platformdb", "name=evil")
+    try:
+        refused = [
+            ("FUNCTION", "LOAD", "REPLACE", code),
+            ("FUNCTION", "DELETE", "platformdb"),
+            ("FUNCTION", "FLUSH"),
+            ("SCRIPT", "LOAD", "while true do end"),
+            ("SCRIPT", "FLUSH"),
+            ("EVAL", "while true do end", "0"),
+            ("EVALSHA", "a" * 40, "0"),
+            ("SCAN", "0"),
+            ("KEYS", "*"),
+            ("FLUSHALL",),
+            ("CONFIG", "GET", "*"),
+            ("SLOWLOG", "GET"),
+            ("MONITOR",),
+        ]
+        for command in refused:
+            with pytest.raises(NoPermissionError):
+                client.execute_command(*command)
+    finally:
+        client.close()
+
+
+def test_each_service_works_within_its_own_patterns_and_nowhere_else(
+    redis_url: str, redis_client: Redis, redis_prefix: str,
     acl_users: tuple[str, dict[str, str]],
 ) -> None:
     suffix, passwords = acl_users
-    limiter_client = as_user(redis_url, f"platformdb-ratelimit{suffix}", passwords["RATELIMIT"])
-    sessions_client = as_user(redis_url, f"platformdb-sessions{suffix}", passwords["SESSIONS"])
+    users = {role: as_user(redis_url, f"platformdb-{role.lower()}{suffix}", passwords[role])
+             for role in SERVICES}
+    p = redis_prefix
     try:
-        # Its own structure works, scripts included, also when it must reload them.
-        redis_client.script_flush()
-        limiter = RateLimiter(limiter_client, Limit(2, 10), prefix=redis_prefix)
+        limiter = RateLimiter(users["RATELIMIT"], Limit(2, 10), prefix=p)
         assert limiter.allow("org_1", "dv360").allowed
-        store = SessionStore(sessions_client, prefix=redis_prefix)
-        session = store.create("user_1", "org_1")
-        assert store.get("user_1", session.session_id) is not None
+        assert limiter.allow_many([("org_1", "dv360")] * 2)[1].allowed is False
+        store = SessionStore(users["SESSIONS"], prefix=p)
+        session = store.create("user_1", org_id="org_1")
+        assert store.get("user_1", session.session_id, org_id="org_1") is not None
+        assert store.get("user_1", session.session_id, org_id="org_1", touch=False) is not None
+        assert store.sessions("user_1", org_id="org_1") == [session.handle]
+        cache = Cache(users["CACHE"], "campaign", prefix=p)
+        cache.set("1", {"v": 1}, org_id="org_1", tags=["t"])
+        assert cache.get_or_compute("2", lambda: 2, org_id="org_1") == 2
+        assert cache.get("1", org_id="org_1") == {"v": 1}
+        assert cache.delete_prefix("", org_id="org_1") == 2  # no SCAN needed
+        queue = JobQueue(users["QUEUE"], "etl", prefix=p)
+        queue.enqueue({"n": 1}, org_id="org_1")
+        job = queue.claim()[0]
+        assert queue.extend(job) and queue.release(job)
+        done: list[Job] = []
+        worker = Worker(queue, done.append, block_timeout=0.1)
+        thread = threading.Thread(target=worker.run, kwargs={"max_jobs": 1})
+        thread.start()
+        thread.join(timeout=10)
+        assert len(done) == 1 and queue.stats().counters["acked"] == 1
+        assert queue.wait_for_jobs(0.05) in (True, False)  # BLPOP allowed on its own keys
+        EventBus(users["EVENTS"], prefix=p).publish("org_1", "ping")
 
         # Anything else is refused by the server.
         with pytest.raises(NoPermissionError):
-            limiter_client.hgetall(f"{redis_prefix}session:{{user_1}}")
+            users["RATELIMIT"].hgetall(f"{p}session:{{org_1:user_1}}")
         with pytest.raises(NoPermissionError):
-            limiter_client.get(f"{redis_prefix}cache:{{campaign}}:1")
+            users["SESSIONS"].get(f"{p}cache:{{org_1:campaign}}:1")
         with pytest.raises(NoPermissionError):
-            limiter_client.zcard("ratelimit:{org_1}:{dv360}")  # another prefix
+            users["RATELIMIT"].zcard("ratelimit:{org_1}:{dv360}")  # another prefix
         with pytest.raises(NoPermissionError):
-            limiter_client.flushall()
+            users["QUEUE"].publish(f"{p}events:{{org_1}}", "x")
         with pytest.raises(NoPermissionError):
-            limiter_client.keys("*")
+            users["EVENTS"].publish("events:{org_1}", "x")  # outside its channel pattern
         with pytest.raises(StoreUnavailable, match="ACL"):
-            SessionStore(limiter_client, prefix=redis_prefix).revoke_all("user_1")
+            SessionStore(users["RATELIMIT"], prefix=p).revoke_all("user_1", org_id="org_1")
         with pytest.raises(StoreUnavailable, match="ACL"):
-            RateLimiter(sessions_client, Limit(2, 10), prefix=redis_prefix).allow("org_1", "dv360")
-        assert store.sessions("user_1") == [session.session_id]
+            RateLimiter(users["SESSIONS"], Limit(2, 10), prefix=p).allow("org_1", "dv360")
+        assert store.sessions("user_1", org_id="org_1") == [session.handle]
     finally:
-        limiter_client.close()
-        sessions_client.close()
+        for client in users.values():
+            client.close()
 
 
-def test_queue_and_events_users_work_within_their_patterns(
-    redis_url: str,
-    redis_client: Redis,
-    redis_prefix: str,
+def test_the_migrate_user_loads_the_library_and_can_read_no_data(
+    scratch_url: str, scratch: Redis
+) -> None:
+    passwords = {role: uuid.uuid4().hex for role in roles()}
+    apply_acl_users(scratch, passwords)
+    scratch.set("session:{org_1:user_1}:x", "secret")
+    migrator_client = as_user(scratch_url, "platformdb-migrate", passwords["MIGRATE"])
+    try:
+        migrator = Migrator(RedisDriver(client=migrator_client), migrations())
+        assert [s.label for s in migrator.up()] == [migrations()[0].label]
+        assert [row.state for row in migrator.status()] == ["applied"]
+        with pytest.raises(NoPermissionError):
+            migrator_client.get("session:{org_1:user_1}:x")
+        with pytest.raises(NoPermissionError):
+            migrator_client.fcall("platformdb_session_list", 1, "session:{org_1:user_1}", 1)
+        with pytest.raises(NoPermissionError):
+            migrator_client.execute_command("FUNCTION", "FLUSH")
+        with pytest.raises(NoPermissionError):
+            migrator_client.execute_command("EVAL", "return 1", "0")
+    finally:
+        migrator_client.close()
+
+
+def test_the_monitor_user_sees_statistics_but_no_arguments(
+    redis_url: str, acl_users: tuple[str, dict[str, str]]
+) -> None:
+    suffix, passwords = acl_users
+    client = as_user(redis_url, f"platformdb-monitor{suffix}", passwords["MONITOR"])
+    try:
+        assert "used_memory" in client.info("memory")
+        assert client.slowlog_len() >= 0
+        assert client.function_list(library="platformdb")  # is the library loaded?
+        with pytest.raises(NoPermissionError):
+            client.slowlog_get()  # would show commands' arguments: payloads, cache values
+        with pytest.raises(NoPermissionError):
+            client.execute_command("MONITOR")
+        with pytest.raises((NoPermissionError, ResponseError)):
+            client.get("anything")
+    finally:
+        client.close()
+
+
+def test_the_admin_user_finds_and_deletes_one_org(
+    redis_url: str, redis_client: Redis, redis_prefix: str,
     acl_users: tuple[str, dict[str, str]],
 ) -> None:
     suffix, passwords = acl_users
-    queue_client = as_user(redis_url, f"platformdb-queue{suffix}", passwords["QUEUE"])
-    events_client = as_user(redis_url, f"platformdb-events{suffix}", passwords["EVENTS"])
+    SessionStore(redis_client, prefix=redis_prefix).create("user_1", org_id="org_1")
+    JobQueue(redis_client, "etl", prefix=redis_prefix).enqueue({}, org_id="org_1")
+    Cache(redis_client, "campaign", prefix=redis_prefix).set("1", 1, org_id="org_1")
+    admin = as_user(redis_url, f"platformdb-admin{suffix}", passwords["ADMIN"])
     try:
-        queue = JobQueue(queue_client, "etl", prefix=redis_prefix)
-        queue.enqueue({"n": 1}, org_id="org_1")
-        job = queue.claim()[0]
-        assert queue.ack(job)
-        assert queue.stats().counters["acked"] == 1
+        assert sum(map(len, org_keys(admin, "org_1", prefix=redis_prefix).values())) == 5
+        assert delete_org(admin, "org_1", prefix=redis_prefix) == 5
         with pytest.raises(NoPermissionError):
-            queue_client.publish(f"{redis_prefix}events:{{org_1}}", "x")
-
-        bus = EventBus(events_client, prefix=redis_prefix)
-        bus.publish("org_1", "ping")
-        with pytest.raises(NoPermissionError):
-            events_client.publish("events:{org_1}", "x")  # outside its channel pattern
-        with pytest.raises(NoPermissionError):
-            events_client.get(f"{redis_prefix}queue:{{etl}}")
+            admin.execute_command("FUNCTION", "LOAD", "REPLACE", library().code)
     finally:
-        queue_client.close()
-        events_client.close()
+        admin.close()

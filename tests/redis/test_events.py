@@ -15,7 +15,8 @@ def test_events_reach_subscribers_of_their_org_only(
 ) -> None:
     bus = EventBus(redis_client, prefix=redis_prefix)
     listeners = {org: connect(redis_url) for org in ("org_1", "org_2", "org_10")}
-    subs = {org: EventBus(c, prefix=redis_prefix).subscribe(org) for org, c in listeners.items()}
+    subs = {org: EventBus(c, prefix=redis_prefix).subscribe(org).start()
+            for org, c in listeners.items()}
     try:
         channel = f"{redis_prefix}events:{{org_1}}"
         assert wait_until(

@@ -14,7 +14,8 @@ from redis.client import Redis
 
 from platformdb.errors import ValidationError
 from platformdb.redis import AsyncRateLimiter, Limit, RateLimiter, connect, connect_async
-from platformdb.redis.scripts import registry
+from platformdb.redis._fcall import fcall
+from platformdb.redis.functions import library
 
 CLIENTS = 8
 
@@ -210,5 +211,5 @@ def test_script_refuses_bad_arguments_instead_of_allowing(
 ) -> None:
     key = f"{redis_prefix}ratelimit:{{org_1}}:{{dv360}}"
     with pytest.raises(ValidationError, match="ratelimit_allow"):
-        registry().run(redis_client, "ratelimit_allow", [key], args)
+        fcall(redis_client, library()["ratelimit_allow"], [key], args)
     assert redis_client.exists(key) == 0

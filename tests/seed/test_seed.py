@@ -18,6 +18,8 @@ from platformdb.config import Settings
 from platformdb.errors import ValidationError
 from platformdb.migrate import Migrator, discover, migrations_dir
 from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
+from platformdb.migrate.redis import RedisDriver
+from platformdb.migrate.redis import migrations as redis_migrations
 from platformdb.postgres import APP_ROLE, tenant_transaction
 from tests.conftest import create_database, drop_database
 
@@ -34,6 +36,10 @@ def stores(migrated_url: str, stack_home: Path) -> Iterator[Settings]:
     with clickhouse.connect(config) as client:
         driver = ClickHouseDriver(client, postgres_placeholders(config.postgres_url or ""), own_client=False)
         Migrator(driver, discover(migrations_dir("clickhouse"))).up()
+    assert config.redis_url is not None
+    redis_driver = RedisDriver(config.redis_url)  # the library the demo's Redis part calls
+    Migrator(redis_driver, redis_migrations()).up()
+    redis_driver.close()
     yield config
     with clickhouse.connect(config) as client:
         client.command(f"DROP DATABASE IF EXISTS {database} SYNC")

@@ -27,6 +27,9 @@ class Migration:
     transactional: bool = True
     no_down_reason: str | None = None
     directives: dict[str, str] = field(default_factory=dict)
+    repeatable: bool = False
+    """Applied again whenever its text changes, instead of frozen once applied:
+    code a store replaces as a whole (the Redis functions library)."""
 
     @property
     def label(self) -> str:
@@ -50,6 +53,9 @@ class AppliedMigration:
     applied_at: datetime
     duration_ms: int
     applied_by: str
+    on_server: bool = True
+    """False when the ledger records it but the store lost it (a repeatable
+    migration's code missing on a Redis primary); ``up`` applies it again."""
 
 
 def checksum(text: str) -> str:

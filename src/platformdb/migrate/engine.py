@@ -29,6 +29,11 @@ def who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def _stale(migration: Migration, row: AppliedMigration) -> bool:
+    """A repeatable migration to apply again: its text changed, or the store lost it."""
+    return row.checksum != migration.checksum or not row.on_server
+
+
 class Migrator:
     """Applies ``migrations`` to the store behind ``driver``."""
 
@@ -57,7 +62,7 @@ class Migrator:
                     f"applied migration {row.version:03d}_{row.name} is missing from the "
                     "migrations folder; restore the file (applied migrations are never deleted)"
                 )
-            elif migration.checksum != row.checksum:
+            elif migration.checksum != row.checksum and not migration.repeatable:
                 found.append(
                     f"{migration.path.name} was edited after it was applied (ledger checksum "
                     f"{row.checksum[:12]}, file {migration.checksum[:12]}); revert the edit "
@@ -76,8 +81,9 @@ class Migrator:
         found = self.problems(applied)
         if found:
             raise MigrationError(found[0])
-        done = {row.version for row in applied}
-        return [m for m in self.migrations if m.version not in done]
+        done = {row.version: row for row in applied}
+        return [m for m in self.migrations
+                if m.version not in done or (m.repeatable and _stale(m, done[m.version]))]
 
     # -- commands ------------------------------------------------------------
 
@@ -90,6 +96,8 @@ class Migrator:
                 rows.append(StatusRow(migration.version, migration.name, "pending"))
                 continue
             state = "applied" if row.checksum == migration.checksum else "edited"
+            if migration.repeatable and _stale(migration, row):
+                state = "not on server" if row.checksum == migration.checksum else "changed"
             rows.append(StatusRow(migration.version, migration.name, state, row.applied_at,
                                   row.duration_ms, row.applied_by))
         for version, row in sorted(applied.items()):

@@ -1,9 +1,12 @@
 """Redis for the platform's services: sessions, cache, rate limits, job queues, events.
 
 Every structure is a small class over a pooled client from :func:`connect`,
-with an asyncio twin; every multi-step operation is one Lua script from
-``redis/scripts`` (atomic, Cluster-safe thanks to shared hash tags). See
-``docs/REDIS.md``.
+written once for asyncio (``AsyncSessionStore``...) with a blocking twin
+generated from it (``SessionStore``...). Every multi-step operation is one
+function of the ``platformdb`` Redis Functions library (``redis/scripts``),
+loaded by ``platformdb migrate up``: atomic, Cluster-safe thanks to shared
+hash tags, and services never load code. Every key that belongs to a tenant
+carries its org. See ``docs/REDIS.md``.
 
     from platformdb.redis import connect, RateLimiter, Limit
 
@@ -12,31 +15,26 @@ with an asyncio twin; every multi-step operation is one Lua script from
         ...
 """
 
+from platformdb.redis._events import Event
+from platformdb.redis._queue import Job, JobInfo, Lease, QueueStats
+from platformdb.redis._ratelimit import Decision, Limit
+from platformdb.redis._sessions import Session
 from platformdb.redis.acl import acl_commands, apply_acl_users
-from platformdb.redis.cache import AsyncCache, Cache
+from platformdb.redis.cache import Cache
+from platformdb.redis.cache_async import AsyncCache
 from platformdb.redis.client import HIREDIS_AVAILABLE, connect, connect_async, ping
-from platformdb.redis.events import AsyncEventBus, AsyncSubscription, Event, EventBus, Subscription
+from platformdb.redis.events import EventBus, Subscription
+from platformdb.redis.events_async import AsyncEventBus, AsyncSubscription
+from platformdb.redis.functions import FunctionsNotLoaded, Library, library
 from platformdb.redis.keys import KeySpace
-from platformdb.redis.queue import (
-    AsyncJobQueue,
-    AsyncWorker,
-    Job,
-    JobInfo,
-    JobQueue,
-    QueueStats,
-    Worker,
-)
-from platformdb.redis.ratelimit import AsyncRateLimiter, Decision, Limit, RateLimiter
-from platformdb.redis.scripts import (
-    Script,
-    ScriptRegistry,
-    load_all,
-    load_all_async,
-    registry,
-    script_versions,
-)
+from platformdb.redis.queue import JobQueue, Worker
+from platformdb.redis.queue_async import AsyncJobQueue, AsyncWorker
+from platformdb.redis.ratelimit import RateLimiter
+from platformdb.redis.ratelimit_async import AsyncRateLimiter
 from platformdb.redis.server_binary import redis_server_binary, redis_tool
-from platformdb.redis.sessions import AsyncSessionStore, Session, SessionStore
+from platformdb.redis.sessions import SessionStore
+from platformdb.redis.sessions_async import AsyncSessionStore
+from platformdb.redis.tenant import delete_org, org_keys
 
 __all__ = [
     "HIREDIS_AVAILABLE",
@@ -51,15 +49,16 @@ __all__ = [
     "Decision",
     "Event",
     "EventBus",
+    "FunctionsNotLoaded",
     "Job",
     "JobInfo",
     "JobQueue",
     "KeySpace",
+    "Lease",
+    "Library",
     "Limit",
     "QueueStats",
     "RateLimiter",
-    "Script",
-    "ScriptRegistry",
     "Session",
     "SessionStore",
     "Subscription",
@@ -68,11 +67,10 @@ __all__ = [
     "apply_acl_users",
     "connect",
     "connect_async",
-    "load_all",
-    "load_all_async",
+    "delete_org",
+    "library",
+    "org_keys",
     "ping",
     "redis_server_binary",
     "redis_tool",
-    "registry",
-    "script_versions",
 ]

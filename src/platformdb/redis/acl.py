@@ -15,9 +15,9 @@ from pathlib import Path
 from redis.exceptions import RedisError
 
 from platformdb.errors import ConfigError, PlatformDBError
-from platformdb.redis.client import is_cluster
+from platformdb.redis.client import SyncClient, is_cluster
+from platformdb.redis.functions import scripts_dir
 from platformdb.redis.keys import check_prefix
-from platformdb.redis.scripts import SyncClient, scripts_dir
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z_]+)\}")
 _SUFFIX = re.compile(r"[A-Za-z0-9._-]{0,32}")

@@ -13,7 +13,7 @@ clients that do not.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio.client import Redis as AsyncRedis
@@ -25,6 +25,10 @@ from redis.exceptions import RedisError
 
 from platformdb.errors import ConfigError, StoreUnavailable
 from platformdb.redaction import redact as redact_url
+
+SyncClient: TypeAlias = "Redis | RedisCluster"
+AsyncClient: TypeAlias = "AsyncRedis | AsyncRedisCluster"
+Arg: TypeAlias = "str | int | float | bytes"
 
 
 def _hiredis_available() -> bool:
@@ -134,9 +138,7 @@ def ping(client: Redis | RedisCluster) -> None:
     try:
         client.ping()
     except RedisError as exc:
-        raise StoreUnavailable(
-            f"Redis did not answer PING: {exc}; check PLATFORMDB_REDIS_URL"
-        ) from exc
+        raise StoreUnavailable(f"Redis did not answer PING: {exc}", store="redis") from exc
 
 
 def is_cluster(client: object) -> bool:

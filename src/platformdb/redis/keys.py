@@ -1,11 +1,12 @@
 """Key names, hash tags and the validation of everything that goes into a key.
 
 The spec's names are kept, with the braces read literally as Redis Cluster
-hash tags: ``ratelimit:{org_456}:{dv360}``, ``session:{user_123}``,
-``queue:{etl}``, ``cache:{campaign}:123``. Redis hashes only the first
-``{...}`` of a key, so every companion key of a structure repeats the same
-first tag and lands in the same slot; that is what lets one Lua script touch
-them all on a Cluster. See ``redis/schemas/`` for the full list.
+hash tags, and every key that belongs to a tenant carries its org inside the
+tag: ``ratelimit:{org_456}:{dv360}``, ``session:{org_456:user_123}``,
+``cache:{org_456:campaign}:123``, ``queue:{etl}:job:org_456:<id>``. Redis
+hashes only the first ``{...}`` of a key, so every companion key of a
+structure repeats the same first tag and lands in the same slot; that is what
+lets one function touch them all on a Cluster. See ``redis/schemas/``.
 
 A deployment prefix (``prefix="staging:"``) goes in front of every key. It may
 not contain braces, so it can never become, or shift, the hash tag.
@@ -13,6 +14,7 @@ not contain braces, so it can never become, or shift, the hash tag.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from platformdb.errors import ValidationError
@@ -26,6 +28,7 @@ _ID = re.compile(r"[A-Za-z0-9._@+=-]{1,128}")
 _TOKEN = re.compile(r"[A-Za-z0-9._@+=:-]{1,128}")
 # A cache key or tag: anything printable but braces and whitespace.
 _FREE = re.compile(r"[^\s{}\x00-\x1f\x7f]{1,512}")
+_HANDLE = re.compile(r"[0-9a-f]{64}")
 _PREFIX = re.compile(r"[A-Za-z0-9._:/=@+-]{0,64}")
 
 
@@ -77,8 +80,27 @@ def hash_tag(key: str) -> str:
     return key[start + 1 : end]
 
 
+def session_handle(session_id: str) -> str:
+    """The SHA-256 (hex) of a session id: what names its key. The id itself never
+    reaches Redis, so neither ``SCAN``, ``MONITOR`` nor ``SLOWLOG`` can show it."""
+    return hashlib.sha256(check_token(session_id, "session_id").encode()).hexdigest()
+
+
+def check_handle(value: object) -> str:
+    if not isinstance(value, str) or not _HANDLE.fullmatch(value):
+        raise ValidationError(f"invalid session handle {value!r}: 64 lowercase hex digits")
+    return value
+
+
 class KeySpace:
-    """Every key name platformdb uses, built in one place."""
+    """Every key name platformdb uses, built in one place.
+
+    Tenant data carries its org inside the hash tag: ``{<org_id>:<user_id>}``
+    for sessions, ``{<org_id>:<namespace>}`` for the cache, ``{<org_id>}`` for
+    rate limits; a job's hash is ``queue:{<job_type>}:job:<org_id>:<job_id>``
+    (queues are shared by every org; each job names its org). Ids never
+    contain ``:``, so the org part cannot be forged from another id.
+    """
 
     __slots__ = ("prefix",)
 
@@ -90,31 +112,38 @@ class KeySpace:
         return f"{self.prefix}ratelimit:{{{check_id(org_id, 'org_id')}}}:{{{check_id(dsp, 'dsp')}}}"
 
     # sessions ----------------------------------------------------------
-    def session_index(self, user_id: str) -> str:
-        return f"{self.prefix}session:{{{check_id(user_id, 'user_id')}}}"
+    def session_index(self, org_id: str, user_id: str) -> str:
+        org, user = check_id(org_id, "org_id"), check_id(user_id, "user_id")
+        return f"{self.prefix}session:{{{org}:{user}}}"
 
-    def session(self, user_id: str, session_id: str) -> str:
-        return f"{self.session_index(user_id)}:{check_token(session_id, 'session_id')}"
+    def session(self, org_id: str, user_id: str, handle: str) -> str:
+        return f"{self.session_index(org_id, user_id)}:{check_handle(handle)}"
 
     # cache -------------------------------------------------------------
-    def cache_base(self, namespace: str) -> str:
-        """``cache:{namespace}:``; a value key is this plus the cache key."""
-        return f"{self.prefix}cache:{{{check_id(namespace, 'cache namespace')}}}:"
-
-    def cache(self, namespace: str, key: str) -> str:
-        return self.cache_base(namespace) + check_free(key, "cache key")
-
-    def cache_lock(self, namespace: str, key: str) -> str:
+    def cache_scope(self, org_id: str | None, namespace: str) -> str:
+        """``<org_id>:<namespace>``, or ``<namespace>`` for a platform-wide cache."""
         ns = check_id(namespace, "cache namespace")
-        return f"{self.prefix}cachelock:{{{ns}}}:{check_free(key, 'cache key')}"
+        return ns if org_id is None else f"{check_id(org_id, 'org_id')}:{ns}"
 
-    def cache_tag(self, namespace: str, tag: str) -> str:
-        ns = check_id(namespace, "cache namespace")
-        return f"{self.prefix}cachetag:{{{ns}}}:{check_free(tag, 'cache tag')}"
+    def cache_base(self, scope: str) -> str:
+        """``cache:{<scope>}:``; a value key is this plus the cache key."""
+        return f"{self.prefix}cache:{{{scope}}}:"
+
+    def cache(self, scope: str, key: str) -> str:
+        return self.cache_base(scope) + check_free(key, "cache key")
+
+    def cache_lock(self, scope: str, key: str) -> str:
+        return f"{self.prefix}cachelock:{{{scope}}}:{check_free(key, 'cache key')}"
+
+    def cache_tag(self, scope: str, tag: str) -> str:
+        return f"{self.prefix}cachetag:{{{scope}}}:{check_free(tag, 'cache tag')}"
+
+    def cache_index(self, scope: str) -> str:
+        return f"{self.prefix}cacheidx:{{{scope}}}"
 
     # queues ------------------------------------------------------------
-    def queue(self, job_type: str) -> tuple[str, str, str, str, str, str]:
-        """ready, processing, claims, delayed, dead, stats of one job type."""
+    def queue(self, job_type: str) -> tuple[str, str, str, str, str, str, str]:
+        """ready, processing, claims, delayed, dead, stats, wake of one job type."""
         ready = f"{self.prefix}queue:{{{check_id(job_type, 'job_type')}}}"
         return (
             ready,
@@ -123,11 +152,32 @@ class KeySpace:
             f"{ready}:delayed",
             f"{ready}:dead",
             f"{ready}:stats",
+            f"{ready}:wake",
         )
 
-    def job(self, job_type: str, job_id: str) -> str:
-        return f"{self.queue(job_type)[0]}:job:{check_token(job_id, 'job_id')}"
+    def job(self, job_type: str, org_id: str, job_id: str) -> str:
+        org = check_id(org_id, "org_id")
+        return f"{self.queue(job_type)[0]}:job:{org}:{check_token(job_id, 'job_id')}"
 
     # events ------------------------------------------------------------
     def events(self, org_id: str) -> str:
         return f"{self.prefix}events:{{{check_id(org_id, 'org_id')}}}"
+
+    # one org's keys ----------------------------------------------------
+    def org_patterns(self, org_id: str) -> dict[str, str]:
+        """``SCAN MATCH`` patterns that find every key of ``org_id``, by family.
+
+        Ids and prefixes hold no glob characters, and an id never contains
+        ``:`` or braces, so ``{org_1:*`` can match neither ``org_10``'s keys
+        nor a platform-wide cache (``cache:{<namespace>}``).
+        """
+        org, p = check_id(org_id, "org_id"), self.prefix
+        return {
+            "session": f"{p}session:{{{org}:*",
+            "cache": f"{p}cache:{{{org}:*",
+            "cachetag": f"{p}cachetag:{{{org}:*",
+            "cachelock": f"{p}cachelock:{{{org}:*",
+            "cacheidx": f"{p}cacheidx:{{{org}:*",
+            "ratelimit": f"{p}ratelimit:{{{org}}}:*",
+            "job": f"{p}queue:{{*}}:job:{org}:*",
+        }

@@ -31,7 +31,8 @@ TENANT_TABLES = ("organizations", "users", "user_roles", "auth_tokens", "dsp_con
                  "campaigns", "campaign_metrics", "etl_jobs", "notifications", "audit_logs")
 CLICKHOUSE_TABLES = ("campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily",
                      "user_events", "api_logs", "user_events_daily", "api_logs_hourly")
-REDIS_PATTERNS = ("session:*", "cache:*", "cachetag:*", "ratelimit:*", "queue:*")
+REDIS_PATTERNS = ("session:*", "cache:*", "cachetag:*", "cachelock:*", "cacheidx:*",
+                  "ratelimit:*", "queue:*")
 DEV_WORDS = ("dev", "test", "demo", "local", "tmp", "scratch", "sandbox")
 # Columns that hold when a row was written, not what it says: left out of checksums.
 VOLATILE = {"created_at", "updated_at", "last_login_at", "started_at", "finished_at",

@@ -191,8 +191,8 @@ def _write_redis(settings: Settings, rows: dict[str, list[tuple[Any, ...]]]) -> 
     try:
         sessions = SessionStore(client, idle_ttl=7 * 86400, absolute_ttl=30 * 86400)
         for org, user, *_ in rows["users"][::5]:
-            sessions.revoke_all(str(user))  # re-run: replace, not add
-            sessions.create(str(user), str(org), {"demo": True},
+            sessions.revoke_all(str(user), org_id=str(org))  # re-run: replace, not add
+            sessions.create(str(user), {"demo": True}, org_id=str(org),
                             session_id=ident("session", str(user)).hex)
         queue = JobQueue(client, "etl")
         for org, campaign, *_ in rows["campaigns"][:6]:

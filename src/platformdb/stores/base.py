@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from platformdb.errors import PlatformDBError, StoreUnavailable
-from platformdb.migrate.base import Driver
+from platformdb.migrate.base import Driver, Migration
 from platformdb.migrate.engine import Migrator
 from platformdb.migrate.files import discover
 from platformdb.redaction import redact
@@ -121,12 +121,16 @@ class StoreBase:
     def migrations_dir(self) -> Path:
         return data_dir(self.name) / "migrations"
 
+    def migrations(self) -> list[Migration]:
+        """This store's migrations (numbered files by default)."""
+        return discover(self.migrations_dir())
+
     def driver(self) -> Driver:
         raise NotImplementedError
 
     @contextmanager
     def open_migrator(self) -> Iterator[Migrator]:
-        migrations = discover(self.migrations_dir())
+        migrations = self.migrations()
         driver = self.driver()
         try:
             yield Migrator(driver, migrations)
@@ -156,10 +160,11 @@ class StoreBase:
                 problems = migrator.problems(migrator.driver.applied())
         except PlatformDBError as exc:
             return StoreHealth(self.name, False, None, self.target, str(exc))
-        pending = [f"{r.version:03d}_{r.name}" for r in rows if r.state == "pending"]
-        healthy = not problems and not pending
-        detail = "ok" if healthy else (
-            problems[0] if problems else f"{len(pending)} pending migration(s)")
+        behind = [r for r in rows if r.state != "applied"]
+        pending = [f"{r.version:03d}_{r.name}" for r in behind]
+        healthy = not problems and not behind
+        detail = "ok" if healthy else (problems[0] if problems else (
+            f"{len(behind)} migration(s) not applied, first {pending[0]} ({behind[0].state})"))
         return StoreHealth(self.name, healthy, round(latency, 2), self.target, detail,
                            pending, problems)
 
