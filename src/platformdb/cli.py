@@ -379,12 +379,21 @@ def etl_sync_daily(
         first = last = datetime.now(UTC).date() - timedelta(days=1)
     config = embedded.resolve(settings(), postgres=True)
     assert config.postgres_url is not None
-    with clickhouse.connect(config) as client:
+    with clickhouse.connect(clickhouse.target_of(config)) as client:
         report = sync_daily(client, config.postgres_url, first, last)
-    out.print(f"sync-daily {report.start}..{report.end}: read {report.read} ClickHouse rows, "
-              f"wrote {report.written}, deleted {report.deleted}, skipped "
-              f"{report.skipped_unknown_campaigns} (unknown campaigns), {report.orgs} org(s), "
-              f"{report.duration_ms} ms")
+    out.print(f"sync-daily {report.start}..{report.end}: read {report.read} ClickHouse rows ="
+              f" {report.inserted} new + {report.updated} changed + {report.unchanged} unchanged"
+              f" + {report.skipped_unknown_campaigns} skipped (unknown campaigns)"
+              f" + {report.skipped_too_large} skipped (too large for PostgreSQL);"
+              f" deleted {report.deleted} PostgreSQL rows ClickHouse no longer has;"
+              f" {report.orgs} org(s), {report.duration_ms} ms")
+    if report.too_large:
+        first_key = report.too_large[0]
+        raise CheckFailed(
+            f"{report.skipped_too_large} campaign-day total(s) exceed PostgreSQL's"
+            f" campaign_metrics columns and were not synced (first: org {first_key[0]}, campaign"
+            f" {first_key[1]}, {first_key[2]}, {first_key[3]}); widen the columns"
+            " (a PostgreSQL migration) and run the sync again")
 
 
 # ---------------------------------------------------------------------- seed
@@ -513,7 +522,7 @@ def retention_apply(
     from platformdb import clickhouse
     from platformdb.clickhouse.stats import ttl_state
 
-    with clickhouse.connect(settings()) as client:
+    with clickhouse.connect(clickhouse.target_of(settings())) as client:
         for table, ttl in ttl_state(client).items():
             out.print(f"clickhouse {table}: TTL {ttl} (expired rows go in background merges)")
 

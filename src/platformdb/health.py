@@ -116,9 +116,10 @@ def _ping(client: object) -> None:
 
 def check_clickhouse(settings: Settings) -> StoreHealth:
     """``SELECT 1`` on ClickHouse (chDB or a server), plus its ledger state."""
+    from platformdb.clickhouse import target_of
     from platformdb.clickhouse.health import check
 
-    return check(settings)
+    return check(target_of(settings))
 
 
 CHECKS: dict[str, Callable[[Settings], StoreHealth]] = {

@@ -136,9 +136,10 @@ def redis_metrics(url: str) -> list[Metric]:
 
 
 def clickhouse_metrics(settings: Settings) -> list[Metric]:
+    from platformdb.clickhouse import target_of
     from platformdb.clickhouse.stats import clickhouse_metrics as collect
 
-    result: list[Metric] = collect(settings)
+    result: list[Metric] = collect(target_of(settings))
     return result
 
 

@@ -1,9 +1,10 @@
-"""ClickHouse fixtures: one migrated database per test.
+"""ClickHouse fixtures: one migrated database per test, through the one client factory.
 
 chDB (the default) opens one path per process, so every test of the session
 uses one chDB path under the stack home and gets its own *database* in it.
 With ``PLATFORMDB_TEST_CLICKHOUSE_URL`` the same tests also run on that
-server, again one database per test.
+server, again one database per test: both go through
+:func:`platformdb.clickhouse.connect` and clickhouse-connect's ``Client``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clickhouse_connect.driver import Client
 
-from platformdb.clickhouse import ChdbClient, ClickHouse, ServerClient
-from platformdb.config import Settings
+from platformdb.clickhouse import connect, with_database
+from platformdb.clickhouse.ddl import Topology
 from platformdb.migrate import Migrator, discover, migrations_dir
 from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
 
@@ -24,10 +26,14 @@ CH_TARGETS = ["chdb"] + (["server"] if os.environ.get("PLATFORMDB_TEST_CLICKHOUS
 MIGRATIONS = discover(migrations_dir("clickhouse"))
 
 
-def open_client(target: str, home: Path, database: str) -> ClickHouse:
+def chdb_url(home: Path, database: str) -> str:
+    return f"chdb://{home / 'test-clickhouse'}?database={database}"
+
+
+def url_for(target: str, home: Path, database: str) -> str:
     if target == "server":
-        return ServerClient(os.environ["PLATFORMDB_TEST_CLICKHOUSE_URL"], database)
-    return ChdbClient(home / "test-clickhouse", database)
+        return with_database(os.environ["PLATFORMDB_TEST_CLICKHOUSE_URL"], database)
+    return chdb_url(home, database)
 
 
 @pytest.fixture(params=CH_TARGETS)
@@ -36,24 +42,25 @@ def ch_target(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def ch_empty(ch_target: str, stack_home: Path) -> Iterator[ClickHouse]:
+def ch_url(ch_target: str, stack_home: Path) -> str:
+    """A URL to a database of this test's own (created on first connect)."""
+    return url_for(ch_target, stack_home, f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def ch_empty(ch_url: str) -> Iterator[Client]:
     """An empty database of its own."""
-    database = f"t_{uuid.uuid4().hex[:12]}"
-    client = open_client(ch_target, stack_home, database)
-    try:
-        yield client
-    finally:
-        client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
-        client.close()
+    with connect(ch_url) as client:
+        try:
+            yield client
+        finally:
+            client.command(f"DROP DATABASE IF EXISTS {client.database} SYNC")
 
 
-def driver_for(client: ClickHouse, pg_url: str | None, home: Path,
-               cluster: str | None = None) -> ClickHouseDriver:
-    settings = Settings(home=home, postgres_url=pg_url)
-    placeholders = postgres_placeholders(settings) if pg_url else {}
-    driver = ClickHouseDriver(client, placeholders, cluster, own_client=False)
-    driver.set_migrations(MIGRATIONS)
-    return driver
+def driver_for(client: Client, pg_url: str | None,
+               topology: Topology | None = None) -> ClickHouseDriver:
+    placeholders = postgres_placeholders(pg_url) if pg_url else {}
+    return ClickHouseDriver(client, placeholders, topology)
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +94,17 @@ def pg(pg_template: tuple[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture
-def ch(ch_empty: ClickHouse, pg: str, stack_home: Path) -> ClickHouse:
+def ch(ch_empty: Client, pg: str) -> Client:
     """A database with every ClickHouse migration applied; dictionaries read ``pg``."""
-    Migrator(driver_for(ch_empty, pg, stack_home), MIGRATIONS).up()
+    Migrator(driver_for(ch_empty, pg), MIGRATIONS).up()
     return ch_empty
+
+
+def scalar(client: Client, sql: str, parameters: dict[str, object] | None = None) -> object:
+    """The one value of ``sql``."""
+    return client.query(sql, parameters=parameters).result_rows[0][0]
+
+
+def table_rows(client: Client, sql: str,
+               parameters: dict[str, object] | None = None) -> list[tuple[object, ...]]:
+    return [tuple(row) for row in client.query(sql, parameters=parameters).result_rows]

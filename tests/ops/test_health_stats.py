@@ -121,8 +121,8 @@ def test_clickhouse_health_stats_and_ttl_state(tmp_path: Path) -> None:
                      "clickhouse")
     assert pending.returncode == 1 and "pending migration" in pending.stderr
     settings = Settings(home=tmp_path, clickhouse_url=url)
-    with connect(settings) as client:
-        driver = ClickHouseDriver(client, {}, own_client=False)
+    with connect(url) as client:
+        driver = ClickHouseDriver(client, {})
         Migrator(driver, discover(migrations_dir("clickhouse"))).up()
         ttl = ttl_state(client)
     assert ttl["campaign_metrics_raw"] == "timestamp + toIntervalDay(90)"

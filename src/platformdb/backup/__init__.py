@@ -55,8 +55,9 @@ def backup(settings: Settings, store: str, out_dir: Path, *, directory_format: b
             folders.append(redis.backup(rurl, out_dir))
         else:
             from platformdb.backup import clickhouse
+            from platformdb.clickhouse import target_of
 
-            folders.append(clickhouse.backup(settings, out_dir))
+            folders.append(clickhouse.backup(target_of(settings), out_dir))
     return folders
 
 
@@ -107,6 +108,14 @@ def restore(settings: Settings, store: str, path: Path, *, force: bool = False,
             results.append(Restored(name, rreport.target, rreport.types, rreport.mismatches))
         else:
             from platformdb.backup import clickhouse
+            from platformdb.clickhouse import target_of
+            from platformdb.migrate.clickhouse import postgres_placeholders
 
-            results.append(clickhouse.restore(settings, folder, force=force, verify=verify))
+            def placeholders() -> dict[str, str]:  # only a dictionary hiding a password needs it
+                pg = embedded.resolve(settings, postgres=True).postgres_url
+                assert pg is not None
+                return postgres_placeholders(pg)
+
+            results.append(clickhouse.restore(target_of(settings), folder, force=force,
+                                              verify_after=verify, placeholders=placeholders))
     return results

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import time
 
-from platformdb.clickhouse import target_of
-from platformdb.config import Settings
+from platformdb.clickhouse import connect
+from platformdb.config import mask_password
 from platformdb.errors import PlatformDBError
 from platformdb.health import StoreHealth
 
+WAIT = 5.0
+"""Seconds health waits for a chDB path another process has open."""
 
-def check(settings: Settings) -> StoreHealth:
-    from platformdb.migrate import open_migrator
 
-    target = target_of(settings)
+def check(url: str) -> StoreHealth:
+    """``SELECT 1`` on the ClickHouse at ``url`` and its pending migrations."""
+    # the migration engine reads the ledger; the store registry (issue 10) will own this link
+    from platformdb.migrate import Migrator, discover, migrations_dir
+    from platformdb.migrate.clickhouse import ClickHouseDriver
+
+    target = mask_password(url)
     try:
-        with open_migrator("clickhouse", settings) as migrator:
+        with connect(url, wait=WAIT) as client:
+            migrator = Migrator(ClickHouseDriver(client), discover(migrations_dir("clickhouse")))
             started = time.perf_counter()
             migrator.driver.ping()
             latency = (time.perf_counter() - started) * 1000

@@ -44,14 +44,29 @@ def _postgres(settings: Settings) -> Driver:
 
 
 def _clickhouse(settings: Settings) -> Driver:
-    from platformdb.clickhouse import open_client
+    import os
+    from contextlib import ExitStack
+
+    from platformdb import clickhouse
+    from platformdb.clickhouse.ddl import Topology
     from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
 
-    client = open_client(settings)
-    driver = ClickHouseDriver(client, lambda: postgres_placeholders(settings),
-                              settings.clickhouse_cluster)
-    driver.set_migrations(discover(migrations_dir("clickhouse")))
-    return driver
+    def placeholders() -> dict[str, str]:
+        url = embedded.resolve(settings, postgres=True).postgres_url
+        assert url is not None
+        return postgres_placeholders(url)
+
+    stack = ExitStack()
+    client = stack.enter_context(clickhouse.connect(clickhouse.target_of(settings)))
+    database = str(client.database)
+    # TODO(lead): PLATFORMDB_CLICKHOUSE_MANAGED belongs in Settings (config.py)
+    if settings.clickhouse_cluster:
+        topology = Topology.on_cluster(settings.clickhouse_cluster, database)
+    elif os.environ.get("PLATFORMDB_CLICKHOUSE_MANAGED", "").lower() in ("1", "true", "yes"):
+        topology = Topology.managed(database)
+    else:
+        topology = Topology.single(database)
+    return ClickHouseDriver(client, placeholders, topology, on_close=stack.close)
 
 
 DRIVERS: dict[str, Callable[[Settings], Driver]] = {
