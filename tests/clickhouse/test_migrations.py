@@ -103,6 +103,12 @@ def test_a_ledger_from_before_append_only_keeps_working(ch_empty: Client, pg: st
     assert [r.version for r in driver.applied()] == [m.version for m in MIGRATIONS[:-1]]
 
 
+def normalised(create: str) -> str:
+    """A CREATE query with its SETTINGS in a fixed order (ALTER ... MODIFY SETTING appends)."""
+    head, _, settings = create.partition(" SETTINGS ")
+    return head + (" SETTINGS " + ", ".join(sorted(settings.split(", "))) if settings else "")
+
+
 def copy_migrations(tmp_path: Path) -> Path:
     folder = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS[0].path.parent, folder)
@@ -204,7 +210,7 @@ def test_reference_ddl_files_are_what_the_migrations_build(ch: Client) -> None:
         ch.database = migrated
 
     def definitions(database: str) -> dict[str, str]:
-        return {str(n): re.sub(rf"\b{database}\.", "", str(q)) for n, q in table_rows(
+        return {str(n): normalised(re.sub(rf"\b{database}\.", "", str(q))) for n, q in table_rows(
             ch, "SELECT name, create_table_query FROM system.tables WHERE database = {d:String}"
                 " AND name NOT LIKE 'platformdb_%'", {"d": database})}
 
