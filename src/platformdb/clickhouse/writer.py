@@ -434,13 +434,20 @@ def _conform_column(column: Column, values: Any) -> Any:
         if pa.types.is_floating(values.type):
             raise ValidationError(f"{column.name}: a float column is not exact; pass integers"
                                   + (" (cents) or decimals" if column.kind == "money" else ""))
-        if not (pa.types.is_integer(values.type) or pa.types.is_decimal(values.type)):
-            raise ValidationError(f"{column.name}: expected numbers, got {values.type}")
-        negative = pc.less(values, 0)
+        exact = pa.types.is_integer(values.type) or (
+            column.kind == "money" and pa.types.is_decimal(values.type))
+        if not exact:
+            raise ValidationError(f"{column.name}: expected "
+                                  f"{'integers' if column.kind == 'count' else 'numbers'},"
+                                  f" got {values.type}")
+        if pa.types.is_integer(values.type):  # compared in 64 bits, never cast with loss
+            values = values.cast(pa.uint64() if pa.types.is_unsigned_integer(values.type)
+                                 else pa.int64())
+        negative = pc.less(values, pa.scalar(0, values.type))
         if pc.any(negative).as_py():
             raise ValidationError(f"row {_first(negative)}: {column.name} must not be negative")
     if column.kind == "count":
-        high = pc.greater(values, column.maximum)
+        high = pc.greater(values, pa.scalar(column.maximum, values.type))
         if pc.any(high).as_py():
             raise ValidationError(f"row {_first(high)}: {column.name} is above the maximum of "
                                   f"{column.maximum:,}")
@@ -457,8 +464,8 @@ def _money_column(column: Column, values: Any) -> Any:
     import pyarrow.compute as pc
 
     if pa.types.is_integer(values.type):
+        high = pc.greater(values, pa.scalar(int(MAX_MONEY * 100), values.type))
         cents = values.cast(pa.int64())
-        high = pc.greater(cents, int(MAX_MONEY * 100))
         if pc.any(high).as_py():
             raise ValidationError(f"row {_first(high)}: {column.name} is above the maximum of "
                                   f"{MAX_MONEY}")
