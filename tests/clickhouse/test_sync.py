@@ -13,7 +13,7 @@ import pytest
 from clickhouse_connect.driver import Client
 
 from platformdb.clickhouse.sync import sync_daily
-from platformdb.clickhouse.writer import MetricsWriter
+from platformdb.clickhouse.writer import MAX_MONEY, MetricsWriter
 from platformdb.errors import ValidationError
 from tests.clickhouse.conftest import table_rows
 
@@ -123,3 +123,50 @@ def test_dictionaries_return_postgres_names_and_refresh(ch: Client, pg: str) -> 
     assert campaign_names(ch, b, [campaigns[0]]) == {}  # another org's campaign: no name
     org_name = table_rows(ch, "SELECT dictGet('organizations_dict', 'name', {o:UUID})", {"o": a})
     assert org_name == [("sync-a",)]
+
+
+def test_every_row_read_is_accounted_for(ch: Client, pg: str) -> None:
+    a, b, campaigns = seed_pg(pg)
+    writer = MetricsWriter(ch, known_orgs=[a, b])
+    writer.write_raw([raw(a, campaigns[0], DAY1, h, "1.00") for h in range(3)]
+                     + [raw(a, campaigns[1], DAY1, 2, "2.00"), raw(b, campaigns[2], DAY1, 3, "3.00"),
+                        raw(a, uuid.uuid4(), DAY1, 4, "4.00")])
+    first = sync_daily(ch, pg, DAY1)
+    assert (first.read, first.inserted, first.updated, first.unchanged,
+            first.skipped_unknown_campaigns, first.deleted) == (4, 3, 0, 0, 1, 0)
+    assert first.accounted()
+    writer.write_raw([raw(b, campaigns[2], DAY1, 9, "0.50")])  # late data for one row
+    with psycopg.connect(pg) as conn:  # a row ClickHouse does not have
+        conn.execute("INSERT INTO campaign_metrics (org_id, campaign_id, metric_date, dsp_type)"
+                     " VALUES (%s, %s, %s, 'ttd')", (a, campaigns[0], DAY1))
+    second = sync_daily(ch, pg, DAY1)
+    assert (second.read, second.inserted, second.updated, second.unchanged,
+            second.skipped_unknown_campaigns, second.deleted) == (4, 0, 1, 2, 1, 1)
+    assert second.accounted() and second.written == 1
+    with psycopg.connect(pg) as conn:
+        (result,) = conn.execute("SELECT result FROM etl_jobs WHERE org_id = %s"
+                                 " ORDER BY created_at DESC LIMIT 1", (a,)).fetchone() or (None,)
+    assert result["unchanged_total"] == 2 and result["read_total"] == 4
+
+
+def test_a_total_postgres_cannot_hold_is_skipped_not_fatal(ch: Client, pg: str) -> None:
+    """campaign_metrics.spend is numeric(15,2): a campaign-day of 1e13 or more does not fit.
+    It is skipped and named; the rest of the range is synced. Widened columns take it."""
+    a, b, campaigns = seed_pg(pg)
+    big = {**raw(a, campaigns[0], DAY1, 1, "0"), "spend": MAX_MONEY, "revenue": MAX_MONEY}
+    MetricsWriter(ch, known_orgs=[a, b]).write_raw(
+        [big, {**big, "timestamp": big["timestamp"] + dt.timedelta(hours=1)},
+         raw(a, campaigns[1], DAY1, 2, "2.00"), raw(b, campaigns[2], DAY2, 3, "3.00")])
+    report = sync_daily(ch, pg, DAY1, DAY2)
+    assert (report.read, report.written, report.skipped_too_large) == (3, 2, 1)
+    assert report.too_large == [(a, campaigns[0], DAY1, "dv360")]
+    assert report.accounted()
+    assert len(pg_rows(pg)) == 2
+    with psycopg.connect(pg) as conn:  # what the PostgreSQL migration does (see CLICKHOUSE.md)
+        conn.execute("DROP VIEW campaign_performance")
+        conn.execute("ALTER TABLE campaign_metrics ALTER COLUMN spend TYPE numeric(38,2),"
+                     " ALTER COLUMN revenue TYPE numeric(38,2)")
+    widened = sync_daily(ch, pg, DAY1, DAY2)
+    assert (widened.inserted, widened.unchanged, widened.skipped_too_large) == (1, 2, 0)
+    assert pg_rows(pg) == ch_rows(ch)
+    assert MAX_MONEY * 2 in {r[7] for r in pg_rows(pg)}
