@@ -129,7 +129,8 @@ def test_every_row_read_is_accounted_for(ch: Client, pg: str) -> None:
     a, b, campaigns = seed_pg(pg)
     writer = MetricsWriter(ch, known_orgs=[a, b])
     writer.write_raw([raw(a, campaigns[0], DAY1, h, "1.00") for h in range(3)]
-                     + [raw(a, campaigns[1], DAY1, 2, "2.00"), raw(b, campaigns[2], DAY1, 3, "3.00"),
+                     + [raw(a, campaigns[1], DAY1, 2, "2.00"),
+                        raw(b, campaigns[2], DAY1, 3, "3.00"),
                         raw(a, uuid.uuid4(), DAY1, 4, "4.00")])
     first = sync_daily(ch, pg, DAY1)
     assert (first.read, first.inserted, first.updated, first.unchanged,
