@@ -166,7 +166,7 @@ def parse_url(url: str, database: str | None = None) -> Target:
     query = parse_qs(parts.query)
     if parts.scheme == "chdb":
         path = unquote(parts.path)
-        if not path or not path.startswith("/"):
+        if parts.netloc or not path.startswith("/"):
             raise ConfigError(f"a chDB URL needs an absolute path (chdb:///path), got {url!r}")
         name = database or query.get("database", [DEFAULT_DATABASE])[0]
         quote_identifier(name)
