@@ -178,8 +178,9 @@ def test_a_failed_verify_changes_nothing_in_the_target(source: Settings, target:
         assert ch_backup.states(client, str(client.database)) == before
 
 
-def test_stage_then_switch_replaces_the_target(source: Settings, target: Settings,
-                                               tmp_path: Path) -> None:
+def test_stage_switch_undo_and_commit(source: Settings, target: Settings,
+                                      tmp_path: Path) -> None:
+    """What restore all drives: staged and verified first, switched, undone or committed."""
     folder = ch_backup.backup(target_of(source), tmp_path)
     with connect(target_of(source)) as client:
         expected = ch_backup.states(client, str(client.database))
@@ -187,12 +188,30 @@ def test_stage_then_switch_replaces_the_target(source: Settings, target: Setting
         Migrator(ClickHouseDriver(client, postgres_placeholders(target.postgres_url or "")),
                  discover(migrations_dir("clickhouse"))).up()
         MetricsWriter(client, known_orgs=[ORG]).write_raw([metric(NOW, 77, "9.99")])
-        staged = ch_backup.stage(client, folder, force=True)
-        ch_backup.verify(client, staged)
-        restored = ch_backup.switch(client, staged, placeholders=postgres_placeholders(
-            target.postgres_url or ""))
-        assert restored == expected
+        own = ch_backup.states(client, str(client.database))
+        schema = ch_backup.objects(client, str(client.database))
+    placeholders = postgres_placeholders(target.postgres_url or "")
+    staged = ch_backup.StagedRestore(target_of(target), folder, force=True,
+                                     placeholders=placeholders)
+    staged.switch()
+    assert ch_backup.states(staged.client, staged.staged.target) == expected
+    staged.undo()  # another store failed to switch: this one goes back
+    assert ch_backup.states(staged.client, staged.staged.target) == own
+    assert ch_backup.objects(staged.client, staged.staged.target) == schema
+    staged.discard()
+    with connect(target_of(target)) as client:
+        assert ch_backup.states(client, str(client.database)) == own
+        assert not any(n.startswith(f"{client.database}_restore_") for n in databases(client))
+    again = ch_backup.StagedRestore(target_of(target), folder, force=True,
+                                    placeholders=placeholders)
+    again.switch()
+    again.commit()
+    assert again.report.tables == expected
+    with connect(target_of(target)) as client:
         assert ch_backup.states(client, str(client.database)) == expected
-        assert staged.scratch not in databases(client)
+        assert again.staged.scratch not in databases(client)
         assert rows(client, "SELECT count() FROM campaign_metrics_raw"
                             " WHERE campaign_id = {c:UUID}", {"c": uuid.UUID(int=77)}) == [(0,)]
+        MetricsWriter(client, known_orgs=[ORG]).write_raw([metric(NOW, 78, "1.00")])
+        assert rows(client, "SELECT count() FROM campaign_metrics_daily"
+                            " WHERE campaign_id = {c:UUID}", {"c": uuid.UUID(int=78)}) == [(1,)]

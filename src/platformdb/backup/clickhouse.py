@@ -12,8 +12,9 @@ database, merges and TTL stopped on it, takes the table's parts by hard link
 same parts, while the live table keeps merging and taking inserts. Each table
 is consistent in itself (the tables are read one after another).
 
-**Restore** is three steps, separately callable so that ``restore all`` can
-stage every store before it switches any:
+**Restore** is separately callable steps, so that ``restore all`` can stage
+every store before it switches any (:class:`StagedRestore` holds them together
+with the connection):
 
 1. :func:`stage` creates the tables in a scratch database, stops merges and
    TTL on them and loads the data with ``optimize_on_insert = 0`` and
@@ -25,14 +26,16 @@ stage every store before it switches any:
    left out) with the manifest. With merges and TTL stopped, the comparison is
    exact: a row at the TTL edge or an unmerged rollup row is still there.
 3. :func:`switch` drops the target's views and dictionaries, exchanges each
-   table with its staged copy (``EXCHANGE TABLES``, atomic per table), creates
-   the views after the data, recreates the dictionaries, and only then starts
-   merges and TTL on the restored tables: rows past their TTL expire from
-   then on, as they would have on the source.
+   table with its staged copy (``EXCHANGE TABLES``, atomic per table; the old
+   tables wait in the scratch database), creates the views after the data and
+   recreates the dictionaries. :func:`undo` puts the old contents back.
+4. :func:`commit` starts merges and TTL on the restored tables and drops the
+   old ones: rows past their TTL expire from then on, as they would have on the
+   source, and rollup parts fold.
 
 A failed :func:`stage` or :func:`verify` leaves the target untouched
-(:func:`discard` drops the scratch database); a failure inside
-:func:`switch` exchanges the tables back.
+(:func:`discard` drops the scratch database); a failure inside :func:`switch`
+puts the old contents back.
 """
 
 from __future__ import annotations
@@ -259,89 +262,166 @@ def discard(client: Client, staged: Staged) -> None:
     command(client, f"DROP DATABASE IF EXISTS {quote_identifier(staged.scratch)} SYNC")
 
 
+@dataclass
+class Switched:
+    """A switched restore: the target holds the backup; the old contents wait in scratch."""
+
+    staged: Staged
+    before: list[tuple[str, str, str]]
+    exchanged: list[str] = field(default_factory=list)
+    renamed_in: list[str] = field(default_factory=list)
+    moved_out: list[str] = field(default_factory=list)
+    tables: dict[str, TableState] = field(default_factory=dict)
+
+
 def switch(client: Client, staged: Staged, *, placeholders: Placeholders = None,
-           verify_after: bool = False) -> dict[str, TableState]:
-    """Make the target the staged copy; return the restored tables' states."""
+           verify_after: bool = False) -> Switched:
+    """Put the staged tables in the target's place; the old ones stay in scratch.
+
+    Views and dictionaries of the target are dropped first (nothing writes into the
+    tables while they move); each table is exchanged with its staged copy
+    (``EXCHANGE TABLES``, atomic per table) or renamed in; the backup's views are created
+    after the data and its dictionaries recreated. A failure puts everything back.
+    Merges and TTL stay stopped on the restored tables until :func:`commit`.
+    """
     target, scratch = quote_identifier(staged.target), quote_identifier(staged.scratch)
     before = objects(client, staged.target)
-    for name, engine, _ in before:  # nothing writes into the tables while they move
-        if engine in ("MaterializedView", "Dictionary", "View"):
-            _drop(client, staged.target, name, engine)
-    done: list[str] = []
-    moved_out: list[str] = []
+    switched = Switched(staged, before)
     present = {name for name, engine, _ in before if engine.endswith("MergeTree")}
     try:
+        _drop_derived(client, staged.target)
         for name in staged.tables:
             here = f"{target}.{quote_identifier(name)}"
             there = f"{scratch}.{quote_identifier(name)}"
             if name in present:
                 command(client, f"EXCHANGE TABLES {there} AND {here}")
+                switched.exchanged.append(name)
             else:
                 command(client, f"RENAME TABLE {there} TO {here}")
-            done.append(name)
+                switched.renamed_in.append(name)
         for name in sorted(present - set(staged.tables)):  # not in the backup: replaced by nothing
             command(client, f"RENAME TABLE {target}.{quote_identifier(name)}"
-                            f" TO {scratch}.{quote_identifier(name)}")
-            moved_out.append(name)
+                            f" TO {scratch}.{quote_identifier(f'old_{name}')}")
+            switched.moved_out.append(name)
         for _name, engine, query in staged.statements:
             if engine in ("MaterializedView", "View"):  # after the data: rollups are not recounted
                 command(client, _in_database(query, staged.source, staged.target))
         _recreate_dictionaries(client, staged, placeholders)
-        restored = states(client, staged.target)
+        switched.tables = states(client, staged.target)
         if verify_after:
-            problems = _compare(staged.manifest, restored)
+            problems = _compare(staged.manifest, switched.tables)
             if problems:
                 raise CheckFailed(f"restored ClickHouse data differs: {problems[0]}")
     except BaseException:
-        _switch_back(client, staged, before, present, done, moved_out)
+        undo(client, switched)
         raise
-    for name in staged.tables:  # from now on merges fold rollups and the TTL expires rows
-        _release(client, f"{target}.{quote_identifier(name)}")
-    discard(client, staged)
-    return restored
+    return switched
 
 
-def _switch_back(client: Client, staged: Staged, before: list[tuple[str, str, str]],
-                 present: set[str], done: list[str], moved_out: list[str]) -> None:
+def undo(client: Client, switched: Switched) -> None:
+    """After :func:`switch`: put the target's old tables, views and dictionaries back."""
+    staged = switched.staged
     target, scratch = quote_identifier(staged.target), quote_identifier(staged.scratch)
-    with contextlib.suppress(Exception):
-        for name, engine, _ in objects(client, staged.target):
-            if engine in ("MaterializedView", "Dictionary", "View"):
-                _drop(client, staged.target, name, engine)
-        for name in moved_out:
-            command(client, f"RENAME TABLE {scratch}.{quote_identifier(name)}"
-                            f" TO {target}.{quote_identifier(name)}")
-        for name in reversed(done):
-            here = f"{target}.{quote_identifier(name)}"
-            there = f"{scratch}.{quote_identifier(name)}"
-            if name in present:
-                command(client, f"EXCHANGE TABLES {there} AND {here}")
-            else:
-                command(client, f"RENAME TABLE {here} TO {there}")
-        for _name, engine, query in before:
-            if engine in ("MaterializedView", "Dictionary", "View"):
-                command(client, query)
+    _drop_derived(client, staged.target)
+    for name in reversed(switched.moved_out):
+        command(client, f"RENAME TABLE {scratch}.{quote_identifier(f'old_{name}')}"
+                        f" TO {target}.{quote_identifier(name)}")
+    for name in reversed(switched.renamed_in):
+        command(client, f"RENAME TABLE {target}.{quote_identifier(name)}"
+                        f" TO {scratch}.{quote_identifier(name)}")
+    for name in reversed(switched.exchanged):
+        command(client, f"EXCHANGE TABLES {scratch}.{quote_identifier(name)}"
+                        f" AND {target}.{quote_identifier(name)}")
+    switched.moved_out, switched.renamed_in, switched.exchanged = [], [], []
+    for _name, engine, query in switched.before:
+        if engine in ("MaterializedView", "View", "Dictionary"):
+            command(client, query)
 
 
-def _drop(client: Client, database: str, name: str, engine: str) -> None:
-    kind = "DICTIONARY" if engine == "Dictionary" else "VIEW"
-    command(client, f"DROP {kind} IF EXISTS {quote_identifier(database)}.{quote_identifier(name)}"
-                    " SYNC")
+def commit(client: Client, switched: Switched) -> dict[str, TableState]:
+    """After :func:`switch`: start merges and TTL on the restored tables, drop the old ones."""
+    target = quote_identifier(switched.staged.target)
+    for name in switched.staged.tables:  # from now on merges fold rollups and the TTL expires rows
+        _release(client, f"{target}.{quote_identifier(name)}")
+    discard(client, switched.staged)
+    return switched.tables
+
+
+def _drop_derived(client: Client, database: str) -> None:
+    for name, engine, _ in objects(client, database):
+        if engine in ("MaterializedView", "Dictionary", "View"):
+            kind = "DICTIONARY" if engine == "Dictionary" else "VIEW"
+            command(client, f"DROP {kind} IF EXISTS {quote_identifier(database)}."
+                            f"{quote_identifier(name)} SYNC")
 
 
 def restore(url: str, folder: Path, *, force: bool = False, verify_after: bool = False,
             placeholders: Placeholders = None) -> Restored:
-    """Stage, verify and switch: the backup in ``folder`` replaces the database at ``url``."""
-    with connect(url) as client:
-        staged = stage(client, folder, force=force)
+    """Stage, verify, switch and commit: the backup in ``folder`` replaces the database."""
+    staged = StagedRestore(url, folder, force=force, verify_after=verify_after,
+                           placeholders=placeholders)
+    try:
+        staged.switch()
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
+    return staged.report
+
+
+class StagedRestore:
+    """A ClickHouse restore staged and verified beside its target, holding its connection.
+
+    ``switch()`` puts it in place, ``undo()`` puts the old contents back, ``commit()``
+    makes it final, ``discard()`` (before a switch) drops it; the connection closes with
+    ``commit()`` or ``discard()``. This is the shape ``restore all`` drives: stage every
+    store, then switch them all.
+    """
+
+    def __init__(self, url: str, folder: Path, *, force: bool = False,
+                 verify_after: bool = False, placeholders: Placeholders = None) -> None:
+        self._stack = contextlib.ExitStack()
+        self.client = self._stack.enter_context(connect(url))
+        self.placeholders = placeholders
+        self.verify_after = verify_after
         try:
-            verify(client, staged)
-            restored = switch(client, staged, placeholders=placeholders,
-                              verify_after=verify_after)
+            self.staged = stage(self.client, folder, force=force)
+            verify(self.client, self.staged)
         except BaseException:
-            discard(client, staged)
+            self._stack.close()
             raise
-        return Restored(STORE, f"{mask_password(url)}#{staged.target}", restored, [])
+        self.switched: Switched | None = None
+        self.report = Restored(STORE, f"{mask_password(url)}#{self.staged.target}",
+                               _expected(self.staged.manifest), [])
+
+    def switch(self) -> None:
+        self.switched = switch(self.client, self.staged, placeholders=self.placeholders,
+                               verify_after=self.verify_after)
+
+    def undo(self) -> None:
+        if self.switched is not None:
+            undo(self.client, self.switched)
+            self.switched = None
+
+    def commit(self) -> None:
+        try:
+            if self.switched is not None:
+                tables = commit(self.client, self.switched)
+                self.report = Restored(self.report.store, self.report.target, tables, [])
+        finally:
+            self._stack.close()
+
+    def discard(self) -> None:
+        try:
+            if self.switched is not None:
+                self.undo()
+            discard(self.client, self.staged)
+        finally:
+            self._stack.close()
+
+
+def _expected(manifest: Manifest) -> dict[str, TableState]:
+    return dict(manifest.tables)
 
 
 def _in_database(query: str, source: str, target: str) -> str:
