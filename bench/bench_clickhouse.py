@@ -31,9 +31,10 @@ from clickhouse_connect.driver import Client
 
 from platformdb.clickhouse import connect, reports
 from platformdb.clickhouse import rows as query_rows
+from platformdb.clickhouse.dictionaries import NOWHERE
 from platformdb.clickhouse.writer import MetricsWriter
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.clickhouse import ClickHouseDriver
+from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
 
 ORGS = 4  # large advertisers: ~290 campaigns each at 10M rows
 DAYS = 90
@@ -117,9 +118,9 @@ def main() -> None:
 
 
 def run(client: Client, args: argparse.Namespace) -> None:
-    driver = ClickHouseDriver(client, {})
-    migrations = [m for m in discover(migrations_dir("clickhouse")) if m.version < 3]
-    Migrator(driver, migrations).up()  # no dictionaries: the writer gets known_orgs
+    # the dictionaries are never read here: the writer gets known_orgs
+    driver = ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE))
+    Migrator(driver, discover(migrations_dir("clickhouse"))).up()
     version = query_rows(client, "SELECT version()")[0][0]
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()};"
           f" chDB (ClickHouse {version}); {args.rows:,} rows in batches of {args.batch:,}")

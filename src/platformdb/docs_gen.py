@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from platformdb.clickhouse.ddl import formatted, split
+from platformdb.clickhouse.ddl import Topology, formatted, render
 from platformdb.errors import CheckFailed, StoreUnavailable
 from platformdb.postgres import connect
 
@@ -402,7 +402,7 @@ def clickhouse_tables_from_ddl(directory: Path) -> list[ClickHouseTable]:
     sources: list[tuple[str, str]] = []
     for folder in ("tables", "materialized-views", "dictionaries"):
         for path in sorted((directory / folder).glob("*.sql")):
-            for statement in split(path.read_text(encoding="utf-8")):
+            for statement in render(path.read_text(encoding="utf-8"), Topology.single()):
                 sources.append((f"clickhouse/{folder}/{path.name}", statement.text))
     texts = formatted([text for _, text in sources])
     objects = [parse_formatted(source, text) for (source, _), text in zip(sources, texts,

@@ -19,8 +19,9 @@ from clickhouse_connect.driver import Client
 
 from platformdb.clickhouse import connect, with_database
 from platformdb.clickhouse.ddl import Topology
+from platformdb.clickhouse.dictionaries import collection_name, provision_login
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
+from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
 
 CH_TARGETS = ["chdb"] + (["server"] if os.environ.get("PLATFORMDB_TEST_CLICKHOUSE_URL") else [])
 MIGRATIONS = discover(migrations_dir("clickhouse"))
@@ -55,12 +56,50 @@ def ch_empty(ch_url: str) -> Iterator[Client]:
             yield client
         finally:
             client.command(f"DROP DATABASE IF EXISTS {client.database} SYNC")
+            client.command(f"DROP NAMED COLLECTION IF EXISTS "
+                           f"{collection_name(str(client.database))}")
+
+
+NO_DICTIONARY_SOURCE = {"pg_host": "127.0.0.1", "pg_port": "1", "pg_user": "nobody",
+                        "pg_password": "", "pg_db": "none", "dictionary_source": "none"}
+SECRET: list[Path] = []
 
 
 def driver_for(client: Client, pg_url: str | None,
                topology: Topology | None = None) -> ClickHouseDriver:
-    placeholders = postgres_placeholders(pg_url) if pg_url else {}
-    return ClickHouseDriver(client, placeholders, topology)
+    """A driver whose dictionaries read ``pg_url`` as the least-privilege login."""
+    if pg_url is None:
+        return ClickHouseDriver(client, NO_DICTIONARY_SOURCE, topology)
+    login = provision_login(pg_url, SECRET[0])
+    return ClickHouseDriver(client, lambda: dictionary_placeholders(client, login, topology),
+                            topology)
+
+
+# What the PostgreSQL stream's migration creates (issue 14.10), until it is on main: a NOLOGIN
+# role that reads exactly two views across tenants. Applied only where they are missing.
+DICTIONARY_SQL = """
+DO $$ BEGIN
+    CREATE ROLE platform_dictionary NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END $$;
+CREATE VIEW public.dictionary_organizations AS
+    SELECT id, name, slug, status FROM public.organizations;
+CREATE VIEW public.dictionary_campaigns AS
+    SELECT org_id, id, name, status, currency FROM public.campaigns;
+REVOKE ALL ON public.dictionary_organizations, public.dictionary_campaigns FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO platform_dictionary;
+GRANT SELECT ON public.dictionary_organizations, public.dictionary_campaigns
+    TO platform_dictionary;
+"""
+
+
+def add_dictionary_views(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = conn.execute("SELECT to_regclass('public.dictionary_campaigns')").fetchone()
+        if found is None or found[0] is None:
+            conn.execute(DICTIONARY_SQL)
 
 
 @pytest.fixture(scope="session")
@@ -72,11 +111,14 @@ def pg_template(stack_home: Path) -> Iterator[tuple[str, str]]:
 
     admin = embedded.EmbeddedPostgres(stack_home).url("postgres")
     name = fresh_name("chtpl")
-    driver = PostgresDriver(create_database(admin, name))
+    url = create_database(admin, name)
+    driver = PostgresDriver(url)
     try:
         Migrator(driver, discover(migrations_dir("postgresql"))).up()
     finally:
         driver.close()
+    add_dictionary_views(url)
+    SECRET[:] = [stack_home / "test-secrets" / "clickhouse-dictionary-password"]
     yield admin, name
     drop_database(admin, name)
 

@@ -57,9 +57,9 @@ def test_migrations_written_before_templates_keep_their_applied_statements() -> 
     for migration in editions:
         edition = cluster_edition(migration.path)
         assert edition is not None
-        assert same_statements(render(edition.read_text(), Topology.single()),
+        assert same_statements(render(edition.read_text(), Topology.single(), {}),
                                split(migration.sql)), migration.label
-        assert render(migration.sql, Topology.single()) == split(migration.sql)
+        assert render(migration.sql, Topology.single(), {}) == split(migration.sql)
 
 
 def test_every_migration_renders_and_parses_for_every_topology(ch_empty: Client) -> None:

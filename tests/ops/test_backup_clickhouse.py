@@ -17,11 +17,12 @@ from platformdb.backup import clickhouse as ch_backup
 from platformdb.backup import restore as restore_any
 from platformdb.backup.manifest import MANIFEST
 from platformdb.clickhouse import connect, rows, target_of
+from platformdb.clickhouse.dictionaries import NOWHERE
 from platformdb.clickhouse.writer import MetricsWriter
 from platformdb.config import Settings
 from platformdb.errors import CheckFailed, ValidationError
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
+from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
 
 ORG = uuid.UUID(int=0xFEED)
 NOW = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
@@ -45,7 +46,7 @@ def source(stack_home: Path, migrated_template: str, pg_admin_url: str) -> Itera
     pg = with_database(pg_admin_url, migrated_template)
     config = settings_for(stack_home, pg, f"src_{uuid.uuid4().hex[:8]}")
     with connect(target_of(config)) as client:
-        Migrator(ClickHouseDriver(client, postgres_placeholders(pg)),
+        Migrator(ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE)),
                  discover(migrations_dir("clickhouse"))).up()
         writer = MetricsWriter(client, known_orgs=[ORG])
         writer.write_raw([{**metric(NOW - dt.timedelta(hours=h), h % 3), "impressions": 100 * h,
@@ -156,7 +157,7 @@ def test_a_failed_verify_changes_nothing_in_the_target(source: Settings, target:
                                                        tmp_path: Path) -> None:
     folder = ch_backup.backup(target_of(source), tmp_path)
     with connect(target_of(target)) as client:  # a target with data of its own
-        Migrator(ClickHouseDriver(client, postgres_placeholders(target.postgres_url or "")),
+        Migrator(ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE)),
                  discover(migrations_dir("clickhouse"))).up()
         MetricsWriter(client, known_orgs=[ORG]).write_raw([metric(NOW, 77, "9.99")])
         before = ch_backup.states(client, str(client.database))
@@ -185,14 +186,12 @@ def test_stage_switch_undo_and_commit(source: Settings, target: Settings,
     with connect(target_of(source)) as client:
         expected = ch_backup.states(client, str(client.database))
     with connect(target_of(target)) as client:
-        Migrator(ClickHouseDriver(client, postgres_placeholders(target.postgres_url or "")),
+        Migrator(ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE)),
                  discover(migrations_dir("clickhouse"))).up()
         MetricsWriter(client, known_orgs=[ORG]).write_raw([metric(NOW, 77, "9.99")])
         own = ch_backup.states(client, str(client.database))
         schema = ch_backup.objects(client, str(client.database))
-    placeholders = postgres_placeholders(target.postgres_url or "")
-    staged = ch_backup.StagedRestore(target_of(target), folder, force=True,
-                                     placeholders=placeholders)
+    staged = ch_backup.StagedRestore(target_of(target), folder, force=True)
     staged.switch()
     assert ch_backup.states(staged.client, staged.staged.target) == expected
     staged.undo()  # another store failed to switch: this one goes back
@@ -202,8 +201,7 @@ def test_stage_switch_undo_and_commit(source: Settings, target: Settings,
     with connect(target_of(target)) as client:
         assert ch_backup.states(client, str(client.database)) == own
         assert not any(n.startswith(f"{client.database}_restore_") for n in databases(client))
-    again = ch_backup.StagedRestore(target_of(target), folder, force=True,
-                                    placeholders=placeholders)
+    again = ch_backup.StagedRestore(target_of(target), folder, force=True)
     again.switch()
     again.commit()
     assert again.report.tables == expected

@@ -112,9 +112,10 @@ CH_METRICS = {"query_time_avg_ms", "merges_running", "merges_total", "disk_bytes
 
 def test_clickhouse_health_stats_and_ttl_state(tmp_path: Path) -> None:
     from platformdb.clickhouse import connect
+    from platformdb.clickhouse.dictionaries import NOWHERE
     from platformdb.clickhouse.stats import ttl_state
     from platformdb.migrate import Migrator, discover, migrations_dir
-    from platformdb.migrate.clickhouse import ClickHouseDriver
+    from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
 
     url = f"chdb://{tmp_path / 'chdb'}"
     pending = health({"PLATFORMDB_CLICKHOUSE_URL": url, "PLATFORMDB_HOME": str(tmp_path)},
@@ -122,7 +123,7 @@ def test_clickhouse_health_stats_and_ttl_state(tmp_path: Path) -> None:
     assert pending.returncode == 1 and "pending migration" in pending.stderr
     settings = Settings(home=tmp_path, clickhouse_url=url)
     with connect(url) as client:
-        driver = ClickHouseDriver(client, {})
+        driver = ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE))
         Migrator(driver, discover(migrations_dir("clickhouse"))).up()
         ttl = ttl_state(client)
     assert ttl["campaign_metrics_raw"] == "timestamp + toIntervalDay(90)"

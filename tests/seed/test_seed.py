@@ -14,10 +14,11 @@ import pytest
 from psycopg import sql
 
 from platformdb import clickhouse, embedded, seed
+from platformdb.clickhouse.dictionaries import NOWHERE
 from platformdb.config import Settings
 from platformdb.errors import ValidationError
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
+from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
 from platformdb.postgres import APP_ROLE, tenant_transaction
 from tests.conftest import create_database, drop_database
 
@@ -32,7 +33,7 @@ def stores(migrated_url: str, stack_home: Path) -> Iterator[Settings]:
                       clickhouse_url=f"chdb://{stack_home / 'test-clickhouse'}?database={database}",
                       redis_url=embedded.EmbeddedRedis(stack_home).url())
     with clickhouse.connect(clickhouse.target_of(config)) as client:
-        driver = ClickHouseDriver(client, postgres_placeholders(migrated_url))
+        driver = ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE))
         Migrator(driver, discover(migrations_dir("clickhouse"))).up()
     yield config
     with clickhouse.connect(clickhouse.target_of(config)) as client:

@@ -107,14 +107,22 @@ def restore(settings: Settings, store: str, path: Path, *, force: bool = False,
             rreport = redis.restore(folder, rurl, force=force, verify=verify)
             results.append(Restored(name, rreport.target, rreport.types, rreport.mismatches))
         else:
+            import os
+
             from platformdb.backup import clickhouse
-            from platformdb.clickhouse import target_of
+            from platformdb.clickhouse import dictionaries, target_of
             from platformdb.migrate.clickhouse import postgres_placeholders
 
-            def placeholders() -> dict[str, str]:  # only a dictionary hiding a password needs it
-                pg = embedded.resolve(settings, postgres=True).postgres_url
-                assert pg is not None
-                return postgres_placeholders(pg)
+            def placeholders() -> dict[str, str]:
+                # only a dictionary whose dump hides a password (003's) needs a login: the
+                # dictionaries' own, never the owner's
+                login = os.environ.get(dictionaries.ENV_URL, "").strip()
+                if not login:
+                    pg = embedded.resolve(settings, postgres=True).postgres_url
+                    assert pg is not None
+                    login = dictionaries.provision_login(pg, dictionaries.secret_file(
+                        settings.home))
+                return postgres_placeholders(login)
 
             results.append(clickhouse.restore(target_of(settings), folder, force=force,
                                               verify_after=verify, placeholders=placeholders))

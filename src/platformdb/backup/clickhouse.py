@@ -46,7 +46,6 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from string import Template
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from platformdb.backup import Restored
@@ -59,6 +58,7 @@ from platformdb.backup.manifest import (
 )
 from platformdb.clickhouse import command, connect, quote_identifier, rows, translated
 from platformdb.clickhouse.ddl import Topology, render
+from platformdb.clickhouse.dictionaries import collection_name
 from platformdb.config import mask_password
 from platformdb.errors import CheckFailed, ValidationError
 from platformdb.migrate import discover, migrations_dir
@@ -443,8 +443,18 @@ def _recreate_dictionaries(client: Client, staged: Staged, placeholders: Placeho
     if not wanted:
         return
     from_migrations: dict[str, str] | None = None
+    # a dictionary reads PostgreSQL through its database's named collection: restored into
+    # another database, it uses that database's collection when there is one
+    source_collection, target_collection = (collection_name(staged.source),
+                                            collection_name(staged.target))
+    has_target_collection = bool(rows(
+        client, "SELECT count() FROM system.named_collections WHERE name = {n:String}",
+        {"n": target_collection})[0][0])
     for name, query in wanted:
         if "[HIDDEN]" not in query:
+            if has_target_collection:
+                query = re.sub(rf"\bNAME {source_collection}\b", f"NAME {target_collection}",
+                               query)
             command(client, _in_database(query, staged.source, staged.target))
             continue
         if from_migrations is None:
@@ -467,8 +477,7 @@ def _migration_dictionaries(manifest: Manifest, placeholders: Placeholders) -> d
     for migration in discover(migrations_dir("clickhouse")):
         if migration.label not in applied:
             continue
-        for statement in render(Template(migration.sql).safe_substitute(values),
-                                Topology.single()):
+        for statement in render(migration.sql, Topology.single(), values):
             match = _CREATE_DICTIONARY.match(statement.text)
             if match:
                 found[match[1]] = statement.text

@@ -54,9 +54,10 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from string import Template
 from typing import TYPE_CHECKING, Any, Literal
 
 from platformdb.errors import ConfigError, MigrationError
@@ -216,15 +217,33 @@ def is_template(text: str) -> bool:
     return any(kind == "code" and "{{" in text[b:e] for kind, b, e in _tokens(text))
 
 
-def render(text: str, topology: Topology) -> list[Statement]:
+_VALUE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill_values(text: str, values: Mapping[str, str] | None) -> str:
+    """``${name}`` apply-time values (a connection's details, a collection's name).
+
+    They are filled when a migration is applied and never reach the ledger (the
+    checksum is of the file). Without ``values`` each becomes its own name, which
+    parses like the real value would (for validation and lint).
+    """
+    if values is None:
+        return _VALUE.sub(lambda m: m["name"], text)
+    return Template(text).safe_substitute(values)
+
+
+def render(text: str, topology: Topology,
+           values: Mapping[str, str] | None = None) -> list[Statement]:
     """The statements of ``text`` for ``topology``, placeholders filled in.
+
+    ``values`` fill ``${name}`` placeholders (:func:`fill_values`).
 
     Raises :class:`MigrationError` for an unknown placeholder or (``managed``)
     a statement with ``ON CLUSTER``. The order of local and Distributed tables
     is :func:`check_order`'s job, which knows the tables that already exist.
     """
     out: list[Statement] = []
-    for statement in split(text):
+    for statement in split(fill_values(text, values)):
         body = _fill(statement, topology)
         cluster_only = body.lstrip().startswith(_CLUSTER_ONLY_MARK)
         if cluster_only:

@@ -80,11 +80,13 @@ def campaign_totals(client: Client, org_id: uuid.UUID, start: dt.date, end: dt.d
     """Per campaign and period, ``start`` to ``end`` inclusive (days, UTC)."""
     table, column, period = _source(grain)
     where = "AND campaign_id = {campaign:UUID}" if campaign_id else ""
+    params: dict[str, object] = {"org": org_id, **_range(start, end)}
+    if campaign_id:
+        params["campaign"] = campaign_id
     rows = query_rows(
         client, f"SELECT {period} AS period, campaign_id, {SUMS} FROM {table}"
         f" WHERE org_id = {{org:UUID}} AND toDate({column}) BETWEEN {{start:Date}} AND {{end:Date}}"
-        f" {where} GROUP BY period, campaign_id ORDER BY period, campaign_id",
-        {"org": org_id, "campaign": campaign_id, **_range(start, end)})
+        f" {where} GROUP BY period, campaign_id ORDER BY period, campaign_id", params)
     return [Totals(*row) for row in rows]
 
 
@@ -117,12 +119,13 @@ def top_campaigns(client: Client, org_id: uuid.UUID, start: dt.date, end: dt.dat
 
 def campaign_names(client: Client, org_id: uuid.UUID,
                    campaign_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """Names from PostgreSQL through ``campaigns_dict``, only for this org's campaigns."""
+    """Names from PostgreSQL through ``campaigns_dict``, keyed by (org, campaign): campaign
+    ids are unique only within an org, so another org's campaign never lends its name."""
     if not campaign_ids:
         return {}
     rows = query_rows(
-        client, "SELECT id, dictGet('campaigns_dict', 'name', id) FROM"
-        " (SELECT arrayJoin({ids:Array(UUID)}) AS id)"
-        " WHERE dictGet('campaigns_dict', 'org_id', id) = {org:UUID}",
+        client, "SELECT id, dictGet('campaigns_dict', 'name', ({org:UUID}, id)) FROM"
+                " (SELECT arrayJoin({ids:Array(UUID)}) AS id)"
+                " WHERE dictHas('campaigns_dict', ({org:UUID}, id))",
         {"ids": campaign_ids, "org": org_id})
     return {row[0]: row[1] for row in rows}

@@ -5,8 +5,9 @@ Adding a store is one new driver module and one line in :data:`DRIVERS`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from platformdb import embedded
@@ -44,28 +45,32 @@ def _postgres(settings: Settings) -> Driver:
 
 
 def _clickhouse(settings: Settings) -> Driver:
-    import os
-    from contextlib import ExitStack
-
+    # clickhouse-connect and psycopg load only when a ClickHouse migrator is opened
     from platformdb import clickhouse
+    from platformdb.clickhouse import dictionaries
     from platformdb.clickhouse.ddl import Topology
-    from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
-
-    def placeholders() -> dict[str, str]:
-        url = embedded.resolve(settings, postgres=True).postgres_url
-        assert url is not None
-        return postgres_placeholders(url)
+    from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
 
     stack = ExitStack()
     client = stack.enter_context(clickhouse.connect(clickhouse.target_of(settings)))
     database = str(client.database)
-    # TODO(lead): PLATFORMDB_CLICKHOUSE_MANAGED belongs in Settings (config.py)
+    # TODO(lead): PLATFORMDB_CLICKHOUSE_MANAGED and PLATFORMDB_CLICKHOUSE_DICTIONARY_PG_URL
+    # belong in Settings (config.py); read here until they are there.
     if settings.clickhouse_cluster:
         topology = Topology.on_cluster(settings.clickhouse_cluster, database)
     elif os.environ.get("PLATFORMDB_CLICKHOUSE_MANAGED", "").lower() in ("1", "true", "yes"):
         topology = Topology.managed(database)
     else:
         topology = Topology.single(database)
+
+    def placeholders() -> dict[str, str]:  # only a migration that fills ${...} asks
+        login = os.environ.get(dictionaries.ENV_URL, "").strip()
+        if not login:
+            owner = embedded.resolve(settings, postgres=True).postgres_url
+            assert owner is not None
+            login = dictionaries.provision_login(owner, dictionaries.secret_file(settings.home))
+        return dictionary_placeholders(client, login, topology)
+
     return ClickHouseDriver(client, placeholders, topology, on_close=stack.close)
 
 

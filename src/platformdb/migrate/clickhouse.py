@@ -18,10 +18,11 @@ offers:
   it, so its data is never dropped. Nothing is recorded. Every ClickHouse
   migration therefore needs a down file.
 - **Rendering**: :mod:`platformdb.clickhouse.ddl` renders each file for the
-  topology (single node, cluster, managed); ``${pg_*}`` placeholders
-  (dictionary sources of 003) are filled at apply time and never reach the
-  ledger. On a cluster, Distributed tables must come after their local tables
-  (checked before anything runs) and drops are ``SYNC``.
+  topology (single node, cluster, managed); ``${...}`` values (the dictionaries'
+  least-privilege login and named collection, :func:`dictionary_placeholders`)
+  are filled at apply time and never reach the ledger. On a cluster,
+  Distributed tables must come after their local tables (checked before
+  anything runs) and drops are ``SYNC``.
 - **Validation**: every statement, as it will run and as a single node would
   run it, goes through ClickHouse's own parser (``formatQuery``) before
   anything runs.
@@ -34,7 +35,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from string import Template
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -49,6 +49,7 @@ from platformdb.clickhouse.ddl import (
     source_for,
     split,
 )
+from platformdb.clickhouse.dictionaries import ensure_collection
 from platformdb.errors import MigrationError
 from platformdb.migrate.base import AppliedMigration, Migration
 from platformdb.migrate.engine import who
@@ -97,9 +98,7 @@ class ClickHouseDriver:
         text = (migration.down_sql() if down else migration.sql) or ""
         if path is not None:
             text = source_for(path, text, where)
-        if fill:
-            text = Template(text).safe_substitute(self.placeholders)
-        return render(text, where)
+        return render(text, where, self.placeholders if fill else None)
 
     # ------------------------------------------------------------- driver
 
@@ -287,6 +286,20 @@ class ClickHouseDriver:
         return [tuple(row) for row in result.result_rows]
 
 
+def dictionary_placeholders(client: Client, login_url: str,
+                            topology: Topology | None = None) -> dict[str, str]:
+    """The apply-time values of the dictionary migrations, for the dictionaries' login.
+
+    ``${dictionary_source}`` (006 on): the named collection holding ``login_url``,
+    created or updated here. ``${pg_*}`` (003): the same login's details, so a
+    fresh database never has the owner's credentials written into its DDL, not even
+    between 003 and 006. ``login_url`` is a least-privilege login
+    (:mod:`platformdb.clickhouse.dictionaries`), never the migration owner.
+    """
+    return {**postgres_placeholders(login_url),
+            "dictionary_source": ensure_collection(client, login_url, topology)}
+
+
 def postgres_placeholders(postgres_url: str) -> dict[str, str]:
     """``${pg_*}`` values for the dictionaries of migration 003, from a PostgreSQL URL."""
     parts = urlsplit(postgres_url)
@@ -308,4 +321,5 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-__all__ = ["LEDGER", "LOCK_TABLE", "ClickHouseDriver", "postgres_placeholders", "split"]
+__all__ = ["LEDGER", "LOCK_TABLE", "ClickHouseDriver", "dictionary_placeholders",
+           "postgres_placeholders", "split"]
