@@ -176,6 +176,8 @@ def columns(**change: Any) -> dict[str, Any]:
     ({"spend": [1, int(MAX_MONEY * 100) + 1]}, "row 1: spend is above the maximum"),
     ({"impressions": pa.array([1, 2**64 - 1], pa.uint64())}, "row 1: impressions is above"),
     ({"clicks": [0, -5]}, "row 1: clicks must not be negative"),
+    ({"timestamp": pa.array([HOUR, dt.datetime(2200, 1, 1, tzinfo=dt.UTC)],
+                            pa.timestamp("s", tz="UTC"))}, "row 1: timestamp is outside"),
 ])
 def test_columns_are_validated_as_exactly_as_rows(ch: Client, change: dict[str, Any],
                                                   message: str) -> None:
@@ -185,8 +187,9 @@ def test_columns_are_validated_as_exactly_as_rows(ch: Client, change: dict[str, 
     assert scalar(ch, "SELECT count() FROM campaign_metrics_raw") == 0
     assert writer.write_raw_columns(columns(), token="cols") == 2
     assert writer.write_raw_columns(columns(), token="cols") == 2
-    assert table_rows(ch, "SELECT count(), sum(spend) FROM campaign_metrics_raw") == [
-        (2, Decimal("3.75"))]
+    assert table_rows(ch, "SELECT count(), sum(spend), min(timestamp), any(dsp_type)"
+                          " FROM campaign_metrics_raw") == [
+        (2, Decimal("3.75"), HOUR.replace(tzinfo=None), "dv360")]
 
 
 @given(units=st.integers(0, 10**16), scale=st.integers(0, 6))
