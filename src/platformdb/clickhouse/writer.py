@@ -462,7 +462,7 @@ def _conform_column(column: Column, values: Any) -> Any:
 
 def _compact(column: Column, values: Any) -> Any:
     """What ClickHouse stores, in fewer bytes: DateTime as UInt32 seconds, LowCardinality
-    as an Arrow dictionary (a third less data to hand over per batch)."""
+    as an Arrow dictionary, counts within UInt32 as such (ClickHouse widens them)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -476,6 +476,8 @@ def _compact(column: Column, values: Any) -> Any:
                                   "range") from exc
     if column.type.startswith("LowCardinality"):
         return pc.dictionary_encode(values)
+    if column.kind == "count" and column.maximum <= 2**32 - 1:
+        return values.cast(pa.uint32())  # checked against the maximum above
     return values
 
 
@@ -485,11 +487,10 @@ def _money_column(column: Column, values: Any) -> Any:
 
     if pa.types.is_integer(values.type):
         high = pc.greater(values, pa.scalar(int(MAX_MONEY * 100), values.type))
-        cents = values.cast(pa.int64())
         if pc.any(high).as_py():
             raise ValidationError(f"row {_first(high)}: {column.name} is above the maximum of "
                                   f"{MAX_MONEY}")
-        return cents_to_money(cents)
+        return cents_to_money(values)
     try:  # decimals: a rescale that would drop digits is refused, not rounded
         exact = values.cast(pa.decimal128(38, 2))
     except pa.ArrowInvalid as exc:
@@ -498,21 +499,35 @@ def _money_column(column: Column, values: Any) -> Any:
     if pc.any(high).as_py():
         raise ValidationError(f"row {_first(high)}: {column.name} is above the maximum of "
                               f"{MAX_MONEY}")
-    return exact.cast(pa.decimal128(MONEY_PRECISION, 2))
+    return exact.cast(_money_type())
+
+
+def _money_type() -> Any:
+    """Decimal(15, 2) in 8 bytes where pyarrow has ``decimal64`` (18+), else 16."""
+    import pyarrow as pa
+
+    return (pa.decimal64(MONEY_PRECISION, 2) if hasattr(pa, "decimal64")
+            else pa.decimal128(MONEY_PRECISION, 2))
 
 
 def cents_to_money(cents: Any) -> Any:
     """Integer cents as Decimal(15, 2), exactly and without a Python loop.
 
-    A Decimal128 value is its unscaled integer in 16 little-endian bytes, so
-    cents (scale 2) only need sign-extending to 128 bits.
+    A decimal's storage is its unscaled integer: cents (scale 2) are already it,
+    so the int64 buffer is reused as is (sign-extended to 128 bits on old pyarrow).
     """
-    import numpy as np  # with pyarrow, on the bulk path only
     import pyarrow as pa
 
-    values = np.asarray(cents.to_numpy(zero_copy_only=False), dtype=np.int64)
-    words = np.empty((values.size, 2), dtype=np.int64)
-    words[:, 0] = values
-    words[:, 1] = np.where(values < 0, -1, 0)
-    return pa.Array.from_buffers(pa.decimal128(MONEY_PRECISION, 2), values.size,
-                                 [None, pa.py_buffer(words.tobytes())])
+    values = cents.combine_chunks() if isinstance(cents, pa.ChunkedArray) else cents
+    values = values.cast(pa.int64())
+    money_type = _money_type()
+    if money_type.bit_width == 64:
+        return pa.Array.from_buffers(money_type, len(values), values.buffers(),
+                                     offset=values.offset)
+    import numpy as np  # pyarrow < 18 only
+
+    numbers = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.int64)
+    words = np.empty((numbers.size, 2), dtype=np.int64)
+    words[:, 0] = numbers
+    words[:, 1] = np.where(numbers < 0, -1, 0)
+    return pa.Array.from_buffers(money_type, numbers.size, [None, pa.py_buffer(words.tobytes())])
