@@ -40,14 +40,15 @@ from platformdb.config import Settings
 from platformdb.seed import seed_load
 from platformdb.clickhouse import connect
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.clickhouse import ClickHouseDriver
+from platformdb.clickhouse.dictionaries import NOWHERE
+from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
 pg, home, scale, ch = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
 settings = Settings(home=home, postgres_url=pg, clickhouse_url=f"chdb://{home}/chdb",
                     redis_url="redis://127.0.0.1:1/0")
 if ch:
-    with connect(settings) as client:
-        driver = ClickHouseDriver(client, {}, own_client=False)
-        Migrator(driver, [m for m in discover(migrations_dir("clickhouse")) if m.version < 3]).up()
+    with connect(settings.clickhouse_url) as client:
+        driver = ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE))
+        Migrator(driver, discover(migrations_dir("clickhouse"))).up()
 started = time.perf_counter()
 seed_load(settings, scale, clickhouse=ch)
 seconds = time.perf_counter() - started

@@ -1,9 +1,11 @@
 -- Names from PostgreSQL, joined into reports without copying them: the
--- dictionaries read the tables directly (SOURCE(POSTGRESQL)) and refresh
--- every 1-5 minutes (or on SYSTEM RELOAD DICTIONARY). ${pg_*} are filled in
--- from PLATFORMDB_POSTGRES_URL when the migration is applied, so no
--- credentials live in this file. The login needs to read across tenants: in
--- production give it the platform_etl role (its *_etl_read policies).
+-- dictionaries read two views, public.dictionary_organizations and
+-- public.dictionary_campaigns, and refresh every 1-5 minutes (or on SYSTEM
+-- RELOAD DICTIONARY). They log in as a member of platform_dictionary, which can
+-- read exactly those views, through a named collection (${dictionary_source},
+-- filled in when the migration is applied): no credentials in this file or in
+-- the DDL ClickHouse keeps (docs/CLICKHOUSE.md, Security). campaigns_dict is
+-- keyed by (org_id, id): campaign ids are unique only within an org.
 CREATE DICTIONARY IF NOT EXISTS organizations_dict
 (
     id      UUID,
@@ -12,25 +14,19 @@ CREATE DICTIONARY IF NOT EXISTS organizations_dict
     status  String
 )
 PRIMARY KEY id
-SOURCE(POSTGRESQL(
-    host '${pg_host}' port '${pg_port}' user '${pg_user}' password '${pg_password}'
-    db '${pg_db}' table 'organizations'
-))
+SOURCE(POSTGRESQL(NAME ${dictionary_source} table 'dictionary_organizations'))
 LAYOUT(COMPLEX_KEY_HASHED())
 LIFETIME(MIN 60 MAX 300);
 
 CREATE DICTIONARY IF NOT EXISTS campaigns_dict
 (
-    id        UUID,
     org_id    UUID,
+    id        UUID,
     name      String,
     status    String,
     currency  String
 )
-PRIMARY KEY id
-SOURCE(POSTGRESQL(
-    host '${pg_host}' port '${pg_port}' user '${pg_user}' password '${pg_password}'
-    db '${pg_db}' table 'campaigns'
-))
+PRIMARY KEY org_id, id
+SOURCE(POSTGRESQL(NAME ${dictionary_source} table 'dictionary_campaigns'))
 LAYOUT(COMPLEX_KEY_HASHED())
 LIFETIME(MIN 60 MAX 300);

@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS user_events_daily
 ENGINE = AggregatingMergeTree()
 PARTITION BY toYYYYMM(date)
 ORDER BY (org_id, event_type, date)
-TTL date + INTERVAL 2 YEAR DELETE;
+TTL date + INTERVAL 2 YEAR DELETE
+SETTINGS non_replicated_deduplication_window = 10000, replicated_deduplication_window = 10000;
 
 CREATE TABLE IF NOT EXISTS api_logs_hourly
 (
@@ -30,4 +31,5 @@ CREATE TABLE IF NOT EXISTS api_logs_hourly
 ENGINE = AggregatingMergeTree()
 PARTITION BY toYYYYMM(hour)
 ORDER BY (org_id, path, dsp_type, hour)
-TTL hour + INTERVAL 400 DAY DELETE;
+TTL hour + INTERVAL 400 DAY DELETE
+SETTINGS non_replicated_deduplication_window = 10000, replicated_deduplication_window = 10000;

@@ -19,4 +19,5 @@ CREATE TABLE IF NOT EXISTS api_logs
 ENGINE = MergeTree()
 PARTITION BY toYYYYMMDD(timestamp)
 ORDER BY (org_id, timestamp)
-TTL toDateTime(timestamp) + INTERVAL 30 DAY DELETE;
+TTL toDateTime(timestamp) + INTERVAL 30 DAY DELETE
+SETTINGS non_replicated_deduplication_window = 10000, replicated_deduplication_window = 10000;

@@ -17,4 +17,5 @@ CREATE TABLE IF NOT EXISTS user_events
 ENGINE = MergeTree()
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (org_id, event_type, timestamp)
-TTL toDateTime(timestamp) + INTERVAL 180 DAY DELETE;
+TTL toDateTime(timestamp) + INTERVAL 180 DAY DELETE
+SETTINGS non_replicated_deduplication_window = 10000, replicated_deduplication_window = 10000;

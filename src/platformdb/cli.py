@@ -476,15 +476,24 @@ def etl_sync_daily(
     else:
         first = last = datetime.now(UTC).date() - timedelta(days=1)
     found = endpoints(start=True, stores=["postgresql", "clickhouse"])
-    with clickhouse.connect(resolved_settings(found)) as client:
+    with clickhouse.connect(open_store("clickhouse", found).require_url()) as client:
         report = sync_daily(client, postgres_url(found), first, last)
     if as_json:
-        print_json(asdict(report))
-        return
-    show(f"sync-daily {report.start}..{report.end}: read {report.read} ClickHouse rows, "
-         f"wrote {report.written}, deleted {report.deleted}, skipped "
-         f"{report.skipped_unknown_campaigns} (unknown campaigns), {report.orgs} org(s), "
-         f"{report.duration_ms} ms")
+        print_json({**asdict(report), "written": report.written})
+    else:
+        show(f"sync-daily {report.start}..{report.end}: read {report.read} ClickHouse rows ="
+             f" {report.inserted} new + {report.updated} changed + {report.unchanged} unchanged"
+             f" + {report.skipped_unknown_campaigns} skipped (unknown campaigns)"
+             f" + {report.skipped_too_large} skipped (too large for PostgreSQL);"
+             f" deleted {report.deleted} PostgreSQL rows ClickHouse no longer has;"
+             f" {report.orgs} org(s), {report.duration_ms} ms")
+    if report.too_large:
+        first_key = report.too_large[0]
+        raise CheckFailed(
+            f"{report.skipped_too_large} campaign-day total(s) exceed PostgreSQL's"
+            f" campaign_metrics columns and were not synced (first: org {first_key[0]}, campaign"
+            f" {first_key[1]}, {first_key[2]}, {first_key[3]}); widen the columns"
+            " (a PostgreSQL migration) and run the sync again")
 
 
 # ---------------------------------------------------------------------- seed
@@ -620,7 +629,7 @@ def retention_apply(
                                              ("auth_tokens", token_days)) if days is not None}
     found = endpoints(start=True, stores=["postgresql", "clickhouse"])
     report = partitions.apply_retention(postgres_url(found), policy, dry_run=dry_run)
-    with clickhouse.connect(resolved_settings(found)) as client:
+    with clickhouse.connect(open_store("clickhouse", found).require_url()) as client:
         ttls = ttl_state(client)
     if as_json:
         print_json({"dry_run": dry_run, "dropped_partitions": report.dropped_partitions,

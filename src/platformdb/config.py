@@ -18,6 +18,8 @@ ENV_POSTGRES = "PLATFORMDB_POSTGRES_URL"
 ENV_CLICKHOUSE = "PLATFORMDB_CLICKHOUSE_URL"
 ENV_REDIS = "PLATFORMDB_REDIS_URL"
 ENV_HOME = "PLATFORMDB_HOME"
+ENV_CLICKHOUSE_MANAGED = "PLATFORMDB_CLICKHOUSE_MANAGED"
+ENV_CLICKHOUSE_DICTIONARY = "PLATFORMDB_CLICKHOUSE_DICTIONARY_PG_URL"
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 CLICKHOUSE_SCHEMES = ("http", "https", "chdb")
@@ -34,6 +36,10 @@ class Settings:
     redis_url: str | None = None
     clickhouse_cluster: str | None = None
     """Render ClickHouse DDL for this cluster (``ON CLUSTER``, Replicated, Distributed)."""
+    clickhouse_managed: bool = False
+    """A managed ClickHouse (``PLATFORMDB_CLICKHOUSE_MANAGED``): no ``ON CLUSTER``."""
+    clickhouse_dictionary_login: str | None = None
+    """``PLATFORMDB_CLICKHOUSE_DICTIONARY_PG_URL``: the dictionaries' PostgreSQL login."""
 
     @property
     def needs_embedded(self) -> bool:
@@ -103,4 +109,7 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
         clickhouse_url=url(ENV_CLICKHOUSE, CLICKHOUSE_SCHEMES),
         redis_url=url(ENV_REDIS, REDIS_SCHEMES),
         clickhouse_cluster=merged.get("PLATFORMDB_CLICKHOUSE_CLUSTER", "").strip() or None,
+        clickhouse_managed=merged.get(ENV_CLICKHOUSE_MANAGED, "").strip().lower()
+        in ("1", "true", "yes", "on"),
+        clickhouse_dictionary_login=url(ENV_CLICKHOUSE_DICTIONARY, POSTGRES_SCHEMES),
     )

@@ -15,10 +15,8 @@ date, are described but not listed.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,8 +29,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from platformdb.clickhouse.ddl import Topology, formatted, render
 from platformdb.errors import CheckFailed, StoreUnavailable
-from platformdb.lint.ch_syntax import split
 from platformdb.postgres import connect
 
 SCHEMA = "public"
@@ -404,10 +402,10 @@ def clickhouse_tables_from_ddl(directory: Path) -> list[ClickHouseTable]:
     sources: list[tuple[str, str]] = []
     for folder in ("tables", "materialized-views", "dictionaries"):
         for path in sorted((directory / folder).glob("*.sql")):
-            for statement in split(path.read_text(encoding="utf-8")):
+            for statement in render(path.read_text(encoding="utf-8"), Topology.single()):
                 sources.append((f"clickhouse/{folder}/{path.name}", statement.text))
-    formatted = _format_in_child([text for _, text in sources])
-    objects = [parse_formatted(source, text) for (source, _), text in zip(sources, formatted,
+    texts = formatted([text for _, text in sources])
+    objects = [parse_formatted(source, text) for (source, _), text in zip(sources, texts,
                                                                              strict=True)]
     return sorted((o for o in objects if o is not None), key=lambda o: (o.kind, o.name))
 
@@ -460,38 +458,6 @@ def _column(line: str) -> ClickHouseColumn | None:
         elif char == " " and depth == 0:
             return ClickHouseColumn(match["name"], rest[:index], rest[index + 1:].strip())
     return ClickHouseColumn(match["name"], rest, "")
-
-
-def _format_in_child(statements: list[str]) -> list[str | None]:
-    if not statements:
-        return []
-    result = subprocess.run(
-        [sys.executable, "-c",
-         "import json, sys\n"
-         "from platformdb.docs_gen import _format_all\n"
-         "sys.stdout.write(json.dumps(_format_all(json.loads(sys.stdin.read()))))\n"],
-        input=json.dumps(statements), capture_output=True, text=True, timeout=300, check=False)
-    if result.returncode != 0:
-        raise StoreUnavailable("chDB could not format the ClickHouse DDL: "
-                               + (result.stderr.strip().splitlines() or ["no output"])[-1])
-    formatted: list[str | None] = json.loads(result.stdout)
-    return formatted
-
-
-def _format_all(statements: list[str]) -> list[str | None]:
-    import chdb
-
-    from platformdb.lint.ch_syntax import _escaped
-
-    out: list[str | None] = []
-    query: Any = chdb.query
-    for statement in statements:
-        try:
-            out.append(str(query("SELECT formatQuery({s:String})", "TSVRaw",
-                                 params={"s": _escaped(statement)}).bytes().decode()))
-        except Exception:  # a statement that does not parse is lint's business
-            out.append(None)
-    return out
 
 
 def _clickhouse_section(objects: Sequence[ClickHouseTable]) -> list[str]:

@@ -467,7 +467,10 @@ def endpoints(settings: Settings, *, start: bool,
             why["redis"] = "embedded Redis is not running"
     clickhouse = settings.clickhouse_url or f"chdb://{settings.home / 'clickhouse'}"
     return Endpoints(postgres=postgres, clickhouse=clickhouse, redis=redis,
-                     clickhouse_cluster=settings.clickhouse_cluster, why_missing=why)
+                     clickhouse_cluster=settings.clickhouse_cluster, why_missing=why,
+                     clickhouse_managed=settings.clickhouse_managed,
+                     clickhouse_dictionary_login=settings.clickhouse_dictionary_login,
+                     home=settings.home)
 
 
 def env_lines(settings: Settings) -> list[str]:

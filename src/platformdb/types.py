@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from platformdb.errors import ConfigError
@@ -44,6 +45,12 @@ class Endpoints:
     redis: str | None
     clickhouse_cluster: str | None = None
     why_missing: dict[str, str] = field(default_factory=dict)
+    clickhouse_managed: bool = False
+    """A managed ClickHouse service: DDL without ``ON CLUSTER`` (which it refuses)."""
+    clickhouse_dictionary_login: str | None = None
+    """The PostgreSQL login the ClickHouse dictionaries read through (None: provisioned)."""
+    home: Path | None = None
+    """``$PLATFORMDB_HOME``: where provisioned secrets of the embedded stack live."""
     """store -> why its URL is None (e.g. "embedded Redis is not running")."""
 
     def url(self, store: str) -> str | None:

@@ -8,12 +8,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from clickhouse_connect.driver import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from platformdb.clickhouse import ClickHouse, reports
+from platformdb.clickhouse import reports
 from platformdb.clickhouse.writer import MetricsWriter
 from platformdb.errors import ValidationError
+from tests.clickhouse.conftest import table_rows
 
 ORGS = [uuid.UUID(int=0xA1), uuid.UUID(int=0xB2)]
 CAMPAIGNS = [uuid.UUID(int=0xC1), uuid.UUID(int=0xC2), uuid.UUID(int=0xC3)]
@@ -37,21 +39,23 @@ KEY = "org_id, campaign_id, dsp_type"
 SUMS = "sum(impressions), sum(clicks), sum(conversions), sum(spend), sum(revenue)"
 
 
-def grouped(client: ClickHouse, table: str, period: str) -> set[tuple[Any, ...]]:
-    return set(client.rows(f"SELECT {period} AS p, {KEY}, {SUMS} FROM {table} GROUP BY p, {KEY}"))
+def grouped(client: Client, table: str, period: str) -> set[tuple[Any, ...]]:
+    return set(table_rows(
+        client, f"SELECT {period} AS p, {KEY}, {SUMS} FROM {table} GROUP BY p, {KEY}"))
 
 
-def rollups_match_raw(client: ClickHouse) -> None:
+def rollups_match_raw(client: Client) -> None:
     assert grouped(client, "campaign_metrics_hourly", "hour") == grouped(
         client, "campaign_metrics_raw", "toStartOfHour(timestamp)")
     assert grouped(client, "campaign_metrics_daily", "date") == grouped(
         client, "campaign_metrics_raw", "toDate(timestamp)")
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(raw_rows, min_size=1, max_size=3))
 def test_hourly_and_daily_sums_equal_raw_sums_before_and_after_merges(
-        ch: ClickHouse, batches: list[list[dict[str, Any]]]) -> None:
+        ch: Client, batches: list[list[dict[str, Any]]]) -> None:
     for table in ("campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily"):
         ch.command(f"TRUNCATE TABLE {table}")
     writer = MetricsWriter(ch, known_orgs=ORGS, batch_size=128)
@@ -63,14 +67,15 @@ def test_hourly_and_daily_sums_equal_raw_sums_before_and_after_merges(
     rollups_match_raw(ch)
 
 
-def row(org: uuid.UUID, campaign: uuid.UUID, when: dt.datetime, spend: str, **counts: int) -> dict[str, Any]:
+def row(org: uuid.UUID, campaign: uuid.UUID, when: dt.datetime, spend: str,
+        **counts: int) -> dict[str, Any]:
     return {"timestamp": when, "org_id": org, "campaign_id": campaign, "dsp_type": "dv360",
             "impressions": counts.get("impressions", 1000), "clicks": counts.get("clicks", 10),
             "conversions": counts.get("conversions", 1), "spend": Decimal(spend),
             "revenue": Decimal(spend) * 3}
 
 
-def test_reports_read_the_rollups_for_one_org_only(ch: ClickHouse) -> None:
+def test_reports_read_the_rollups_for_one_org_only(ch: Client) -> None:
     writer = MetricsWriter(ch, known_orgs=ORGS)
     day = TODAY - dt.timedelta(days=1, hours=-9)
     writer.write_raw([row(ORGS[0], CAMPAIGNS[0], day, "10.00"),
@@ -89,7 +94,7 @@ def test_reports_read_the_rollups_for_one_org_only(ch: ClickHouse) -> None:
     assert total.cpm == Decimal("5.5833") and total.roas == Decimal("3.0000")
     top = reports.top_campaigns(ch, ORGS[0], day.date(), day.date(), by="spend", limit=1)
     assert [t.campaign_id for t in top] == [CAMPAIGNS[0]]
-    low = [t for t in daily if t.campaign_id == CAMPAIGNS[1]][0]
+    low = next(t for t in daily if t.campaign_id == CAMPAIGNS[1])
     assert low.cpc is None  # no clicks: no CPC rather than a division error
     for report in (daily, hourly, top, reports.org_totals(ch, ORGS[1], day.date(), day.date())):
         assert all(t.campaign_id != CAMPAIGNS[2] for t in report if report is not None)
@@ -97,7 +102,7 @@ def test_reports_read_the_rollups_for_one_org_only(ch: ClickHouse) -> None:
     assert other.spend == Decimal("999.99")
 
 
-def test_bad_rows_reject_the_whole_batch_and_name_the_row(ch: ClickHouse) -> None:
+def test_bad_rows_reject_the_whole_batch_and_name_the_row(ch: Client) -> None:
     writer = MetricsWriter(ch, known_orgs=ORGS)
     good = row(ORGS[0], CAMPAIGNS[0], TODAY, "1.00")
     cases = [
@@ -110,16 +115,16 @@ def test_bad_rows_reject_the_whole_batch_and_name_the_row(ch: ClickHouse) -> Non
     for bad, message in cases:
         with pytest.raises(ValidationError, match=message):
             writer.write_raw([good, bad])
-    assert ch.rows("SELECT count() FROM campaign_metrics_raw") == [(0,)]
+    assert table_rows(ch, "SELECT count() FROM campaign_metrics_raw") == [(0,)]
     with pytest.raises(ValidationError, match="must not be negative"):
         writer.write_raw_columns({"timestamp": [good["timestamp"]], "org_id": [ORGS[0].bytes],
                                   "campaign_id": [CAMPAIGNS[0].bytes], "dsp_type": ["dv360"],
                                   "impressions": [-5], "clicks": [0], "conversions": [0],
                                   "spend": [Decimal("0")], "revenue": [Decimal("0")]})
-    assert ch.rows("SELECT count() FROM campaign_metrics_raw") == [(0,)]
+    assert table_rows(ch, "SELECT count() FROM campaign_metrics_raw") == [(0,)]
 
 
-def test_events_and_api_logs_feed_their_pre_aggregations(ch: ClickHouse) -> None:
+def test_events_and_api_logs_feed_their_pre_aggregations(ch: Client) -> None:
     writer = MetricsWriter(ch, known_orgs=ORGS)
     now = TODAY
     users = [uuid.uuid4() for _ in range(3)]
@@ -128,17 +133,18 @@ def test_events_and_api_logs_feed_their_pre_aggregations(ch: ClickHouse) -> None
     writer.write_api_logs([{"timestamp": now, "org_id": ORGS[0], "method": "GET",
                             "path": "/campaigns", "status_code": code, "duration_ms": ms}
                            for code, ms in ((200, 10), (200, 30), (503, 900))])
-    assert ch.rows("SELECT sum(events), uniqMerge(users) FROM user_events_daily"
+    assert table_rows(ch, "SELECT sum(events), uniqMerge(users) FROM user_events_daily"
                    " WHERE org_id = {o:UUID}", {"o": ORGS[0]}) == [(6, 3)]
-    assert ch.rows("SELECT sum(requests), sum(errors) FROM api_logs_hourly") == [(3, 1)]
+    assert table_rows(ch, "SELECT sum(requests), sum(errors) FROM api_logs_hourly") == [(3, 1)]
 
 
-def test_known_orgs_come_from_the_postgres_dictionary(ch: ClickHouse, pg: str) -> None:
+def test_known_orgs_come_from_the_postgres_dictionary(ch: Client, pg: str) -> None:
     import psycopg
 
     org = uuid.uuid4()
     with psycopg.connect(pg) as conn:
-        conn.execute("INSERT INTO organizations (id, name, slug) VALUES (%s, 'Dict Org', 'dict-org')",
+        conn.execute("INSERT INTO organizations (id, name, slug)"
+                     " VALUES (%s, 'Dict Org', 'dict-org')",
                      (org,))
     ch.command("SYSTEM RELOAD DICTIONARY organizations_dict")
     writer = MetricsWriter(ch)

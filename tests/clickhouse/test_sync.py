@@ -1,4 +1,4 @@
-"""etl sync-daily: PostgreSQL's daily metrics equal ClickHouse's, idempotently."""
+"""etl sync-daily: PostgreSQL's daily metrics equal Client's, idempotently."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from clickhouse_connect.driver import Client
 
-from platformdb.clickhouse import ClickHouse
 from platformdb.clickhouse.sync import sync_daily
-from platformdb.clickhouse.writer import MetricsWriter
+from platformdb.clickhouse.writer import MAX_MONEY, MetricsWriter
 from platformdb.errors import ValidationError
+from tests.clickhouse.conftest import table_rows
 
 TODAY = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 DAY1, DAY2 = (TODAY - dt.timedelta(days=2)).date(), (TODAY - dt.timedelta(days=1)).date()
@@ -46,14 +47,14 @@ def pg_rows(pg: str) -> set[tuple[Any, ...]]:
             " spend, revenue FROM campaign_metrics").fetchall())
 
 
-def ch_rows(ch: ClickHouse) -> set[tuple[Any, ...]]:
-    return set(ch.rows(
+def ch_rows(ch: Client) -> set[tuple[Any, ...]]:
+    return set(table_rows(ch,
         "SELECT org_id, campaign_id, date, dsp_type, sum(impressions), sum(clicks),"
         " sum(conversions), sum(spend), sum(revenue) FROM campaign_metrics_daily"
         " GROUP BY org_id, campaign_id, date, dsp_type"))
 
 
-def test_sync_matches_clickhouse_to_the_cent_and_is_idempotent(ch: ClickHouse, pg: str) -> None:
+def test_sync_matches_clickhouse_to_the_cent_and_is_idempotent(ch: Client, pg: str) -> None:
     a, b, campaigns = seed_pg(pg)
     writer = MetricsWriter(ch, known_orgs=[a, b])
     writer.write_raw([raw(a, campaigns[0], DAY1, h, "0.01") for h in range(24)])
@@ -77,25 +78,15 @@ def test_sync_matches_clickhouse_to_the_cent_and_is_idempotent(ch: ClickHouse, p
     assert (a, "succeeded", 2) in jobs
 
 
-def test_two_syncs_at_once_do_not_double_count(ch: ClickHouse, pg: str) -> None:
+def test_two_syncs_at_once_do_not_double_count(ch: Client, pg: str) -> None:
     a, b, campaigns = seed_pg(pg)
     MetricsWriter(ch, known_orgs=[a, b]).write_raw(
         [raw(a, campaigns[0], DAY1, h, "1.50") for h in range(5)])
-    lock = threading.Lock()
-
-    class Serialised:  # chDB sessions are used from one thread at a time
-        database = ch.database
-        target = ch.target
-
-        def rows(self, sql: str, params: Any = None) -> Any:
-            with lock:
-                return ch.rows(sql, params)
-
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            sync_daily(Serialised(), pg, DAY1)  # type: ignore[arg-type]
+            sync_daily(ch, pg, DAY1)  # clickhouse-connect serialises calls on one client
         except BaseException as exc:
             errors.append(exc)
 
@@ -109,8 +100,8 @@ def test_two_syncs_at_once_do_not_double_count(ch: ClickHouse, pg: str) -> None:
     assert {r[7] for r in pg_rows(pg)} == {Decimal("7.50")}
 
 
-def test_rows_of_unknown_campaigns_are_skipped_and_bad_ranges_refused(ch: ClickHouse, pg: str) -> None:
-    a, b, campaigns = seed_pg(pg)
+def test_rows_of_unknown_campaigns_are_skipped_and_bad_ranges_refused(ch: Client, pg: str) -> None:
+    a, _b, campaigns = seed_pg(pg)
     MetricsWriter(ch, known_orgs=[a]).write_raw([raw(a, uuid.uuid4(), DAY1, 1, "1.00"),
                                                  raw(a, campaigns[0], DAY1, 1, "2.00")])
     report = sync_daily(ch, pg, DAY1)
@@ -119,7 +110,7 @@ def test_rows_of_unknown_campaigns_are_skipped_and_bad_ranges_refused(ch: ClickH
         sync_daily(ch, pg, DAY2, DAY1)
 
 
-def test_dictionaries_return_postgres_names_and_refresh(ch: ClickHouse, pg: str) -> None:
+def test_dictionaries_return_postgres_names_and_refresh(ch: Client, pg: str) -> None:
     from platformdb.clickhouse.reports import campaign_names
 
     a, b, campaigns = seed_pg(pg)
@@ -130,5 +121,53 @@ def test_dictionaries_return_postgres_names_and_refresh(ch: ClickHouse, pg: str)
     ch.command("SYSTEM RELOAD DICTIONARY campaigns_dict")
     assert campaign_names(ch, a, [campaigns[0]]) == {campaigns[0]: "Renamed"}
     assert campaign_names(ch, b, [campaigns[0]]) == {}  # another org's campaign: no name
-    org_name = ch.rows("SELECT dictGet('organizations_dict', 'name', {o:UUID})", {"o": a})
+    org_name = table_rows(ch, "SELECT dictGet('organizations_dict', 'name', {o:UUID})", {"o": a})
     assert org_name == [("sync-a",)]
+
+
+def test_every_row_read_is_accounted_for(ch: Client, pg: str) -> None:
+    a, b, campaigns = seed_pg(pg)
+    writer = MetricsWriter(ch, known_orgs=[a, b])
+    writer.write_raw([raw(a, campaigns[0], DAY1, h, "1.00") for h in range(3)]
+                     + [raw(a, campaigns[1], DAY1, 2, "2.00"),
+                        raw(b, campaigns[2], DAY1, 3, "3.00"),
+                        raw(a, uuid.uuid4(), DAY1, 4, "4.00")])
+    first = sync_daily(ch, pg, DAY1)
+    assert (first.read, first.inserted, first.updated, first.unchanged,
+            first.skipped_unknown_campaigns, first.deleted) == (4, 3, 0, 0, 1, 0)
+    assert first.accounted()
+    writer.write_raw([raw(b, campaigns[2], DAY1, 9, "0.50")])  # late data for one row
+    with psycopg.connect(pg) as conn:  # a row ClickHouse does not have
+        conn.execute("INSERT INTO campaign_metrics (org_id, campaign_id, metric_date, dsp_type)"
+                     " VALUES (%s, %s, %s, 'ttd')", (a, campaigns[0], DAY1))
+    second = sync_daily(ch, pg, DAY1)
+    assert (second.read, second.inserted, second.updated, second.unchanged,
+            second.skipped_unknown_campaigns, second.deleted) == (4, 0, 1, 2, 1, 1)
+    assert second.accounted() and second.written == 1
+    with psycopg.connect(pg) as conn:
+        (result,) = conn.execute("SELECT result FROM etl_jobs WHERE org_id = %s"
+                                 " ORDER BY created_at DESC LIMIT 1", (a,)).fetchone() or (None,)
+    assert result["unchanged_total"] == 2 and result["read_total"] == 4
+
+
+def test_a_total_postgres_cannot_hold_is_skipped_not_fatal(ch: Client, pg: str) -> None:
+    """campaign_metrics.spend is numeric(15,2): a campaign-day of 1e13 or more does not fit.
+    It is skipped and named; the rest of the range is synced. Widened columns take it."""
+    a, b, campaigns = seed_pg(pg)
+    big = {**raw(a, campaigns[0], DAY1, 1, "0"), "spend": MAX_MONEY, "revenue": MAX_MONEY}
+    MetricsWriter(ch, known_orgs=[a, b]).write_raw(
+        [big, {**big, "timestamp": big["timestamp"] + dt.timedelta(hours=1)},
+         raw(a, campaigns[1], DAY1, 2, "2.00"), raw(b, campaigns[2], DAY2, 3, "3.00")])
+    report = sync_daily(ch, pg, DAY1, DAY2)
+    assert (report.read, report.written, report.skipped_too_large) == (3, 2, 1)
+    assert report.too_large == [(a, campaigns[0], DAY1, "dv360")]
+    assert report.accounted()
+    assert len(pg_rows(pg)) == 2
+    with psycopg.connect(pg) as conn:  # what the PostgreSQL migration does (see CLICKHOUSE.md)
+        conn.execute("DROP VIEW campaign_performance")
+        conn.execute("ALTER TABLE campaign_metrics ALTER COLUMN spend TYPE numeric(38,2),"
+                     " ALTER COLUMN revenue TYPE numeric(38,2)")
+    widened = sync_daily(ch, pg, DAY1, DAY2)
+    assert (widened.inserted, widened.unchanged, widened.skipped_too_large) == (1, 2, 0)
+    assert pg_rows(pg) == ch_rows(ch)
+    assert MAX_MONEY * 2 in {r[7] for r in pg_rows(pg)}

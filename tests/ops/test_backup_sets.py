@@ -17,6 +17,7 @@ from platformdb import embedded, stores
 from platformdb.backup.manifest import MANIFEST
 from platformdb.errors import PlatformDBError, StoreUnavailable, ValidationError
 from platformdb.types import Endpoints
+from tests.clickhouse.conftest import add_dictionary_views
 from tests.conftest import drop_database, fresh_name, with_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,8 +38,9 @@ def redis_pair(cluster_dir: Path) -> Iterator[tuple[str, str]]:
 
 @pytest.fixture
 def source(migrated_url: str, redis_pair: tuple[str, str], tmp_path: Path) -> Endpoints:
+    add_dictionary_views(migrated_url)  # until the PostgreSQL migration creates them
     found = Endpoints(postgres=migrated_url, clickhouse=f"chdb://{tmp_path / 'source-ch'}",
-                      redis=redis_pair[0])
+                      redis=redis_pair[0], home=tmp_path)
     stores.apply_pending(found, ["clickhouse"])
     with psycopg.connect(migrated_url) as conn:
         conn.execute("INSERT INTO organizations (name, slug) VALUES ('Set Org', 'set-org')")
@@ -53,7 +55,8 @@ def source(migrated_url: str, redis_pair: tuple[str, str], tmp_path: Path) -> En
 def target(pg_admin_url: str, redis_pair: tuple[str, str], tmp_path: Path) -> Iterator[Endpoints]:
     name = fresh_name("settarget")
     yield Endpoints(postgres=with_database(pg_admin_url, name),
-                    clickhouse=f"chdb://{tmp_path / 'target-ch'}", redis=redis_pair[1])
+                    clickhouse=f"chdb://{tmp_path / 'target-ch'}", redis=redis_pair[1],
+                    home=tmp_path)
     drop_database(pg_admin_url, name)
 
 

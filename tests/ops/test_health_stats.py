@@ -125,17 +125,18 @@ CH_METRICS = {"query_time_avg_seconds", "merges_running", "merges", "disk_bytes"
 
 def test_clickhouse_health_stats_and_ttl_state(tmp_path: Path) -> None:
     from platformdb.clickhouse import connect
+    from platformdb.clickhouse.dictionaries import NOWHERE
     from platformdb.clickhouse.stats import ttl_state
     from platformdb.migrate import Migrator, discover, migrations_dir
-    from platformdb.migrate.clickhouse import ClickHouseDriver
+    from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
 
     url = f"chdb://{tmp_path / 'chdb'}"
     pending = health({"PLATFORMDB_CLICKHOUSE_URL": url, "PLATFORMDB_HOME": str(tmp_path)},
                      "clickhouse")
     assert pending.returncode == 1 and "migration(s) not applied" in pending.stderr
     settings = Settings(home=tmp_path, clickhouse_url=url)
-    with connect(settings) as client:
-        driver = ClickHouseDriver(client, {}, own_client=False)
+    with connect(url) as client:
+        driver = ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE))
         Migrator(driver, discover(migrations_dir("clickhouse"))).up()
         ttl = ttl_state(client)
     assert ttl["campaign_metrics_raw"] == "timestamp + toIntervalDay(90)"

@@ -14,10 +14,11 @@ import pytest
 from psycopg import sql
 
 from platformdb import clickhouse, embedded, seed
+from platformdb.clickhouse.dictionaries import NOWHERE
 from platformdb.config import Settings
 from platformdb.errors import ValidationError
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
+from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
 from platformdb.migrate.redis import RedisDriver
 from platformdb.migrate.redis import migrations as redis_migrations
 from platformdb.postgres import APP_ROLE, tenant_transaction
@@ -33,15 +34,15 @@ def stores(migrated_url: str, stack_home: Path) -> Iterator[Settings]:
     config = Settings(home=stack_home, postgres_url=migrated_url,
                       clickhouse_url=f"chdb://{stack_home / 'test-clickhouse'}?database={database}",
                       redis_url=embedded.EmbeddedRedis(stack_home).url())
-    with clickhouse.connect(config) as client:
-        driver = ClickHouseDriver(client, postgres_placeholders(config.postgres_url or ""), own_client=False)
+    with clickhouse.connect(clickhouse.target_of(config)) as client:
+        driver = ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE))
         Migrator(driver, discover(migrations_dir("clickhouse"))).up()
     assert config.redis_url is not None
     redis_driver = RedisDriver(config.redis_url)  # the library the demo's Redis part calls
     Migrator(redis_driver, redis_migrations()).up()
     redis_driver.close()
     yield config
-    with clickhouse.connect(config) as client:
+    with clickhouse.connect(clickhouse.target_of(config)) as client:
         client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
 
 
@@ -84,9 +85,9 @@ def test_demo_is_deterministic_and_the_stores_agree(stores: Settings) -> None:
     assert statuses == {"draft", "pending_approval", "active", "paused", "completed", "archived"}
     assert {r for (r,) in rows(url, "SELECT DISTINCT role FROM user_roles")} == {
         "owner", "admin", "campaign_manager", "analyst", "viewer"}
-    with clickhouse.connect(stores) as client:
-        ch = {(o, s, i) for o, s, i in client.rows(
-            "SELECT org_id, toDecimal128(sum(spend), 2), sum(impressions)"
+    with clickhouse.connect(clickhouse.target_of(stores)) as client:
+        ch = {(o, s, i) for o, s, i in clickhouse.rows(
+            client, "SELECT org_id, toDecimal128(sum(spend), 2), sum(impressions)"
             " FROM campaign_metrics_daily GROUP BY org_id")}
     assert demo_totals(url) == ch and len(ch) == 3
     seed.seed_demo(stores, seed=8, today=TODAY)
@@ -119,10 +120,11 @@ def test_clear_keeps_schema_and_reference_data(stores: Settings) -> None:
     assert rows(url, "SELECT count(*) FROM organizations") == [(0,)]
     assert rows(url, "SELECT count(*) FROM campaign_metrics") == [(0,)]
     assert rows(url, "SELECT count(*) FROM permissions") == reference
-    with clickhouse.connect(stores) as client:
-        assert client.rows("SELECT count() FROM campaign_metrics_raw") == [(0,)]
-        assert client.rows("SELECT count() FROM system.tables WHERE database = currentDatabase()"
-                           " AND name = 'campaign_metrics_daily'") == [(1,)]
+    with clickhouse.connect(clickhouse.target_of(stores)) as client:
+        assert clickhouse.rows(client, "SELECT count() FROM campaign_metrics_raw") == [(0,)]
+        assert clickhouse.rows(client, "SELECT count() FROM system.tables"
+                                       " WHERE database = currentDatabase()"
+                                       " AND name = 'campaign_metrics_daily'") == [(1,)]
     seed.seed_test(stores)  # the schema is intact: seeding works again
 
 
@@ -178,8 +180,8 @@ def test_a_small_load_has_the_expected_counts_and_is_refused_twice(stores: Setti
     assert {count for _, count in leaves} == {2}
     with pytest.raises(psycopg.errors.UniqueViolation):
         rows(url, "INSERT INTO campaign_metrics SELECT * FROM campaign_metrics LIMIT 1")
-    with clickhouse.connect(stores) as client:
-        assert client.rows("SELECT count() FROM campaign_metrics_raw") == [(100_000,)]
+    with clickhouse.connect(clickhouse.target_of(stores)) as client:
+        assert clickhouse.rows(client, "SELECT count() FROM campaign_metrics_raw") == [(100_000,)]
     with pytest.raises(ValidationError, match="already there"):
         seed.seed_load(stores, 0.002, today=TODAY)
 
@@ -196,5 +198,5 @@ def test_a_failed_load_leaves_nothing_behind(stores: Settings) -> None:
         seed.seed_load(stores, 0.001, today=TODAY, progress=boom)
     assert rows(url, "SELECT count(*) FROM organizations") == [(0,)]
     assert metric_indexes(url) == before  # the indexes dropped for the load are rolled back
-    with clickhouse.connect(stores) as client:
-        assert client.rows("SELECT count() FROM campaign_metrics_raw") == [(0,)]
+    with clickhouse.connect(clickhouse.target_of(stores)) as client:
+        assert clickhouse.rows(client, "SELECT count() FROM campaign_metrics_raw") == [(0,)]

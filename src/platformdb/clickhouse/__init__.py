@@ -1,78 +1,84 @@
-"""The one way into ClickHouse: chDB in-process, or a server over HTTP.
+"""The one way into ClickHouse: clickhouse-connect's ``Client``, on a server or on chDB.
 
-Both backends offer the same small surface, :class:`ClickHouse`: ``command``
-for DDL and statements without results, ``rows`` for queries (values come back
-as Python types: ``Decimal``, ``UUID``, ``date``, ``datetime``), and
-``insert_arrow`` for columnar batches (one round trip per batch). Queries take
-ClickHouse's own server-side parameters, ``{name:Type}``, on both backends;
-nothing is formatted into SQL text.
+:func:`connect` takes a URL and yields clickhouse-connect's own
+:class:`~clickhouse_connect.driver.Client`, the same class for both targets:
 
-chDB (the embedded default) opens one database path per process at a time:
-open it with :func:`connect` in a ``with`` block and close it before another
-path. Concurrent users of ClickHouse need a server
-(``PLATFORMDB_CLICKHOUSE_URL=http://...``).
+- ``http(s)://user:password@host:8123/database`` — a ClickHouse server;
+- ``chdb:///path?database=name`` — chDB, ClickHouse inside this process
+  (clickhouse-connect's chDB backend, chdb >= 4.4).
 
-:func:`render_cluster` turns the single-node DDL of ``clickhouse/`` into its
-cluster form (``ON CLUSTER``, Replicated engines, Distributed tables sharded
-by ``org_id``).
+Queries take ClickHouse's server-side parameters (``{org:UUID}``) on both;
+nothing is formatted into SQL text. The database (``platform`` by default)
+is created when it is missing.
+
+chDB opens one path per process, and one process at a time: :func:`connect`
+holds an exclusive lock file beside the path (``<path>.lock``) while the
+process has the path open, so a second process waits for the first (bounded,
+and it says that it waits) instead of failing inside the engine.
+
+Errors leave as :class:`ClickHouseError` (the engine's message on one line,
+its code in ``code``) or :class:`~platformdb.errors.StoreUnavailable`, with
+clickhouse-connect's exception chained as ``__cause__``.
+
+Importing this package loads clickhouse-connect only: chdb, pyarrow, numpy
+and pandas are imported by the code paths that need them.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import io
+import contextlib
+import logging
+import os
 import re
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-import pyarrow as pa
+from clickhouse_connect.driver import exceptions as cc_errors
 
 from platformdb.config import Settings, mask_password
 from platformdb.errors import ConfigError, PlatformDBError, StoreUnavailable
 
+if TYPE_CHECKING:
+    from clickhouse_connect.driver import Client
+
 DEFAULT_DATABASE = "platform"
+CHDB_WAIT = 300.0
+"""Seconds a process waits for another one to close a chDB path."""
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 __all__ = [
+    "CHDB_WAIT",
     "DEFAULT_DATABASE",
-    "ChdbClient",
-    "ClickHouse",
     "ClickHouseError",
-    "ServerClient",
+    "command",
     "connect",
-    "open_client",
     "quote_identifier",
-    "render_cluster",
+    "rows",
     "target_of",
+    "translated",
 ]
+
+log = logging.getLogger("platformdb.clickhouse")
+# clickhouse-connect logs a warning beside every exception it raises; with no logging
+# configured Python prints it raw on stderr before our one-line message. A NullHandler
+# keeps that quiet by default; an application that configures logging still gets it.
+logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
 
 
 class ClickHouseError(PlatformDBError):
-    """A statement failed on ClickHouse."""
+    """A statement failed on ClickHouse; ``code`` and ``name`` are ClickHouse's."""
 
-
-class ClickHouse(Protocol):
-    """What every backend offers."""
-
-    database: str
-    target: str
-
-    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
-
-    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
-
-    def insert_arrow(self, table: str, data: pa.Table) -> int: ...
-
-    def query_bytes(self, sql: str, fmt: str) -> bytes: ...
-
-    def insert_bytes(self, table: str, data: bytes, fmt: str) -> None: ...
-
-    def close(self) -> None: ...
+    def __init__(self, message: str, *, code: int | None = None,
+                 name: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.name = name
 
 
 def quote_identifier(name: str) -> str:
@@ -82,307 +88,270 @@ def quote_identifier(name: str) -> str:
     return f"`{name}`"
 
 
-# ------------------------------------------------------------------- chDB
+# ------------------------------------------------------------------ errors
 
 
-class ChdbClient:
-    """chDB at a folder: in-process ClickHouse, one path per process at a time."""
-
-    def __init__(self, path: Path, database: str = DEFAULT_DATABASE) -> None:
-        import chdb.session
-
-        quote_identifier(database)
-        self.path = path
-        self.database = database
-        self.target = f"chdb://{path}"
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            self._session = chdb.session.Session(str(path))
-        except Exception as exc:  # chDB raises plain exceptions
-            raise StoreUnavailable(
-                f"cannot open chDB at {path}: {_first_line(exc)}; a chDB path can be open in one "
-                "process at a time (use a ClickHouse server for concurrent access)") from exc
-        self._run(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
-        self._run(f"USE {quote_identifier(database)}")
-
-    def _run(self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None) -> Any:
-        try:
-            return self._session.query(sql, fmt, params=_escaped(_wire_params(params)))
-        except Exception as exc:  # chDB raises RuntimeError with the server text
-            raise ClickHouseError(_first_line(exc)) from exc
-
-    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        self._run(sql, "CSV", params)
-
-    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        """Rows as Python values, through Arrow (UUID, Decimal, date come back typed).
-
-        On chDB's Arrow output a ``DateTime`` column arrives as epoch seconds;
-        queries that need datetimes select ``DateTime64`` (as the reports do).
-        """
-        result = self._run(sql, "Arrow", params)
-        data = result.bytes() if result is not None else b""
-        if not data:
-            return []
-        table = pa.ipc.open_file(io.BytesIO(data)).read_all()
-        columns = [column.to_pylist() for column in table.columns]
-        return list(zip(*columns, strict=True)) if columns else []
-
-    def insert_arrow(self, table: str, data: pa.Table) -> int:
-        sink = io.BytesIO()
-        with pa.ipc.new_stream(sink, data.schema) as writer:
-            writer.write_table(data)
-        columns = ", ".join(quote_identifier(name) for name in data.column_names)
-        try:
-            with self._session.send_insert(
-                    f"INSERT INTO {quote_identifier(table)} ({columns})", "ArrowStream") as insert:
-                insert.append(sink.getvalue())
-                insert.finish()
-        except Exception as exc:
-            raise ClickHouseError(_first_line(exc)) from exc
-        return int(data.num_rows)
-
-    def query_bytes(self, sql: str, fmt: str) -> bytes:
-        """The result of ``sql`` in a ClickHouse format (``Native``, ``Parquet``...)."""
-        result = self._run(sql, fmt)
-        return bytes(result.bytes()) if result is not None else b""
-
-    def insert_bytes(self, table: str, data: bytes, fmt: str) -> None:
-        try:
-            with self._session.send_insert(f"INSERT INTO {table}", fmt) as insert:
-                insert.append(data)
-                insert.finish()
-        except Exception as exc:
-            raise ClickHouseError(_first_line(exc)) from exc
-
-    def close(self) -> None:
-        self._session.close()
+_ENGINE_MESSAGE = re.compile(r"(?:Code: (?P<code>\d+)\. )?DB::Exception: (?P<text>.*)")
+_VERSION_TAIL = re.compile(r"\s*\(version [^)]*\)\.?\s*$")
+_ERRNO = re.compile(r"\[Errno -?\d+\] (?P<text>[^\"')\]]+)")
 
 
-# ----------------------------------------------------------------- server
-
-
-class ServerClient:
-    """A ClickHouse server through clickhouse-connect (HTTP interface)."""
-
-    def __init__(self, url: str, database: str | None = None) -> None:
-        import clickhouse_connect
-
-        parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        self.database = database or parts.path.strip("/") or DEFAULT_DATABASE
-        quote_identifier(self.database)
-        self.target = mask_password(url)
-        try:
-            bootstrap = clickhouse_connect.get_client(
-                host=parts.hostname or "localhost", port=parts.port or 8123,
-                username=unquote(parts.username or "default"),
-                password=unquote(parts.password or ""),
-                secure=parts.scheme == "https", connect_timeout=10,
-                settings={k: v[0] for k, v in query.items()})
-            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(self.database)}")
-            bootstrap.close()
-            self._client = clickhouse_connect.get_client(
-                host=parts.hostname or "localhost", port=parts.port or 8123,
-                username=unquote(parts.username or "default"),
-                password=unquote(parts.password or ""), database=self.database,
-                secure=parts.scheme == "https", connect_timeout=10)
-        except Exception as exc:  # connect errors come in several types
-            raise StoreUnavailable(
-                f"cannot connect to ClickHouse at {self.target}: {_first_line(exc)}; "
-                "check PLATFORMDB_CLICKHOUSE_URL") from exc
-
-    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        try:
-            self._client.command(sql, parameters=_wire_params(params))
-        except Exception as exc:
-            raise ClickHouseError(_first_line(exc)) from exc
-
-    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        try:
-            result = self._client.query(sql, parameters=_wire_params(params))
-        except Exception as exc:
-            raise ClickHouseError(_first_line(exc)) from exc
-        return [tuple(row) for row in result.result_rows]
-
-    def insert_arrow(self, table: str, data: pa.Table) -> int:
-        try:
-            self._client.insert_arrow(table, data)
-        except Exception as exc:
-            raise ClickHouseError(_first_line(exc)) from exc
-        return int(data.num_rows)
-
-    def query_bytes(self, sql: str, fmt: str) -> bytes:
-        try:
-            return bytes(self._client.raw_query(sql, fmt=fmt))
-        except Exception as exc:
-            raise ClickHouseError(_first_line(exc)) from exc
-
-    def insert_bytes(self, table: str, data: bytes, fmt: str) -> None:
-        try:
-            self._client.raw_insert(table, insert_block=data, fmt=fmt)
-        except Exception as exc:
-            raise ClickHouseError(_first_line(exc)) from exc
-
-    def close(self) -> None:
-        self._client.close()
-
-
-# ------------------------------------------------------------------ entry
-
-
-def target_of(settings: Settings) -> str:
-    """Where ClickHouse is for ``settings``: the server URL or the chDB path."""
-    return settings.clickhouse_url or f"chdb://{Path(settings.home) / 'clickhouse'}"
-
-
-def open_client(settings: Settings, database: str | None = None) -> ClickHouse:
-    """An open client for ``settings``; the caller closes it (or use :func:`connect`)."""
-    url = target_of(settings)
-    if url.startswith("chdb://"):
-        parts = urlsplit(url)
-        named = parse_qs(parts.query).get("database", [DEFAULT_DATABASE])[0]
-        return ChdbClient(Path(unquote(parts.path)), database or named)
-    if url.startswith(("http://", "https://")):
-        return ServerClient(url, database)
-    raise ConfigError(f"unsupported ClickHouse URL {mask_password(url)}; "
-                      "use http(s)://host:8123/db or chdb:///path")
-
-
-@contextmanager
-def connect(settings: Settings, database: str | None = None) -> Iterator[ClickHouse]:
-    """Open ClickHouse for ``settings`` (chDB at ``$PLATFORMDB_HOME/clickhouse`` by default).
-
-    ``chdb:///path?database=name`` and ``http://host:8123/name`` choose the database
-    (``platform`` by default).
-    """
-    client = open_client(settings, database)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-# ------------------------------------------------------------ rendering
-
-
-_CREATE = re.compile(
-    r"^(?P<head>\s*CREATE\s+(?:TABLE|MATERIALIZED\s+VIEW|VIEW|DICTIONARY)\s+(?:IF\s+NOT\s+EXISTS\s+)?)"
-    r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)", re.I)
-_DROP = re.compile(
-    r"^(?P<head>\s*DROP\s+(?:TABLE|VIEW|DICTIONARY)\s+(?:IF\s+EXISTS\s+)?)"
-    r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)", re.I)
-_ALTER = re.compile(r"^(?P<head>\s*ALTER\s+TABLE\s+)(?P<name>[A-Za-z_][A-Za-z0-9_]*)", re.I)
-_ENGINE = re.compile(r"ENGINE\s*=\s*(?P<kind>\w*)MergeTree(?:\((?P<args>[^()]*)\))?", re.I)
-REPLICA_PATH = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
-SHARDING_KEY = "cityHash64(org_id)"
-
-
-def _statement_head(sql: str) -> str:
-    """``sql`` without its leading comment lines."""
-    lines = sql.splitlines()
-    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
-        lines.pop(0)
-    return "\n".join(lines)
-
-
-def local_tables(statements: Sequence[str]) -> set[str]:
-    """Names of the MergeTree-family tables created by ``statements``."""
-    names: set[str] = set()
-    for sql in statements:
-        body = _statement_head(sql)
-        create = _CREATE.match(body)
-        if create and _ENGINE.search(body) and re.match(r"\s*CREATE\s+TABLE", body, re.I):
-            names.add(create["name"])
-    return names
-
-
-def render_cluster(sql: str, cluster: str = "{cluster}", database: str = DEFAULT_DATABASE,
-                   sharded: set[str] | None = None) -> str:
-    """The cluster form of one statement (possibly two statements, ``;``-separated).
-
-    A MergeTree table ``t`` becomes ``t_local`` (Replicated, ``ON CLUSTER``)
-    plus ``t``, a Distributed table over it sharded by ``cityHash64(org_id)``,
-    so one tenant's rows stay on one shard. Materialized views read and write
-    the ``_local`` tables of their shard; readers and writers use ``t``.
-    ``sharded`` names the tables that get the local/Distributed split (by
-    default: the one this statement creates, when it is a MergeTree table).
-    """
-    body = _statement_head(sql).strip().rstrip(";")
-    # '{cluster}' (the default) is the server's macro, which only a string literal expands
-    named = f"'{cluster}'" if cluster.startswith("{") else quote_identifier(cluster)
-    on_cluster = f" ON CLUSTER {named}"
-    local = set(sharded) if sharded is not None else local_tables([body])
-    for name in sorted(local, key=len, reverse=True):
-        body = re.sub(rf"\b{name}\b(?!_local)", f"{name}_local", body)
-    is_table = bool(_ENGINE.search(body)) and bool(re.match(r"\s*CREATE\s+TABLE", body, re.I))
-    if is_table:
-        body = _ENGINE.sub(_replicated, body, count=1)
-    for pattern in (_CREATE, _DROP, _ALTER):
-        match = pattern.match(body)
+def one_line(exc: BaseException) -> str:
+    """The engine's message of ``exc`` on one line, without driver decoration."""
+    text = str(exc)
+    for line in text.splitlines():
+        match = _ENGINE_MESSAGE.search(line)
         if match:
-            body = body[:match.end()] + on_cluster + body[match.end():]
-            break
-    statements = [body]
-    create = _CREATE.match(body)
-    if is_table and create and create["name"].endswith("_local"):
-        name = create["name"][: -len("_local")]
-        statements.append(
-            f"CREATE TABLE IF NOT EXISTS {name}{on_cluster} AS {name}_local\n"
-            f"ENGINE = Distributed({named}, "
-            f"{quote_identifier(database)}, {name}_local, {SHARDING_KEY})")
-    drop = _DROP.match(_statement_head(sql).strip())
-    if drop and drop["name"] in local and re.match(r"\s*DROP\s+TABLE", drop.group(0), re.I):
-        statements.insert(0, f"DROP TABLE IF EXISTS {drop['name']}{on_cluster}")
-    return ";\n".join(statements)
-
-
-def _replicated(match: re.Match[str]) -> str:
-    args = (match["args"] or "").strip()
-    return (f"ENGINE = Replicated{match['kind']}MergeTree("
-            f"{REPLICA_PATH}{', ' + args if args else ''})")
-
-
-# ---------------------------------------------------------------- values
-
-
-def _wire_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not params:
-        return None
-    return {key: _wire(value) for key, value in params.items()}
-
-
-def _escaped(params: dict[str, Any] | None) -> dict[str, Any] | None:
-    """chDB reads parameter values as text: strings in ClickHouse's escaped
-    format, arrays as literals."""
-    if params is None:
-        return None
-    return {key: _chdb_text(value) for key, value in params.items()}
-
-
-_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "'": "\\'"})
-
-
-def _chdb_text(value: Any) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(f"'{_chdb_text(v)}'" if isinstance(v, str) else _chdb_text(v)
-                               for v in value) + "]"
-    if value is None:
-        return "\\N"
-    return str(value).translate(_ESCAPES)
-
-
-def _wire(value: Any) -> Any:
-    if isinstance(value, uuid.UUID | dt.date | decimal.Decimal):
-        return str(value)
-    if isinstance(value, list | tuple):
-        return [_wire(v) for v in value]
-    return value
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+            return _VERSION_TAIL.sub("", match["text"]).strip()[:500]
+    errno = _ERRNO.search(text)
+    if errno:
+        return errno["text"].strip()
     for line in text.splitlines():
         if line.strip():
             return line.strip()[:500]
     return type(exc).__name__
+
+
+def _is_transport(exc: cc_errors.Error) -> bool:
+    """Connection problems (no engine answer) as opposed to a statement's error."""
+    return (isinstance(exc, cc_errors.OperationalError)
+            and not isinstance(exc, cc_errors.StreamFailureError) and exc.code is None)
+
+
+@contextlib.contextmanager
+def translated(target: str | None = None) -> Iterator[None]:
+    """Turn clickhouse-connect's exceptions raised inside into platformdb's."""
+    try:
+        yield
+    except cc_errors.Error as exc:
+        if _is_transport(exc):
+            where = f" at {mask_password(target)}" if target else ""
+            raise StoreUnavailable(f"cannot reach ClickHouse{where}: {one_line(exc)}") from exc
+        raise ClickHouseError(one_line(exc), code=exc.code, name=exc.name) from exc
+
+
+def rows(client: Client, sql: str, parameters: Mapping[str, Any] | None = None,
+         settings: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    """The result rows of ``sql`` (``{name:Type}`` parameters), errors translated."""
+    with translated():
+        result = client.query(sql, parameters=dict(parameters) if parameters else None,
+                              settings=dict(settings) if settings else None)
+    return [tuple(row) for row in result.result_rows]
+
+
+def command(client: Client, sql: str, parameters: Mapping[str, Any] | None = None,
+            settings: Mapping[str, Any] | None = None) -> None:
+    """Run a statement without a result, errors translated."""
+    with translated():
+        client.command(sql, parameters=dict(parameters) if parameters else None,
+                       settings=dict(settings) if settings else None)
+
+
+# ------------------------------------------------------------------ connect
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a URL points: a chDB folder or a server DSN, and the database."""
+
+    url: str
+    database: str
+    chdb_path: Path | None = None
+    dsn: str | None = None
+
+
+def parse_url(url: str, database: str | None = None) -> Target:
+    """``url`` split into what clickhouse-connect needs and the database to use."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    if parts.scheme == "chdb":
+        path = unquote(parts.path)
+        if parts.netloc or not path.startswith("/"):
+            raise ConfigError(f"a chDB URL needs an absolute path (chdb:///path), got {url!r}")
+        name = database or query.get("database", [DEFAULT_DATABASE])[0]
+        quote_identifier(name)
+        return Target(url, name, chdb_path=Path(os.path.realpath(path)))
+    if parts.scheme in ("http", "https"):
+        name = database or unquote(parts.path.strip("/")) or DEFAULT_DATABASE
+        quote_identifier(name)
+        # the database is chosen after it is known to exist: keep it out of the DSN
+        dsn = parts._replace(path="/").geturl()
+        return Target(url, name, dsn=dsn)
+    raise ConfigError(f"unsupported ClickHouse URL {mask_password(url)}; "
+                      "use http(s)://host:8123/db or chdb:///path")
+
+
+@contextlib.contextmanager
+def connect(url: str, *, database: str | None = None, wait: float = CHDB_WAIT,
+            settings: Mapping[str, Any] | None = None,
+            create_database: bool = True) -> Iterator[Client]:
+    """clickhouse-connect's ``Client`` for ``url``, closed (and chDB released) on exit.
+
+    ``database`` overrides the URL's (``/name`` on a server, ``?database=name``
+    on chDB; ``platform`` by default). ``wait`` bounds how long a chDB path
+    held by another process is waited for. ``settings`` are ClickHouse
+    settings for every statement of this client. Errors raised inside the
+    ``with`` block come out as :class:`ClickHouseError` / ``StoreUnavailable``.
+    """
+    target = parse_url(url, database)
+    guard = (_chdb_path_lock(target.chdb_path, wait) if target.chdb_path is not None
+             else contextlib.nullcontext())
+    with guard:
+        client = _open(target, dict(settings or {}))
+        try:
+            with translated(target.url):
+                _use_database(client, target.database, create_database)
+                yield client
+        finally:
+            client.close()
+
+
+def _open(target: Target, settings: dict[str, Any]) -> Client:
+    import clickhouse_connect
+
+    try:
+        if target.chdb_path is not None:
+            target.chdb_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _private(target.chdb_path)
+            return clickhouse_connect.get_client(
+                interface="chdb", path=str(target.chdb_path), settings=settings)
+        return clickhouse_connect.get_client(dsn=target.dsn, connect_timeout=10,
+                                             settings=settings)
+    except ImportError as exc:  # chdb is an optional extra
+        raise ConfigError(f"chDB is not installed ({exc.name}); install the embedded extra "
+                          "or point PLATFORMDB_CLICKHOUSE_URL at a server") from exc
+    except cc_errors.ProgrammingError as exc:
+        if target.chdb_path is None:
+            raise StoreUnavailable(f"cannot connect to ClickHouse at {mask_password(target.url)}: "
+                                   f"{one_line(exc)}") from exc
+        raise StoreUnavailable(
+            f"cannot open chDB at {target.chdb_path}: {one_line(exc)}; a process can have one "
+            "chDB path open at a time") from exc
+    except cc_errors.Error as exc:
+        raise StoreUnavailable(f"cannot connect to ClickHouse at {mask_password(target.url)}: "
+                               f"{one_line(exc)}") from exc
+
+
+def _private(path: Path) -> None:
+    """chDB's data folder holds table data and object definitions: owner only."""
+    with contextlib.suppress(PermissionError):  # a folder someone else owns stays as it is
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)
+
+
+def _use_database(client: Client, database: str, create: bool) -> None:
+    exists = client.command("SELECT count() FROM system.databases WHERE name = {d:String}",
+                            parameters={"d": database})
+    if not exists or str(exists) == "0":
+        if not create:
+            raise ConfigError(f"ClickHouse database {database} does not exist")
+        client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
+    client.database = database
+
+
+def target_of(settings: Settings) -> str:
+    """The ClickHouse URL of ``settings``: the configured one or the embedded chDB path.
+
+    For the CLI edge only; library functions take the URL.
+    """
+    return settings.clickhouse_url or f"chdb://{Path(settings.home) / 'clickhouse'}"
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` pointing at ``database`` (for tests and tools that make scratch databases)."""
+    parts = urlsplit(url)
+    if parts.scheme == "chdb":
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        query["database"] = database
+        return parts._replace(query=urlencode(query)).geturl()
+    return parts._replace(path=f"/{database}").geturl()
+
+
+# ------------------------------------------------------------------ chDB lock
+
+
+class _PathLock:
+    """This process's hold on one chDB path: a lock file, and how many clients use it."""
+
+    def __init__(self, lock_file: Path) -> None:
+        self.lock_file = lock_file
+        self.users = 0
+        self.handle: IO[str] | None = None
+        self.mutex = threading.Lock()
+
+
+_path_locks: dict[Path, _PathLock] = {}
+_registry = threading.Lock()
+
+
+@contextlib.contextmanager
+def _chdb_path_lock(path: Path, wait: float) -> Iterator[None]:
+    with _registry:
+        entry = _path_locks.setdefault(path, _PathLock(path.with_name(path.name + ".lock")))
+    with entry.mutex:
+        if entry.users == 0:
+            entry.handle = _flock(entry.lock_file, path, wait)
+        entry.users += 1
+    try:
+        yield
+    finally:
+        with entry.mutex:
+            entry.users -= 1
+            if entry.users == 0 and entry.handle is not None:
+                _unlock(entry.handle)
+                entry.handle = None
+
+
+def _flock(lock_file: Path, path: Path, wait: float) -> IO[str]:
+    """The lock file, exclusively locked; waits up to ``wait`` s for another process."""
+    import fcntl
+
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock_file, "a+")  # noqa: SIM115 -- held until the last client closes
+    with contextlib.suppress(PermissionError):
+        lock_file.chmod(0o600)
+    deadline = time.monotonic() + max(wait, 0.0)
+    announced = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            holder = _holder(lock_file)
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise StoreUnavailable(
+                    f"chDB at {path} is still in use by {holder} after waiting {wait:.0f} s; "
+                    "a chDB path can be open in one process at a time (concurrent users need a "
+                    "ClickHouse server)") from None
+            if not announced:
+                log.warning("chDB at %s is in use by %s; waiting up to %.0f s for it",
+                            path, holder, wait)
+                announced = True
+            time.sleep(0.1)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()} {' '.join(sys.argv)[:200]}\n")
+    handle.flush()
+    return handle
+
+
+def _holder(lock_file: Path) -> str:
+    try:
+        pid, _, command = lock_file.read_text().strip().partition(" ")
+    except OSError:
+        return "another process"
+    if not pid.isdigit():
+        return "another process"
+    return f"process {pid}" + (f" ({command})" if command else "")
+
+
+def _unlock(handle: IO[str]) -> None:
+    import fcntl
+
+    try:
+        handle.seek(0)
+        handle.truncate()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()

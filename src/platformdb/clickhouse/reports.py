@@ -16,10 +16,13 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from platformdb.clickhouse import ClickHouse
+from platformdb.clickhouse import rows as query_rows
 from platformdb.errors import ValidationError
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver import Client
 
 Grain = Literal["hour", "day"]
 TOP_BY = ("spend", "revenue", "impressions", "clicks", "conversions")
@@ -72,54 +75,57 @@ SUMS = ("sum(impressions), sum(clicks), sum(conversions), toDecimal128(sum(spend
         " toDecimal128(sum(revenue), 2)")
 
 
-def campaign_totals(client: ClickHouse, org_id: uuid.UUID, start: dt.date, end: dt.date,
+def campaign_totals(client: Client, org_id: uuid.UUID, start: dt.date, end: dt.date,
                     grain: Grain = "day", campaign_id: uuid.UUID | None = None) -> list[Totals]:
     """Per campaign and period, ``start`` to ``end`` inclusive (days, UTC)."""
     table, column, period = _source(grain)
     where = "AND campaign_id = {campaign:UUID}" if campaign_id else ""
-    rows = client.rows(
-        f"SELECT {period} AS period, campaign_id, {SUMS} FROM {table}"
+    params: dict[str, object] = {"org": org_id, **_range(start, end)}
+    if campaign_id:
+        params["campaign"] = campaign_id
+    rows = query_rows(
+        client, f"SELECT {period} AS period, campaign_id, {SUMS} FROM {table}"
         f" WHERE org_id = {{org:UUID}} AND toDate({column}) BETWEEN {{start:Date}} AND {{end:Date}}"
-        f" {where} GROUP BY period, campaign_id ORDER BY period, campaign_id",
-        {"org": org_id, "campaign": campaign_id, **_range(start, end)})
+        f" {where} GROUP BY period, campaign_id ORDER BY period, campaign_id", params)
     return [Totals(*row) for row in rows]
 
 
-def org_totals(client: ClickHouse, org_id: uuid.UUID, start: dt.date, end: dt.date,
+def org_totals(client: Client, org_id: uuid.UUID, start: dt.date, end: dt.date,
                grain: Grain = "day") -> list[Totals]:
     """The whole org per period."""
     table, column, period = _source(grain)
-    rows = client.rows(
-        f"SELECT {period} AS period, {SUMS} FROM {table}"
+    rows = query_rows(
+        client, f"SELECT {period} AS period, {SUMS} FROM {table}"
         f" WHERE org_id = {{org:UUID}} AND toDate({column}) BETWEEN {{start:Date}} AND {{end:Date}}"
         " GROUP BY period ORDER BY period",
         {"org": org_id, **_range(start, end)})
     return [Totals(row[0], None, *row[1:]) for row in rows]
 
 
-def top_campaigns(client: ClickHouse, org_id: uuid.UUID, start: dt.date, end: dt.date,
+def top_campaigns(client: Client, org_id: uuid.UUID, start: dt.date, end: dt.date,
                   by: str = "spend", limit: int = 10) -> list[Totals]:
     """The org's campaigns with the most ``by`` over the range, with their totals."""
     if by not in TOP_BY:
         raise ValidationError(f"by must be one of {', '.join(TOP_BY)}, got {by!r}")
     if not 1 <= limit <= 10_000:
         raise ValidationError("limit must be between 1 and 10000")
-    rows = client.rows(
-        f"SELECT campaign_id, {SUMS} FROM campaign_metrics_daily"
+    rows = query_rows(
+        client, f"SELECT campaign_id, {SUMS} FROM campaign_metrics_daily"
         " WHERE org_id = {org:UUID} AND date BETWEEN {start:Date} AND {end:Date}"
         f" GROUP BY campaign_id ORDER BY sum({by}) DESC, campaign_id LIMIT {{limit:UInt32}}",
         {"org": org_id, "limit": limit, **_range(start, end)})
     return [Totals(None, *row) for row in rows]
 
 
-def campaign_names(client: ClickHouse, org_id: uuid.UUID,
+def campaign_names(client: Client, org_id: uuid.UUID,
                    campaign_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """Names from PostgreSQL through ``campaigns_dict``, only for this org's campaigns."""
+    """Names from PostgreSQL through ``campaigns_dict``, keyed by (org, campaign): campaign
+    ids are unique only within an org, so another org's campaign never lends its name."""
     if not campaign_ids:
         return {}
-    rows = client.rows(
-        "SELECT id, dictGet('campaigns_dict', 'name', id) FROM"
-        " (SELECT arrayJoin({ids:Array(UUID)}) AS id)"
-        " WHERE dictGet('campaigns_dict', 'org_id', id) = {org:UUID}",
+    rows = query_rows(
+        client, "SELECT id, dictGet('campaigns_dict', 'name', ({org:UUID}, id)) FROM"
+                " (SELECT arrayJoin({ids:Array(UUID)}) AS id)"
+                " WHERE dictHas('campaigns_dict', ({org:UUID}, id))",
         {"ids": campaign_ids, "org": org_id})
     return {row[0]: row[1] for row in rows}

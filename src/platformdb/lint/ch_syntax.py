@@ -1,166 +1,140 @@
-"""ClickHouse syntax through ClickHouse's own parser, in chDB.
+"""ClickHouse syntax through ClickHouse's own parser, in chDB, for every topology.
 
 Each statement of ``clickhouse/**/*.sql`` goes through ``SELECT
 formatQuery('...')``, which parses without executing, so nothing needs to
-exist. A second pass parses the cluster rendering (``ON CLUSTER``,
-Replicated and Distributed engines) when :mod:`platformdb.clickhouse` offers
-a renderer.
+exist. Templates (:mod:`platformdb.clickhouse.ddl`) are rendered first: for a
+single node, for a cluster (``ON CLUSTER``, Replicated and Distributed
+engines) and for managed ClickHouse (no ``ON CLUSTER``), and each rendering is
+parsed. Migrations written before templates are parsed as they are, and their
+cluster editions (``migrations/cluster/``) for a cluster. Across the
+migrations folder, every Distributed table must come after its local table.
 
-chDB lets one process open one database path at a time, so the parser runs
-in a child process: a lint run never collides with a chDB session that the
-calling process (a test, the CLI) has open.
+The parser runs in a child process (:func:`platformdb.clickhouse.ddl.parse_errors`):
+a lint run never collides with a chDB path the calling process has open.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import re
-import subprocess
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
-from platformdb.errors import ConfigError
+from platformdb.clickhouse.ddl import (
+    CLUSTER_EDITIONS,
+    Statement,
+    Topology,
+    check_order,
+    cluster_edition,
+    is_template,
+    parse_errors,
+    render,
+    split,
+)
+from platformdb.errors import MigrationError
 from platformdb.lint.context import CLICKHOUSE_DIR, Context
 from platformdb.lint.findings import Finding
 
 RULE = "ch-syntax"
 RULE_CLUSTER = "ch-syntax-cluster"
-RULE_SKIPPED = "ch-cluster-skipped"
-WORKER_TIMEOUT = 300
+RULE_MANAGED = "ch-syntax-managed"
+RULE_TEMPLATE = "ch-template"
+MIGRATIONS = "migrations"
 
 _POSITION_RE = re.compile(r"\(line (?P<line>\d+), col (?P<col>\d+)\)")
 _SYNTAX_RE = re.compile(r"Syntax error[^:]*: failed at position \d+ \((?P<near>[^)]*)\)")
+_TOPOLOGIES = {RULE: Topology.single(), RULE_CLUSTER: Topology.on_cluster(),
+               RULE_MANAGED: Topology.managed()}
+
+__all__ = ["RULE", "RULE_CLUSTER", "RULE_MANAGED", "RULE_TEMPLATE", "check", "describe", "split"]
 
 
 @dataclass(frozen=True)
-class ChStatement:
-    """One statement of a ClickHouse file and its first line."""
-
-    line: int
-    text: str
-
-
-def split(text: str) -> list[ChStatement]:
-    """Split ClickHouse SQL on ``;`` outside quotes and comments.
-
-    Each statement starts at its first token (leading comments dropped) so a
-    parser position ``line N`` is file line ``statement.line + N - 1``.
-    """
-    statements: list[ChStatement] = []
-    start: int | None = None
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if text.startswith("--", i) or ch == "#":
-            i = _skip_to(text, "\n", i)
-            continue
-        if text.startswith("/*", i):
-            i = _skip_to(text, "*/", i + 2) + 1
-            continue
-        if ch == ";":
-            if start is not None:
-                statements.append(_statement(text, start, i))
-                start = None
-            i += 1
-            continue
-        if not ch.isspace() and start is None:
-            start = i
-        if ch in "'\"`":
-            i = _skip_quoted(text, i)
-            continue
-        i += 1
-    if start is not None and text[start:].strip():
-        statements.append(_statement(text, start, n))
-    return statements
-
-
-def _skip_to(text: str, token: str, i: int) -> int:
-    found = text.find(token, i)
-    return len(text) if found < 0 else found + 1
-
-
-def _skip_quoted(text: str, i: int) -> int:
-    quote, i = text[i], i + 1
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-            continue
-        if text[i] == quote:
-            if text.startswith(quote * 2, i):
-                i += 2
-                continue
-            return i + 1
-        i += 1
-    return i
-
-
-def _statement(text: str, start: int, end: int) -> ChStatement:
-    return ChStatement(text.count("\n", 0, start) + 1, text[start:end].rstrip())
-
-
-def cluster_renderer() -> Callable[[str], str] | None:
-    """The ClickHouse driver's cluster rendering of one statement, if it exists.
-
-    Looked up as ``platformdb.clickhouse.render_cluster(sql) -> str`` (or
-    ``render_for_cluster``); ``None`` when the module or function is absent.
-    """
-    try:
-        module = importlib.import_module("platformdb.clickhouse")
-    except ImportError:
-        return None
-    for name in ("render_cluster", "render_for_cluster"):
-        function = getattr(module, name, None)
-        if callable(function):
-            return function  # type: ignore[no-any-return]
-    return None
+class _Job:
+    rel: str
+    statement: Statement
+    rule: str
 
 
 def check(ctx: Context) -> list[Finding]:
-    files = ctx.files(CLICKHOUSE_DIR, "**/*.sql")
-    jobs: list[tuple[str, ChStatement, str, str]] = []  # rel, statement, sql to parse, rule
-    render = cluster_renderer()
     findings: list[Finding] = []
-    for path in files:
+    jobs: list[_Job] = []
+    for path in ctx.files(CLICKHOUSE_DIR, "**/*.sql"):
         rel = ctx.rel(path)
-        for statement in split(path.read_text(encoding="utf-8")):
-            jobs.append((rel, statement, statement.text, RULE))
-            if render is None:
-                continue
+        text = path.read_text(encoding="utf-8")
+        for rule in _rules(path, text):
             try:
-                rendered = render(statement.text)
-            except Exception as exc:  # a renderer failure is a finding, not a crash
-                findings.append(Finding(rel, statement.line, RULE_CLUSTER,
-                                        f"cannot render for a cluster: {exc}"))
+                statements = render(text, _TOPOLOGIES[rule])
+            except MigrationError as exc:
+                findings.append(Finding(rel, _line(exc), RULE_TEMPLATE, f"{exc} ({_where(rule)})"))
                 continue
-            if rendered.strip() != statement.text.strip():
-                # a MergeTree table renders as two statements: local and Distributed
-                jobs.extend((rel, statement, part.text, RULE_CLUSTER) for part in split(rendered))
-    if files and render is None:
-        findings.append(Finding(
-            ctx.rel(ctx.root / CLICKHOUSE_DIR), 0, RULE_SKIPPED,
-            "platformdb.clickhouse has no cluster renderer (render_cluster); "
-            "only the single-node DDL was parsed", "info"))
-    if not jobs:
-        return findings
-    errors = parse_in_child([sql for _, _, sql, _ in jobs])
-    broken = {(rel, statement.line) for (rel, statement, _, rule), error
-              in zip(jobs, errors, strict=True) if error is not None and rule == RULE}
-    for (rel, statement, _, rule), error in zip(jobs, errors, strict=True):
+            jobs.extend(_Job(rel, statement, rule) for statement in statements)
+    findings.extend(_order(ctx))
+    errors = parse_errors([job.statement.text for job in jobs])
+    broken = {(job.rel, job.statement.line) for job, error in zip(jobs, errors, strict=True)
+              if error is not None and job.rule == RULE}
+    for job, error in zip(jobs, errors, strict=True):
         # a statement that does not parse single-node is reported once, not again per rendering
-        if error is not None and (rule == RULE or (rel, statement.line) not in broken):
-            findings.append(_finding(rel, statement, rule, error))
+        if error is not None and (job.rule == RULE or (job.rel, job.statement.line) not in broken):
+            findings.append(_finding(job, error))
     return findings
 
 
-def _finding(rel: str, statement: ChStatement, rule: str, error: str) -> Finding:
+def _rules(path: Path, text: str) -> list[str]:
+    """Which renderings of ``path`` to parse."""
+    if path.parent.name == CLUSTER_EDITIONS and path.parent.parent.name == MIGRATIONS:
+        return [RULE_CLUSTER]  # a cluster edition: single node is the migration itself
+    if is_template(text):
+        return [RULE, RULE_CLUSTER, RULE_MANAGED]
+    if path.parent.name == MIGRATIONS:
+        # written before templates: as applied, and with no ON CLUSTER for managed services
+        return [RULE, RULE_MANAGED]
+    return [RULE]
+
+
+def _order(ctx: Context) -> list[Finding]:
+    """On a cluster, every Distributed table comes after its local table, migration by
+    migration."""
+    folder = ctx.root / CLICKHOUSE_DIR / MIGRATIONS
+    if not folder.is_dir():
+        return []
+    findings: list[Finding] = []
+    known: set[str] = set()
+    ups = sorted(p for p in folder.glob("*.sql") if not p.name.endswith(".down.sql"))
+    for path in ups:
+        source = cluster_edition(path) or path
+        try:
+            statements = render(source.read_text(encoding="utf-8"), _TOPOLOGIES[RULE_CLUSTER])
+            check_order(statements, known)
+        except MigrationError as exc:
+            findings.append(Finding(ctx.rel(source), _line(exc), RULE_TEMPLATE, str(exc)))
+            continue
+        known |= _created(statements)
+    return findings
+
+
+_CREATE = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+                     r"`?(?P<name>\w+)`?", re.I)
+
+
+def _created(statements: list[Statement]) -> set[str]:
+    return {m["name"] for s in statements if (m := _CREATE.match(s.text))}
+
+
+def _line(exc: MigrationError) -> int:
+    match = re.match(r"line (\d+):", str(exc))
+    return int(match[1]) if match else 1
+
+
+def _where(rule: str) -> str:
+    return {RULE: "single node", RULE_CLUSTER: "cluster", RULE_MANAGED: "managed"}[rule]
+
+
+def _finding(job: _Job, error: str) -> Finding:
     position = _POSITION_RE.search(error)
-    line = statement.line + int(position["line"]) - 1 if position and rule == RULE else (
-        statement.line)
-    return Finding(rel, line, rule, describe(error) + (
-        " (in the cluster rendering)" if rule == RULE_CLUSTER else ""))
+    line = job.statement.line + int(position["line"]) - 1 if position and job.rule == RULE else (
+        job.statement.line)
+    suffix = "" if job.rule == RULE else f" (in the {_where(job.rule)} rendering)"
+    return Finding(job.rel, line, job.rule, describe(error) + suffix)
 
 
 def describe(error: str) -> str:
@@ -170,50 +144,3 @@ def describe(error: str) -> str:
         return f"syntax error near {syntax['near']!r} (ClickHouse parser)"
     first = error.strip().splitlines()[0] if error.strip() else "parse failed"
     return re.sub(r"^.*?DB::Exception: ", "", first)[:300]
-
-
-def parse_in_child(statements: list[str]) -> list[str | None]:
-    """Parse each statement with chDB in a child process; an error message or None."""
-    result = subprocess.run(
-        [sys.executable, "-m", "platformdb.lint.ch_syntax"],
-        input=json.dumps(statements), capture_output=True, text=True,
-        timeout=WORKER_TIMEOUT, check=False,
-    )
-    if result.returncode != 0:
-        tail = result.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise ConfigError(f"the ClickHouse parser (chDB) failed to run: {tail[0]}; "
-                          "is chdb installed in this environment?")
-    errors: list[str | None] = json.loads(result.stdout)
-    return errors
-
-
-def _parse_all(statements: list[str]) -> list[str | None]:
-    import chdb
-
-    query: Callable[..., Any] = chdb.query
-    errors: list[str | None] = []
-    for statement in statements:
-        try:
-            query("SELECT formatQuery({statement:String})", "TSVRaw",
-                       params={"statement": _escaped(statement)})
-        except Exception as exc:  # chDB raises plain RuntimeError
-            errors.append(str(exc))
-        else:
-            errors.append(None)
-    return errors
-
-
-def _escaped(value: str) -> str:
-    """A query parameter's value in ClickHouse's escaped (TSV) form."""
-    return (value.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
-            .replace("\r", "\\r"))
-
-
-def _main() -> int:
-    statements: list[Any] = json.loads(sys.stdin.read())
-    sys.stdout.write(json.dumps(_parse_all([str(s) for s in statements])))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

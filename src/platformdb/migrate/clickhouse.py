@@ -3,42 +3,68 @@
 Same files, rules and ledger semantics as PostgreSQL, within what ClickHouse
 offers:
 
-- **Ledger**: ``platformdb_schema_migrations`` in the target database (a
-  MergeTree table; reverts delete their row with a synchronous mutation).
+- **Ledger**: ``platformdb_schema_migrations`` in the target database, append
+  only: applying a migration inserts an ``up`` row, undoing it (``migrate
+  down``) inserts a ``down`` row; nothing ever deletes or mutates a ledger
+  row. A version is applied when its latest row (``seq``) is ``up``.
 - **Lock**: ``CREATE TABLE platformdb_migration_lock`` is atomic (exactly
   one concurrent creator succeeds); the holder drops it when done. A lock
   older than :data:`STALE_LOCK` (a crashed runner) is broken.
-- **No transactions**: ClickHouse DDL is not transactional, so a migration
-  that fails half-way is undone by running its ``.down.sql`` (which must be
-  idempotent, ``IF EXISTS``), and then nothing is recorded. Every ClickHouse
+- **No transactions**: ClickHouse DDL is not transactional. Before a
+  migration runs, the driver records the database's objects; when a statement
+  fails, it undoes only what this run created or altered: a statement of the
+  down file runs only if the object it drops or alters is one of those. A
+  ``CREATE ... IF NOT EXISTS`` that found a table already there did not create
+  it, so its data is never dropped. Nothing is recorded. Every ClickHouse
   migration therefore needs a down file.
-- **Rendering**: ``${pg_*}`` placeholders (dictionary sources) are filled from
-  the PostgreSQL URL at apply time and never reach the ledger; with a cluster
-  name, statements are rendered by :func:`platformdb.clickhouse.render_cluster`.
-- **Validation**: every statement, single-node and cluster form, goes through
-  ClickHouse's own parser (``formatQuery``) before anything runs.
+- **Rendering**: :mod:`platformdb.clickhouse.ddl` renders each file for the
+  topology (single node, cluster, managed); ``${...}`` values (the dictionaries'
+  least-privilege login and named collection, :func:`dictionary_placeholders`)
+  are filled at apply time and never reach the ledger. On a cluster,
+  Distributed tables must come after their local tables (checked before
+  anything runs) and drops are ``SYNC``.
+- **Validation**: every statement, as it will run and as a single node would
+  run it, goes through ClickHouse's own parser (``formatQuery``) before
+  anything runs.
 """
 
 from __future__ import annotations
 
-import getpass
-import socket
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from string import Template
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from platformdb.clickhouse import ClickHouse, ClickHouseError, local_tables, render_cluster
+from platformdb.clickhouse import ClickHouseError, translated
+from platformdb.clickhouse.ddl import (
+    Statement,
+    Topology,
+    check_order,
+    code_only,
+    format_query,
+    render,
+    source_for,
+    split,
+)
+from platformdb.clickhouse.dictionaries import ensure_collection
 from platformdb.errors import MigrationError
-from platformdb.lint.ch_syntax import split
 from platformdb.migrate.base import AppliedMigration, Migration
+from platformdb.migrate.engine import who
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver import Client
 
 LEDGER = "platformdb_schema_migrations"
 LOCK_TABLE = "platformdb_migration_lock"
 STALE_LOCK = 3600.0
 LOCK_WAIT = 60.0
+
+_TARGET = re.compile(
+    r"^\s*(?:DROP\s+(?:TABLE|VIEW|DICTIONARY)\s+(?:IF\s+EXISTS\s+)?|ALTER\s+TABLE\s+)"
+    r"(?:`?\w+`?\.)?`?(?P<name>\w+)`?", re.I)
 
 
 class ClickHouseDriver:
@@ -46,21 +72,17 @@ class ClickHouseDriver:
 
     store = "clickhouse"
 
-    def __init__(self, client: ClickHouse,
+    def __init__(self, client: Client,
                  placeholders: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
-                 cluster: str | None = None, own_client: bool = True) -> None:
+                 topology: Topology | None = None,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.client = client
         # a callable is resolved on first apply: status and health never need PostgreSQL
         self._placeholders = placeholders
-        self.cluster = cluster
-        self.own_client = own_client
-        self._sharded: set[str] = set()
+        self.topology = topology or Topology.single(str(client.database))
+        self._on_close = on_close
 
     # ---------------------------------------------------------- rendering
-
-    def set_migrations(self, migrations: list[Migration]) -> None:
-        """Tables that get the local/Distributed split in cluster mode: all MergeTree ones."""
-        self._sharded = local_tables([s.text for m in migrations for s in split(m.sql)])
 
     @property
     def placeholders(self) -> dict[str, str]:
@@ -68,47 +90,50 @@ class ClickHouseDriver:
             self._placeholders = dict(self._placeholders())
         return dict(self._placeholders or {})
 
-    def statements(self, text: str, fill: bool = True) -> list[str]:
-        """The statements to run for ``text``: placeholders filled, cluster-rendered."""
-        filled = Template(text).safe_substitute(self.placeholders if fill else {})
-        out: list[str] = []
-        for statement in split(filled):
-            if self.cluster is None:
-                out.append(statement.text)
-                continue
-            rendered = render_cluster(statement.text, self.cluster, self.client.database,
-                                      self._sharded or None)
-            out.extend(part.text for part in split(rendered))
-        return out
+    def statements(self, migration: Migration, down: bool = False, fill: bool = True,
+                   topology: Topology | None = None) -> list[Statement]:
+        """The statements to run for ``migration`` (or its down file), rendered."""
+        where = topology or self.topology
+        path = migration.down_path if down else migration.path
+        text = (migration.down_sql() if down else migration.sql) or ""
+        if path is not None:
+            text = source_for(path, text, where)
+        return render(text, where, self.placeholders if fill else None)
 
     # ------------------------------------------------------------- driver
 
     def ping(self) -> None:
-        self.client.rows("SELECT 1")
+        self._rows("SELECT 1")
 
     def validate(self, migration: Migration, text: str) -> None:
-        for statement in split(text):
-            for sql in self.statements(statement.text, fill=False):
+        down = text != migration.sql
+        topologies = {self.topology, Topology.single(self.topology.database)}
+        for topology in topologies:
+            try:
+                statements = self.statements(migration, down, fill=False, topology=topology)
+            except MigrationError as exc:
+                raise MigrationError(f"{_file(migration, down)}: {exc}") from exc
+            for statement in statements:
                 try:
-                    self.client.rows("SELECT formatQuery({q:String})", {"q": sql})
+                    with translated():
+                        format_query(self.client, statement.text)
                 except ClickHouseError as exc:
                     raise MigrationError(
-                        f"{migration.path.name}:{statement.line}: {exc}") from exc
+                        f"{_file(migration, down)}:{statement.line}: {exc}") from exc
 
     @contextmanager
     def lock(self) -> Iterator[None]:
         deadline = time.monotonic() + LOCK_WAIT
         while True:
             try:
-                self.client.command(
-                    f"CREATE TABLE {LOCK_TABLE} (holder String, since DateTime DEFAULT now())"
-                    " ENGINE = Memory")
+                self._run(f"CREATE TABLE {LOCK_TABLE} (holder String, since DateTime DEFAULT now())"
+                          " ENGINE = Memory")
                 break
             except ClickHouseError as exc:
-                if "already exists" not in str(exc).lower() and "ALREADY_EXISTS" not in str(exc):
+                if exc.name != "TABLE_ALREADY_EXISTS" and "already exists" not in str(exc):
                     raise
                 if self._lock_age() > STALE_LOCK:
-                    self.client.command(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
+                    self._run(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
                     continue
                 if time.monotonic() > deadline:
                     raise MigrationError(
@@ -118,31 +143,63 @@ class ClickHouseDriver:
         try:
             yield
         finally:
-            self.client.command(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
+            self._run(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
 
     def _lock_age(self) -> float:
-        rows = self.client.rows(
+        rows = self._rows(
             "SELECT dateDiff('second', metadata_modification_time, now()) FROM system.tables"
             " WHERE database = currentDatabase() AND name = {t:String}", {"t": LOCK_TABLE})
         return float(rows[0][0]) if rows else 0.0
 
     def ensure_ledger(self) -> None:
-        self.client.command(
+        self._run(
             f"CREATE TABLE IF NOT EXISTS {LEDGER} ("
             " version UInt32, name String, checksum String, applied_at DateTime64(3, 'UTC'),"
-            " duration_ms UInt32, applied_by String"
-            ") ENGINE = MergeTree ORDER BY version")
+            " duration_ms UInt32, applied_by String,"
+            " action LowCardinality(String) DEFAULT 'up', seq UInt64 DEFAULT 0"
+            ") ENGINE = MergeTree ORDER BY (version, seq)")
+        # ledgers written before it was append-only: every row is an 'up'
+        self._run(f"ALTER TABLE {LEDGER} ADD COLUMN IF NOT EXISTS action"
+                  " LowCardinality(String) DEFAULT 'up'")
+        self._run(f"ALTER TABLE {LEDGER} ADD COLUMN IF NOT EXISTS seq UInt64 DEFAULT 0")
+
+    def _has_ledger(self) -> bool:
+        return self._tables() >= {LEDGER}
+
+    def _ledger_columns(self) -> set[str]:
+        return {str(name) for (name,) in self._rows(
+            "SELECT name FROM system.columns WHERE database = currentDatabase()"
+            " AND table = {t:String}", {"t": LEDGER})}
 
     def applied(self) -> list[AppliedMigration]:
-        exists = self.client.rows(
-            "SELECT count() FROM system.tables WHERE database = currentDatabase()"
-            " AND name = {t:String}", {"t": LEDGER})
-        if not exists or exists[0][0] == 0:
+        if not self._has_ledger():
             return []
-        rows = self.client.rows(
-            f"SELECT version, name, checksum, applied_at, duration_ms, applied_by FROM {LEDGER}"
-            " ORDER BY version")
-        return [AppliedMigration(int(v), n, c, _utc(a), int(d), b) for v, n, c, a, d, b in rows]
+        if "seq" not in self._ledger_columns():  # written before the ledger was append-only
+            rows = self._rows(f"SELECT version, name, checksum, applied_at, duration_ms, applied_by"
+                              f" FROM {LEDGER} ORDER BY version")
+        else:
+            rows = self._rows(
+                "SELECT version, argMax(name, k), argMax(checksum, k), argMax(applied_at, k),"
+                " argMax(duration_ms, k), argMax(applied_by, k) FROM"
+                f" (SELECT *, (seq, applied_at) AS k FROM {LEDGER})"
+                " GROUP BY version HAVING argMax(action, k) = 'up' ORDER BY version")
+        return [AppliedMigration(int(v), str(n), str(c), _utc(a), int(d), str(b))
+                for v, n, c, a, d, b in rows]
+
+    def history(self) -> list[tuple[int, int, str, str]]:
+        """Every ledger row, oldest first: (seq, version, name, action)."""
+        if not self._has_ledger():
+            return []
+        return [(int(s), int(v), str(n), str(a)) for s, v, n, a in self._rows(
+            f"SELECT seq, version, name, action FROM {LEDGER} ORDER BY seq, applied_at")]
+
+    def _record(self, migration: Migration, action: str, duration: int, by: str) -> None:
+        self._run(
+            f"INSERT INTO {LEDGER} (version, name, checksum, applied_at, duration_ms, applied_by,"
+            " action, seq) SELECT {v:UInt32}, {n:String}, {c:String}, now64(3), {d:UInt32},"
+            f" {{b:String}}, {{a:String}}, (SELECT max(seq) + 1 FROM {LEDGER})",
+            {"v": migration.version, "n": migration.name, "c": migration.checksum,
+             "d": duration, "b": by, "a": action})
 
     def apply(self, migration: Migration, applied_by: str) -> int:
         if migration.down_path is None:
@@ -150,55 +207,102 @@ class ClickHouseDriver:
                 f"{migration.path.name}: ClickHouse migrations need a .down.sql: it is how a "
                 "migration that fails half-way is undone (ClickHouse DDL has no transactions)")
         started = time.monotonic()
-        statements = self.statements(migration.sql)
-        for index, sql in enumerate(statements):
+        statements = self.statements(migration)
+        before = self._objects()
+        check_order(statements, before)
+        for index, statement in enumerate(statements):
             try:
-                self.client.command(sql)
+                self._run(statement.text)
             except ClickHouseError as exc:
-                self._undo(migration)
+                undone = self._undo(migration, before)
                 raise MigrationError(
                     f"{migration.path.name} failed at statement {index + 1}: {exc}; "
-                    "it was undone with its .down.sql and nothing was recorded") from exc
+                    f"{undone} and nothing was recorded") from exc
         duration = int((time.monotonic() - started) * 1000)
-        self.client.command(
-            f"INSERT INTO {LEDGER} (version, name, checksum, applied_at, duration_ms, applied_by)"
-            " VALUES ({v:UInt32}, {n:String}, {c:String}, now64(3), {d:UInt32}, {b:String})",
-            {"v": migration.version, "n": migration.name, "c": migration.checksum,
-             "d": duration, "b": applied_by or _who()})
+        self._record(migration, "up", duration, applied_by)
         return duration
 
-    def _undo(self, migration: Migration) -> None:
-        down = migration.down_sql() or ""
-        for sql in self.statements(down):
+    def _undo(self, migration: Migration, before: Mapping[str, str]) -> str:
+        """Run the down statements that touch only what this run created or altered."""
+        after = self._objects()
+        touched = {name for name, query in after.items() if before.get(name) != query}
+        if not touched:
+            return "it had changed nothing"
+        skipped: list[str] = []
+        for statement in self.statements(migration, down=True):
+            target = _TARGET.match(code_only(statement.text))
+            if target is None or target["name"] not in touched:
+                skipped.append(statement.text.split("\n", 1)[0][:60])
+                continue
             try:
-                self.client.command(sql)
+                self._run(statement.text)
             except ClickHouseError:
-                continue  # best effort: the down file is idempotent, keep going
+                continue  # best effort: keep undoing the rest
+        left = self._objects()
+        still = sorted(name for name in touched if left.get(name) != before.get(name))
+        if still:
+            return f"it could not undo {', '.join(still)}"
+        return f"what it created or altered ({', '.join(sorted(touched))}) was undone"
 
     def revert(self, migration: Migration, down_sql: str) -> int:
         started = time.monotonic()
-        for sql in self.statements(down_sql):
-            self.client.command(sql)
-        self.client.command(
-            f"ALTER TABLE {LEDGER} DELETE WHERE version = {{v:UInt32}} SETTINGS mutations_sync = 2",
-            {"v": migration.version})
-        return int((time.monotonic() - started) * 1000)
+        for statement in self.statements(migration, down=True):
+            self._run(statement.text)
+        duration = int((time.monotonic() - started) * 1000)
+        self._record(migration, "down", duration, who())
+        return duration
 
     def dump_schema(self) -> str:
-        rows = self.client.rows(
+        rows = self._rows(
             "SELECT name, create_table_query FROM system.tables"
             " WHERE database = currentDatabase() AND name NOT IN ({l:String}, {k:String})"
             " ORDER BY name", {"l": LEDGER, "k": LOCK_TABLE})
         return "\n".join(f"-- {name}\n{query};\n" for name, query in rows)
 
     def close(self) -> None:
-        if self.own_client:
-            self.client.close()
+        if self._on_close is not None:
+            self._on_close()
+
+    # ------------------------------------------------------------ helpers
+
+    def _objects(self) -> dict[str, str]:
+        """Tables, views and dictionaries of the database: name -> definition."""
+        return {str(name): f"{uuid} {query}" for name, uuid, query in self._rows(
+            "SELECT name, toString(uuid), create_table_query FROM system.tables"
+            " WHERE database = currentDatabase() AND name NOT IN ({l:String}, {k:String})",
+            {"l": LEDGER, "k": LOCK_TABLE})}
+
+    def _tables(self) -> set[str]:
+        return {str(name) for (name,) in self._rows(
+            "SELECT name FROM system.tables WHERE database = currentDatabase()")}
+
+    def _run(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        with translated():
+            self.client.command(sql, parameters=dict(params) if params else None)
+
+    def _rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with translated():
+            result = self.client.query(sql, parameters=dict(params) if params else None)
+        return [tuple(row) for row in result.result_rows]
 
 
-def postgres_placeholders(url: str) -> dict[str, str]:
-    """``${pg_*}`` values for the dictionaries, from the PostgreSQL URL."""
-    parts = urlsplit(url)
+def dictionary_placeholders(client: Client, login_url: str,
+                            topology: Topology | None = None) -> dict[str, str]:
+    """The apply-time values of the dictionary migrations, for the dictionaries' login.
+
+    ``${dictionary_source}`` (006 on): the named collection holding ``login_url``,
+    created or updated here. ``${pg_*}`` (003): the same login's details, so a
+    fresh database never has the owner's credentials written into its DDL, not even
+    between 003 and 006. ``login_url`` is a least-privilege login
+    (:mod:`platformdb.clickhouse.dictionaries`), never the migration owner.
+    """
+    return {**postgres_placeholders(login_url),
+            "dictionary_source": ensure_collection(client, login_url, topology)}
+
+
+def postgres_placeholders(postgres_url: str) -> dict[str, str]:
+    """``${pg_*}`` values for the dictionaries of migration 003, from a PostgreSQL URL."""
+    parts = urlsplit(postgres_url)
     return {
         "pg_host": parts.hostname or "127.0.0.1",
         "pg_port": str(parts.port or 5432),
@@ -208,9 +312,14 @@ def postgres_placeholders(url: str) -> dict[str, str]:
     }
 
 
+def _file(migration: Migration, down: bool) -> str:
+    path = migration.down_path if down and migration.down_path else migration.path
+    return path.name
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _who() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()}"
+__all__ = ["LEDGER", "LOCK_TABLE", "ClickHouseDriver", "dictionary_placeholders",
+           "postgres_placeholders", "split"]

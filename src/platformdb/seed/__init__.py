@@ -116,9 +116,9 @@ def clear(settings: Settings, *, force: bool = False) -> SeedReport:
 def _clear_clickhouse(settings: Settings) -> str:
     from platformdb import clickhouse
 
-    with clickhouse.connect(settings) as client:
-        present = {name for (name,) in client.rows(
-            "SELECT name FROM system.tables WHERE database = currentDatabase()")}
+    with clickhouse.connect(clickhouse.target_of(settings)) as client:
+        present = {name for (name,) in clickhouse.rows(
+            client, "SELECT name FROM system.tables WHERE database = currentDatabase()")}
         for table in CLICKHOUSE_TABLES:
             if table in present:
                 client.command(f"TRUNCATE TABLE {clickhouse.quote_identifier(table)}")

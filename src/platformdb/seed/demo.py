@@ -170,10 +170,10 @@ def _write_clickhouse(settings: Settings, url: str, raw: list[tuple[Any, ...]],
     from platformdb.clickhouse.sync import sync_daily
     from platformdb.clickhouse.writer import RAW, MetricsWriter
 
-    with clickhouse.connect(settings) as client:
+    with clickhouse.connect(clickhouse.target_of(settings)) as client:
         for table in ("campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily"):
             client.command(f"DELETE FROM {table} WHERE org_id IN {{orgs:Array(UUID)}}",
-                           {"orgs": orgs})
+                           parameters={"orgs": orgs})
         names = [c.name for c in RAW]
         written = MetricsWriter(client, known_orgs=orgs).write_raw(
             [dict(zip(names, row, strict=True)) for row in raw])

@@ -310,7 +310,7 @@ def _clickhouse(settings: Settings, shape: LoadPlan, last_day: dt.date, tick: Pr
     from platformdb.clickhouse.writer import MetricsWriter
 
     first = dt.datetime.combine(last_day - dt.timedelta(days=RAW_DAYS - 1), dt.time(), dt.UTC)
-    with clickhouse.connect(settings) as client:
+    with clickhouse.connect(clickhouse.target_of(settings)) as client:
         writer = MetricsWriter(client, known_orgs=[org_id(n) for n in range(shape.orgs)])
         for start in range(0, shape.orgs, CHUNK_ORGS):
             orgs = range(start, min(start + CHUNK_ORGS, shape.orgs))
@@ -350,8 +350,8 @@ def _undo_clickhouse(settings: Settings, shape: LoadPlan) -> None:
     from platformdb import clickhouse
 
     ids = [org_id(n) for n in range(shape.orgs)]
-    with clickhouse.connect(settings) as client:
+    with clickhouse.connect(clickhouse.target_of(settings)) as client:
         for table in ("campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily"):
             for start in range(0, len(ids), 1000):
                 client.command(f"DELETE FROM {table} WHERE org_id IN {{orgs:Array(UUID)}}",
-                               {"orgs": ids[start:start + 1000]})
+                               parameters={"orgs": ids[start:start + 1000]})

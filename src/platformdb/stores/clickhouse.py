@@ -2,101 +2,106 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from platformdb import clickhouse
 from platformdb.backup import clickhouse as ch_backup
-from platformdb.backup.manifest import read_manifest
+from platformdb.clickhouse import dictionaries
 from platformdb.clickhouse import stats as ch_stats
-from platformdb.config import Settings
-from platformdb.errors import StoreUnavailable
+from platformdb.clickhouse.ddl import Topology
+from platformdb.errors import ConfigError
 from platformdb.migrate.base import Driver
-from platformdb.migrate.clickhouse import ClickHouseDriver, postgres_placeholders
-from platformdb.migrate.files import discover
+from platformdb.migrate.clickhouse import (
+    ClickHouseDriver,
+    dictionary_placeholders,
+    postgres_placeholders,
+)
 from platformdb.stores.base import StoreBase, Unavailable
-from platformdb.types import Endpoints, Metric, Restored
+from platformdb.types import Endpoints, Metric
+
+HEALTH_WAIT = 5.0
+"""Seconds a health check waits for a chDB path another process has open."""
 
 
 class ClickHouseStore(StoreBase):
     """The platform's analytics database: a ClickHouse server, or chDB at a path.
 
-    ``postgres_url`` is where the dictionaries read names from (filled into the
-    dictionary DDL when migrations run); ``cluster`` renders DDL for a cluster.
+    The dictionaries read PostgreSQL as their own least-privilege login
+    (:mod:`platformdb.clickhouse.dictionaries`): ``dictionary_login`` when one is
+    configured, else one provisioned with the PostgreSQL owner's URL (its password
+    kept under ``home``). ``cluster`` renders DDL for a cluster; ``managed`` for a
+    managed service that refuses ``ON CLUSTER``.
     """
 
     name = "clickhouse"
 
     def __init__(self, url: str | None, why_missing: str = "", *,
-                 postgres_url: str | None = None, cluster: str | None = None) -> None:
+                 postgres_url: str | None = None, cluster: str | None = None,
+                 managed: bool = False, dictionary_login: str | None = None,
+                 home: Path | None = None) -> None:
         super().__init__(url, why_missing)
         self.postgres_url = postgres_url
         self.why_missing_postgres = "no PostgreSQL server is configured"
         self.cluster = cluster
+        self.managed = managed
+        self.dictionary_login = dictionary_login
+        self.home = home
+        self.wait = clickhouse.CHDB_WAIT
 
     @classmethod
     def from_endpoints(cls, endpoints: Endpoints) -> ClickHouseStore:
         store = cls(endpoints.clickhouse, endpoints.missing(cls.name),
-                    postgres_url=endpoints.postgres, cluster=endpoints.clickhouse_cluster)
+                    postgres_url=endpoints.postgres, cluster=endpoints.clickhouse_cluster,
+                    managed=endpoints.clickhouse_managed,
+                    dictionary_login=endpoints.clickhouse_dictionary_login, home=endpoints.home)
         store.why_missing_postgres = endpoints.missing("postgresql")
         return store
 
-    def _settings(self) -> Settings:
-        return Settings(home=Path(), postgres_url=self.postgres_url,
-                        clickhouse_url=self.require_url(), clickhouse_cluster=self.cluster)
+    def topology(self, database: str) -> Topology:
+        if self.cluster:
+            return Topology.on_cluster(self.cluster, database)
+        return Topology.managed(database) if self.managed else Topology.single(database)
 
-    def driver(self) -> Driver:
-        client = clickhouse.open_client(self._settings())
-        driver = ClickHouseDriver(client, self._placeholders, self.cluster)
-        driver.set_migrations(discover(self.migrations_dir()))
-        return driver
-
-    def _placeholders(self) -> dict[str, str]:
-        """``${pg_*}`` of the dictionary DDL; only migrations that create dictionaries ask."""
+    def dictionary_login_url(self) -> str:
+        """The dictionaries' PostgreSQL login: configured, or provisioned (never the owner's)."""
+        if self.dictionary_login:
+            return self.dictionary_login
         if self.postgres_url is None:
             raise Unavailable(f"the ClickHouse dictionaries read PostgreSQL, which is not "
-                              f"available: {self.why_missing_postgres}")
-        return postgres_placeholders(self.postgres_url)
+                              f"available: {self.why_missing_postgres}", store="postgresql")
+        if self.home is None:
+            raise ConfigError(f"set {dictionaries.ENV_URL} to the dictionaries' PostgreSQL "
+                              "login (no PLATFORMDB_HOME to keep a provisioned one's password)")
+        return dictionaries.provision_login(self.postgres_url,
+                                            dictionaries.secret_file(self.home))
+
+    def driver(self) -> Driver:
+        stack = ExitStack()
+        client = stack.enter_context(clickhouse.connect(self.require_url(), wait=self.wait))
+        topology = self.topology(str(client.database))
+
+        def placeholders() -> dict[str, str]:  # only a migration that fills ${...} asks
+            return dictionary_placeholders(client, self.dictionary_login_url(), topology)
+
+        return ClickHouseDriver(client, placeholders, topology, on_close=stack.close)
+
+    def health(self) -> Any:
+        self.wait = HEALTH_WAIT  # a check waits briefly for a chDB path another process holds
+        try:
+            return super().health()
+        finally:
+            self.wait = clickhouse.CHDB_WAIT
 
     def metrics(self) -> list[Metric]:
-        with clickhouse.connect(self._settings()) as client:
-            return ch_stats.collect(client)
+        return ch_stats.clickhouse_metrics(self.require_url())
 
     def write_backup(self, out_dir: Path, **options: Any) -> Path:
-        return ch_backup.backup(self._settings(), out_dir)
+        return ch_backup.backup(self.require_url(), out_dir)
 
-    def stage(self, folder: Path, *, force: bool = False, verify: bool = False
-              ) -> RestoreOnSwitch:
-        read_manifest(folder, self.name)
-
-        def run() -> Restored:
-            report = ch_backup.restore(self._settings(), folder, force=force, verify=verify)
-            return Restored(self.name, report.target, dict(report.tables), report.mismatches)
-
-        return RestoreOnSwitch(run, Restored(self.name, self.target, {}, []))
-
-
-class RestoreOnSwitch:
-    """Staging for a store whose restore is not split yet: checked at stage, run at switch.
-
-    The store's own restore already loads beside the target and replaces it only
-    once loaded and verified; what it cannot do is wait for the other stores, or
-    be undone after it ran.
-    """
-
-    def __init__(self, run: Callable[[], Restored], report: Restored) -> None:
-        self._run = run
-        self.report = report
-
-    def switch(self) -> None:
-        self.report = self._run()
-
-    def undo(self) -> None:
-        raise StoreUnavailable(f"the {self.report.store} restore cannot be undone after it ran")
-
-    def commit(self) -> None:
-        return None
-
-    def discard(self) -> None:
-        return None
+    def stage(self, folder: Path, *, force: bool = False,
+              verify: bool = False) -> ch_backup.StagedRestore:
+        return ch_backup.StagedRestore(
+            self.require_url(), folder, force=force, verify_after=verify,
+            placeholders=lambda: postgres_placeholders(self.dictionary_login_url()))
