@@ -67,7 +67,8 @@ def test_status_lists_every_migration_as_pending_on_an_empty_database(pg_url: st
     import json
 
     rows = json.loads(result.stdout)["postgresql"]
-    assert [(r["version"], r["state"]) for r in rows] == [(m.version, "pending") for m in MIGRATIONS]
+    assert [(r["version"], r["state"]) for r in rows] == [
+        (m.version, "pending") for m in MIGRATIONS]
 
 
 def test_up_status_verify_down_and_run_through_the_cli(pg_url: str) -> None:

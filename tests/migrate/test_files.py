@@ -83,7 +83,8 @@ def test_next_file_names_takes_the_next_number(tmp_path: Path) -> None:
     assert down.name == "002_add_reports_table.down.sql"
 
 
-@given(st.integers(min_value=0, max_value=10**6), st.from_regex(r"[a-z0-9][a-z0-9_]{0,30}", fullmatch=True))
+@given(st.integers(min_value=0, max_value=10**6),
+       st.from_regex(r"[a-z0-9][a-z0-9_]{0,30}", fullmatch=True))
 def test_names_round_trip_through_the_pattern(version: int, name: str) -> None:
     match = UP_RE.match(f"{version:03d}_{name}.sql")
     assert match is not None

@@ -53,7 +53,8 @@ def ledger(url: str) -> list[tuple[int, str]]:
     with psycopg.connect(url) as conn:
         if conn.execute("SELECT to_regclass(%s)", (LEDGER,)).fetchone() == (None,):
             return []
-        return [tuple(r) for r in conn.execute(f"SELECT version, checksum FROM {LEDGER} ORDER BY 1")]
+        query = f"SELECT version, checksum FROM {LEDGER} ORDER BY 1"
+        return [tuple(r) for r in conn.execute(query)]
 
 
 def test_up_applies_in_order_and_records_the_ledger(driver: PostgresDriver, pg_url: str,
@@ -102,11 +103,12 @@ def test_edited_applied_migration_is_refused(driver: PostgresDriver, pg_url: str
     migrator(driver, folder).up()
     (folder / "001_create_items.sql").write_text(BASE["001_create_items.sql"] + "\n-- edit\n")
     write(folder, {"003_more.sql": "CREATE TABLE more_items (id int);"})
-    with pytest.raises(MigrationError, match="001_create_items.sql was edited after it was applied"):
+    with pytest.raises(MigrationError,
+                       match=r"001_create_items\.sql was edited after it was applied"):
         migrator(driver, folder).up()
     assert [v for v, _ in ledger(pg_url)] == [1, 2]
     assert any("edited" in p for p in migrator(driver, folder).verify())
-    assert [r.state for r in migrator(driver, folder).status()][0] == "edited"
+    assert next(r.state for r in migrator(driver, folder).status()) == "edited"
 
 
 def test_missing_applied_migration_is_refused(driver: PostgresDriver, tmp_path: Path) -> None:
@@ -131,7 +133,8 @@ def test_down_reverts_the_last_migration_then_refuses_at_zero(driver: PostgresDr
 
 
 def test_down_refuses_without_a_down_file(driver: PostgresDriver, tmp_path: Path) -> None:
-    folder = write(tmp_path, {"001_a.sql": "-- platformdb: no-down drops nothing useful\nSELECT 1;"})
+    folder = write(tmp_path,
+                   {"001_a.sql": "-- platformdb: no-down drops nothing useful\nSELECT 1;"})
     migrator(driver, folder).up()
     with pytest.raises(MigrationError, match=r"has no down file \(drops nothing useful\)"):
         migrator(driver, folder).down()
@@ -163,7 +166,8 @@ def test_no_transaction_migration_runs_concurrently_safe_statements(
         driver: PostgresDriver, pg_url: str, tmp_path: Path) -> None:
     folder = write(tmp_path, {**BASE, "003_index.sql":
                               "-- platformdb: no-transaction\n"
-                              "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_items_name ON items (name);"})
+                              "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_items_name"
+                              " ON items (name);"})
     migrator(driver, folder).up()
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT to_regclass('idx_items_name')").fetchone() != (None,)
@@ -180,7 +184,7 @@ def test_lock_timeout_makes_a_blocked_migration_give_up(pg_url: str, tmp_path: P
     holder.execute("LOCK TABLE items IN ACCESS SHARE MODE")  # held until rollback
     try:
         started = time.monotonic()
-        with pytest.raises(MigrationError, match="lock timeout.*retry later"):
+        with pytest.raises(MigrationError, match=r"lock timeout.*retry later"):
             Migrator(blocked, discover(folder)).up()
         assert time.monotonic() - started < 10
     finally:

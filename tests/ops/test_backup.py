@@ -71,7 +71,8 @@ def test_writes_during_the_dump_are_in_neither_the_dump_nor_the_manifest(
     assert json.loads((folder / MANIFEST).read_text())["tables"]["campaigns"]["rows"] == TENANT_ROWS
     report = pg_backup.restore(folder, target_url, verify=True)
     assert report.tables["campaigns"].rows == TENANT_ROWS
-    assert pg_backup.table_states(psycopg.connect(migrated_url))["campaigns"].rows == TENANT_ROWS + 1
+    source = pg_backup.table_states(psycopg.connect(migrated_url))
+    assert source["campaigns"].rows == TENANT_ROWS + 1
 
 
 def test_directory_format_with_parallel_jobs_round_trips(migrated_url: str, target_url: str,
@@ -97,7 +98,8 @@ def test_corrupted_or_truncated_backup_is_refused_before_the_target_is_touched(
     admin = with_database(target_url, "postgres")
     with psycopg.connect(admin) as conn:
         name = target_url.rsplit("/", 1)[1]
-        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        assert found.fetchone() is None
 
 
 def test_restore_into_a_non_empty_target_needs_force(migrated_url: str, tmp_path: Path) -> None:

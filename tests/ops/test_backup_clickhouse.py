@@ -14,8 +14,6 @@ import pytest
 from clickhouse_connect.driver import Client
 
 from platformdb.backup import clickhouse as ch_backup
-from platformdb.stores import restore as restore_stores
-from platformdb.types import Endpoints
 from platformdb.backup.manifest import MANIFEST
 from platformdb.clickhouse import connect, rows, target_of
 from platformdb.clickhouse.dictionaries import NOWHERE
@@ -24,6 +22,8 @@ from platformdb.config import Settings
 from platformdb.errors import CheckFailed, ValidationError
 from platformdb.migrate import Migrator, discover, migrations_dir
 from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
+from platformdb.stores import restore as restore_stores
+from platformdb.types import Endpoints
 
 ORG = uuid.UUID(int=0xFEED)
 NOW = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)

@@ -122,7 +122,7 @@ def test_restore_all_refuses_loose_backups_taken_apart(source: Endpoints,
                                                       tmp_path: Path) -> None:
     stores.backup(source, ["postgresql"], tmp_path / "loose")
     stores.backup(source, ["redis"], tmp_path / "loose")
-    with pytest.raises(ValidationError, match="no backup set found .* one store at a time"):
+    with pytest.raises(ValidationError, match=r"no backup set found .* one store at a time"):
         stores.restore(source, None, tmp_path / "loose")
 
 

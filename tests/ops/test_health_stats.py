@@ -11,7 +11,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from platformdb import embedded
-from platformdb.config import Settings
 from platformdb.exporter import render
 from platformdb.migrate import Migrator
 from platformdb.migrate.redis import RedisDriver, migrations
@@ -134,7 +133,6 @@ def test_clickhouse_health_stats_and_ttl_state(tmp_path: Path) -> None:
     pending = health({"PLATFORMDB_CLICKHOUSE_URL": url, "PLATFORMDB_HOME": str(tmp_path)},
                      "clickhouse")
     assert pending.returncode == 1 and "migration(s) not applied" in pending.stderr
-    settings = Settings(home=tmp_path, clickhouse_url=url)
     with connect(url) as client:
         driver = ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE))
         Migrator(driver, discover(migrations_dir("clickhouse"))).up()
@@ -146,7 +144,7 @@ def test_clickhouse_health_stats_and_ttl_state(tmp_path: Path) -> None:
     assert errors == []
     assert {m.name for m in metrics} >= CH_METRICS
     assert all(m.value >= 0 for m in metrics)
-    assert [m.value for m in metrics if m.name == "disk_bytes"][0] > 0
+    assert next(m.value for m in metrics if m.name == "disk_bytes") > 0
     healthy = health({"PLATFORMDB_CLICKHOUSE_URL": url, "PLATFORMDB_HOME": str(tmp_path)},
                      "clickhouse")
     assert healthy.returncode == 0, healthy.stderr

@@ -11,9 +11,9 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from urllib.parse import quote
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -82,7 +82,7 @@ def test_a_real_prometheus_scrapes_the_exporter(served: int, tmp_path: Path) -> 
         while time.monotonic() < deadline and len(values) < 2:
             for query in ('up{job="platformdb"}', 'platformdb_up{store="postgresql"}'):
                 try:
-                    with urllib.request.urlopen(  # noqa: S310 - a local test server
+                    with urllib.request.urlopen(
                             f"http://127.0.0.1:{port}/api/v1/query?query={quote(query)}",
                             timeout=5) as response:
                         result = json.loads(response.read())["data"]["result"]
