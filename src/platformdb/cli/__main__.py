@@ -1,0 +1,5 @@
+"""``python -m platformdb.cli``."""
+
+from platformdb.cli import main
+
+main()

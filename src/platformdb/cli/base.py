@@ -1,0 +1,154 @@
+"""What every command module shares: the app, options, output, and the edge where
+configuration turns into endpoints.
+
+Output goes through :func:`show` / :func:`print_json` / :func:`warn`: secrets are
+masked, and when stdout is not a terminal nothing is wrapped or cut.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperArgument, TyperGroup, TyperOption
+
+from platformdb import embedded
+from platformdb.config import Settings, load_settings
+from platformdb.redaction import redact_text
+from platformdb.stores import open_store
+from platformdb.types import Endpoints, check_stores
+
+COMMAND_ORDER = ("up", "down", "status", "env", "migrate", "seed", "etl", "backup", "restore",
+                 "health", "stats", "exporter", "partitions", "retention", "tenant", "shell",
+                 "query", "secrets", "docs", "lint")
+
+
+class CommandsInOrder(TyperGroup):
+    """Help lists commands as a newcomer meets them, not in import order."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        def rank(name: str) -> tuple[int, str]:
+            return (COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER),
+                    name)
+
+        return sorted(self.commands, key=rank)
+
+
+app = typer.Typer(
+    cls=CommandsInOrder,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _metavar(self: TyperOption, ctx: Any) -> str | None:
+    """Help shows conventional metavars (``--to N``), never Typer's ``<bool>``/``<list[str]>``."""
+    if self.is_flag or self.count:
+        return None
+    return self.metavar or self.name.upper() if self.name else None
+
+
+def _no_type(self: TyperArgument, ctx: Any) -> str | None:
+    return None  # an argument's name already says what it takes
+
+
+TyperOption.display_type_rich = _metavar  # type: ignore[method-assign]
+TyperArgument.display_type_rich = _no_type  # type: ignore[method-assign, assignment]
+
+# Piped output is for logs and tools: never wrap or cut a table or a line.
+_PIPED_WIDTH = 1_000_000
+out = Console(width=None if sys.stdout.isatty() else _PIPED_WIDTH, highlight=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPED_WIDTH,
+              highlight=False)
+
+StoreOption = Annotated[
+    list[str] | None,
+    typer.Option("--store", "-s", metavar="STORE",
+                 help="postgresql | clickhouse | redis (repeatable; default: every store)"),
+]
+OneStoreOption = Annotated[
+    str, typer.Option("--store", "-s", metavar="STORE", help="postgresql | clickhouse")]
+ClusterOption = Annotated[
+    str | None,
+    typer.Option("--cluster", metavar="NAME",
+                 help="ClickHouse: render ON CLUSTER / Replicated / Distributed DDL "
+                      "for this cluster (or PLATFORMDB_CLICKHOUSE_CLUSTER)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for tools.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run",
+                                            help="Print what would run; change nothing.")]
+
+
+def settings(cluster: str | None = None) -> Settings:
+    loaded = load_settings()
+    return replace(loaded, clickhouse_cluster=cluster) if cluster else loaded
+
+
+def endpoints(*, start: bool, stores: list[str] | None = None,
+              cluster: str | None = None) -> Endpoints:
+    """Where the stores are: configuration turned into URLs once, here at the edge.
+
+    ``start``: commands that do work start the embedded servers they need;
+    inspection commands (status, health, stats) never do.
+    """
+    return embedded.endpoints(settings(cluster), start=start, stores=check_stores(stores))
+
+
+def resolved_settings(found: Endpoints) -> Settings:
+    """Settings whose every URL is set, for library calls that take Settings."""
+    return replace(settings(found.clickhouse_cluster), postgres_url=found.postgres,
+                   redis_url=found.redis, clickhouse_url=found.clickhouse)
+
+
+def postgres_url(found: Endpoints) -> str:
+    return open_store("postgresql", found).require_url()
+
+
+def print_json(value: Any) -> None:
+    """``value`` as JSON on stdout, secrets masked (plain text: tools read it)."""
+    def default(obj: Any) -> Any:
+        if isinstance(obj, datetime | date):
+            return obj.isoformat()
+        if isinstance(obj, Path):
+            return str(obj)
+        raise TypeError(type(obj).__name__)
+
+    print(redact_text(json.dumps(value, default=default, indent=2)))
+
+
+def show(renderable: Any, *, markup: bool = True) -> None:
+    """A table or a line on stdout, secrets masked, never cut when piped."""
+    with out.capture() as captured:
+        out.print(renderable, soft_wrap=True, markup=markup)
+    sys.stdout.write(redact_text(captured.get()))
+    sys.stdout.flush()
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(redact_text(message))}", soft_wrap=True)
+
+
+def number(value: float) -> str:
+    """A metric value in full: integers exactly, fractions without exponent."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def store_or_all(store: str) -> list[str] | None:
+    """``all`` (every store) or one store's name, checked."""
+    return None if store == "all" else [check_stores([store])[0]]
+
+
+def escape_cell(text: str) -> str:
+    """A table cell that may hold brackets, shown as written."""
+    return escape(text)

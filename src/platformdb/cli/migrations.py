@@ -1,0 +1,136 @@
+"""`platformdb migrate ...`: apply and inspect the migrations of every store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from platformdb import migrate, stores
+from platformdb.cli.base import (
+    ClusterOption,
+    DryRunOption,
+    JsonOption,
+    OneStoreOption,
+    StoreOption,
+    app,
+    endpoints,
+    err,
+    print_json,
+    show,
+)
+from platformdb.errors import CheckFailed, ConfigError
+from platformdb.redaction import redact_text
+from platformdb.stores import open_store, open_stores
+from platformdb.types import Step, check_store
+
+migrate_app = typer.Typer(help="Apply and inspect schema migrations.", no_args_is_help=True)
+app.add_typer(migrate_app, name="migrate")
+
+
+def show_steps(steps: list[Step], dry_run: bool, as_json: bool = False) -> None:
+    if as_json:
+        print_json([asdict(step) for step in steps])
+        return
+    if not steps:
+        show("nothing to do: every migration is applied")
+        return
+    for step in steps:
+        verb = "would apply" if dry_run and step.direction == "up" else (
+            "would revert" if dry_run else ("applied" if step.direction == "up" else "reverted"))
+        timing = f" ({step.duration_ms} ms)" if step.duration_ms is not None else ""
+        show(f"{step.store}: {verb} {step.label}{timing}")
+
+
+@migrate_app.command("up")
+def migrate_up(
+    store: StoreOption = None,
+    to: Annotated[int | None, typer.Option("--to", metavar="N",
+                                           help="Stop after this number.")] = None,
+    dry_run: DryRunOption = False,
+    cluster: ClusterOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply every pending migration (and load the Redis scripts).
+
+    [bold]Examples[/]
+
+      platformdb migrate up                       every store
+      platformdb migrate up -s postgresql --to 3  PostgreSQL up to 003
+      platformdb migrate up --dry-run             what would run
+    """
+    found = endpoints(start=True, stores=store, cluster=cluster)
+    show_steps(stores.apply_pending(found, store, target=to, dry_run=dry_run), dry_run, as_json)
+
+
+@migrate_app.command("down")
+def migrate_down(store: OneStoreOption = "postgresql", dry_run: DryRunOption = False,
+                 as_json: JsonOption = False) -> None:
+    """Revert the last applied migration through its .down.sql."""
+    name = migrate.check_numbered(check_store(store))
+    with open_store(name, endpoints(start=True, stores=[name])).open_migrator() as migrator:
+        show_steps([migrator.down(dry_run=dry_run)], dry_run, as_json)
+
+
+@migrate_app.command("run")
+def migrate_run(
+    number: Annotated[str, typer.Argument(help="The migration number, e.g. 001.")],
+    store: OneStoreOption = "postgresql",
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply exactly one migration (every earlier one must be applied)."""
+    if not number.isdigit():
+        raise ConfigError(f"{number!r} is not a migration number like 001")
+    name = migrate.check_numbered(check_store(store))
+    with open_store(name, endpoints(start=True, stores=[name])).open_migrator() as migrator:
+        show_steps([migrator.run(int(number), dry_run=dry_run)], dry_run, as_json)
+
+
+@migrate_app.command("status")
+def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Show each migration: applied, pending, edited or missing (Redis: changed, not on server)."""
+    found = endpoints(start=False, stores=store)
+    report = {s.name: s.migration_status() for s in open_stores(found, store)}
+    if as_json:
+        print_json({name: [asdict(row) for row in rows] for name, rows in report.items()})
+        return
+    for name, rows in report.items():
+        table = Table("version", "name", "state", "applied at", "ms", "by", title=name)
+        for row in rows:
+            style = {"applied": "green", "pending": "yellow"}.get(row.state, "red")
+            table.add_row(f"{row.version:03d}", row.name, f"[{style}]{row.state}[/]",
+                          row.applied_at.isoformat(timespec="seconds") if row.applied_at else "-",
+                          str(row.duration_ms) if row.duration_ms is not None else "-",
+                          row.applied_by or "-")
+        show(table)
+
+
+@migrate_app.command("verify")
+def migrate_verify(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Check that files parse and that applied files are unchanged (exit 1 if not)."""
+    found = endpoints(start=False, stores=store)
+    problems = [f"{s.name}: {problem}" for s in open_stores(found, store)
+                for problem in s.verify()]
+    if as_json:
+        print_json({"ok": not problems, "problems": problems})
+    elif not problems:
+        show("ok: every applied migration matches its file")
+    if problems:
+        if not as_json:
+            for problem in problems[1:]:
+                err.print(f"[red]error:[/] {escape(redact_text(problem))}", soft_wrap=True)
+        raise CheckFailed(problems[0])
+
+
+@migrate_app.command("new")
+def migrate_new(
+    name: Annotated[str, typer.Argument(help="What the migration does, e.g. add_reports")],
+    store: OneStoreOption = "postgresql",
+) -> None:
+    """Create the next numbered migration and its down file."""
+    up_path, down_path = migrate.new_migration(check_store(store), name)
+    show(f"created {up_path}\ncreated {down_path}")

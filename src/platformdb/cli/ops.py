@@ -1,0 +1,144 @@
+"""`platformdb health | stats | exporter | backup | restore`: operations."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from platformdb import stores
+from platformdb.cli.base import (
+    JsonOption,
+    StoreOption,
+    app,
+    endpoints,
+    number,
+    print_json,
+    show,
+    store_or_all,
+    warn,
+)
+from platformdb.errors import CheckFailed, ConfigError
+
+
+@app.command()
+def health(as_json: JsonOption = False, store: StoreOption = None) -> None:
+    """Check every store (SELECT 1 / SELECT 1 / PING) and its migrations; exit 1 if unhealthy.
+
+    Never starts anything: a store whose embedded server is down is reported down.
+    """
+    from platformdb import health as checks
+
+    results = checks.check(endpoints(start=False, stores=store), store)
+    if as_json:
+        print_json([asdict(r) for r in results])
+    else:
+        table = Table("store", "healthy", "latency ms", "target", "detail")
+        for r in results:
+            table.add_row(r.store, "[green]yes[/]" if r.healthy else "[red]no[/]",
+                          f"{r.latency_ms:.2f}" if r.latency_ms is not None else "-",
+                          escape(r.target), escape(r.detail))
+        show(table)
+    bad = [r for r in results if not r.healthy]
+    if bad:
+        raise CheckFailed(f"{bad[0].store}: {bad[0].detail}")
+
+
+@app.command()
+def stats(as_json: JsonOption = False, store: StoreOption = None) -> None:
+    """Key metrics: connections, latency, sizes, hit ratios, replication lag, memory..."""
+    from platformdb import stats as metrics
+
+    found, errors = metrics.collect(endpoints(start=False, stores=store), store)
+    if as_json:
+        print_json({"metrics": [asdict(m) for m in found], "errors": errors})
+        return
+    table = Table("store", "metric", "labels", "value", "unit")
+    for m in found:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(m.labels.items()))
+        table.add_row(m.store, m.name, escape(labels) or "-", number(m.value), m.unit or "-")
+    show(table)
+    for line in errors:
+        warn(line)
+
+
+@app.command()
+def exporter(
+    port: Annotated[int, typer.Option("--port", metavar="PORT",
+                                      help="Port to serve /metrics on.")] = 9187,
+    addr: Annotated[str, typer.Option("--addr", metavar="ADDR", help="Address to bind.")]
+        = "127.0.0.1",
+    once: Annotated[bool, typer.Option("--once", help="Print one scrape and exit.")] = False,
+) -> None:
+    """Serve the key metrics in Prometheus text format."""
+    from platformdb import exporter as prom
+
+    found = endpoints(start=False)
+    if once:
+        print(prom.render(found), end="")
+        return
+    show(f"serving metrics on http://{addr}:{port}/metrics")
+    prom.serve(found, port, addr)
+
+
+@app.command()
+def backup(
+    store: Annotated[str, typer.Argument(help="postgresql | clickhouse | redis | all")] = "all",
+    out_dir: Annotated[Path, typer.Option("--out", metavar="DIR",
+                                          help="Folder for the backups.")] = Path("backups"),
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT",
+                                     help="PostgreSQL: custom | directory")] = "custom",
+    jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="N",
+                                      help="Parallel pg_dump jobs (directory format).")] = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """Back up one store, or all of them as one set, into folders with manifests.
+
+    `backup all` writes one set (backups/set-<time>/): every store's part and the
+    point in time each shows. A backup that fails leaves no folder behind.
+    """
+    if fmt not in ("custom", "directory"):
+        raise ConfigError("--format must be custom or directory")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; name a folder for the backups")
+    names = store_or_all(store)
+    folders = stores.backup(endpoints(start=True, stores=names), names, out_dir,
+                            directory_format=fmt == "directory", jobs=jobs)
+    if as_json:
+        print_json({"backups": [str(folder) for folder in folders]})
+        return
+    for folder in folders:
+        show(f"backup written: {folder}")
+
+
+@app.command()
+def restore(
+    store: Annotated[str, typer.Argument(help="postgresql | clickhouse | redis | all")],
+    path: Annotated[Path, typer.Argument(help="A backup folder, or a folder of backups.")],
+    force: Annotated[bool, typer.Option("--force", help="Write over a non-empty target.")] = False,
+    verify: Annotated[bool, typer.Option("--verify",
+                                         help="Compare counts and checksums after.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Restore from a backup; manifests and checksums are checked first.
+
+    `restore all PATH` restores a set (PATH, or the newest set in it), all or nothing:
+    every store is restored beside its target and verified, then all are switched in.
+    """
+    names = store_or_all(store)
+    results = stores.restore(endpoints(start=True, stores=names), names, path, force=force,
+                             verify=verify)
+    if as_json:
+        print_json([asdict(result) for result in results])
+        return
+    for result in results:
+        table = Table("table", "rows", "matches manifest",
+                      title=f"{result.store} -> {result.target}")
+        bad = {m.split(":", 1)[0] for m in result.mismatches}
+        for name, state in sorted(result.tables.items()):
+            table.add_row(name, str(state.rows), "[red]no[/]" if name in bad else "[green]yes[/]")
+        show(table)

@@ -1,0 +1,107 @@
+"""`platformdb seed ...`: test, demo and load data sets."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from platformdb.cli.base import (
+    JsonOption,
+    app,
+    endpoints,
+    err,
+    print_json,
+    resolved_settings,
+    show,
+)
+from platformdb.config import Settings
+
+# ---------------------------------------------------------------------- seed
+
+seed_app = typer.Typer(help="Load seed data: test, demo, load; or clear it.", no_args_is_help=True)
+app.add_typer(seed_app, name="seed")
+
+
+def show_seed(report: Any, as_json: bool = False) -> None:
+    if as_json:
+        print_json({"dataset": report.dataset, "counts": report.counts, "notes": report.notes})
+        return
+    table = Table("table", "rows", title=f"seed {report.dataset}")
+    for name, count in report.counts.items():
+        table.add_row(name, str(count))
+    show(table)
+    for note in report.notes:
+        show(note)
+
+
+def seed_settings() -> Settings:
+    """Seeds write every store: start what is needed, then hand over the URLs."""
+    return resolved_settings(endpoints(start=True))
+
+
+@seed_app.command("test")
+def seed_test(as_json: JsonOption = False) -> None:
+    """The spec's test dataset (postgresql/seed/test_data.sql); idempotent."""
+    from platformdb import seed
+
+    show_seed(seed.seed_test(seed_settings()), as_json)
+
+
+@seed_app.command("demo")
+def seed_demo(
+    seed_value: Annotated[int, typer.Option("--seed", metavar="N",
+                                            help="Same seed, same data.")] = 2026,
+    as_json: JsonOption = False,
+) -> None:
+    """A deterministic demo across PostgreSQL, ClickHouse and Redis (replaces an older one)."""
+    from platformdb import seed
+
+    show_seed(seed.seed_demo(seed_settings(), seed=seed_value), as_json)
+
+
+@seed_app.command("load")
+def seed_load(
+    scale: Annotated[float, typer.Option("--scale", metavar="F",
+                                         help="1 = 1,000 orgs, 10M PG / 50M CH rows.")] = 1.0,
+    skip_clickhouse: Annotated[bool, typer.Option("--no-clickhouse",
+                                                  help="PostgreSQL only.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The load-test dataset, streamed (COPY / Arrow batches), all or nothing."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from platformdb import seed
+
+    config = seed_settings()
+    shape = seed.load.plan(scale)
+    totals = {"clickhouse raw": 0 if skip_clickhouse else shape.raw,
+              "organizations": shape.orgs, "users": shape.users, "user_roles": shape.users,
+              "dsp_connectors": shape.orgs, "campaigns": shape.campaigns,
+              "campaign_metrics": shape.metrics}
+    columns = (TextColumn("{task.description:<18}"), BarColumn(), TaskProgressColumn(),
+               TextColumn("{task.completed:>12,} rows"), TimeElapsedColumn())
+    with Progress(*columns, console=err, disable=as_json) as bar:
+        tasks = {name: bar.add_task(name, total=total) for name, total in totals.items() if total}
+
+        def tick(what: str, rows: int) -> None:
+            bar.advance(tasks[what], rows)
+            task = bar.tasks[tasks[what]]
+            if task.speed:
+                bar.update(tasks[what], description=f"{what} {task.speed:,.0f}/s")
+
+        report = seed.seed_load(config, scale, progress=tick, clickhouse=not skip_clickhouse)
+    show_seed(report, as_json)
+
+
+@seed_app.command("clear")
+def seed_clear(
+    force: Annotated[bool, typer.Option("--force", help="Also on a database that does not "
+                                                        "look like a development one.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove seed data from every store; schema and reference data stay."""
+    from platformdb import seed
+
+    show_seed(seed.clear(seed_settings(), force=force), as_json)
