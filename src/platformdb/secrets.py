@@ -204,15 +204,16 @@ def decrypt(keyring: KeyRing, ciphertext: bytes, *, org_id: str | uuid.UUID,
 
 def store_dsp_credentials(conn: psycopg.Connection[Any], keyring: KeyRing,
                           org_id: str | uuid.UUID, connector_id: str | uuid.UUID,
-                          credentials: Mapping[str, Any]) -> str:
+                          credentials: Mapping[str, Any], *, role: str | None = None) -> str:
     """Encrypt ``credentials`` (JSON) into the connector's row; returns the key id.
 
-    Runs in its own tenant transaction (``conn`` must be idle), as any role
-    that may update ``dsp_connectors`` (``platform_app``).
+    Runs in its own tenant transaction (``conn`` must be idle), as a role
+    that may update ``dsp_connectors`` (``platform_app``; ``role`` switches to
+    it for the transaction).
     """
     sealed = encrypt(keyring, json.dumps(dict(credentials), sort_keys=True).encode(),
                      org_id=org_id, record_id=connector_id)
-    with tenant_transaction(conn, org_id):
+    with tenant_transaction(conn, org_id, role=role):
         cur = conn.execute(
             "UPDATE dsp_connectors SET credentials_encrypted = %s, credentials_key_id = %s"
             " WHERE org_id = %s AND id = %s",
@@ -224,14 +225,14 @@ def store_dsp_credentials(conn: psycopg.Connection[Any], keyring: KeyRing,
 
 
 def read_dsp_credentials(conn: psycopg.Connection[Any], keyring: KeyRing,
-                         org_id: str | uuid.UUID,
-                         connector_id: str | uuid.UUID) -> dict[str, Any] | None:
+                         org_id: str | uuid.UUID, connector_id: str | uuid.UUID, *,
+                         role: str | None = None) -> dict[str, Any] | None:
     """A connector's credentials, decrypted; ``None`` when it has none.
 
     Reads through ``dsp_connector_credentials()``, so the login needs the
     ``platform_connector`` role; runs in its own tenant transaction.
     """
-    with tenant_transaction(conn, org_id):
+    with tenant_transaction(conn, org_id, role=role):
         row = conn.execute("SELECT credentials_encrypted FROM dsp_connector_credentials(%s)",
                            (parse_org_id(connector_id, "connector_id"),)).fetchone()
     if row is None or row[0] is None:
