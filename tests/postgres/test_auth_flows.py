@@ -51,10 +51,9 @@ def test_an_issued_token_is_stored_only_as_its_hash(users: Any) -> None:
 
 def test_tokens_cannot_be_issued_into_another_tenant(users: Any) -> None:
     url, ids = users
-    with psycopg.connect(url) as conn:
-        with pytest.raises(psycopg.errors.ForeignKeyViolation):
-            auth.issue_token(conn, OTHER, ids["user"], "access", dt.timedelta(hours=1),
-                             role="platform_app")
+    with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.ForeignKeyViolation):
+        auth.issue_token(conn, OTHER, ids["user"], "access", dt.timedelta(hours=1),
+                         role="platform_app")
     with pytest.raises(auth.ValidationError, match="token type"):
         auth.issue_token(None, ORG, ids["user"], "magic", dt.timedelta(hours=1))  # type: ignore[arg-type]
 
