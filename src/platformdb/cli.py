@@ -518,6 +518,39 @@ def retention_apply(
             out.print(f"clickhouse {table}: TTL {ttl} (expired rows go in background merges)")
 
 
+# ------------------------------------------------------------------ secrets
+
+secrets_app = typer.Typer(help="Encrypted secrets (DSP credentials) and their keys.",
+                          no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per transaction.")] = 500,
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-encrypt every DSP credential under the first key of PLATFORMDB_SECRET_KEYS."""
+    from platformdb import secrets  # the only module that imports cryptography
+    from platformdb.config import read_dotenv
+
+    keys = secrets.KeyRing.from_environment({**read_dotenv(Path.cwd() / ".env"), **os.environ})
+    report = secrets.rotate_dsp_credentials(postgres_url(), keys, batch_size=batch_size,
+                                            dry_run=dry_run)
+    if as_json:
+        print_json(asdict(report))
+    else:
+        verb = "would re-encrypt" if dry_run else "re-encrypted"
+        out.print(f"dsp_connectors: {verb} {report.rotated} credential(s) under key "
+                  f"{report.active_key_id} in {report.batches} batch(es)")
+        for failure in report.failed:
+            err.print(f"not rotated: {failure}", highlight=False, soft_wrap=True)
+    if report.failed:
+        raise CheckFailed(f"secrets rotate: {len(report.failed)} credential(s) could not be "
+                          "decrypted with the configured keys")
+
+
 @app.command()
 def docs(
     check: Annotated[bool, typer.Option("--check",
