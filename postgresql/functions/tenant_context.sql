@@ -9,7 +9,7 @@
 CREATE OR REPLACE FUNCTION public.tenant_txn_key() RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
 BEGIN ATOMIC
-    SELECT (EXTRACT(epoch FROM pg_catalog.now()) * 1000000)::bigint::text;
+    SELECT (pg_catalog.date_part('epoch', pg_catalog.now()) * 1000000)::bigint::text;
 END;
 
 CREATE OR REPLACE FUNCTION public.current_org_id() RETURNS uuid
@@ -38,8 +38,8 @@ BEGIN
         RAISE EXCEPTION 'set_tenant: org_id must not be NULL'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM pg_catalog.set_config('app.current_org_id', p_org_id::text, true);
-    PERFORM pg_catalog.set_config('app.current_user_id', coalesce(p_user_id::text, ''), true);
-    PERFORM pg_catalog.set_config('app.tenant_txn', public.tenant_txn_key(), true);
+    PERFORM pg_catalog.set_config('app.current_org_id', p_org_id::text, true),
+            pg_catalog.set_config('app.current_user_id', coalesce(p_user_id::text, ''), true),
+            pg_catalog.set_config('app.tenant_txn', public.tenant_txn_key(), true);
 END
 $$;
