@@ -25,8 +25,8 @@
 -- 001, where the comparison becomes an index condition evaluated once per
 -- index scan. (Wrapping the call as `(SELECT public.current_org_id())`, an
 -- InitPlan, was measured slower for tenant queries: every tenant index leads
--- with org_id, so it saved no per-row work and added a subplan to plan; see
--- docs/PERFORMANCE.md.) The binding is computed from now() with date_part
+-- with org_id, so it saved no per-row work and added a subplan to plan:
+-- measured with EXPLAIN and bench/bench_postgres.py.) The binding is computed from now() with date_part
 -- (float8 arithmetic, text of a bigint): cheap, and independent of DateStyle,
 -- TimeZone and extra_float_digits.
 --
