@@ -38,7 +38,7 @@ ALTER TABLE public.audit_logs ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY audit_logs_audit_writer ON public.audit_logs FOR INSERT TO platform_auditor WITH CHECK (true);
 
-CREATE POLICY audit_logs_tenant_isolation ON public.audit_logs USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY audit_logs_tenant_isolation ON public.audit_logs USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
 GRANT SELECT ON TABLE public.audit_logs TO platform_app;
 GRANT SELECT ON TABLE public.audit_logs TO platform_readonly;

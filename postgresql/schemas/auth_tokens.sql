@@ -44,7 +44,7 @@ ALTER TABLE public.auth_tokens
 
 ALTER TABLE public.auth_tokens ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY auth_tokens_tenant_isolation ON public.auth_tokens USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY auth_tokens_tenant_isolation ON public.auth_tokens USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
 CREATE POLICY auth_tokens_token_validation ON public.auth_tokens FOR SELECT TO platform_token_validator USING (true);
 

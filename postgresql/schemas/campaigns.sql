@@ -65,7 +65,7 @@ CREATE POLICY campaigns_dictionary_read ON public.campaigns FOR SELECT TO platfo
 
 CREATE POLICY campaigns_etl_read ON public.campaigns FOR SELECT TO platform_etl USING (true);
 
-CREATE POLICY campaigns_tenant_isolation ON public.campaigns USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY campaigns_tenant_isolation ON public.campaigns USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.campaigns TO platform_app;
 GRANT SELECT ON TABLE public.campaigns TO platform_readonly;

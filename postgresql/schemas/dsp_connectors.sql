@@ -54,7 +54,7 @@ ALTER TABLE public.dsp_connectors ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY dsp_connectors_etl_read ON public.dsp_connectors FOR SELECT TO platform_etl USING (true);
 
-CREATE POLICY dsp_connectors_tenant_isolation ON public.dsp_connectors USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY dsp_connectors_tenant_isolation ON public.dsp_connectors USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
 GRANT INSERT,DELETE,UPDATE ON TABLE public.dsp_connectors TO platform_app;
 

@@ -38,7 +38,7 @@ CREATE POLICY organizations_dictionary_read ON public.organizations FOR SELECT T
 
 CREATE POLICY organizations_etl_read ON public.organizations FOR SELECT TO platform_etl USING (true);
 
-CREATE POLICY organizations_tenant_isolation ON public.organizations USING ((id = public.current_org_id())) WITH CHECK ((id = public.current_org_id()));
+CREATE POLICY organizations_tenant_isolation ON public.organizations USING ((id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((id = ( SELECT public.current_org_id() AS current_org_id)));
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.organizations TO platform_app;
 GRANT SELECT ON TABLE public.organizations TO platform_readonly;

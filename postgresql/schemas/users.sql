@@ -41,7 +41,7 @@ ALTER TABLE public.users
 
 ALTER TABLE public.users ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY users_tenant_isolation ON public.users USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY users_tenant_isolation ON public.users USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
 GRANT INSERT,DELETE,UPDATE ON TABLE public.users TO platform_app;
 
