@@ -3,11 +3,22 @@
 1. ``migrate up`` of every PostgreSQL migration into a fresh database, against
    ``psql --single-transaction -f ...`` of the same files (target <= 1.5x).
 2. A tenant-scoped read workload through pgbench: campaign by id, campaigns of
-   an org, user by org and email. Through the application role with RLS and the
-   tenant set, against the owner without RLS running the same queries
+   an org, user by org and email. Through a login of platform_app with RLS and
+   the tenant set by set_tenant() in the round trip of the first read, against
+   the owner without RLS running the same reads in the same round trips
    (target >= 0.9x of the no-RLS throughput).
 
-Run:  .venv/bin/python bench/bench_postgres.py [--rounds 5] [--seconds 15]
+   How it keeps the noise out: both sides run a fixed number of transactions
+   per client (pgbench -t, sized from a warm-up so a run lasts about
+   --seconds), each pgbench run keeps its connections for the whole run, the
+   two sides alternate in every round (and swap who goes first each round), and
+   the result is the median of the per-round ratios over --rounds rounds (at
+   least 5). Both protocols are measured: "prepared" (what psycopg and JDBC
+   use after a few executions; BEGIN, set_tenant and the first read go in one
+   pipeline) and "simple" (one message, statements separated by \\;).
+
+Run:  .venv/bin/python bench/bench_postgres.py [--rounds 5] [--seconds 10]
+          [--protocol prepared --protocol simple] [--clients 4]
 Uses PLATFORMDB_POSTGRES_URL's server when set, else the embedded stack.
 """
 
@@ -84,7 +95,7 @@ def time_psql(admin: str) -> float:
 
 def load_tenants(url: str) -> None:
     """ORGS orgs with campaigns and users; ids derived from md5 so pgbench can name them."""
-    password_hash = bcrypt.hashpw(b"bench-password", bcrypt.gensalt(rounds=4)).decode()
+    password_hash = bcrypt.hashpw(b"bench-password", bcrypt.gensalt(rounds=10)).decode()
     with psycopg.connect(url) as conn:
         conn.execute(
             "INSERT INTO organizations (id, name, slug)"
@@ -105,19 +116,32 @@ def load_tenants(url: str) -> None:
         conn.execute("ANALYZE")
 
 
-QUERIES = f"""\\set n random(1, {ORGS})
-\\set c random(1, {CAMPAIGNS_PER_ORG})
-\\set u random(1, {USERS_PER_ORG})
-BEGIN;
-{{tenant}}SELECT id, name, status, budget FROM campaigns WHERE org_id = md5('org' || :n)::uuid AND id = md5('camp' || :n || '-' || :c)::uuid;
-SELECT id, name FROM campaigns WHERE org_id = md5('org' || :n)::uuid ORDER BY created_at DESC LIMIT 20;
-SELECT id, name FROM users WHERE org_id = md5('org' || :n)::uuid AND email = 'u' || :u || '@org' || :n || '.test';
-COMMIT;
-"""
-# A service logs in as a member of platform_app and sets the tenant in the
-# same round trip as its first query (pgbench's \\; sends both as one message,
-# as psycopg's pipeline mode would).
-TENANT = "SELECT set_config('app.current_org_id', md5('org' || :n)::uuid::text, true) \\; "
+READS = (
+    "SELECT id, name, status, budget FROM campaigns WHERE org_id = md5('org' || :n)::uuid"
+    " AND id = md5('camp' || :n || '-' || :c)::uuid",
+    "SELECT id, name FROM campaigns WHERE org_id = md5('org' || :n)::uuid"
+    " ORDER BY created_at DESC LIMIT 20",
+    "SELECT id, name FROM users WHERE org_id = md5('org' || :n)::uuid"
+    " AND email = 'u' || :u || '@org' || :n || '.test'",
+)
+SET_TENANT = "SELECT set_tenant(md5('org' || :n)::uuid)"
+PROTOCOLS = ("prepared", "simple")
+
+
+def workload(tenant: bool, protocol: str) -> str:
+    """One transaction; BEGIN (and, with RLS, set_tenant) travel with the first read."""
+    head = (f"\\set n random(1, {ORGS})\n\\set c random(1, {CAMPAIGNS_PER_ORG})\n"
+            f"\\set u random(1, {USERS_PER_ORG})\n")
+    first, *rest = READS
+    setup = [SET_TENANT] if tenant else []
+    if protocol == "simple":  # one message: \\; joins statements
+        opening = " \\; ".join(["BEGIN", *setup, first]) + ";\n"
+    else:  # extended protocol: a pipeline sends them in one round trip
+        opening = "\\startpipeline\n" + "".join(
+            f"{q};\n" for q in ["BEGIN", *setup, first]) + "\\endpipeline\n"
+    return head + opening + "".join(f"{q};\n" for q in rest) + "COMMIT;\n"
+
+
 APP_LOGIN = "platformdb_bench_app"
 
 
@@ -135,13 +159,16 @@ def app_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def pgbench(url: str, script: str, seconds: int) -> float:
+def pgbench(url: str, script: str, protocol: str, clients: int, *,
+            transactions: int | None = None, seconds: int | None = None) -> float:
+    """tps of one pgbench run: a fixed number of transactions per client, or a duration."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
         handle.write(script)
+    work = ["-t", str(transactions)] if transactions else ["-T", str(seconds or 3)]
     try:
         result = subprocess.run(
-            [pg_tool("pgbench"), "-n", "-c", "4", "-j", "2", "-T", str(seconds),
-             "-f", handle.name, url],
+            [pg_tool("pgbench"), "-n", "-M", protocol, "-c", str(clients),
+             "-j", str(max(1, clients // 2)), *work, "-f", handle.name, url],
             check=True, capture_output=True, text=True)
     finally:
         os.unlink(handle.name)
@@ -150,16 +177,38 @@ def pgbench(url: str, script: str, seconds: int) -> float:
     return float(match.group(1))
 
 
+def tenant_reads(url: str, rls_url: str, protocol: str, rounds: int, seconds: int,
+                 clients: int) -> tuple[float, float, float, list[float]]:
+    """Median plain tps, median RLS tps, median per-round ratio, and the ratios."""
+    plain_script, rls_script = workload(False, protocol), workload(True, protocol)
+    warm = pgbench(url, plain_script, protocol, clients, seconds=3)
+    pgbench(rls_url, rls_script, protocol, clients, seconds=3)
+    per_client = max(100, int(warm * seconds / clients))
+    plain: list[float] = []
+    rls: list[float] = []
+    for round_ in range(rounds):
+        sides = [(url, plain_script, plain), (rls_url, rls_script, rls)]
+        for target, script, results in sides[:: 1 if round_ % 2 == 0 else -1]:
+            results.append(pgbench(target, script, protocol, clients,
+                                   transactions=per_client))
+    ratios = [r / p for p, r in zip(plain, rls, strict=True)]
+    return statistics.median(plain), statistics.median(rls), statistics.median(ratios), ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--seconds", type=int, default=10, help="length of one pgbench run")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--protocol", action="append", choices=PROTOCOLS)
     args = parser.parse_args()
+    if args.rounds < 5:
+        parser.error("--rounds must be at least 5 (the median of interleaved rounds)")
     admin = admin_url()
     with psycopg.connect(admin) as conn:
         server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()};"
-          f" PostgreSQL {server}")
+          f" PostgreSQL {server}; load average {os.getloadavg()[0]:.2f}")
 
     engine = [time_engine(admin) for _ in range(args.rounds)]
     baseline = [time_psql(admin) for _ in range(args.rounds)]
@@ -173,19 +222,16 @@ def main() -> None:
         Migrator(driver, discover(migrations_dir("postgresql"))).up()
         driver.close()
         load_tenants(url)
-        pgbench(url, QUERIES.format(tenant=""), 3)  # warm-up
         rls_url = app_url(url)
-        pgbench(rls_url, QUERIES.format(tenant=TENANT), 3)  # warm-up
-        plain: list[float] = []
-        rls: list[float] = []
-        for _ in range(3):  # interleaved, so drift of the machine hits both alike
-            plain.append(pgbench(url, QUERIES.format(tenant=""), args.seconds))
-            rls.append(pgbench(rls_url, QUERIES.format(tenant=TENANT), args.seconds))
+        for protocol in args.protocol or PROTOCOLS:
+            p, r, ratio, ratios = tenant_reads(url, rls_url, protocol, args.rounds,
+                                               args.seconds, args.clients)
+            print(f"tenant reads ({protocol} protocol, pgbench, {args.clients} clients, "
+                  f"{args.rounds} interleaved rounds): owner without RLS {p:.0f} tps, "
+                  f"platform_app with RLS {r:.0f} tps, ratio {ratio:.2f}x (target >= 0.9x); "
+                  f"rounds {' '.join(f'{x:.2f}' for x in ratios)}")
     finally:
         drop_db(admin, url)
-    p, r = statistics.median(plain), statistics.median(rls)
-    print(f"tenant reads (pgbench, 4 clients, median of 3): owner without RLS {p:.0f} tps,"
-          f" platform_app with RLS {r:.0f} tps, ratio {r / p:.2f}x (target >= 0.9x)")
 
 
 if __name__ == "__main__":

@@ -90,6 +90,14 @@ CONVERSIONS: list[Conversion] = [
     Conversion("src/platformdb/redis/queue_async.py", "src/platformdb/redis/queue.py"),
     Conversion("src/platformdb/redis/events_async.py", "src/platformdb/redis/events.py"),
     Conversion("src/platformdb/redis/tenant_async.py", "src/platformdb/redis/tenant.py"),
+    Conversion("src/platformdb/postgres/_tenancy_async.py", "src/platformdb/postgres/_tenancy.py",
+               {"asynccontextmanager": "contextmanager", "AsyncIterator": "Iterator",
+                "async_reset_connection": "reset_connection", "create_async_pool": "create_pool",
+                "async_shared_pool": "shared_pool",
+                "async_close_shared_pools": "close_shared_pools",
+                "async_tenant_transaction": "tenant_transaction",
+                "async_tenant_connection": "tenant_connection",
+                "async_pool_registry": "pool_registry"}),
 ]
 
 

@@ -1,8 +1,11 @@
--- Row triggers of the tenant tables: updated_at maintenance, the audit trail
--- and the etl_jobs status machine.
+-- Row triggers of the tenant tables (reference copy; the source of truth is
+-- 006_tamper_proof_audit.sql): updated_at maintenance, the audit trail and the
+-- etl_jobs status machine. audit_row_change() writes one audit_logs row per
+-- INSERT, UPDATE and DELETE as platform_auditor, with the secret columns and
+-- every secret-looking key inside JSON values masked (mask_secrets()).
 CREATE OR REPLACE FUNCTION public.set_updated_at() RETURNS trigger
     LANGUAGE plpgsql
-    SET search_path = pg_catalog
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     NEW.updated_at := now();
@@ -10,25 +13,16 @@ BEGIN
 END
 $$;
 
--- Every INSERT, UPDATE and DELETE on an audited table writes one audit_logs
--- row: who (app.current_user_id and the database role), what (operation,
--- table, row key) and what changed (old and new values of the changed
--- columns only), with secrets masked. It runs as platform_auditor, the only
--- role a policy lets append to audit_logs without a tenant, so services
--- cannot forge or skip audit rows and owner-run maintenance is audited too.
--- The trigger passes the parent table's name: on a partition, TG_TABLE_NAME
--- would name the partition.
 CREATE OR REPLACE FUNCTION public.audit_row_change() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, public
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_secret text[] := ARRAY['password_hash', 'token_hash', 'credentials_encrypted'];
+    v_secret constant text[] := ARRAY['password_hash', 'token_hash', 'credentials_encrypted'];
     v_old jsonb;
     v_new jsonb;
     v_changed text[];
     v_row jsonb;
-    v_key text;
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         v_old := to_jsonb(OLD);
@@ -40,24 +34,28 @@ BEGIN
     IF TG_OP = 'UPDATE' THEN
         SELECT coalesce(array_agg(n.key ORDER BY n.key), '{}')
           INTO v_changed
-          FROM jsonb_each(v_new) n
+          FROM jsonb_each(v_new) AS n
          WHERE n.value IS DISTINCT FROM v_old -> n.key AND n.key <> 'updated_at';
         IF cardinality(v_changed) = 0 THEN
-            RETURN NULL;  -- a no-op update leaves no audit row
+            RETURN NULL;
         END IF;
-        SELECT jsonb_object_agg(key, v_old -> key) INTO v_old FROM unnest(v_changed) AS key;
-        SELECT jsonb_object_agg(key, v_new -> key) INTO v_new FROM unnest(v_changed) AS key;
+        SELECT jsonb_object_agg(c.key, v_old -> c.key) INTO v_old FROM unnest(v_changed) AS c(key);
+        SELECT jsonb_object_agg(c.key, v_new -> c.key) INTO v_new FROM unnest(v_changed) AS c(key);
     END IF;
-    FOREACH v_key IN ARRAY v_secret LOOP
-        IF v_old ? v_key THEN v_old := jsonb_set(v_old, ARRAY[v_key], '"***"'); END IF;
-        IF v_new ? v_key THEN v_new := jsonb_set(v_new, ARRAY[v_key], '"***"'); END IF;
-    END LOOP;
+    SELECT jsonb_object_agg(e.key, CASE WHEN e.key = ANY (v_secret) THEN '"***"'::jsonb
+                                        ELSE public.mask_secrets(e.value) END)
+      INTO v_old
+      FROM jsonb_each(v_old) AS e;
+    SELECT jsonb_object_agg(e.key, CASE WHEN e.key = ANY (v_secret) THEN '"***"'::jsonb
+                                        ELSE public.mask_secrets(e.value) END)
+      INTO v_new
+      FROM jsonb_each(v_new) AS e;
     INSERT INTO public.audit_logs
         (org_id, user_id, action, resource_type, resource_id, old_values, new_values,
          changed_fields)
     VALUES (
         coalesce((v_row ->> 'org_id')::uuid, (v_row ->> 'id')::uuid),
-        current_app_user_id(),
+        public.current_app_user_id(),
         TG_OP,
         coalesce(TG_ARGV[0], TG_TABLE_NAME),
         coalesce(v_row ->> 'id', concat_ws(':', v_row ->> 'user_id', v_row ->> 'role')),
@@ -68,13 +66,9 @@ BEGIN
 END
 $$;
 
--- etl_jobs moves pending -> running -> succeeded | failed | cancelled, a
--- failed (or stalled running) job may go back to pending for a retry while
--- attempts remain, and succeeded / cancelled are final. The trigger keeps
--- attempts and the timestamps consistent with the transition.
 CREATE OR REPLACE FUNCTION public.etl_jobs_transition() RETURNS trigger
     LANGUAGE plpgsql
-    SET search_path = pg_catalog
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NEW.status IS NOT DISTINCT FROM OLD.status THEN

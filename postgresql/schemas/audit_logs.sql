@@ -32,13 +32,14 @@ CREATE INDEX idx_audit_logs_org_id_resource ON ONLY public.audit_logs USING btre
 
 CREATE INDEX idx_audit_logs_org_id_user_id ON ONLY public.audit_logs USING btree (org_id, user_id) WHERE (user_id IS NOT NULL);
 
+CREATE TRIGGER trg_audit_logs_immutable BEFORE UPDATE ON public.audit_logs FOR EACH ROW EXECUTE FUNCTION public.audit_logs_immutable();
+
 ALTER TABLE public.audit_logs ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY audit_logs_audit_writer ON public.audit_logs FOR INSERT TO platform_auditor WITH CHECK (true);
 
-CREATE POLICY audit_logs_tenant_isolation ON public.audit_logs USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY audit_logs_tenant_isolation ON public.audit_logs USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
-GRANT SELECT,INSERT ON TABLE public.audit_logs TO platform_app;
+GRANT SELECT ON TABLE public.audit_logs TO platform_app;
 GRANT SELECT ON TABLE public.audit_logs TO platform_readonly;
-GRANT SELECT ON TABLE public.audit_logs TO platform_etl;
 GRANT INSERT ON TABLE public.audit_logs TO platform_auditor;

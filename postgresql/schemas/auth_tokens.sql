@@ -44,11 +44,57 @@ ALTER TABLE public.auth_tokens
 
 ALTER TABLE public.auth_tokens ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY auth_tokens_tenant_isolation ON public.auth_tokens USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY auth_tokens_tenant_isolation ON public.auth_tokens USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
 CREATE POLICY auth_tokens_token_validation ON public.auth_tokens FOR SELECT TO platform_token_validator USING (true);
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.auth_tokens TO platform_app;
-GRANT SELECT ON TABLE public.auth_tokens TO platform_readonly;
-GRANT SELECT ON TABLE public.auth_tokens TO platform_etl;
-GRANT SELECT ON TABLE public.auth_tokens TO platform_token_validator;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.auth_tokens TO platform_app;
+GRANT INSERT ON TABLE public.auth_tokens TO platform_auth;
+
+GRANT SELECT(org_id) ON TABLE public.auth_tokens TO platform_app;
+GRANT SELECT(org_id) ON TABLE public.auth_tokens TO platform_readonly;
+GRANT SELECT(org_id) ON TABLE public.auth_tokens TO platform_auth;
+GRANT SELECT(org_id) ON TABLE public.auth_tokens TO platform_token_validator;
+
+GRANT SELECT(id) ON TABLE public.auth_tokens TO platform_app;
+GRANT SELECT(id) ON TABLE public.auth_tokens TO platform_readonly;
+GRANT SELECT(id) ON TABLE public.auth_tokens TO platform_auth;
+GRANT SELECT(id) ON TABLE public.auth_tokens TO platform_token_validator;
+
+GRANT SELECT(user_id) ON TABLE public.auth_tokens TO platform_app;
+GRANT SELECT(user_id) ON TABLE public.auth_tokens TO platform_readonly;
+GRANT SELECT(user_id) ON TABLE public.auth_tokens TO platform_auth;
+GRANT SELECT(user_id) ON TABLE public.auth_tokens TO platform_token_validator;
+
+GRANT SELECT(token_type) ON TABLE public.auth_tokens TO platform_app;
+GRANT SELECT(token_type) ON TABLE public.auth_tokens TO platform_readonly;
+GRANT SELECT(token_type) ON TABLE public.auth_tokens TO platform_auth;
+GRANT SELECT(token_type) ON TABLE public.auth_tokens TO platform_token_validator;
+
+GRANT SELECT(token_hash) ON TABLE public.auth_tokens TO platform_token_validator;
+
+GRANT SELECT(expires_at) ON TABLE public.auth_tokens TO platform_app;
+GRANT SELECT(expires_at) ON TABLE public.auth_tokens TO platform_readonly;
+GRANT SELECT(expires_at) ON TABLE public.auth_tokens TO platform_auth;
+GRANT SELECT(expires_at) ON TABLE public.auth_tokens TO platform_token_validator;
+
+GRANT SELECT(revoked_at) ON TABLE public.auth_tokens TO platform_app;
+GRANT SELECT(revoked_at) ON TABLE public.auth_tokens TO platform_readonly;
+GRANT SELECT(revoked_at),UPDATE(revoked_at) ON TABLE public.auth_tokens TO platform_auth;
+GRANT SELECT(revoked_at) ON TABLE public.auth_tokens TO platform_token_validator;
+
+GRANT SELECT(last_used_at) ON TABLE public.auth_tokens TO platform_app;
+GRANT SELECT(last_used_at) ON TABLE public.auth_tokens TO platform_readonly;
+GRANT SELECT(last_used_at),UPDATE(last_used_at) ON TABLE public.auth_tokens TO platform_auth;
+
+GRANT SELECT(created_ip) ON TABLE public.auth_tokens TO platform_app;
+GRANT SELECT(created_ip) ON TABLE public.auth_tokens TO platform_readonly;
+GRANT SELECT(created_ip) ON TABLE public.auth_tokens TO platform_auth;
+
+GRANT SELECT(user_agent) ON TABLE public.auth_tokens TO platform_app;
+GRANT SELECT(user_agent) ON TABLE public.auth_tokens TO platform_readonly;
+GRANT SELECT(user_agent) ON TABLE public.auth_tokens TO platform_auth;
+
+GRANT SELECT(created_at) ON TABLE public.auth_tokens TO platform_app;
+GRANT SELECT(created_at) ON TABLE public.auth_tokens TO platform_readonly;
+GRANT SELECT(created_at) ON TABLE public.auth_tokens TO platform_auth;

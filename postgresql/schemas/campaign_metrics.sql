@@ -37,7 +37,7 @@ ALTER TABLE public.campaign_metrics ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY campaign_metrics_etl_access ON public.campaign_metrics TO platform_etl USING (true) WITH CHECK (true);
 
-CREATE POLICY campaign_metrics_tenant_isolation ON public.campaign_metrics USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY campaign_metrics_tenant_isolation ON public.campaign_metrics USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.campaign_metrics TO platform_app;
 GRANT SELECT ON TABLE public.campaign_metrics TO platform_readonly;

@@ -61,10 +61,22 @@ ALTER TABLE public.campaigns
 
 ALTER TABLE public.campaigns ENABLE ROW LEVEL SECURITY;
 
+CREATE POLICY campaigns_dictionary_read ON public.campaigns FOR SELECT TO platform_dictionary_reader USING (true);
+
 CREATE POLICY campaigns_etl_read ON public.campaigns FOR SELECT TO platform_etl USING (true);
 
-CREATE POLICY campaigns_tenant_isolation ON public.campaigns USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY campaigns_tenant_isolation ON public.campaigns USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.campaigns TO platform_app;
 GRANT SELECT ON TABLE public.campaigns TO platform_readonly;
 GRANT SELECT ON TABLE public.campaigns TO platform_etl;
+
+GRANT SELECT(org_id) ON TABLE public.campaigns TO platform_dictionary_reader;
+
+GRANT SELECT(id) ON TABLE public.campaigns TO platform_dictionary_reader;
+
+GRANT SELECT(name) ON TABLE public.campaigns TO platform_dictionary_reader;
+
+GRANT SELECT(status) ON TABLE public.campaigns TO platform_dictionary_reader;
+
+GRANT SELECT(currency) ON TABLE public.campaigns TO platform_dictionary_reader;

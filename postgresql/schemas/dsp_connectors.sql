@@ -18,6 +18,11 @@ CREATE TABLE public.dsp_connectors (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT chk_dsp_connectors_credentials CHECK (((credentials_encrypted IS NULL) OR ((octet_length(credentials_encrypted) >= 28) AND (credentials_key_id IS NOT NULL)))),
+    CONSTRAINT chk_dsp_connectors_credentials_format CHECK (((credentials_encrypted IS NULL) OR
+CASE
+    WHEN ((credentials_key_id IS NULL) OR ((credentials_key_id)::text !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'::text) OR (octet_length(credentials_encrypted) < (94 + octet_length((credentials_key_id)::text))) OR (SUBSTRING(credentials_encrypted FROM 1 FOR 5) <> '\x5044424501'::bytea)) THEN false
+    ELSE ((get_byte(credentials_encrypted, 5) = octet_length((credentials_key_id)::text)) AND (SUBSTRING(credentials_encrypted FROM 7 FOR octet_length((credentials_key_id)::text)) = decode((credentials_key_id)::text, 'escape'::text)))
+END)),
     CONSTRAINT chk_dsp_connectors_dsp_type CHECK (((dsp_type)::text = ANY ((ARRAY['dv360'::character varying, 'the_trade_desk'::character varying, 'amazon_dsp'::character varying, 'xandr'::character varying, 'google_ads'::character varying, 'meta_ads'::character varying, 'stackadapt'::character varying])::text[]))),
     CONSTRAINT chk_dsp_connectors_last_sync_status CHECK (((last_sync_status)::text = ANY ((ARRAY['succeeded'::character varying, 'partial'::character varying, 'failed'::character varying])::text[]))),
     CONSTRAINT chk_dsp_connectors_status CHECK (((status)::text = ANY ((ARRAY['pending'::character varying, 'active'::character varying, 'error'::character varying, 'disabled'::character varying])::text[])))
@@ -26,7 +31,7 @@ PARTITION BY HASH (org_id);
 
 ALTER TABLE ONLY public.dsp_connectors FORCE ROW LEVEL SECURITY;
 
-COMMENT ON COLUMN public.dsp_connectors.credentials_encrypted IS 'Ciphertext (e.g. AES-GCM nonce || ciphertext || tag) produced by the application; credentials_key_id names the key version. The database never sees the clear text.';
+COMMENT ON COLUMN public.dsp_connectors.credentials_encrypted IS 'platformdb.secrets envelope (AES-256-GCM, data key wrapped by the key named in credentials_key_id, bound to org_id and id); never clear text (CHECK). Readable only through dsp_connector_credentials().';
 
 ALTER TABLE ONLY public.dsp_connectors
     ADD CONSTRAINT dsp_connectors_org_id_name_key UNIQUE (org_id, name);
@@ -49,8 +54,63 @@ ALTER TABLE public.dsp_connectors ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY dsp_connectors_etl_read ON public.dsp_connectors FOR SELECT TO platform_etl USING (true);
 
-CREATE POLICY dsp_connectors_tenant_isolation ON public.dsp_connectors USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY dsp_connectors_tenant_isolation ON public.dsp_connectors USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.dsp_connectors TO platform_app;
-GRANT SELECT ON TABLE public.dsp_connectors TO platform_readonly;
-GRANT SELECT ON TABLE public.dsp_connectors TO platform_etl;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.dsp_connectors TO platform_app;
+
+GRANT SELECT(org_id) ON TABLE public.dsp_connectors TO platform_app;
+GRANT SELECT(org_id) ON TABLE public.dsp_connectors TO platform_readonly;
+GRANT SELECT(org_id) ON TABLE public.dsp_connectors TO platform_etl;
+GRANT SELECT(org_id) ON TABLE public.dsp_connectors TO platform_secret_reader;
+
+GRANT SELECT(id) ON TABLE public.dsp_connectors TO platform_app;
+GRANT SELECT(id) ON TABLE public.dsp_connectors TO platform_readonly;
+GRANT SELECT(id) ON TABLE public.dsp_connectors TO platform_etl;
+GRANT SELECT(id) ON TABLE public.dsp_connectors TO platform_secret_reader;
+
+GRANT SELECT(name) ON TABLE public.dsp_connectors TO platform_app;
+GRANT SELECT(name) ON TABLE public.dsp_connectors TO platform_readonly;
+GRANT SELECT(name) ON TABLE public.dsp_connectors TO platform_etl;
+
+GRANT SELECT(dsp_type) ON TABLE public.dsp_connectors TO platform_app;
+GRANT SELECT(dsp_type) ON TABLE public.dsp_connectors TO platform_readonly;
+GRANT SELECT(dsp_type) ON TABLE public.dsp_connectors TO platform_etl;
+
+GRANT SELECT(status) ON TABLE public.dsp_connectors TO platform_app;
+GRANT SELECT(status) ON TABLE public.dsp_connectors TO platform_readonly;
+GRANT SELECT(status) ON TABLE public.dsp_connectors TO platform_etl;
+
+GRANT SELECT(external_account_id) ON TABLE public.dsp_connectors TO platform_app;
+GRANT SELECT(external_account_id) ON TABLE public.dsp_connectors TO platform_readonly;
+GRANT SELECT(external_account_id) ON TABLE public.dsp_connectors TO platform_etl;
+
+GRANT SELECT(credentials_encrypted) ON TABLE public.dsp_connectors TO platform_secret_reader;
+
+GRANT SELECT(credentials_key_id) ON TABLE public.dsp_connectors TO platform_app;
+GRANT SELECT(credentials_key_id) ON TABLE public.dsp_connectors TO platform_readonly;
+GRANT SELECT(credentials_key_id) ON TABLE public.dsp_connectors TO platform_etl;
+GRANT SELECT(credentials_key_id) ON TABLE public.dsp_connectors TO platform_secret_reader;
+
+GRANT SELECT(config) ON TABLE public.dsp_connectors TO platform_app;
+GRANT SELECT(config) ON TABLE public.dsp_connectors TO platform_readonly;
+GRANT SELECT(config) ON TABLE public.dsp_connectors TO platform_etl;
+
+GRANT SELECT(last_sync_at) ON TABLE public.dsp_connectors TO platform_app;
+GRANT SELECT(last_sync_at) ON TABLE public.dsp_connectors TO platform_readonly;
+GRANT SELECT(last_sync_at) ON TABLE public.dsp_connectors TO platform_etl;
+
+GRANT SELECT(last_sync_status) ON TABLE public.dsp_connectors TO platform_app;
+GRANT SELECT(last_sync_status) ON TABLE public.dsp_connectors TO platform_readonly;
+GRANT SELECT(last_sync_status) ON TABLE public.dsp_connectors TO platform_etl;
+
+GRANT SELECT(last_error) ON TABLE public.dsp_connectors TO platform_app;
+GRANT SELECT(last_error) ON TABLE public.dsp_connectors TO platform_readonly;
+GRANT SELECT(last_error) ON TABLE public.dsp_connectors TO platform_etl;
+
+GRANT SELECT(created_at) ON TABLE public.dsp_connectors TO platform_app;
+GRANT SELECT(created_at) ON TABLE public.dsp_connectors TO platform_readonly;
+GRANT SELECT(created_at) ON TABLE public.dsp_connectors TO platform_etl;
+
+GRANT SELECT(updated_at) ON TABLE public.dsp_connectors TO platform_app;
+GRANT SELECT(updated_at) ON TABLE public.dsp_connectors TO platform_readonly;
+GRANT SELECT(updated_at) ON TABLE public.dsp_connectors TO platform_etl;

@@ -55,7 +55,7 @@ ALTER TABLE public.etl_jobs ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY etl_jobs_etl_access ON public.etl_jobs TO platform_etl USING (true) WITH CHECK (true);
 
-CREATE POLICY etl_jobs_tenant_isolation ON public.etl_jobs USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY etl_jobs_tenant_isolation ON public.etl_jobs USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.etl_jobs TO platform_app;
 GRANT SELECT ON TABLE public.etl_jobs TO platform_readonly;

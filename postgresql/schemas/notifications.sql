@@ -47,8 +47,7 @@ ALTER TABLE public.notifications
 
 ALTER TABLE public.notifications ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY notifications_tenant_isolation ON public.notifications USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY notifications_tenant_isolation ON public.notifications USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.notifications TO platform_app;
 GRANT SELECT ON TABLE public.notifications TO platform_readonly;
-GRANT SELECT ON TABLE public.notifications TO platform_etl;

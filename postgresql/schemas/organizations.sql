@@ -34,10 +34,20 @@ CREATE TRIGGER trg_organizations_updated_at BEFORE UPDATE ON public.organization
 
 ALTER TABLE public.organizations ENABLE ROW LEVEL SECURITY;
 
+CREATE POLICY organizations_dictionary_read ON public.organizations FOR SELECT TO platform_dictionary_reader USING (true);
+
 CREATE POLICY organizations_etl_read ON public.organizations FOR SELECT TO platform_etl USING (true);
 
-CREATE POLICY organizations_tenant_isolation ON public.organizations USING ((id = public.current_org_id())) WITH CHECK ((id = public.current_org_id()));
+CREATE POLICY organizations_tenant_isolation ON public.organizations USING ((id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((id = ( SELECT public.current_org_id() AS current_org_id)));
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.organizations TO platform_app;
 GRANT SELECT ON TABLE public.organizations TO platform_readonly;
 GRANT SELECT ON TABLE public.organizations TO platform_etl;
+
+GRANT SELECT(id) ON TABLE public.organizations TO platform_dictionary_reader;
+
+GRANT SELECT(name) ON TABLE public.organizations TO platform_dictionary_reader;
+
+GRANT SELECT(slug) ON TABLE public.organizations TO platform_dictionary_reader;
+
+GRANT SELECT(status) ON TABLE public.organizations TO platform_dictionary_reader;

@@ -24,4 +24,3 @@ ALTER TABLE ONLY public.permissions
 
 GRANT SELECT ON TABLE public.permissions TO platform_app;
 GRANT SELECT ON TABLE public.permissions TO platform_readonly;
-GRANT SELECT ON TABLE public.permissions TO platform_etl;

@@ -21,4 +21,3 @@ ALTER TABLE ONLY public.role_permissions
 
 GRANT SELECT ON TABLE public.role_permissions TO platform_app;
 GRANT SELECT ON TABLE public.role_permissions TO platform_readonly;
-GRANT SELECT ON TABLE public.role_permissions TO platform_etl;

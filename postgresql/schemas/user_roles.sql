@@ -31,8 +31,7 @@ ALTER TABLE public.user_roles
 
 ALTER TABLE public.user_roles ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY user_roles_tenant_isolation ON public.user_roles USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY user_roles_tenant_isolation ON public.user_roles USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.user_roles TO platform_app;
 GRANT SELECT ON TABLE public.user_roles TO platform_readonly;
-GRANT SELECT ON TABLE public.user_roles TO platform_etl;

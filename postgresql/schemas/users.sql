@@ -13,14 +13,14 @@ CREATE TABLE public.users (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT chk_users_email CHECK ((((email)::text = lower((email)::text)) AND ((email)::text ~ '^[^@[:space:]]+@[^@[:space:]]+$'::text))),
-    CONSTRAINT chk_users_password_hash CHECK (((password_hash)::text ~ '^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$'::text)),
+    CONSTRAINT chk_users_password_hash CHECK (((password_hash)::text ~ '^\$2[aby]\$(1[0-9]|2[0-9]|3[01])\$[./A-Za-z0-9]{53}$'::text)),
     CONSTRAINT chk_users_status CHECK (((status)::text = ANY ((ARRAY['invited'::character varying, 'active'::character varying, 'suspended'::character varying, 'deactivated'::character varying])::text[])))
 )
 PARTITION BY HASH (org_id);
 
 ALTER TABLE ONLY public.users FORCE ROW LEVEL SECURITY;
 
-COMMENT ON COLUMN public.users.password_hash IS 'bcrypt only (CHECK); never a clear-text password.';
+COMMENT ON COLUMN public.users.password_hash IS 'bcrypt, cost 10 or more (CHECK); never a clear-text password. Readable only through user_password_hash().';
 
 ALTER TABLE ONLY public.users
     ADD CONSTRAINT users_org_id_email_key UNIQUE (org_id, email);
@@ -41,8 +41,45 @@ ALTER TABLE public.users
 
 ALTER TABLE public.users ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY users_tenant_isolation ON public.users USING ((org_id = public.current_org_id())) WITH CHECK ((org_id = public.current_org_id()));
+CREATE POLICY users_tenant_isolation ON public.users USING ((org_id = ( SELECT public.current_org_id() AS current_org_id))) WITH CHECK ((org_id = ( SELECT public.current_org_id() AS current_org_id)));
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.users TO platform_app;
-GRANT SELECT ON TABLE public.users TO platform_readonly;
-GRANT SELECT ON TABLE public.users TO platform_etl;
+GRANT INSERT,DELETE,UPDATE ON TABLE public.users TO platform_app;
+
+GRANT SELECT(org_id) ON TABLE public.users TO platform_app;
+GRANT SELECT(org_id) ON TABLE public.users TO platform_readonly;
+GRANT SELECT(org_id) ON TABLE public.users TO platform_auth;
+GRANT SELECT(org_id) ON TABLE public.users TO platform_secret_reader;
+
+GRANT SELECT(id) ON TABLE public.users TO platform_app;
+GRANT SELECT(id) ON TABLE public.users TO platform_readonly;
+GRANT SELECT(id) ON TABLE public.users TO platform_auth;
+GRANT SELECT(id) ON TABLE public.users TO platform_secret_reader;
+
+GRANT SELECT(email) ON TABLE public.users TO platform_app;
+GRANT SELECT(email) ON TABLE public.users TO platform_readonly;
+GRANT SELECT(email) ON TABLE public.users TO platform_auth;
+GRANT SELECT(email) ON TABLE public.users TO platform_secret_reader;
+
+GRANT UPDATE(password_hash) ON TABLE public.users TO platform_auth;
+GRANT SELECT(password_hash) ON TABLE public.users TO platform_secret_reader;
+
+GRANT SELECT(name) ON TABLE public.users TO platform_app;
+GRANT SELECT(name) ON TABLE public.users TO platform_readonly;
+GRANT SELECT(name) ON TABLE public.users TO platform_auth;
+
+GRANT SELECT(status) ON TABLE public.users TO platform_app;
+GRANT SELECT(status) ON TABLE public.users TO platform_readonly;
+GRANT SELECT(status) ON TABLE public.users TO platform_auth;
+GRANT SELECT(status) ON TABLE public.users TO platform_secret_reader;
+
+GRANT SELECT(last_login_at) ON TABLE public.users TO platform_app;
+GRANT SELECT(last_login_at) ON TABLE public.users TO platform_readonly;
+GRANT SELECT(last_login_at),UPDATE(last_login_at) ON TABLE public.users TO platform_auth;
+
+GRANT SELECT(created_at) ON TABLE public.users TO platform_app;
+GRANT SELECT(created_at) ON TABLE public.users TO platform_readonly;
+GRANT SELECT(created_at) ON TABLE public.users TO platform_auth;
+
+GRANT SELECT(updated_at) ON TABLE public.users TO platform_app;
+GRANT SELECT(updated_at) ON TABLE public.users TO platform_readonly;
+GRANT SELECT(updated_at) ON TABLE public.users TO platform_auth;

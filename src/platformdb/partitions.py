@@ -6,8 +6,12 @@ the default partition, and ``ensure`` moves them out when their month is
 created). ``apply_retention`` drops whole months past their retention window
 and deletes auth tokens long expired or revoked. Both are idempotent.
 
-Maintenance runs as the owner or a superuser: row-level security hides every
-row from a session without a tenant.
+Maintenance runs as the owner. Row-level security is forced on the tables
+and their partitions, so the token purge, which deletes rows of every
+tenant, needs an owner that bypasses it (superuser or ``BYPASSRLS``) and
+refuses to run otherwise rather than delete nothing; the partition functions
+lift ``FORCE`` on the default partition for their own transaction and work
+for a plain owner too.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from platformdb.errors import ValidationError
+from platformdb.errors import ConfigError, ValidationError
 from platformdb.postgres import connect
 
 DATE_PARTITIONED = ("campaign_metrics", "audit_logs")
@@ -74,6 +78,11 @@ def apply_retention(url: str, retention_days: dict[str, int] | None = None,
     now = today or date.today()
     report = RetentionReport()
     with connect(url) as conn:
+        hidden = conn.execute("SELECT row_security_active('public.auth_tokens')").fetchone()
+        conn.rollback()
+        if not dry_run and hidden is not None and hidden[0]:
+            raise ConfigError("retention apply purges every tenant's dead tokens: run it as a "
+                              "role that bypasses row-level security (superuser or BYPASSRLS)")
         for table in DATE_PARTITIONED:
             cutoff = retention_cutoff(policy[table], now)
             report.cutoffs[table] = cutoff.isoformat()

@@ -66,6 +66,21 @@ EXPECTED: dict[str, set[tuple[str, int, str]]] = {
         ("postgresql/migrations/001_init.sql", 15, "fk-index"),
         ("postgresql/migrations/001_init.sql", 15, "tenant-fk"),
     },
+    "security": {
+        ("postgresql/functions/helpers.sql", 2, "definer-search-path"),
+        ("postgresql/migrations/001_init.sql", 7, "partition-rls"),
+        ("postgresql/migrations/001_init.sql", 9, "partition-rls"),
+        ("postgresql/migrations/001_init.sql", 12, "definer-search-path"),
+        ("postgresql/migrations/001_init.sql", 13, "definer-search-path"),
+        ("postgresql/migrations/001_init.sql", 15, "definer-search-path"),
+        ("postgresql/migrations/001_init.sql", 19, "definer-search-path"),
+        ("postgresql/migrations/001_init.sql", 21, "secret-grant"),
+        ("postgresql/migrations/001_init.sql", 22, "secret-grant"),
+        ("postgresql/migrations/001_init.sql", 23, "secret-grant"),
+        ("postgresql/migrations/001_init.sql", 24, "secret-grant"),
+        ("postgresql/migrations/001_init.sql", 25, "secret-grant"),
+        ("postgresql/migrations/001_init.sql", 26, "secret-grant"),
+    },
 }
 
 
@@ -86,3 +101,26 @@ def test_check_reports_each_problem_of_its_failing_fixture(check: str) -> None:
     findings = blocking(run_lint(FIXTURES / check / "fail", rules=[check]))
     assert {(f.path, f.line, f.rule) for f in findings} == EXPECTED[check]
     assert all(f.message for f in findings)
+
+
+def test_the_security_check_finds_what_main_left_open_in_001() -> None:
+    """Run over 001-003 alone (no later migration fixing them), it names each breach."""
+    import shutil
+    import tempfile
+
+    repo = Path(__file__).resolve().parents[2]
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "postgresql" / "migrations"
+        target.mkdir(parents=True)
+        for path in sorted((repo / "postgresql" / "migrations").glob("00[123]_*.sql")):
+            shutil.copy(path, target / path.name)
+        found = {(f.rule, f.message.split(":")[0].split(" ")[0])
+                 for f in run_lint(Path(tmp), rules=["security"])}
+    assert found == {
+        ("definer-search-path", "public.audit_row_change"),
+        ("definer-search-path", "public.validate_auth_token"),
+        ("partition-rls", "partitions.campaign_metrics_default,"),
+        ("partition-rls", "partitions.audit_logs_default,"),
+        ("secret-grant", "platform_app"), ("secret-grant", "platform_readonly"),
+        ("secret-grant", "platform_etl"),
+    }

@@ -139,3 +139,20 @@ def test_find_backups_picks_the_newest_folder_per_store(tmp_path: Path) -> None:
     assert set(found) == {"postgresql", "redis"}
     with pytest.raises(ValidationError, match="no backup found"):
         find_backups(tmp_path / "nothing")
+
+
+def test_a_restored_database_keeps_its_database_level_grants(migrated_url: str,
+                                                             target_url: str,
+                                                             tmp_path: Path) -> None:
+    """pg_dump does not carry CONNECT/TEMPORARY grants; the manifest does, and restore applies
+    them: PUBLIC must not regain CONNECT on a restored production database."""
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        name = migrated_url.rsplit("/", 1)[1]
+        conn.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{name}" FROM PUBLIC')
+        conn.execute(f'GRANT CONNECT ON DATABASE "{name}" TO platform_app')
+    folder = pg_backup.backup(migrated_url, tmp_path)
+    pg_backup.restore(folder, target_url, verify=True)
+    with psycopg.connect(target_url) as conn:
+        grants = conn.execute(pg_backup.DATABASE_ACL).fetchall()
+    assert ("PUBLIC", "CONNECT") not in grants and ("PUBLIC", "TEMPORARY") not in grants
+    assert ("platform_app", "CONNECT") in grants

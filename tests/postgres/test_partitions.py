@@ -98,3 +98,11 @@ def test_retention_refuses_nonsense(migrated_url: str) -> None:
         partitions.apply_retention(migrated_url, {"audit_logs": 0})
     with pytest.raises(ValidationError, match="no retention rule"):
         partitions.apply_retention(migrated_url, {"users": 10})
+
+
+def test_retention_refuses_a_role_that_row_level_security_would_blind(migrated_url: str) -> None:
+    from platformdb.errors import ConfigError
+
+    scoped = f"{migrated_url}?options=-c%20role%3Dplatform_app"  # a session acting as the app
+    with pytest.raises(ConfigError, match="bypasses row-level security"):
+        partitions.apply_retention(scoped)

@@ -88,8 +88,8 @@ def test_there_are_sql_tests_for_the_spec_areas() -> None:
     assert len(names) >= 4
 
 
-def test_reference_function_files_match_the_migrations() -> None:
-    """postgresql/functions/*.sql are copies; each must appear verbatim in a migration."""
+def test_reference_function_and_view_files_match_the_migrations() -> None:
+    """postgresql/{functions,views}/*.sql are copies; each must appear verbatim in a migration."""
     def normalise(text: str) -> str:
         code = (line for line in text.splitlines() if not line.lstrip().startswith("--"))
         return " ".join(" ".join(code).split())
@@ -97,5 +97,6 @@ def test_reference_function_files_match_the_migrations() -> None:
     migrations = normalise("\n".join(m.sql for m in MIGRATIONS))
     files = sorted((REPO / "postgresql" / "functions").glob("*.sql"))
     assert files, "postgresql/functions/ is empty"
+    files += sorted((REPO / "postgresql" / "views").glob("*.sql"))
     for path in files:
         assert normalise(path.read_text()) in migrations, f"{path.name} differs from the migration"

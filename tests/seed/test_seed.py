@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import psycopg
 import pytest
 from psycopg import sql
 
-from platformdb import clickhouse, embedded, seed
+from platformdb import auth, clickhouse, embedded, secrets, seed
 from platformdb.clickhouse.dictionaries import NOWHERE
 from platformdb.config import Settings
 from platformdb.errors import ValidationError
@@ -58,8 +58,18 @@ def test_test_dataset_matches_the_spec_item_by_item(stores: Settings) -> None:
     assert rows(url, "SELECT name FROM organizations") == [("Test Organization",)]
     users = dict(rows(url, "SELECT email, password_hash FROM users"))
     assert set(users) == {"admin@test.com", "user@test.com"}
-    assert bcrypt.checkpw(b"Admin#Test2026", users["admin@test.com"].encode())
-    assert bcrypt.checkpw(b"User#Test2026", users["user@test.com"].encode())
+    for email, password in (("admin@test.com", "Admin#Test2026"), ("user@test.com",
+                                                                    "User#Test2026")):
+        assert auth.password_problems(password) == []
+        assert auth.verify_password(password, users[email])
+        assert not auth.needs_rehash(users[email], cost=auth.DEFAULT_COST)
+    (org, connector, blob, key_id), = rows(
+        url, "SELECT org_id, id, credentials_encrypted, credentials_key_id FROM dsp_connectors")
+    assert key_id == "dev-seed-2026"
+    assert json.loads(secrets.decrypt(secrets.KeyRing.parse(seed.DEV_SECRET_KEYS), blob,
+                                      org_id=org, record_id=connector)) == {
+        "client_id": "test-dv360-client", "client_secret": "dev-only-not-a-secret",
+        "refresh_token": "dev-only-refresh-token"}
     roles = set(rows(url, "SELECT u.email, r.role FROM user_roles r JOIN users u"
                           " ON u.org_id = r.org_id AND u.id = r.user_id"))
     assert roles == {("admin@test.com", "owner"), ("admin@test.com", "admin"),
@@ -92,6 +102,16 @@ def test_demo_is_deterministic_and_the_stores_agree(stores: Settings) -> None:
     assert demo_totals(url) == ch and len(ch) == 3
     seed.seed_demo(stores, seed=8, today=TODAY)
     assert seed.checksums(url) != first
+    keys = seed.seed_keyring()
+    connectors = rows(url, "SELECT org_id, id, dsp_type, credentials_encrypted FROM dsp_connectors")
+    assert len(connectors) == 7
+    for org, connector, dsp, blob in connectors:
+        plain = json.loads(secrets.decrypt(keys, blob, org_id=org, record_id=connector))
+        assert plain["client_id"] == f"demo-{dsp}-client"
+    (password_hash,), = rows(url, "SELECT DISTINCT password_hash FROM users")
+    assert auth.verify_password("Demo#2026", password_hash)
+    assert rows(url, "SELECT count(*), count(DISTINCT org_id), min(db_user::text) = current_user"
+                     " FROM audit_logs WHERE action = 'LOGIN'") == [(3, 3, True)]
 
 
 def test_every_seeded_tenant_row_stays_in_its_tenant(stores: Settings) -> None:
@@ -184,6 +204,8 @@ def test_a_small_load_has_the_expected_counts_and_is_refused_twice(stores: Setti
         assert clickhouse.rows(client, "SELECT count() FROM campaign_metrics_raw") == [(100_000,)]
     with pytest.raises(ValidationError, match="already there"):
         seed.seed_load(stores, 0.002, today=TODAY)
+    (password_hash,), = rows(url, "SELECT DISTINCT password_hash FROM users")
+    assert auth.verify_password("Load#2026", password_hash)
 
 
 def test_a_failed_load_leaves_nothing_behind(stores: Settings) -> None:

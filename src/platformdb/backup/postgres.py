@@ -120,6 +120,32 @@ def ledger_state(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[int | No
     return (int(str(rows[-1][0])) if rows else None), labels
 
 
+DATABASE_ACL = (
+    "SELECT coalesce(r.rolname, 'PUBLIC'), a.privilege_type"
+    " FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a"
+    " LEFT JOIN pg_roles r ON r.oid = a.grantee"
+    " WHERE d.datname = current_database() AND a.grantee <> d.datdba ORDER BY 1, 2")
+
+
+def database_acl(conn: psycopg.Connection[tuple[object, ...]]) -> list[list[str]]:
+    """Who may CONNECT / create TEMPORARY tables: pg_dump does not carry it, the manifest does."""
+    return [[str(grantee), str(privilege)] for grantee, privilege in
+            conn.execute(DATABASE_ACL).fetchall()]
+
+
+def apply_database_acl(url: str, acl: list[list[str]]) -> None:
+    """Give the database at ``url`` exactly the database-level grants of ``acl``."""
+    name = sql.Identifier(_database(url))
+    with connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(name))
+        for grantee, privilege in acl:
+            if privilege not in ("CONNECT", "TEMPORARY", "CREATE"):
+                continue
+            who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+            conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+                sql.SQL(privilege), name, who))
+
+
 def roles_sql(conn: psycopg.Connection[tuple[object, ...]]) -> str:
     """Idempotent statements that recreate the platform's NOLOGIN roles."""
     lines = ["-- Roles the dump's GRANTs refer to; created when missing."]
@@ -161,6 +187,7 @@ def backup(url: str, out_dir: Path, *, directory_format: bool = False, jobs: int
             version, labels = ledger_state(conn)
             server = conn.execute("SHOW server_version").fetchone()
             (folder / ROLES_FILE).write_text(roles_sql(conn))
+            acl = database_acl(conn)
         except BaseException:
             dump.kill()
             dump.wait()
@@ -172,6 +199,7 @@ def backup(url: str, out_dir: Path, *, directory_format: bool = False, jobs: int
         tools={"pg_dump": tool_version("pg_dump"), "server": str(server[0] if server else "")},
         schema_version=version, migrations=labels, tables=tables,
         extra={"format": "directory" if directory_format else "custom",
+               "database_acl": acl,
                # the point in time the dump shows: its snapshot, the WAL position then
                "point": {"snapshot": str(snapshot[0]), "lsn": str(snapshot[1]),
                          "taken_at": snapshot[2].isoformat()}},
@@ -267,6 +295,8 @@ def stage(folder: Path, url: str, *, force: bool = False, verify: bool = False) 
     _ensure_database(scratch)
     try:
         _restore_into(folder, dump, scratch)
+        if "database_acl" in manifest.extra:
+            apply_database_acl(scratch, list(manifest.extra["database_acl"]))
         report = check_restored(manifest, scratch, verify)
     except BaseException:
         _drop_database(scratch)

@@ -9,6 +9,7 @@ Checks (one module each), selectable by name:
 ``injection``        dynamic SQL in PL/pgSQL and Python, Lua keys from ARGV
 ``migration-order``  numbering, down files, no edits to migrations on main
 ``conventions``      tenant tables: org_id, RLS, policies, indexes, FKs
+``security``         definer search_path, secret columns granted, partition RLS
 ==================== =========================================================
 
 A finding can be waived in its file with ``-- lint: allow <rule> <reason>``
@@ -30,6 +31,7 @@ from platformdb.lint import (
     migration_order,
     migration_safety,
     pg_syntax,
+    security,
     waivers,
 )
 from platformdb.lint.context import Context
@@ -60,6 +62,7 @@ CHECKS: dict[str, Check] = {
     "injection": _injection,
     "migration-order": migration_order.check,
     "conventions": conventions.check,
+    "security": security.check,
 }
 
 

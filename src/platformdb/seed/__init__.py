@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from psycopg import sql
 
+from platformdb import secrets
 from platformdb.config import Settings, mask_password
 from platformdb.errors import StoreUnavailable, ValidationError
 from platformdb.postgres import connect
@@ -34,9 +36,14 @@ CLICKHOUSE_TABLES = ("campaign_metrics_raw", "campaign_metrics_hourly", "campaig
 REDIS_PATTERNS = ("session:*", "cache:*", "cachetag:*", "cachelock:*", "cacheidx:*",
                   "ratelimit:*", "queue:*")
 DEV_WORDS = ("dev", "test", "demo", "local", "tmp", "scratch", "sandbox")
-# Columns that hold when a row was written, not what it says: left out of checksums.
+# Columns that hold when a row was written, not what it says, and ciphertexts
+# (a fresh random data key and nonces each time): left out of checksums.
 VOLATILE = {"created_at", "updated_at", "last_login_at", "started_at", "finished_at",
-            "scheduled_at", "sent_at", "read_at", "expires_at"}
+            "scheduled_at", "sent_at", "read_at", "expires_at", "credentials_encrypted"}
+# The key that encrypts the seeds' DSP credentials when PLATFORMDB_SECRET_KEYS
+# is not set (postgresql/seed/test_data.sql is encrypted with it too). It is
+# public, for development data only: platformdb.secrets has no default key.
+DEV_SECRET_KEYS = "dev-seed-2026:YtMLYZvmcZHqHEvIKLzX77Juwr3nuNZ7eS/zbZEoqDg="  # noqa: S105 - a public development key, documented as such
 
 
 @dataclass
@@ -44,6 +51,13 @@ class SeedReport:
     dataset: str
     counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+
+def seed_keyring() -> secrets.KeyRing:
+    """``PLATFORMDB_SECRET_KEYS`` when set, else the public development key."""
+    value = os.environ.get(secrets.ENV_VAR, "").strip()
+    return secrets.KeyRing.parse(value or DEV_SECRET_KEYS,
+                                 source=secrets.ENV_VAR if value else "DEV_SECRET_KEYS")
 
 
 def postgres_url(settings: Settings) -> str:
@@ -177,4 +191,13 @@ def checksums(url: str) -> dict[str, str]:
 from platformdb.seed.demo import seed_demo  # noqa: E402
 from platformdb.seed.load import seed_load  # noqa: E402
 
-__all__ = ["SeedReport", "checksums", "clear", "seed_demo", "seed_load", "seed_test"]
+__all__ = [
+    "DEV_SECRET_KEYS",
+    "SeedReport",
+    "checksums",
+    "clear",
+    "seed_demo",
+    "seed_keyring",
+    "seed_load",
+    "seed_test",
+]

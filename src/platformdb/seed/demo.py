@@ -10,12 +10,17 @@ Redis.
 Same ``seed`` and ``today``, same data: ids are UUIDv5 of names, random
 values come from ``random.Random(seed)``, bcrypt hashes use a fixed salt
 (demo passwords are public anyway) and timestamps derive from ``today``.
+Connector credentials are encrypted with :mod:`platformdb.secrets` under
+``PLATFORMDB_SECRET_KEYS``, else the public development key
+(:data:`platformdb.seed.DEV_SECRET_KEYS`); their ciphertexts differ from run
+to run (fresh data keys and nonces), their clear text does not.
 Re-running replaces the demo organizations' data instead of adding to it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import uuid
 from decimal import Decimal
@@ -23,6 +28,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from platformdb import secrets
 from platformdb.config import Settings
 from platformdb.postgres import connect
 
@@ -134,8 +140,20 @@ def seed_demo(settings: Settings, seed: int = 2026, today: dt.date | None = None
     return report
 
 
+def demo_credentials(keyring: secrets.KeyRing, org: uuid.UUID, connector: uuid.UUID,
+                     dsp: str) -> tuple[bytes, str]:
+    """A connector's (made-up) API credentials, encrypted as a service would store them."""
+    plain = json.dumps({"client_id": f"demo-{dsp}-client",
+                        "client_secret": f"demo-only-{connector.hex[:12]}"}, sort_keys=True)
+    sealed = secrets.encrypt(keyring, plain.encode(), org_id=org, record_id=connector)
+    return sealed.ciphertext, sealed.key_id
+
+
 def _write_postgres(url: str, rows: dict[str, list[tuple[Any, ...]]],
                     orgs: list[uuid.UUID]) -> None:
+    from platformdb.seed import seed_keyring
+
+    keyring = seed_keyring()
     with connect(url) as conn, conn.transaction():
         conn.execute("DELETE FROM organizations WHERE id = ANY(%s)", (orgs,))  # re-run: replace
         conn.execute("DELETE FROM audit_logs WHERE org_id = ANY(%s)", (orgs,))
@@ -147,8 +165,10 @@ def _write_postgres(url: str, rows: dict[str, list[tuple[Any, ...]]],
         cur.executemany("INSERT INTO user_roles (org_id, user_id, role, created_at)"
                         " VALUES (%s, %s, %s, %s)", rows["user_roles"])
         cur.executemany("INSERT INTO dsp_connectors (org_id, id, name, dsp_type, status,"
-                        " external_account_id, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                        rows["dsp_connectors"])
+                        " external_account_id, created_at, credentials_encrypted,"
+                        " credentials_key_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        [(*row, *demo_credentials(keyring, row[0], row[1], row[3]))
+                         for row in rows["dsp_connectors"]])
         cur.executemany("INSERT INTO campaigns (org_id, id, dsp_connector_id, external_id, name,"
                         " status, budget, currency, start_date, end_date, created_by, created_at)"
                         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -159,9 +179,8 @@ def _write_postgres(url: str, rows: dict[str, list[tuple[Any, ...]]],
                         " CASE WHEN %s = 'sent' THEN %s END, %s)",
                         [(*r[:7], r[6], r[7], r[7]) for r in rows["notifications"]])
         for org, user, *_ in rows["users"][::5]:  # an owner's sign-ins, for the audit trail
-            conn.execute("INSERT INTO audit_logs (org_id, user_id, action, resource_type,"
-                         " resource_id) VALUES (%s, %s, 'LOGIN', 'users', %s)",
-                         (org, user, str(user)))
+            conn.execute("SELECT set_tenant(%s, %s)", (org, user))
+            conn.execute("SELECT log_audit_event('LOGIN', 'users', %s)", (str(user),))
 
 
 def _write_clickhouse(settings: Settings, url: str, raw: list[tuple[Any, ...]],

@@ -46,8 +46,9 @@ CAMPAIGNS_PER_ORG = 100
 DAYS = 100
 RAW_DAYS = 88  # inside campaign_metrics_raw's 90-day TTL, with a margin
 RAW_PER_CAMPAIGN = 500
-# the hash of "Load#2026"
-PASSWORD_HASH = "$2b$04$platformdbloadseedsalew25PkJ8KI91TZQlidRmFT3JfBgGkUKu"  # noqa: S105 - bcrypt hash of a documented demo password
+# the bcrypt hash (cost 10, the least users.password_hash accepts; a fixed salt
+# so that loads are reproducible) of the documented password "Load#2026"
+PASSWORD_HASH = "$2b$10$platformdbloadseedsaleCqTw0V7cwelg0N.RJ5oxzfoI9xTT6rm"  # noqa: S105 - bcrypt hash of a documented demo password
 DSPS = ("dv360", "the_trade_desk", "amazon_dsp", "xandr")
 ORG_BASE = 0x10AD0000_0000_4000_8000_000000000000
 USER_BASE = 0x10AD0001_0000_4000_8000_000000000000
