@@ -47,3 +47,19 @@ def test_bad_urls_are_refused_before_connecting(tmp_path: Path, name: str, url: 
 def test_mask_password_hides_only_the_password() -> None:
     assert mask_password("postgresql://u:s3cret@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert mask_password("redis://h:6379/0") == "redis://h:6379/0"
+
+
+@pytest.mark.parametrize(("name", "url"), [
+    ("PLATFORMDB_REDIS_URL", "redis+cluster://u:p@10.0.0.1:7000,10.0.0.2:7001"),
+    ("PLATFORMDB_REDIS_URL", "rediss+cluster://:p@n1:7000,n2:7000,n3:7000"),
+    ("PLATFORMDB_POSTGRES_URL",
+     "postgresql://u:p@db1:5432,db2:5433/platform?target_session_attrs=read-write"),
+])
+def test_multi_host_urls_are_accepted(tmp_path: Path, name: str, url: str) -> None:
+    settings = load_settings({name: url}, cwd=tmp_path)
+    assert url in (settings.redis_url, settings.postgres_url)
+
+
+def test_a_bad_port_in_a_multi_host_url_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a valid URL"):
+        load_settings({"PLATFORMDB_REDIS_URL": "redis+cluster://n1:7000,n2:seven"}, cwd=tmp_path)

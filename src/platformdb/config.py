@@ -23,7 +23,7 @@ ENV_CLICKHOUSE_DICTIONARY = "PLATFORMDB_CLICKHOUSE_DICTIONARY_PG_URL"
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 CLICKHOUSE_SCHEMES = ("http", "https", "chdb")
-REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster", "unix")
 
 
 @dataclass(frozen=True)
@@ -71,16 +71,22 @@ def read_dotenv(path: Path) -> dict[str, str]:
 
 
 def check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
-    """Refuse a URL whose scheme or host is plainly wrong, before any connect."""
+    """Refuse a URL whose scheme, host or port is plainly wrong, before any connect.
+
+    Multi-host URLs are accepted: ``postgresql://u@db1:5432,db2:5432/db`` (libpq's
+    failover list) and ``redis+cluster://u@n1:7000,n2:7001`` (Cluster seeds).
+    """
     try:
         parts = urlsplit(url)
-        _ = parts.port  # raises ValueError on a non-numeric port
+        hosts = parts.netloc.rpartition("@")[2]
+        for host in hosts.split(",") if "," in hosts else [hosts]:
+            _ = urlsplit(f"//{host}").port  # raises ValueError on a non-numeric port
     except ValueError as exc:
         raise ConfigError(f"{name} is not a valid URL ({exc}); fix it or unset it") from exc
     if parts.scheme not in schemes:
         wanted = ", ".join(f"{s}://" for s in schemes)
         raise ConfigError(f"{name} must start with one of {wanted}; got {url.split('://')[0]!r}")
-    if parts.scheme not in ("chdb", "unix") and not parts.hostname and not parts.query:
+    if parts.scheme not in ("chdb", "unix") and not hosts.split(",")[0] and not parts.query:
         raise ConfigError(f"{name} has no host: {mask_password(url)}")
     return url
 

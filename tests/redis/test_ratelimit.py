@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 
 import pytest
@@ -16,8 +15,23 @@ from platformdb.errors import ValidationError
 from platformdb.redis import AsyncRateLimiter, Limit, RateLimiter, connect, connect_async
 from platformdb.redis._fcall import fcall
 from platformdb.redis.functions import library
+from platformdb.redis.keys import KeySpace
+from tests.redis.helpers import wait_until
 
 CLIENTS = 8
+
+
+def server_us(client: Redis) -> int:
+    """The server's clock, which the limiter reads (never the test machine's)."""
+    seconds, micros = client.time()
+    return int(seconds) * 1_000_000 + int(micros)
+
+
+def window_has_passed(client: Redis, prefix: str, limit: Limit) -> bool:
+    """Every admission of org_1/dv360 is older than the window, by the server's clock."""
+    key = KeySpace(prefix).ratelimit("org_1", "dv360")
+    newest = client.zrange(key, -1, -1, withscores=True)
+    return not newest or server_us(client) - int(newest[0][1]) > limit.window * 1_000_000
 
 
 def burst(url: str, prefix: str, limit: Limit, calls_per_client: int) -> list[bool]:
@@ -51,7 +65,7 @@ def test_admits_exactly_limit_under_concurrent_clients_and_again_after_window(
     assert len(first) == 80
     assert sum(first) == 25
 
-    time.sleep(limit.window + 0.05)
+    assert wait_until(lambda: window_has_passed(redis_client, redis_prefix, limit), timeout=5)
     second = burst(redis_url, redis_prefix, limit, calls_per_client=10)
     assert sum(second) == 25
 
@@ -63,7 +77,9 @@ def test_retry_after_is_when_a_slot_frees(redis_client: Redis, redis_prefix: str
     assert not refused.allowed
     assert refused.remaining == 0
     assert 0 < refused.retry_after <= 0.4
-    time.sleep(refused.retry_after + 0.01)
+    refused_at = server_us(redis_client)
+    assert wait_until(lambda: server_us(redis_client) - refused_at
+                      > refused.retry_after * 1_000_000, timeout=5)
     assert limiter.allow("org_1", "dv360").allowed
     # The window slides: never more than the limit in any window.
     admitted = sum(limiter.allow("org_1", "dv360").allowed for _ in range(10))
