@@ -69,6 +69,7 @@ def drop_db(admin: str, url: str) -> None:
 
 def time_engine(admin: str) -> float:
     url = fresh_db(admin)
+    copies: list[str] = []
     try:
         started = time.perf_counter()
         driver = PostgresDriver(url)
@@ -177,17 +178,40 @@ def pgbench(url: str, script: str, protocol: str, clients: int, *,
     return float(match.group(1))
 
 
-def tenant_reads(url: str, rls_url: str, protocol: str, rounds: int, seconds: int,
+def without_rls(admin: str, url: str) -> str:
+    """A copy of ``url``'s database with row-level security disabled on every table.
+
+    The baseline the target speaks of: the same reads, by the same login with the
+    same grants, without RLS -- so the ratio measures RLS (policies and the tenant
+    context), not the privilege checks a superuser skips.
+    """
+    name = f"bench_norls_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{urlsplit(url).path.lstrip("/")}"')
+    copy = urlsplit(url)._replace(path=f"/{name}").geturl()
+    with psycopg.connect(copy) as conn:
+        tables = conn.execute(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p') AND n.nspname IN ('public', 'partitions')"
+            " AND c.relrowsecurity").fetchall()
+        for (table,) in tables:
+            conn.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY,"
+                         " DISABLE ROW LEVEL SECURITY")
+    return copy
+
+
+def tenant_reads(plain_url: str, rls_url: str, protocol: str, rounds: int, seconds: int,
                  clients: int) -> tuple[float, float, float, list[float]]:
     """Median plain tps, median RLS tps, median per-round ratio, and the ratios."""
     plain_script, rls_script = workload(False, protocol), workload(True, protocol)
-    warm = pgbench(url, plain_script, protocol, clients, seconds=3)
+    warm = pgbench(plain_url, plain_script, protocol, clients, seconds=3)
     pgbench(rls_url, rls_script, protocol, clients, seconds=3)
     per_client = max(100, int(warm * seconds / clients))
     plain: list[float] = []
     rls: list[float] = []
     for round_ in range(rounds):
-        sides = [(url, plain_script, plain), (rls_url, rls_script, rls)]
+        sides = [(plain_url, plain_script, plain), (rls_url, rls_script, rls)]
         for target, script, results in sides[:: 1 if round_ % 2 == 0 else -1]:
             results.append(pgbench(target, script, protocol, clients,
                                    transactions=per_client))
@@ -201,6 +225,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="length of one pgbench run")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--protocol", action="append", choices=PROTOCOLS)
+    parser.add_argument("--owner", action="store_true",
+                        help="also compare with the owner (a superuser) reading without RLS")
     args = parser.parse_args()
     if args.rounds < 5:
         parser.error("--rounds must be at least 5 (the median of interleaved rounds)")
@@ -217,20 +243,30 @@ def main() -> None:
           f" ratio {e / b:.2f}x (target <= 1.5x)")
 
     url = fresh_db(admin)
+    copies: list[str] = []
     try:
         driver = PostgresDriver(url)
         Migrator(driver, discover(migrations_dir("postgresql"))).up()
         driver.close()
         load_tenants(url)
         rls_url = app_url(url)
+        copies.append(without_rls(admin, url))
+        plain_url = urlsplit(rls_url)._replace(path=urlsplit(copies[0]).path).geturl()
         for protocol in args.protocol or PROTOCOLS:
-            p, r, ratio, ratios = tenant_reads(url, rls_url, protocol, args.rounds,
+            p, r, ratio, ratios = tenant_reads(plain_url, rls_url, protocol, args.rounds,
                                                args.seconds, args.clients)
             print(f"tenant reads ({protocol} protocol, pgbench, {args.clients} clients, "
-                  f"{args.rounds} interleaved rounds): owner without RLS {p:.0f} tps, "
-                  f"platform_app with RLS {r:.0f} tps, ratio {ratio:.2f}x (target >= 0.9x); "
-                  f"rounds {' '.join(f'{x:.2f}' for x in ratios)}")
+                  f"{args.rounds} interleaved rounds), one platform_app login: without RLS"
+                  f" {p:.0f} tps, with RLS {r:.0f} tps, ratio {ratio:.2f}x (target >= 0.9x);"
+                  f" rounds {' '.join(f'{x:.2f}' for x in ratios)}")
+            if args.owner:
+                o, r2, ratio2, _ = tenant_reads(url, rls_url, protocol, args.rounds,
+                                                args.seconds, args.clients)
+                print(f"  for reference, the owner (a superuser: no privilege checks, no RLS)"
+                      f" {o:.0f} tps vs platform_app with RLS {r2:.0f} tps: {ratio2:.2f}x")
     finally:
+        for copy in copies:
+            drop_db(admin, copy)
         drop_db(admin, url)
 
 
