@@ -69,7 +69,6 @@ def drop_db(admin: str, url: str) -> None:
 
 def time_engine(admin: str) -> float:
     url = fresh_db(admin)
-    copies: list[str] = []
     try:
         started = time.perf_counter()
         driver = PostgresDriver(url)
