@@ -13,16 +13,18 @@ Adding a store is one module here plus one line in :data:`REGISTRY`.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from platformdb.backup.manifest import read_manifest
+from platformdb.backup.state import verify_and_record
 from platformdb.stores.base import Staged, Store, Unavailable
 from platformdb.stores.clickhouse import ClickHouseStore
 from platformdb.stores.postgres import PostgresStore
 from platformdb.stores.redis import RedisStore
 from platformdb.stores.registry import REGISTRY, open_store, open_stores
-from platformdb.stores.sets import backup_set, part_for, restore_set, stage_and_switch
+from platformdb.stores.sets import backup_set, part_for, record_set, restore_set, stage_and_switch
 from platformdb.types import Endpoints, Restored, Step, check_stores
 
 __all__ = [
@@ -58,10 +60,20 @@ def backup(endpoints: Endpoints, names: list[str] | None, out_dir: Path,
     """Back up each store of ``names`` into its own folder under ``out_dir``.
 
     ``names=None`` (``backup all``) writes one backup set instead: see :mod:`.sets`.
+    Each backup is checked against its manifest and recorded as its store's last
+    good backup in ``out_dir`` (:mod:`platformdb.backup.state`, read by the exporter).
     """
     if names is None:
-        return [backup_set(endpoints, out_dir, None, **options)]
-    return [store.backup(out_dir, **options) for store in open_stores(endpoints, names)]
+        folder = backup_set(endpoints, out_dir, None, **options)
+        record_set(out_dir, folder)
+        return [folder]
+    folders = []
+    for store in open_stores(endpoints, names):
+        started = datetime.now(UTC)
+        folder = store.backup(out_dir, **options)
+        verify_and_record(out_dir, store.name, folder, started, datetime.now(UTC))
+        folders.append(folder)
+    return folders
 
 
 def restore(endpoints: Endpoints, names: list[str] | None, path: Path, *,
