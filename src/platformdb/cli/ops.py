@@ -23,12 +23,43 @@ from platformdb.cli.base import (
     warn,
 )
 from platformdb.errors import CheckFailed, ConfigError
+from platformdb.stats import StatsConfig
+
+BackupDirOption = Annotated[
+    Path | None,
+    typer.Option("--backup-dir", metavar="DIR", envvar="PLATFORMDB_BACKUP_DIR",
+                 help="Where `platformdb backup` writes: report the age of the last good "
+                      "backup per store [env: PLATFORMDB_BACKUP_DIR]."),
+]
+RedisPrefixOption = Annotated[
+    str, typer.Option("--redis-prefix", metavar="PREFIX", envvar="PLATFORMDB_REDIS_PREFIX",
+                      help="The deployment's Redis key prefix [env: PLATFORMDB_REDIS_PREFIX].")]
+QueueOption = Annotated[
+    list[str] | None,
+    typer.Option("--queue", metavar="JOB_TYPE",
+                 help="Report this job queue (repeatable; default: every queue found).")]
+ScanIntervalOption = Annotated[
+    float, typer.Option("--scan-interval", metavar="SECONDS",
+                        help="Walk the Redis keyspace (live sessions, finding queues) at most "
+                             "this often.")]
+
+
+def stats_config(backup_dir: Path | None, redis_prefix: str, queues: list[str] | None,
+                 scan_interval: float) -> StatsConfig:
+    if backup_dir is not None and not backup_dir.is_dir():
+        raise ConfigError(f"--backup-dir {backup_dir} is not a folder")
+    if scan_interval < 0:
+        raise ConfigError("--scan-interval must be 0 or more seconds")
+    return StatsConfig(backup_dir=backup_dir, redis_prefix=redis_prefix,
+                       queues=tuple(queues or ()), scan_interval=scan_interval)
 
 
 @app.command()
 def health(as_json: JsonOption = False, store: StoreOption = None) -> None:
     """Check every store (SELECT 1 / SELECT 1 / PING) and its migrations; exit 1 if unhealthy.
 
+    PostgreSQL's detail names its replicas and their lag; PgBouncer, when one pools
+    PostgreSQL (the embedded stack's, or PLATFORMDB_PGBOUNCER_URL), gets its own row.
     Never starts anything: a store whose embedded server is down is reported down.
     """
     from platformdb import health as checks
@@ -38,6 +69,8 @@ def health(as_json: JsonOption = False, store: StoreOption = None) -> None:
         print_json([asdict(r) for r in results])
     else:
         table = Table("store", "healthy", "latency ms", "target", "detail")
+        for column in (table.columns[3], table.columns[4]):
+            column.overflow = "fold"  # a narrow terminal wraps a long detail; it never cuts it
         for r in results:
             table.add_row(r.store, "[green]yes[/]" if r.healthy else "[red]no[/]",
                           f"{r.latency_ms:.2f}" if r.latency_ms is not None else "-",
@@ -49,11 +82,16 @@ def health(as_json: JsonOption = False, store: StoreOption = None) -> None:
 
 
 @app.command()
-def stats(as_json: JsonOption = False, store: StoreOption = None) -> None:
-    """Key metrics: connections, latency, sizes, hit ratios, replication lag, memory..."""
+def stats(as_json: JsonOption = False, store: StoreOption = None,
+          backup_dir: BackupDirOption = None, redis_prefix: RedisPrefixOption = "",
+          queue: QueueOption = None, scan_interval: ScanIntervalOption = 0.0) -> None:
+    """Key metrics (connections, latency, sizes, hit ratios, replication, memory...) and
+    the platform's own: migrations, backups, sync-daily lag, partitions ahead, queues,
+    rate-limit decisions, cache hit ratio, live sessions, PgBouncer pools."""
     from platformdb import stats as metrics
 
-    found, errors = metrics.collect(endpoints(start=False, stores=store), store)
+    config = stats_config(backup_dir, redis_prefix, queue, scan_interval)
+    found, errors = metrics.collect(endpoints(start=False, stores=store), store, config)
     if as_json:
         print_json({"metrics": [asdict(m) for m in found], "errors": errors})
         return
@@ -73,16 +111,21 @@ def exporter(
     addr: Annotated[str, typer.Option("--addr", metavar="ADDR", help="Address to bind.")]
         = "127.0.0.1",
     once: Annotated[bool, typer.Option("--once", help="Print one scrape and exit.")] = False,
+    backup_dir: BackupDirOption = None,
+    redis_prefix: RedisPrefixOption = "",
+    queue: QueueOption = None,
+    scan_interval: ScanIntervalOption = 60.0,
 ) -> None:
-    """Serve the key metrics in Prometheus text format."""
+    """Serve the metrics of `platformdb stats` in Prometheus text format (docs/OPERATIONS.md)."""
     from platformdb import exporter as prom
 
+    config = stats_config(backup_dir, redis_prefix, queue, scan_interval)
     found = endpoints(start=False)
     if once:
-        print(prom.render(found), end="")
+        print(prom.render(found, config), end="")
         return
     show(f"serving metrics on http://{addr}:{port}/metrics")
-    prom.serve(found, port, addr)
+    prom.serve(found, port, addr, config)
 
 
 @app.command()
