@@ -293,7 +293,8 @@ def test_the_exporter_serves_domain_metrics_and_reports_each_source(
     config = StatsConfig(backup_dir=tmp_path, redis_prefix=prefix)
     text = exporter.render(found, config)
     got = families(text)
-    for name in ("platformdb_migrations_pending", "platformdb_backup_last_success_timestamp_seconds",
+    for name in ("platformdb_migrations_pending",
+                 "platformdb_backup_last_success_timestamp_seconds",
                  "platformdb_etl_sync_daily_lag_seconds",
                  "platformdb_postgresql_partitions_months_ahead", "platformdb_redis_queue_jobs",
                  "platformdb_redis_sessions_live"):
