@@ -43,19 +43,29 @@ class GoodBackup:
     seconds: float
 
 
-def verify_and_record(backup_dir: Path, store: str, folder: Path, started_at: datetime,
-                      finished_at: datetime) -> GoodBackup:
-    """Check every file of ``folder`` against its manifest, then record it as ``store``'s
-    last good backup (raises :class:`~platformdb.errors.ValidationError` when a file
-    does not match: then nothing is recorded)."""
+def verified(backup_dir: Path, store: str, folder: Path, started_at: datetime,
+             finished_at: datetime) -> GoodBackup:
+    """``folder`` as a good backup of ``store``, after checking every file against its
+    manifest (:class:`~platformdb.errors.ValidationError` when one does not match)."""
     manifest = read_manifest(folder, store)
     size = sum(int(entry.get("bytes", 0)) for entry in manifest.files.values())
-    good = GoodBackup(store, os.path.relpath(folder, backup_dir), finished_at, size,
+    return GoodBackup(store, os.path.relpath(folder, backup_dir), finished_at, size,
                       round((finished_at - started_at).total_seconds(), 3))
+
+
+def record(backup_dir: Path, goods: list[GoodBackup]) -> None:
+    """Record each of ``goods`` as its store's last good backup."""
     with _locked(backup_dir):
         entries = _read(backup_dir)
-        entries[store] = good
+        entries.update({good.store: good for good in goods})
         _write(backup_dir, entries)
+
+
+def verify_and_record(backup_dir: Path, store: str, folder: Path, started_at: datetime,
+                      finished_at: datetime) -> GoodBackup:
+    """:func:`verified`, then :func:`record`: nothing is recorded for a backup that fails."""
+    good = verified(backup_dir, store, folder, started_at, finished_at)
+    record(backup_dir, [good])
     return good
 
 

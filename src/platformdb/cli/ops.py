@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from platformdb import stores
+from platformdb.backup.archive import has_manifest
 from platformdb.cli.base import (
     JsonOption,
     StoreOption,
@@ -137,12 +138,16 @@ def backup(
                                      help="PostgreSQL: custom | directory")] = "custom",
     jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="N",
                                       help="Parallel pg_dump jobs (directory format).")] = 1,
+    archive: Annotated[bool, typer.Option(
+        "--archive", help="Write each backup as one .tar file instead of a folder.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Back up one store, or all of them as one set, into folders with manifests.
 
     `backup all` writes one set (backups/set-<time>/): every store's part and the
-    point in time each shows. A backup that fails leaves no folder behind.
+    point in time each shows. A backup that fails leaves no folder behind. Each
+    backup is checked against its manifest and recorded in DIR/platformdb-backups.json
+    as its store's last good one (the exporter's backup age: --backup-dir DIR).
     """
     if fmt not in ("custom", "directory"):
         raise ConfigError("--format must be custom or directory")
@@ -150,7 +155,7 @@ def backup(
         raise ConfigError(f"--out {out_dir} is a file; name a folder for the backups")
     names = store_or_all(store)
     folders = stores.backup(endpoints(start=True, stores=names), names, out_dir,
-                            directory_format=fmt == "directory", jobs=jobs)
+                            archive=archive, directory_format=fmt == "directory", jobs=jobs)
     if as_json:
         print_json({"backups": [str(folder) for folder in folders]})
         return
@@ -161,7 +166,9 @@ def backup(
 @app.command()
 def restore(
     store: Annotated[str, typer.Argument(help="postgresql | clickhouse | redis | all")],
-    path: Annotated[Path, typer.Argument(help="A backup folder, or a folder of backups.")],
+    path: Annotated[Path, typer.Argument(
+        help="A backup folder, a folder of backups, a .tar from `backup --archive`, or for "
+             "postgresql a pg_dump file (plain SQL or custom format).")],
     force: Annotated[bool, typer.Option("--force", help="Write over a non-empty target.")] = False,
     verify: Annotated[bool, typer.Option("--verify",
                                          help="Compare counts and checksums after.")] = False,
@@ -171,8 +178,12 @@ def restore(
 
     `restore all PATH` restores a set (PATH, or the newest set in it), all or nothing:
     every store is restored beside its target and verified, then all are switched in.
+    A pg_dump file (`pg_dump > backup.sql`, `pg_dump -Fc`) restores the same way: into a
+    scratch database in one transaction, checked (it holds the migration ledger), then
+    switched in.
     """
     names = store_or_all(store)
+    compared = has_manifest(path)
     results = stores.restore(endpoints(start=True, stores=names), names, path, force=force,
                              verify=verify)
     if as_json:
@@ -183,5 +194,8 @@ def restore(
                       title=f"{result.store} -> {result.target}")
         bad = {m.split(":", 1)[0] for m in result.mismatches}
         for name, state in sorted(result.tables.items()):
-            table.add_row(name, str(state.rows), "[red]no[/]" if name in bad else "[green]yes[/]")
+            verdict = ("-" if not compared else "[red]no[/]" if name in bad else "[green]yes[/]")
+            table.add_row(name, str(state.rows), verdict)
         show(table)
+        if not compared:
+            show("(a pg_dump file has no manifest: row counts as restored)")

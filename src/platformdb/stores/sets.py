@@ -25,7 +25,7 @@ from typing import Any
 from platformdb import __version__
 from platformdb.backup import find_backups
 from platformdb.backup.manifest import MANIFEST, file_sha256, read_manifest
-from platformdb.backup.state import verify_and_record
+from platformdb.backup.state import GoodBackup, verified
 from platformdb.errors import ValidationError
 from platformdb.stores.base import Staged
 from platformdb.stores.registry import open_store, open_stores
@@ -88,13 +88,14 @@ def backup_set(endpoints: Endpoints, out_dir: Path, names: list[str] | None = No
     return folder
 
 
-def record_set(out_dir: Path, folder: Path) -> None:
-    """Record every part of the set in ``folder`` as its store's last good backup."""
+def set_parts_verified(out_dir: Path, folder: Path) -> list[GoodBackup]:
+    """Every part of the set in ``folder``, checked against its manifest (see
+    :mod:`platformdb.backup.state`: what ``backup`` records as the last good backups)."""
     document = json.loads((folder / MANIFEST).read_text())
-    for store, info in sorted(document["parts"].items()):
-        verify_and_record(out_dir, store, folder / str(info["folder"]),
-                          datetime.fromisoformat(info["started_at"]),
-                          datetime.fromisoformat(info["finished_at"]))
+    return [verified(out_dir, store, folder / str(info["folder"]),
+                     datetime.fromisoformat(info["started_at"]),
+                     datetime.fromisoformat(info["finished_at"]))
+            for store, info in sorted(document["parts"].items())]
 
 
 def read_set(folder: Path) -> BackupSet:
