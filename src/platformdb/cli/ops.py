@@ -86,9 +86,12 @@ def health(as_json: JsonOption = False, store: StoreOption = None) -> None:
 def stats(as_json: JsonOption = False, store: StoreOption = None,
           backup_dir: BackupDirOption = None, redis_prefix: RedisPrefixOption = "",
           queue: QueueOption = None, scan_interval: ScanIntervalOption = 0.0) -> None:
-    """Key metrics (connections, latency, sizes, hit ratios, replication, memory...) and
-    the platform's own: migrations, backups, sync-daily lag, partitions ahead, queues,
-    rate-limit decisions, cache hit ratio, live sessions, PgBouncer pools."""
+    """Key metrics of each store, and the platform's own (migrations, backups...).
+
+    Stores: connections, latency, sizes, hit ratios, replication, memory. The platform:
+    migrations, last good backup (--backup-dir), sync-daily lag, partitions ahead, queues,
+    rate-limit decisions, cache hit ratio, live sessions, PgBouncer pools.
+    """
     from platformdb import stats as metrics
 
     config = stats_config(backup_dir, redis_prefix, queue, scan_interval)
