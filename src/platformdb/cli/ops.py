@@ -110,8 +110,9 @@ def stats(as_json: JsonOption = False, store: StoreOption = None,
 
 @app.command()
 def exporter(
-    port: Annotated[int, typer.Option("--port", metavar="PORT",
-                                      help="Port to serve /metrics on.")] = 9187,
+    port: Annotated[int, typer.Option(
+        "--port", metavar="PORT",
+        help="Port to serve /metrics on (not 9187: postgres_exporter's).")] = 9198,
     addr: Annotated[str, typer.Option("--addr", metavar="ADDR", help="Address to bind.")]
         = "127.0.0.1",
     once: Annotated[bool, typer.Option("--once", help="Print one scrape and exit.")] = False,
