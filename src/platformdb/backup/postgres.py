@@ -368,11 +368,12 @@ def stage_dump(path: Path, url: str, *, force: bool = False) -> Staged:
     scratch = _with_database(url, f"{name[:40]}_restore_{uuid.uuid4().hex[:8]}")
     _ensure_database(scratch)
     try:
-        _create_platform_roles(scratch, _granted_roles(path, found, url))
+        # the tools of the server's own major version (the scratch database exists now)
+        _create_platform_roles(scratch, _granted_roles(path, found, scratch))
         if found == "plain":
             _psql_restore(path, scratch)
         else:
-            run_tool([pg_tool("pg_restore", url), "--single-transaction", "--exit-on-error",
+            run_tool([pg_tool("pg_restore", scratch), "--single-transaction", "--exit-on-error",
                       "--no-owner", "-d", scratch, str(path)], "pg_restore")
         labels = _ledger_of(scratch)
         if not labels:
