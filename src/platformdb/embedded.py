@@ -422,6 +422,7 @@ class EmbeddedPgBouncer:
         self.pidfile = self.root / "pgbouncer.pid"
         self.log = self.root / "pgbouncer.log"
         self.port_file = self.root / "port"
+        self.failure = self.root / "last-failure"
 
     @property
     def port(self) -> int | None:
@@ -449,18 +450,39 @@ class EmbeddedPgBouncer:
                                 f"not installed ({pgbouncer.INSTALL_HINT})")
         pid = self.pid()
         url = (f"postgresql://127.0.0.1:{self.port}/platform_dev" if self.port else None)
-        return ServiceState("pgbouncer", pid is not None, pid, self.port, url,
-                            "running (transaction pooling)" if pid else "stopped")
+        detail = "running (transaction pooling)" if pid else "stopped"
+        if pid is None and self.failure.is_file():
+            detail = f"stopped: {self.failure.read_text().strip()}"
+        return ServiceState("pgbouncer", pid is not None, pid, self.port, url, detail)
 
     def start(self, pg: EmbeddedPostgres, ids: tuple[int, int] | None) -> bool:
-        """Start (or refresh) PgBouncer in front of ``pg``; False when it is not installed."""
-        program = pgbouncer.binary()
-        if program is None:
+        """Start (or refresh) PgBouncer in front of ``pg``; False when it is not installed.
+
+        A PgBouncer that cannot start does not stop the stack: PostgreSQL stays up,
+        ``status`` says why PgBouncer is not running, and False is returned.
+        """
+        if pgbouncer.binary() is None:
             return False
+        running = self.pid()
+        if running and self.userlist.is_file() and self.config.is_file() and (
+                f"port={pg.port} " in self.config.read_text()):
+            return True  # already in front of this server: nothing to refresh
+        try:
+            self._start(pg, ids, running)
+        except (StoreUnavailable, OSError, subprocess.SubprocessError) as exc:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.failure.write_text(f"{exc}\n")
+            return False
+        self.failure.unlink(missing_ok=True)
+        return True
+
+    def _start(self, pg: EmbeddedPostgres, ids: tuple[int, int] | None,
+               running: int | None) -> None:
+        program = pgbouncer.binary()
+        assert program is not None
         self.root.mkdir(parents=True, exist_ok=True)
         _make_traversable(self.root)
         secrets_by_login = pgbouncer.provision_logins(pg.url("postgres"), self.home)
-        running = self.pid()
         port = self.port if running and self.port else choose_port(self.port_file,
                                                                    PGBOUNCER_DEFAULT_PORT)
         settings = pgbouncer.PoolSettings(listen_port=port)
@@ -473,13 +495,13 @@ class EmbeddedPgBouncer:
         if running:
             if changed:
                 os.kill(running, signal.SIGHUP)  # PgBouncer reloads its files
-            return True
+            return
         _chown_tree(self.root, ids)
         result = _run([str(program), "-d", str(self.config)], ids, self.root)
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + (START_TIMEOUT if result.returncode == 0 else 0)
         while time.monotonic() < deadline:
             if self.pid() is not None and not port_is_free(port):
-                return True
+                return
             time.sleep(0.05)
         tail = self.log.read_text().strip().splitlines()[-1:] if self.log.exists() else []
         raise StoreUnavailable(f"embedded PgBouncer did not start: "

@@ -163,7 +163,8 @@ def test_config_is_transaction_pooling_with_scram_and_no_reset_query() -> None:
 
 @needs_pgbouncer
 @pytest.mark.slow
-def test_up_runs_pgbouncer_in_front_of_postgres_and_down_stops_it(cluster_dir: Path) -> None:
+def test_up_runs_pgbouncer_in_front_of_postgres_and_down_stops_it(
+        cluster_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = cluster_dir / "home"
     try:
         states = {s.name: s for s in embedded.up(home, redis=False)}
@@ -193,6 +194,13 @@ def test_up_runs_pgbouncer_in_front_of_postgres_and_down_stops_it(cluster_dir: P
         assert bouncer.pid() is None
         down = check(found, ["postgresql"])
         assert not next(r for r in down if r.store == "pgbouncer").healthy
+        # a PgBouncer that cannot start leaves PostgreSQL up and says why
+        monkeypatch.setattr(pgbouncer, "config_text", lambda *a, **k: "[pgbouncer]\nnonsense\n")
+        states = {s.name: s for s in embedded.up(home, redis=False)}
+        assert states["postgresql"].running and not states["pgbouncer"].running
+        assert states["pgbouncer"].detail.startswith("stopped: embedded PgBouncer did not start")
+        monkeypatch.undo()
+        assert {s.name: s for s in embedded.up(home, redis=False)}["pgbouncer"].running
     finally:
         embedded.down(home)
 
