@@ -95,6 +95,7 @@ class LimiterCore:
         self.keys = KeySpace(prefix)
         # decisions per DSP for the exporter, added to Redis in batches (see _tally)
         self.tally = Tally(self.keys.stats("ratelimit"), stats_interval)
+        self._fields: dict[str, tuple[str, str]] = {}
         self.default = _check_limit(default)
         self.per_dsp = {check_id(d, "dsp"): _check_limit(v) for d, v in (per_dsp or {}).items()}
         self.per_org_dsp = {
@@ -109,7 +110,10 @@ class LimiterCore:
 
     def count(self, dsp: str, decided: Decision) -> bool:
         """Count one decision for ``dsp``; True when the counters are due to be flushed."""
-        return self.tally.add(f"{dsp}:allowed" if decided.allowed else f"{dsp}:denied")
+        fields = self._fields.get(dsp)
+        if fields is None:  # built once per DSP: this runs on every decision
+            fields = self._fields[dsp] = (f"{dsp}:denied", f"{dsp}:allowed")
+        return self.tally.add(fields[decided.allowed])
 
     def call(self, org_id: str, dsp: str, limit: Limit | None) -> _Call:
         key = self.keys.ratelimit(org_id, dsp)
