@@ -51,6 +51,11 @@ class StatsConfig:
 
 
 Reader = Callable[[Endpoints, StatsConfig], list[Metric]]
+Condition = Callable[[Endpoints, StatsConfig], bool]
+
+
+def _always(endpoints: Endpoints, config: StatsConfig) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class Source:
     read: Reader
     own: bool = False
     """The store's own key metrics: its success is ``platformdb_up{store=...}``."""
+    applies: Condition = _always
+    """Whether the source has anything to read (a backup folder, a PgBouncer)."""
 
 
 @dataclass(frozen=True)
@@ -99,12 +106,12 @@ def _pgbouncer(endpoints: Endpoints, config: StatsConfig) -> list[Metric]:
 SOURCES: list[Source] = [
     *(Source(name, name, _own(name), own=True) for name in STORE_NAMES),
     *(Source(f"{name}_migrations", name, _migrations(name)) for name in STORE_NAMES),
-    Source("backups", None, _backups),
+    Source("backups", None, _backups, applies=lambda e, c: c.backup_dir is not None),
     Source("sync_daily", "postgresql",
            lambda e, c: domain_metrics.sync_metrics(_url(e, "postgresql"))),
     Source("partitions", "postgresql",
            lambda e, c: domain_metrics.partition_metrics(_url(e, "postgresql"))),
-    Source("pgbouncer", "postgresql", _pgbouncer),
+    Source("pgbouncer", "postgresql", _pgbouncer, applies=lambda e, c: e.pgbouncer is not None),
     Source("redis_domain", "redis", lambda e, c: domain_metrics.redis_metrics(
         _url(e, "redis"), prefix=c.redis_prefix, queues=c.queues, memo=c.memo,
         scan_interval=c.scan_interval)),
@@ -115,10 +122,8 @@ SOURCES: list[Source] = [
 
 def _wanted(source: Source, endpoints: Endpoints, config: StatsConfig,
             stores: list[str]) -> bool:
-    if source.name == "backups":
-        return config.backup_dir is not None
-    if source.name == "pgbouncer":
-        return endpoints.pgbouncer is not None and "postgresql" in stores
+    if not source.applies(endpoints, config):
+        return False
     if source.store is None:
         return True
     if source.store not in stores:
