@@ -30,11 +30,11 @@ BackupDirOption = Annotated[
     Path | None,
     typer.Option("--backup-dir", metavar="DIR", envvar="PLATFORMDB_BACKUP_DIR",
                  help="Where `platformdb backup` writes: report the age of the last good "
-                      "backup per store [env: PLATFORMDB_BACKUP_DIR]."),
+                      "backup per store."),
 ]
 RedisPrefixOption = Annotated[
     str, typer.Option("--redis-prefix", metavar="PREFIX", envvar="PLATFORMDB_REDIS_PREFIX",
-                      help="The deployment's Redis key prefix [env: PLATFORMDB_REDIS_PREFIX].")]
+                      help="The deployment's Redis key prefix.")]
 QueueOption = Annotated[
     list[str] | None,
     typer.Option("--queue", metavar="JOB_TYPE",
