@@ -5,7 +5,10 @@
 #   ./scripts/backup.sh postgresql   # pg_dump, custom format (--format directory -j N: parallel)
 #   ./scripts/backup.sh clickhouse   # every table in Native format + DDL
 #   ./scripts/backup.sh redis        # logical dump of every key, works against remote servers
-#   ./scripts/backup.sh all          # all three
+#   ./scripts/backup.sh all          # all three, as one set
+#   ./scripts/backup.sh clickhouse --archive   # one .tar file instead of a folder
+# Each backup is checked against its manifest and recorded as the last good one
+# (backups/platformdb-backups.json: the exporter's backup age, --backup-dir backups).
 source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
 store="${1:-all}"
 [[ $# -gt 0 ]] && shift

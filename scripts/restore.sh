@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Restore from a backup folder (or a folder of backups: the newest of each store).
-# Manifests and checksums are checked before anything is touched; a non-empty
-# target is refused unless --force.
-#   ./scripts/restore.sh postgresql backups/postgresql-20260106T020000000000Z
-#   ./scripts/restore.sh clickhouse backups/clickhouse-20260106T020000000000Z
-#   ./scripts/restore.sh all backups --verify
+# Restore from a backup; a non-empty target is refused unless --force, and a restore
+# that fails changes nothing (it is staged beside the target, checked, then switched in).
+#   ./scripts/restore.sh postgresql backups/postgresql-20260106T020000000000Z   # a folder
+#   ./scripts/restore.sh all backups --verify                    # the newest set, all or nothing
+#   ./scripts/restore.sh postgresql backup-2026-01-06.sql        # pg_dump > file.sql (or -Fc)
+#   ./scripts/restore.sh clickhouse backup-2026-01-06.tar        # `backup clickhouse --archive`
+# Folders and archives are checked against their manifests first.
 source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
 if [[ $# -lt 2 ]]; then
     echo "usage: $0 postgresql|clickhouse|redis|all PATH [--force] [--verify]" >&2

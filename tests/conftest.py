@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -126,3 +126,28 @@ def redis_url(request: pytest.FixtureRequest, stack_home: Path) -> str:
     if request.param == "external":
         return os.environ["PLATFORMDB_TEST_REDIS_URL"]
     return embedded.EmbeddedRedis(stack_home).url()
+
+
+@pytest.fixture(params=["direct", "pgbouncer"])
+def service_route(request: pytest.FixtureRequest, stack_home: Path) -> Callable[[str], str]:
+    """How a service reaches a database of the embedded PostgreSQL: ``direct``, or through
+    the stack's PgBouncer (transaction pooling); as the ``svc_api`` login (platform_app)
+    either way. Call it with a URL of that server to get the service's URL to the same
+    database. The PgBouncer route skips where no pgbouncer binary is installed."""
+    from platformdb import pgbouncer
+
+    bouncer = embedded.EmbeddedPgBouncer(stack_home)
+    if request.param == "pgbouncer" and bouncer.pid() is None:
+        pytest.skip(f"pgbouncer not installed ({pgbouncer.INSTALL_HINT})"
+                    if pgbouncer.binary() is None else "the stack's PgBouncer is not running")
+    server = embedded.EmbeddedPostgres(stack_home)
+
+    def route(url: str) -> str:
+        database = urlsplit(url).path.lstrip("/")
+        if request.param == "pgbouncer":
+            return bouncer.url("svc_api", database)
+        return pgbouncer.service_url(stack_home, "svc_api", "127.0.0.1", server.port or 0,
+                                     database)
+
+    route.kind = request.param  # type: ignore[attr-defined]
+    return route

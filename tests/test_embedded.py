@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import redis
-from platformdb import embedded
+from platformdb import embedded, pgbouncer
 
 
 @pytest.fixture
@@ -23,7 +23,8 @@ def home(cluster_dir: Path) -> Iterator[Path]:
 
 
 def running(home: Path) -> dict[str, int | None]:
-    return {s.name: s.pid for s in embedded.status(home) if s.name != "clickhouse"}
+    return {s.name: s.pid for s in embedded.status(home) if s.name != "clickhouse"
+            and (s.name != "pgbouncer" or pgbouncer.binary())}
 
 
 def wait_dead(pid: int) -> None:
@@ -43,7 +44,7 @@ def test_up_twice_is_harmless_and_serves_both_databases(home: Path, stack_home: 
             assert conn.execute("SELECT current_user").fetchone() == ("platform",)
     assert redis.Redis.from_url(embedded.EmbeddedRedis(home).url()).ping()
     assert (home / "clickhouse").is_dir()
-    assert {s.name for s in first} == {"postgresql", "redis", "clickhouse"}
+    assert {s.name for s in first} == {"postgresql", "pgbouncer", "redis", "clickhouse"}
     # a second stack picked ports that do not collide with the session's stack
     assert pg.port != embedded.EmbeddedPostgres(stack_home).port
 
@@ -66,7 +67,8 @@ def test_a_crashed_stack_recovers_on_the_next_up(home: Path) -> None:
 
 def test_down_stops_what_up_started_and_nothing_else(home: Path, stack_home: Path) -> None:
     embedded.up(home)
-    assert sorted(embedded.down(home)) == ["postgresql", "redis"]
+    with_bouncer = ["pgbouncer"] if pgbouncer.binary() else []  # up runs it when installed
+    assert sorted(embedded.down(home)) == [*with_bouncer, "postgresql", "redis"]
     assert embedded.down(home) == []
     assert not any(s.running for s in embedded.status(home) if s.name != "clickhouse")
     # the session's own stack is untouched

@@ -20,6 +20,7 @@ ENV_REDIS = "PLATFORMDB_REDIS_URL"
 ENV_HOME = "PLATFORMDB_HOME"
 ENV_CLICKHOUSE_MANAGED = "PLATFORMDB_CLICKHOUSE_MANAGED"
 ENV_CLICKHOUSE_DICTIONARY = "PLATFORMDB_CLICKHOUSE_DICTIONARY_PG_URL"
+ENV_PGBOUNCER = "PLATFORMDB_PGBOUNCER_URL"
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 CLICKHOUSE_SCHEMES = ("http", "https", "chdb")
@@ -40,6 +41,9 @@ class Settings:
     """A managed ClickHouse (``PLATFORMDB_CLICKHOUSE_MANAGED``): no ``ON CLUSTER``."""
     clickhouse_dictionary_login: str | None = None
     """``PLATFORMDB_CLICKHOUSE_DICTIONARY_PG_URL``: the dictionaries' PostgreSQL login."""
+    pgbouncer_url: str | None = None
+    """``PLATFORMDB_PGBOUNCER_URL``: PgBouncer's admin console, for health and stats
+    (``postgresql://user:password@host:6432/pgbouncer``)."""
 
     @property
     def needs_embedded(self) -> bool:
@@ -118,4 +122,5 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
         clickhouse_managed=merged.get(ENV_CLICKHOUSE_MANAGED, "").strip().lower()
         in ("1", "true", "yes", "on"),
         clickhouse_dictionary_login=url(ENV_CLICKHOUSE_DICTIONARY, POSTGRES_SCHEMES),
+        pgbouncer_url=url(ENV_PGBOUNCER, POSTGRES_SCHEMES),
     )

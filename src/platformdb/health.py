@@ -7,6 +7,7 @@ running is reported down (see :mod:`platformdb.stores`).
 
 from __future__ import annotations
 
+from platformdb import pgbouncer
 from platformdb.stores import open_stores
 from platformdb.types import Endpoints, StoreHealth
 
@@ -14,5 +15,11 @@ __all__ = ["StoreHealth", "check"]
 
 
 def check(endpoints: Endpoints, stores: list[str] | None = None) -> list[StoreHealth]:
-    """The health of ``stores`` (default: every store), in registry order."""
-    return [store.health() for store in open_stores(endpoints, stores)]
+    """The health of ``stores`` (default: every store), in registry order; PgBouncer's
+    right after PostgreSQL's when one pools it (``endpoints.pgbouncer``)."""
+    results = []
+    for store in open_stores(endpoints, stores):
+        results.append(store.health())
+        if store.name == "postgresql" and endpoints.pgbouncer is not None:
+            results.append(pgbouncer.health(endpoints.pgbouncer))
+    return results

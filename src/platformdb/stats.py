@@ -1,38 +1,166 @@
-"""The spec's key metrics of each store, as plain numbers.
+"""The platform's metrics as plain numbers: a list of sources, each read on demand.
 
-PostgreSQL: connection count, query latency (pg_stat_statements when the
-extension is installed), table sizes, index hit ratio, replication lag.
-ClickHouse: query time, merges, disk and memory use.
-Redis: memory, hit/miss ratio, command latency, evictions.
+Two kinds of source:
+
+- each store's key metrics, the spec's list (the store objects compute them,
+  :mod:`platformdb.stores`): PostgreSQL connection count, query latency
+  (pg_stat_statements when installed), table sizes, index hit ratio,
+  replication; ClickHouse query time, merges, disk and memory; Redis memory,
+  hit/miss ratio, command latency, evictions;
+- domain metrics, what generic exporters cannot know
+  (:mod:`platformdb.domain_metrics`): migrations, backups, sync-daily,
+  partitions ahead, queues, rate-limit decisions, cache hit ratio per
+  namespace, live sessions, and PgBouncer's pools (:mod:`platformdb.pgbouncer`).
 
 Every metric is a :class:`~platformdb.types.Metric` with a name, labels and a
 value, so the same list prints as a table, as JSON, or as Prometheus text
-(:mod:`platformdb.exporter`). Each store object computes its own
-(:mod:`platformdb.stores`); this module loops over them.
+(:mod:`platformdb.exporter`). A source that fails is reported (one line) and
+the others still run. Adding a source is one entry in :data:`SOURCES`.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from platformdb import domain_metrics, pgbouncer
+from platformdb.domain_metrics import Memo
 from platformdb.errors import PlatformDBError
-from platformdb.stores import open_stores
-from platformdb.types import Endpoints, Metric
+from platformdb.stores import open_store
+from platformdb.types import STORE_NAMES, Endpoints, Metric, check_stores
 
-__all__ = ["Metric", "collect"]
+__all__ = ["SOURCES", "Metric", "Source", "SourceResult", "StatsConfig", "collect", "run"]
 
 
-def collect(endpoints: Endpoints, stores: list[str] | None = None
-            ) -> tuple[list[Metric], list[str]]:
-    """Metrics of every reachable store, and one line per store that was not."""
+@dataclass
+class StatsConfig:
+    """What the domain sources need besides the endpoints."""
+
+    backup_dir: Path | None = None
+    """Where ``platformdb backup`` writes (its record of the last good backups)."""
+    redis_prefix: str = ""
+    """The deployment's Redis key prefix (``KeySpace(prefix)``)."""
+    queues: tuple[str, ...] = ()
+    """Job types to report; empty: every queue found in Redis."""
+    scan_interval: float = 60.0
+    """Seconds between two walks of the Redis keyspace (live sessions, queue discovery)."""
+    memo: Memo = field(default_factory=Memo)
+    """Expensive readings kept between scrapes (an exporter keeps one config)."""
+
+
+Reader = Callable[[Endpoints, StatsConfig], list[Metric]]
+Condition = Callable[[Endpoints, StatsConfig], bool]
+
+
+def _always(endpoints: Endpoints, config: StatsConfig) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Source:
+    """One reader of metrics. ``store``: the store it reads; the source is skipped when that
+    store is not selected, and (unless it is the store's own metrics) when it is not
+    available, whose reason the store's own source reports."""
+
+    name: str
+    store: str | None
+    read: Reader
+    own: bool = False
+    """The store's own key metrics: its success is ``platformdb_up{store=...}``."""
+    applies: Condition = _always
+    """Whether the source has anything to read (a backup folder, a PgBouncer)."""
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    source: Source
+    metrics: list[Metric]
+    error: str | None
+    seconds: float
+
+
+def _own(name: str) -> Reader:
+    return lambda endpoints, config: open_store(name, endpoints).metrics()
+
+
+def _migrations(name: str) -> Reader:
+    return lambda endpoints, config: domain_metrics.migration_metrics(open_store(name, endpoints))
+
+
+def _backups(endpoints: Endpoints, config: StatsConfig) -> list[Metric]:
+    assert config.backup_dir is not None
+    return domain_metrics.backup_metrics(config.backup_dir)
+
+
+def _url(endpoints: Endpoints, store: str) -> str:
+    return open_store(store, endpoints).require_url()
+
+
+def _pgbouncer(endpoints: Endpoints, config: StatsConfig) -> list[Metric]:
+    assert endpoints.pgbouncer is not None
+    return pgbouncer.pool_metrics(endpoints.pgbouncer)
+
+
+SOURCES: list[Source] = [
+    *(Source(name, name, _own(name), own=True) for name in STORE_NAMES),
+    *(Source(f"{name}_migrations", name, _migrations(name)) for name in STORE_NAMES),
+    Source("backups", None, _backups, applies=lambda e, c: c.backup_dir is not None),
+    Source("sync_daily", "postgresql",
+           lambda e, c: domain_metrics.sync_metrics(_url(e, "postgresql"))),
+    Source("partitions", "postgresql",
+           lambda e, c: domain_metrics.partition_metrics(_url(e, "postgresql"))),
+    Source("pgbouncer", "postgresql", _pgbouncer, applies=lambda e, c: e.pgbouncer is not None),
+    Source("redis_domain", "redis", lambda e, c: domain_metrics.redis_metrics(
+        _url(e, "redis"), prefix=c.redis_prefix, queues=c.queues, memo=c.memo,
+        scan_interval=c.scan_interval)),
+    # Per-tenant usage goes here: Source("tenant_usage", None,
+    #     lambda e, c: tenant.usage_metrics(e, top=N)) -- bounded to the top N orgs.
+]
+
+
+def _wanted(source: Source, endpoints: Endpoints, config: StatsConfig,
+            stores: list[str]) -> bool:
+    if not source.applies(endpoints, config):
+        return False
+    if source.store is None:
+        return True
+    if source.store not in stores:
+        return False
+    return source.own or endpoints.url(source.store) is not None
+
+
+def run(endpoints: Endpoints, stores: list[str] | None = None,
+        config: StatsConfig | None = None,
+        sources: list[Source] | None = None) -> list[SourceResult]:
+    """Read every source that applies to ``stores`` (default: all), in order."""
+    config = config or StatsConfig()
+    selected = check_stores(stores)
+    results = []
+    for source in sources if sources is not None else SOURCES:
+        if not _wanted(source, endpoints, config, selected):
+            continue
+        started = time.perf_counter()
+        error: str | None = None
+        metrics: list[Metric] = []
+        try:
+            metrics = source.read(endpoints, config)
+        except (PlatformDBError, OSError, ImportError) as exc:
+            error = str(exc)
+        except Exception as exc:  # a driver's error is reported, not fatal
+            error = f"{type(exc).__name__}: {exc}"
+        results.append(SourceResult(source, metrics, error, time.perf_counter() - started))
+    return results
+
+
+def collect(endpoints: Endpoints, stores: list[str] | None = None,
+            config: StatsConfig | None = None) -> tuple[list[Metric], list[str]]:
+    """Metrics of every source that could be read, and one line per source that could not."""
     metrics: list[Metric] = []
     errors: list[str] = []
-    for store in open_stores(endpoints, stores):
-        if store.url is None:
-            errors.append(f"{store.name}: {store.why_missing}")
-            continue
-        try:
-            metrics.extend(store.metrics())
-        except (PlatformDBError, OSError, ImportError) as exc:
-            errors.append(f"{store.name}: {exc}")
-        except Exception as exc:  # a store's driver error is reported, not fatal
-            errors.append(f"{store.name}: {type(exc).__name__}: {exc}")
+    for result in run(endpoints, stores, config):
+        metrics.extend(result.metrics)
+        if result.error is not None:
+            errors.append(f"{result.source.name}: {result.error}")
     return metrics, errors

@@ -51,6 +51,8 @@ class Endpoints:
     """The PostgreSQL login the ClickHouse dictionaries read through (None: provisioned)."""
     home: Path | None = None
     """``$PLATFORMDB_HOME``: where provisioned secrets of the embedded stack live."""
+    pgbouncer: str | None = None
+    """PgBouncer's admin console (``.../pgbouncer``) when one pools PostgreSQL, for health/stats."""
     """store -> why its URL is None (e.g. "embedded Redis is not running")."""
 
     def url(self, store: str) -> str | None:

@@ -12,8 +12,12 @@ security is forced on every tenant table.
 
 from __future__ import annotations
 
+import gzip
+import re
 import subprocess
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -282,8 +286,11 @@ def restore(folder: Path, url: str, *, force: bool = False, verify: bool = False
 def stage(folder: Path, url: str, *, force: bool = False, verify: bool = False) -> Staged:
     """Restore ``folder`` into a new scratch database and check it against the manifest.
 
-    Nothing is changed in the target; :func:`switch` swaps the scratch in.
+    ``folder`` may also be a ``pg_dump`` file (:func:`stage_dump`). Nothing is
+    changed in the target; :func:`switch` swaps the scratch in.
     """
+    if folder.is_file():
+        return stage_dump(folder, url, force=force)
     manifest = read_manifest(folder, STORE)
     dump = folder / (DIRECTORY if manifest.extra.get("format") == "directory" else CUSTOM_FILE)
     name = _database(url)
@@ -302,6 +309,162 @@ def stage(folder: Path, url: str, *, force: bool = False, verify: bool = False) 
         _drop_database(scratch)
         raise
     return Staged(url, scratch, report)
+
+
+# ------------------------------------------------------------------ pg_dump files
+
+PLAIN_HEADER = b"-- PostgreSQL database dump"
+_OWNER = re.compile(r"^ALTER [A-Z ]+ .+ OWNER TO .+;$")
+_COPY = re.compile(r"^COPY .+ FROM stdin;$")
+_ROLE_GRANTEE = re.compile(r"\b(?:TO|FROM)\s+\"?(platform_[a-z0-9_]+)\"?", re.IGNORECASE)
+
+
+def dump_kind(path: Path) -> str:
+    """``custom`` (``pg_dump -Fc``), ``tar`` (``-Ft``), ``plain`` (``pg_dump > file.sql``,
+    gzip-compressed or not) -- or :class:`ValidationError` for anything else."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if head.startswith(b"PGDMP"):
+        return "custom"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if head.startswith(b"\x1f\x8b"):
+        with gzip.open(path, "rb") as unzipped:
+            head = unzipped.read(512)
+        if _looks_plain(head):
+            return "plain"
+    elif _looks_plain(head):
+        return "plain"
+    raise ValidationError(f"{path} is not a pg_dump file (plain SQL, custom or tar format) nor "
+                          "a platformdb backup")
+
+
+def _looks_plain(head: bytes) -> bool:
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    return text.startswith(PLAIN_HEADER) or text.startswith(b"--") or text[:6].upper() in (
+        b"SET ST", b"CREATE", b"BEGIN;")
+
+
+def stage_dump(path: Path, url: str, *, force: bool = False) -> Staged:
+    """Restore a ``pg_dump`` file into a new scratch database, in one transaction.
+
+    The checks a dump without a manifest allows: it is a dump (plain SQL, custom or tar
+    format); it restores completely in one transaction (``psql --single-transaction``
+    with ``ON_ERROR_STOP`` / ``pg_restore --single-transaction --exit-on-error``);
+    ownership goes to the restoring role (``--no-owner``; a plain dump's ``ALTER ...
+    OWNER TO`` lines are skipped); the platform's roles it grants to are created
+    ``NOLOGIN`` when missing; and the result holds the migration ledger
+    (``platformdb.schema_migrations``), i.e. it is a platform database. The target keeps
+    its database-level grants (``CONNECT``/``TEMPORARY``, which a dump does not carry).
+    Row counts are reported as found (no manifest to compare with).
+    """
+    found = dump_kind(path)
+    name = _database(url)
+    if _exists(url) and not is_empty(url) and not force:
+        raise ValidationError(
+            f"target database {name} is not empty; restore into a new database "
+            "or pass --force to replace its contents")
+    acl = _target_acl(url)
+    scratch = _with_database(url, f"{name[:40]}_restore_{uuid.uuid4().hex[:8]}")
+    _ensure_database(scratch)
+    try:
+        # the tools of the server's own major version (the scratch database exists now)
+        _create_platform_roles(scratch, _granted_roles(path, found, scratch))
+        if found == "plain":
+            _psql_restore(path, scratch)
+        else:
+            run_tool([pg_tool("pg_restore", scratch), "--single-transaction", "--exit-on-error",
+                      "--no-owner", "-d", scratch, str(path)], "pg_restore")
+        labels = _ledger_of(scratch)
+        if not labels:
+            raise ValidationError(
+                f"{path.name} restored, but it holds no migration ledger ({LEDGER}): not a "
+                "platform database; nothing was changed")
+        if acl is not None:
+            apply_database_acl(scratch, acl)
+        with connect(scratch) as conn:
+            tables = table_states(conn)
+    except BaseException:
+        _drop_database(scratch)
+        raise
+    return Staged(url, scratch, RestoreReport(scratch, tables, []))
+
+
+def _target_acl(url: str) -> list[list[str]] | None:
+    if not _exists(url):
+        return None
+    with connect(url) as conn:
+        return database_acl(conn)
+
+
+def _ledger_of(url: str) -> list[str]:
+    with connect(url) as conn:
+        return ledger_state(conn)[1]
+
+
+def _plain_lines(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if compressed else open(path, "rb")) as handle:
+        yield from handle
+
+
+def _granted_roles(path: Path, found: str, url: str) -> set[str]:
+    """The platform roles (``platform_*``) the dump grants to or revokes from."""
+    if found == "plain":
+        lines: Iterator[str] = (raw.decode("utf-8", "replace") for raw in _plain_lines(path)
+                                if raw.startswith((b"GRANT ", b"REVOKE ", b"ALTER DEFAULT")))
+    else:
+        listing = run_tool([pg_tool("pg_restore", url), "--schema-only", "-f", "-", str(path)],
+                           "pg_restore --schema-only")
+        lines = (line for line in listing.splitlines()
+                 if line.startswith(("GRANT ", "REVOKE ", "ALTER DEFAULT")))
+    return {match for line in lines for match in _ROLE_GRANTEE.findall(line)}
+
+
+def _create_platform_roles(url: str, names: set[str]) -> None:
+    with connect(url, autocommit=True) as conn:
+        for role in sorted(names):
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                continue
+            try:
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                continue  # created meanwhile: roles are cluster-wide
+
+
+def _psql_restore(path: Path, url: str) -> None:
+    """A plain dump through psql in one transaction, its ``OWNER TO`` lines left out."""
+    process = subprocess.Popen(
+        [pg_tool("psql", url), "-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1",
+         "-d", url, "-f", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert process.stdin is not None and process.stderr is not None
+    stderr, chunks = process.stderr, []
+    drain = threading.Thread(target=lambda: chunks.append(stderr.read()), daemon=True)
+    drain.start()  # psql's messages must never fill a pipe while we feed it
+    in_copy = False
+    try:
+        for raw in _plain_lines(path):
+            line = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+            if in_copy:
+                in_copy = line != "\\."
+            elif _COPY.match(line):
+                in_copy = True
+            elif _OWNER.match(line):
+                continue
+            process.stdin.write(raw)
+        process.stdin.close()
+    except BrokenPipeError:
+        pass  # psql stopped at an error: its message follows
+    code = process.wait()
+    drain.join()
+    errors = b"".join(chunks).decode("utf-8", "replace")
+    if code != 0:
+        lines = [line for line in errors.strip().splitlines() if line.strip()]
+        message = next((line for line in lines if "ERROR" in line), lines[-1] if lines else "")
+        raise StoreUnavailable(f"psql restore failed (nothing was restored): "
+                               f"{message or 'exit ' + str(process.returncode)}")
 
 
 def switch(staged: Staged) -> Switched:

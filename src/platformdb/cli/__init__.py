@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 
 from platformdb import __version__
-from platformdb.cli import dev, etl, maintenance, migrations, ops, secrets, seed, stack
+from platformdb.cli import dev, etl, maintenance, migrations, ops, secrets, seed, shell, stack
 from platformdb.cli.base import app, err
 from platformdb.errors import PlatformDBError, StoreUnavailable, one_line
 from platformdb.redaction import redact_text
@@ -26,7 +26,7 @@ from platformdb.redis.functions import FunctionsNotLoaded
 from platformdb.stores import Unavailable
 
 __all__ = ["app", "dev", "etl", "main", "maintenance", "migrations", "ops", "secrets", "seed",
-           "stack"]
+           "shell", "stack"]
 
 
 def _print_version(value: bool) -> None:

@@ -27,7 +27,7 @@ from platformdb.types import Endpoints, check_stores
 
 COMMAND_ORDER = ("up", "down", "status", "env", "migrate", "seed", "etl", "backup", "restore",
                  "health", "stats", "exporter", "partitions", "retention", "tenant", "shell",
-                 "query", "secrets", "docs", "lint")
+                 "query", "pgbouncer", "secrets", "docs", "lint")
 
 
 class CommandsInOrder(TyperGroup):

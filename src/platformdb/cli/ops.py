@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from platformdb import stores
+from platformdb.backup.archive import has_manifest
 from platformdb.cli.base import (
     JsonOption,
     StoreOption,
@@ -23,12 +24,43 @@ from platformdb.cli.base import (
     warn,
 )
 from platformdb.errors import CheckFailed, ConfigError
+from platformdb.stats import StatsConfig
+
+BackupDirOption = Annotated[
+    Path | None,
+    typer.Option("--backup-dir", metavar="DIR", envvar="PLATFORMDB_BACKUP_DIR",
+                 help="Where `platformdb backup` writes: report the age of the last good "
+                      "backup per store."),
+]
+RedisPrefixOption = Annotated[
+    str, typer.Option("--redis-prefix", metavar="PREFIX", envvar="PLATFORMDB_REDIS_PREFIX",
+                      help="The deployment's Redis key prefix.")]
+QueueOption = Annotated[
+    list[str] | None,
+    typer.Option("--queue", metavar="JOB_TYPE",
+                 help="Report this job queue (repeatable; default: every queue found).")]
+ScanIntervalOption = Annotated[
+    float, typer.Option("--scan-interval", metavar="SECONDS",
+                        help="Walk the Redis keyspace (live sessions, finding queues) at most "
+                             "this often.")]
+
+
+def stats_config(backup_dir: Path | None, redis_prefix: str, queues: list[str] | None,
+                 scan_interval: float) -> StatsConfig:
+    if backup_dir is not None and not backup_dir.is_dir():
+        raise ConfigError(f"--backup-dir {backup_dir} is not a folder")
+    if scan_interval < 0:
+        raise ConfigError("--scan-interval must be 0 or more seconds")
+    return StatsConfig(backup_dir=backup_dir, redis_prefix=redis_prefix,
+                       queues=tuple(queues or ()), scan_interval=scan_interval)
 
 
 @app.command()
 def health(as_json: JsonOption = False, store: StoreOption = None) -> None:
     """Check every store (SELECT 1 / SELECT 1 / PING) and its migrations; exit 1 if unhealthy.
 
+    PostgreSQL's detail names its replicas and their lag; PgBouncer, when one pools
+    PostgreSQL (the embedded stack's, or PLATFORMDB_PGBOUNCER_URL), gets its own row.
     Never starts anything: a store whose embedded server is down is reported down.
     """
     from platformdb import health as checks
@@ -38,6 +70,8 @@ def health(as_json: JsonOption = False, store: StoreOption = None) -> None:
         print_json([asdict(r) for r in results])
     else:
         table = Table("store", "healthy", "latency ms", "target", "detail")
+        for column in (table.columns[3], table.columns[4]):
+            column.overflow = "fold"  # a narrow terminal wraps a long detail; it never cuts it
         for r in results:
             table.add_row(r.store, "[green]yes[/]" if r.healthy else "[red]no[/]",
                           f"{r.latency_ms:.2f}" if r.latency_ms is not None else "-",
@@ -49,11 +83,19 @@ def health(as_json: JsonOption = False, store: StoreOption = None) -> None:
 
 
 @app.command()
-def stats(as_json: JsonOption = False, store: StoreOption = None) -> None:
-    """Key metrics: connections, latency, sizes, hit ratios, replication lag, memory..."""
+def stats(as_json: JsonOption = False, store: StoreOption = None,
+          backup_dir: BackupDirOption = None, redis_prefix: RedisPrefixOption = "",
+          queue: QueueOption = None, scan_interval: ScanIntervalOption = 0.0) -> None:
+    """Key metrics of each store, and the platform's own (migrations, backups...).
+
+    Stores: connections, latency, sizes, hit ratios, replication, memory. The platform:
+    migrations, last good backup (--backup-dir), sync-daily lag, partitions ahead, queues,
+    rate-limit decisions, cache hit ratio, live sessions, PgBouncer pools.
+    """
     from platformdb import stats as metrics
 
-    found, errors = metrics.collect(endpoints(start=False, stores=store), store)
+    config = stats_config(backup_dir, redis_prefix, queue, scan_interval)
+    found, errors = metrics.collect(endpoints(start=False, stores=store), store, config)
     if as_json:
         print_json({"metrics": [asdict(m) for m in found], "errors": errors})
         return
@@ -68,21 +110,27 @@ def stats(as_json: JsonOption = False, store: StoreOption = None) -> None:
 
 @app.command()
 def exporter(
-    port: Annotated[int, typer.Option("--port", metavar="PORT",
-                                      help="Port to serve /metrics on.")] = 9187,
+    port: Annotated[int, typer.Option(
+        "--port", metavar="PORT",
+        help="Port to serve /metrics on (not 9187: postgres_exporter's).")] = 9198,
     addr: Annotated[str, typer.Option("--addr", metavar="ADDR", help="Address to bind.")]
         = "127.0.0.1",
     once: Annotated[bool, typer.Option("--once", help="Print one scrape and exit.")] = False,
+    backup_dir: BackupDirOption = None,
+    redis_prefix: RedisPrefixOption = "",
+    queue: QueueOption = None,
+    scan_interval: ScanIntervalOption = 60.0,
 ) -> None:
-    """Serve the key metrics in Prometheus text format."""
+    """Serve the metrics of `platformdb stats` in Prometheus text format (docs/OPERATIONS.md)."""
     from platformdb import exporter as prom
 
+    config = stats_config(backup_dir, redis_prefix, queue, scan_interval)
     found = endpoints(start=False)
     if once:
-        print(prom.render(found), end="")
+        print(prom.render(found, config), end="")
         return
     show(f"serving metrics on http://{addr}:{port}/metrics")
-    prom.serve(found, port, addr)
+    prom.serve(found, port, addr, config)
 
 
 @app.command()
@@ -94,12 +142,16 @@ def backup(
                                      help="PostgreSQL: custom | directory")] = "custom",
     jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="N",
                                       help="Parallel pg_dump jobs (directory format).")] = 1,
+    archive: Annotated[bool, typer.Option(
+        "--archive", help="Write each backup as one .tar file instead of a folder.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Back up one store, or all of them as one set, into folders with manifests.
 
     `backup all` writes one set (backups/set-<time>/): every store's part and the
-    point in time each shows. A backup that fails leaves no folder behind.
+    point in time each shows. A backup that fails leaves no folder behind. Each
+    backup is checked against its manifest and recorded in DIR/platformdb-backups.json
+    as its store's last good one (the exporter's backup age: --backup-dir DIR).
     """
     if fmt not in ("custom", "directory"):
         raise ConfigError("--format must be custom or directory")
@@ -107,7 +159,7 @@ def backup(
         raise ConfigError(f"--out {out_dir} is a file; name a folder for the backups")
     names = store_or_all(store)
     folders = stores.backup(endpoints(start=True, stores=names), names, out_dir,
-                            directory_format=fmt == "directory", jobs=jobs)
+                            archive=archive, directory_format=fmt == "directory", jobs=jobs)
     if as_json:
         print_json({"backups": [str(folder) for folder in folders]})
         return
@@ -118,7 +170,9 @@ def backup(
 @app.command()
 def restore(
     store: Annotated[str, typer.Argument(help="postgresql | clickhouse | redis | all")],
-    path: Annotated[Path, typer.Argument(help="A backup folder, or a folder of backups.")],
+    path: Annotated[Path, typer.Argument(
+        help="A backup folder, a folder of backups, a .tar from `backup --archive`, or for "
+             "postgresql a pg_dump file (plain SQL or custom format).")],
     force: Annotated[bool, typer.Option("--force", help="Write over a non-empty target.")] = False,
     verify: Annotated[bool, typer.Option("--verify",
                                          help="Compare counts and checksums after.")] = False,
@@ -128,8 +182,12 @@ def restore(
 
     `restore all PATH` restores a set (PATH, or the newest set in it), all or nothing:
     every store is restored beside its target and verified, then all are switched in.
+    A pg_dump file (`pg_dump > backup.sql`, `pg_dump -Fc`) restores the same way: into a
+    scratch database in one transaction, checked (it holds the migration ledger), then
+    switched in.
     """
     names = store_or_all(store)
+    compared = has_manifest(path)
     results = stores.restore(endpoints(start=True, stores=names), names, path, force=force,
                              verify=verify)
     if as_json:
@@ -140,5 +198,8 @@ def restore(
                       title=f"{result.store} -> {result.target}")
         bad = {m.split(":", 1)[0] for m in result.mismatches}
         for name, state in sorted(result.tables.items()):
-            table.add_row(name, str(state.rows), "[red]no[/]" if name in bad else "[green]yes[/]")
+            verdict = ("-" if not compared else "[red]no[/]" if name in bad else "[green]yes[/]")
+            table.add_row(name, str(state.rows), verdict)
         show(table)
+        if not compared:
+            show("(a pg_dump file has no manifest: row counts as restored)")

@@ -1,19 +1,26 @@
-"""`platformdb up | down | status | env`: the embedded stack."""
+"""`platformdb up | down | status | env | pgbouncer`: the embedded stack, and PgBouncer."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.table import Table
 
-from platformdb import embedded
+from platformdb import embedded, pgbouncer
 from platformdb.cli.base import (
     JsonOption,
     app,
+    endpoints,
+    postgres_url,
     print_json,
     settings,
     show,
 )
+from platformdb.errors import ConfigError
 from platformdb.redaction import redact
 
 # ------------------------------------------------------------ embedded stack
@@ -21,7 +28,11 @@ from platformdb.redaction import redact
 
 @app.command()
 def up(as_json: JsonOption = False) -> None:
-    """Start the embedded stack (PostgreSQL, Redis; chDB needs no server)."""
+    """Start the embedded stack (PostgreSQL, Redis; chDB needs no server).
+
+    With a pgbouncer binary installed (apt-get install pgbouncer), PgBouncer runs in
+    front of PostgreSQL too, with one login per service (`platformdb pgbouncer config`).
+    """
     show_states(embedded.up(settings().home), as_json)
 
 
@@ -58,3 +69,87 @@ def show_states(states: list[embedded.ServiceState], as_json: bool) -> None:
         table.add_row(state.name, state.detail, str(state.pid or "-"), str(state.port or "-"),
                       redact(state.url) if state.url else "-")
     show(table)
+
+
+# ------------------------------------------------------------------ PgBouncer
+
+pgbouncer_app = typer.Typer(
+    help="PgBouncer for the platform: transaction pooling, one login per service.",
+    no_args_is_help=True)
+app.add_typer(pgbouncer_app, name="pgbouncer")
+
+OutOption = Annotated[Path | None, typer.Option(
+    "--out", metavar="DIR", help="Write the file(s) into DIR instead of printing.")]
+
+
+@pgbouncer_app.command("config")
+def pgbouncer_config(
+    port: Annotated[int, typer.Option("--port", metavar="PORT",
+                                      help="Port PgBouncer listens on.")] = 6432,
+    listen: Annotated[str, typer.Option("--listen", metavar="ADDR",
+                                        help="Address PgBouncer listens on.")] = "127.0.0.1",
+    pool_size: Annotated[int, typer.Option("--pool-size", metavar="N",
+                                           help="Server connections per service login and "
+                                                "database.")] = 20,
+    max_db_connections: Annotated[int, typer.Option(
+        "--max-db-connections", metavar="N",
+        help="Server connections per database, all logins (below max_connections).")] = 80,
+    max_client_conn: Annotated[int, typer.Option("--max-client-conn", metavar="N",
+                                                 help="Clients PgBouncer accepts.")] = 1000,
+    out_dir: OutOption = None,
+) -> None:
+    """Print pgbouncer.ini for the configured PostgreSQL (the embedded one by default).
+
+    Transaction pooling, SCRAM auth from userlist.txt (`platformdb pgbouncer logins`
+    writes it), no server_reset_query. Behind it services set the tenant in every
+    transaction and keep no session state (docs/OPERATIONS.md#pgbouncer).
+    """
+    for name, value in (("--pool-size", pool_size), ("--max-db-connections",
+                                                     max_db_connections),
+                        ("--max-client-conn", max_client_conn), ("--port", port)):
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    url = postgres_url(endpoints(start=False, stores=["postgresql"]))
+    program = pgbouncer.binary()
+    text = pgbouncer.config_text(
+        url, settings=pgbouncer.PoolSettings(
+            listen_addr=listen, listen_port=port, default_pool_size=pool_size,
+            max_db_connections=max_db_connections, max_client_conn=max_client_conn),
+        pgbouncer_version=pgbouncer.version(program) if program else (1, 21))
+    if out_dir is None:
+        print(text, end="")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "pgbouncer.ini").write_text(text)
+    show(f"written: {out_dir / 'pgbouncer.ini'}")
+
+
+@pgbouncer_app.command("logins")
+def pgbouncer_logins(out_dir: OutOption = None, as_json: JsonOption = False) -> None:
+    """Create (or refresh) one PostgreSQL login per service and PgBouncer's auth_file.
+
+    svc_api (platform_app), svc_auth (platform_auth), svc_etl (platform_etl),
+    svc_reporting (platform_readonly), svc_connector (platform_connector): passwords
+    generated once and kept 0600 in $PLATFORMDB_HOME/secrets/; the server and the
+    auth_file get their SCRAM secrets only. Needs a role that may create roles.
+    """
+    home = settings().home
+    url = postgres_url(endpoints(start=True, stores=["postgresql"]))
+    secrets_by_login = pgbouncer.provision_logins(url, home)
+    listing = {login: str(pgbouncer.secret_file(home, login)) for login in secrets_by_login}
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / "userlist.txt"
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(pgbouncer.userlist(secrets_by_login))
+    if as_json:
+        print_json({"logins": listing, "auth_file": str(out_dir / "userlist.txt")
+                    if out_dir else None})
+        return
+    table = Table("login", "role", "password kept in")
+    for login, path in listing.items():
+        table.add_row(login, pgbouncer.SERVICES.get(login, "(admin console only)"), path)
+    show(table)
+    if out_dir is not None:
+        show(f"auth_file written: {out_dir / 'userlist.txt'} (0600)")

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from platformdb.errors import ValidationError
 from platformdb.redis import codec
+from platformdb.redis._tally import STATS_INTERVAL, Tally
 from platformdb.redis.functions import Function, library
 from platformdb.redis.keys import KeySpace, check_free
 
@@ -59,11 +60,14 @@ class CacheCore:
         lock_ttl: float = 10.0,
         platform_wide: bool = False,
         prefix: str = "",
+        stats_interval: float = STATS_INTERVAL,
     ) -> None:
         self.keys = KeySpace(prefix)
         self.namespace = namespace
         self.platform_wide = bool(platform_wide)
         self.keys.cache_scope(None, namespace)  # validates the namespace now
+        # lookups per namespace for the exporter, added to Redis in batches (see _tally)
+        self.tally = Tally(self.keys.stats("cache"), stats_interval)
         self.ttl_ms = _ms(ttl, "cache ttl")
         self.stale_ms = _ms(stale_ttl, "cache stale_ttl", zero=True)
         self.lock_ms = _ms(lock_ttl, "cache lock_ttl")
@@ -75,6 +79,10 @@ class CacheCore:
         self.f_delete: Function = lib["cache_delete"]
         self.f_invalidate: Function = lib["cache_invalidate_tags"]
         self.f_delete_prefix: Function = lib["cache_delete_prefix"]
+
+    def count(self, result: str) -> bool:
+        """Count one lookup (``hit``, ``stale`` or ``miss``); True when a flush is due."""
+        return self.tally.add(f"{self.namespace}:{result}")
 
     def scope(self, org_id: str | None) -> str:
         """The hash tag of ``org_id``'s entries (of everyone's, platform-wide)."""

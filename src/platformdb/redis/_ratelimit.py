@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from platformdb.errors import ValidationError
+from platformdb.redis._tally import STATS_INTERVAL, Tally
 from platformdb.redis.functions import Function, library
 from platformdb.redis.keys import KeySpace, check_id
 
@@ -89,8 +90,12 @@ class LimiterCore:
         per_dsp: Mapping[str, Limit] | None = None,
         per_org_dsp: Mapping[tuple[str, str], Limit] | None = None,
         prefix: str = "",
+        stats_interval: float = STATS_INTERVAL,
     ) -> None:
         self.keys = KeySpace(prefix)
+        # decisions per DSP for the exporter, added to Redis in batches (see _tally)
+        self.tally = Tally(self.keys.stats("ratelimit"), stats_interval)
+        self._fields: dict[str, tuple[str, str]] = {}
         self.default = _check_limit(default)
         self.per_dsp = {check_id(d, "dsp"): _check_limit(v) for d, v in (per_dsp or {}).items()}
         self.per_org_dsp = {
@@ -102,6 +107,13 @@ class LimiterCore:
     def limit_for(self, org_id: str, dsp: str) -> Limit:
         """The limit that applies: the (org, DSP) one, else the DSP's, else the default."""
         return self.per_org_dsp.get((org_id, dsp)) or self.per_dsp.get(dsp) or self.default
+
+    def count(self, dsp: str, decided: Decision) -> bool:
+        """Count one decision for ``dsp``; True when the counters are due to be flushed."""
+        fields = self._fields.get(dsp)
+        if fields is None:  # built once per DSP: this runs on every decision
+            fields = self._fields[dsp] = (f"{dsp}:denied", f"{dsp}:allowed")
+        return self.tally.add(fields[decided.allowed])
 
     def call(self, org_id: str, dsp: str, limit: Limit | None) -> _Call:
         key = self.keys.ratelimit(org_id, dsp)

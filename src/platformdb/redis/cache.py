@@ -14,6 +14,11 @@ belongs to no tenant (``cache:{catalog}:dv360``), an explicit choice.
 - :meth:`Cache.get_or_compute` is stampede-protected: when the value is
   missing or stale exactly one caller computes it; the others get the stale
   value if there is one (``stale_ttl`` > 0) or wait for the fresh one.
+
+Each cache counts its lookups (``hit``: fresh; ``stale``: a stale value was
+served; ``miss``: nothing usable, the caller got the default or a computed value)
+and adds them to ``platformdb:stats:cache`` every ``stats_interval`` seconds, for
+the exporter's hit ratio per namespace; :meth:`Cache.flush_stats` adds them now.
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from redis.exceptions import RedisError
+
 from platformdb.redis._acompat import sleep
 from platformdb.redis._cache import BUSY, COMPUTE, FRESH, MISSING, WAIT_FIRST, WAIT_MAX, CacheCore
 from platformdb.redis._fcall import fcall
+from platformdb.redis._tally import STATS_INTERVAL
 from platformdb.redis.client import SyncClient
 
 T = TypeVar("T")
@@ -49,9 +57,11 @@ class Cache(CacheCore):
         lock_ttl: float = 10.0,
         platform_wide: bool = False,
         prefix: str = "",
+        stats_interval: float = STATS_INTERVAL,
     ) -> None:
         super().__init__(namespace, ttl=ttl, stale_ttl=stale_ttl, lock_ttl=lock_ttl,
-                         platform_wide=platform_wide, prefix=prefix)
+                         platform_wide=platform_wide, prefix=prefix,
+                         stats_interval=stats_interval)
         self.client = client
 
     def get(
@@ -63,8 +73,30 @@ class Cache(CacheCore):
         state, value = self.reply(fcall(self.client, self.f_get, [value_key],
                                               [self.stale_ms]))
         if value is MISSING or (state != FRESH and not allow_stale):
+            self._count("miss")
             return default
+        self._count("hit" if state == FRESH else "stale")
         return value
+
+    def _count(self, result: str) -> None:
+        if self.count(result):
+            self.flush_stats()
+
+    def flush_stats(self) -> None:
+        """Add the lookups counted so far to ``platformdb:stats:cache`` now.
+
+        Never raises: counts that could not be added are kept for the next flush.
+        """
+        counts = self.tally.take()
+        if not counts:
+            return
+        pipe: Any = self.client.pipeline(transaction=False)
+        for field, amount in counts.items():
+            pipe.hincrby(self.tally.key, field, amount)
+        try:
+            pipe.execute()
+        except RedisError as exc:
+            self.tally.put_back(counts, exc)
 
     def set(
         self, key: str, value: Any, *, org_id: str | None = None, ttl: float | None = None,
@@ -121,14 +153,20 @@ class Cache(CacheCore):
         deadline = time.monotonic() + self.wait_budget(wait)
         pause = WAIT_FIRST
         pair = self.pair(scope, key)
+        first = True
         while True:
             reply = fcall(self.client, self.f_get_or_lock, pair, self.lock_args(token))
             state, value = self.reply(reply)
             if state == FRESH or (state == BUSY and value is not MISSING):
+                self._count("hit" if first and state == FRESH else
+                                  "stale" if state == BUSY else "miss")
                 return value
+            first = False
             if state == COMPUTE:
+                self._count("miss")
                 return self._compute(scope, key, compute, ttl, tags, token)
             if time.monotonic() >= deadline:
+                self._count("miss")
                 return self._compute(scope, key, compute, ttl, tags, "")
             sleep(pause)
             pause = min(pause * 2, WAIT_MAX)

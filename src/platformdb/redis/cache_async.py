@@ -12,6 +12,11 @@ belongs to no tenant (``cache:{catalog}:dv360``), an explicit choice.
 - :meth:`AsyncCache.get_or_compute` is stampede-protected: when the value is
   missing or stale exactly one caller computes it; the others get the stale
   value if there is one (``stale_ttl`` > 0) or wait for the fresh one.
+
+Each cache counts its lookups (``hit``: fresh; ``stale``: a stale value was
+served; ``miss``: nothing usable, the caller got the default or a computed value)
+and adds them to ``platformdb:stats:cache`` every ``stats_interval`` seconds, for
+the exporter's hit ratio per namespace; :meth:`AsyncCache.flush_stats` adds them now.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
+from redis.exceptions import RedisError
+
 from platformdb.redis._acompat import asleep
 from platformdb.redis._cache import BUSY, COMPUTE, FRESH, MISSING, WAIT_FIRST, WAIT_MAX, CacheCore
 from platformdb.redis._fcall_async import fcall
+from platformdb.redis._tally import STATS_INTERVAL
 from platformdb.redis.client import AsyncClient
 
 T = TypeVar("T")
@@ -47,9 +55,11 @@ class AsyncCache(CacheCore):
         lock_ttl: float = 10.0,
         platform_wide: bool = False,
         prefix: str = "",
+        stats_interval: float = STATS_INTERVAL,
     ) -> None:
         super().__init__(namespace, ttl=ttl, stale_ttl=stale_ttl, lock_ttl=lock_ttl,
-                         platform_wide=platform_wide, prefix=prefix)
+                         platform_wide=platform_wide, prefix=prefix,
+                         stats_interval=stats_interval)
         self.client = client
 
     async def get(
@@ -61,8 +71,30 @@ class AsyncCache(CacheCore):
         state, value = self.reply(await fcall(self.client, self.f_get, [value_key],
                                               [self.stale_ms]))
         if value is MISSING or (state != FRESH and not allow_stale):
+            await self._count("miss")
             return default
+        await self._count("hit" if state == FRESH else "stale")
         return value
+
+    async def _count(self, result: str) -> None:
+        if self.count(result):
+            await self.flush_stats()
+
+    async def flush_stats(self) -> None:
+        """Add the lookups counted so far to ``platformdb:stats:cache`` now.
+
+        Never raises: counts that could not be added are kept for the next flush.
+        """
+        counts = self.tally.take()
+        if not counts:
+            return
+        pipe: Any = self.client.pipeline(transaction=False)
+        for field, amount in counts.items():
+            pipe.hincrby(self.tally.key, field, amount)
+        try:
+            await pipe.execute()
+        except RedisError as exc:
+            self.tally.put_back(counts, exc)
 
     async def set(
         self, key: str, value: Any, *, org_id: str | None = None, ttl: float | None = None,
@@ -119,14 +151,20 @@ class AsyncCache(CacheCore):
         deadline = time.monotonic() + self.wait_budget(wait)
         pause = WAIT_FIRST
         pair = self.pair(scope, key)
+        first = True
         while True:
             reply = await fcall(self.client, self.f_get_or_lock, pair, self.lock_args(token))
             state, value = self.reply(reply)
             if state == FRESH or (state == BUSY and value is not MISSING):
+                await self._count("hit" if first and state == FRESH else
+                                  "stale" if state == BUSY else "miss")
                 return value
+            first = False
             if state == COMPUTE:
+                await self._count("miss")
                 return await self._compute(scope, key, compute, ttl, tags, token)
             if time.monotonic() >= deadline:
+                await self._count("miss")
                 return await self._compute(scope, key, compute, ttl, tags, "")
             await asleep(pause)
             pause = min(pause * 2, WAIT_MAX)

@@ -163,6 +163,12 @@ class KeySpace:
     def events(self, org_id: str) -> str:
         return f"{self.prefix}events:{{{check_id(org_id, 'org_id')}}}"
 
+    # usage counters ----------------------------------------------------
+    def stats(self, name: str) -> str:
+        """``platformdb:stats:<name>``: a hash of platform-wide usage counters (no tenant
+        data: per DSP, per cache namespace), read by the exporter."""
+        return f"{self.prefix}platformdb:stats:{check_id(name, 'stats name')}"
+
     # one org's keys ----------------------------------------------------
     def org_patterns(self, org_id: str) -> dict[str, str]:
         """``SCAN MATCH`` patterns that find every key of ``org_id``, by family.

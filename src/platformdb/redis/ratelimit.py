@@ -21,6 +21,10 @@ Limits are configured per DSP and per (org, DSP), with a default for the rest::
     decision = limiter.allow("org_456", "dv360")
     if not decision.allowed:
         ...  # back off for decision.retry_after seconds
+
+Each limiter counts its decisions per DSP (allowed, denied) and adds them to
+``platformdb:stats:ratelimit`` every ``stats_interval`` seconds, for the
+exporter; :meth:`RateLimiter.flush_stats` adds them now (see ``_tally``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from redis.exceptions import RedisError
 
 from platformdb.redis._fcall import fcall, fcall_many
 from platformdb.redis._ratelimit import Decision, Limit, LimiterCore, decision
+from platformdb.redis._tally import STATS_INTERVAL
 from platformdb.redis.client import SyncClient
 from platformdb.redis.functions import translate
 
@@ -47,20 +52,48 @@ class RateLimiter(LimiterCore):
         per_dsp: Mapping[str, Limit] | None = None,
         per_org_dsp: Mapping[tuple[str, str], Limit] | None = None,
         prefix: str = "",
+        stats_interval: float = STATS_INTERVAL,
     ) -> None:
-        super().__init__(default, per_dsp=per_dsp, per_org_dsp=per_org_dsp, prefix=prefix)
+        super().__init__(default, per_dsp=per_dsp, per_org_dsp=per_org_dsp, prefix=prefix,
+                         stats_interval=stats_interval)
         self.client = client
 
     def allow(self, org_id: str, dsp: str, *, limit: Limit | None = None) -> Decision:
         """Admit one request of ``org_id`` to ``dsp`` now, or say how long to wait."""
         keys, args, applied = self.call(org_id, dsp, limit)
-        return decision(fcall(self.client, self.f_allow, keys, args), applied)
+        decided = decision(fcall(self.client, self.f_allow, keys, args), applied)
+        if self.count(dsp, decided):
+            self.flush_stats()
+        return decided
 
     def allow_many(self, requests: Iterable[tuple[str, str]]) -> list[Decision]:
         """Decide many (org_id, dsp) requests in one pipeline, in order."""
-        calls = [self.call(org, dsp, None) for org, dsp in requests]
+        pairs = list(requests)
+        calls = [self.call(org, dsp, None) for org, dsp in pairs]
         replies = fcall_many(self.client, self.f_allow, [(k, a) for k, a, _ in calls])
-        return [decision(r, lim) for r, (_, _, lim) in zip(replies, calls, strict=True)]
+        decided = [decision(r, lim) for r, (_, _, lim) in zip(replies, calls, strict=True)]
+        due = False
+        for (_, dsp), one in zip(pairs, decided, strict=True):
+            due = self.count(dsp, one)
+        if due:
+            self.flush_stats()
+        return decided
+
+    def flush_stats(self) -> None:
+        """Add the decisions counted so far to ``platformdb:stats:ratelimit`` now.
+
+        Never raises: counts that could not be added are kept for the next flush.
+        """
+        counts = self.tally.take()
+        if not counts:
+            return
+        pipe: Any = self.client.pipeline(transaction=False)
+        for field, amount in counts.items():
+            pipe.hincrby(self.tally.key, field, amount)
+        try:
+            pipe.execute()
+        except RedisError as exc:
+            self.tally.put_back(counts, exc)
 
     def reset(self, org_id: str, dsp: str) -> None:
         """Forget the window of one org and DSP (support tooling, tests)."""

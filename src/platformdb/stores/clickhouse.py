@@ -19,7 +19,7 @@ from platformdb.migrate.clickhouse import (
     postgres_placeholders,
 )
 from platformdb.stores.base import StoreBase, Unavailable
-from platformdb.types import Endpoints, Metric
+from platformdb.types import Endpoints, Metric, StoreHealth
 
 HEALTH_WAIT = 5.0
 """Seconds a health check waits for a chDB path another process has open."""
@@ -87,12 +87,17 @@ class ClickHouseStore(StoreBase):
 
         return ClickHouseDriver(client, placeholders, topology, on_close=stack.close)
 
-    def health(self) -> Any:
+    def health(self) -> StoreHealth:
+        """On chDB the detail says the lock's state: free (the check opened the path), or
+        which process holds it (after waiting :data:`HEALTH_WAIT` seconds for it)."""
         self.wait = HEALTH_WAIT  # a check waits briefly for a chDB path another process holds
         try:
-            return super().health()
+            result = super().health()
         finally:
             self.wait = clickhouse.CHDB_WAIT
+        if result.healthy and self.url is not None and self.url.startswith("chdb:"):
+            result.detail = "ok (chDB: the path was free, no other process holds it)"
+        return result
 
     def metrics(self) -> list[Metric]:
         return ch_stats.clickhouse_metrics(self.require_url())

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from platformdb.backup import postgres as pg_backup
+from platformdb.errors import PlatformDBError
 from platformdb.migrate.base import Driver
 from platformdb.migrate.postgres import PostgresDriver
 from platformdb.postgres import connect
 from platformdb.stores.base import StoreBase, timed
-from platformdb.types import Endpoints, Metric, Restored
+from platformdb.types import Endpoints, Metric, Restored, StoreHealth
 
 
 class PostgresStore(StoreBase):
@@ -27,6 +30,20 @@ class PostgresStore(StoreBase):
 
     def metrics(self) -> list[Metric]:
         return postgres_metrics(self.require_url())
+
+    def health(self) -> StoreHealth:
+        """The ledger check, and replication always named: ``ok (no replicas)``,
+        ``ok (2 replicas, max lag 0.1 s)``, ``ok (standby, 0 bytes to replay)``."""
+        result = super().health()
+        if self.url is None or result.latency_ms is None:
+            return result  # not reachable: the reason is the detail
+        try:
+            replication = replication_summary(self.url)
+        except (psycopg.Error, PlatformDBError) as exc:
+            replication = f"replication unknown: {str(exc).strip().splitlines()[0]}"
+        result.detail = (f"ok ({replication})" if result.detail == "ok"
+                         else f"{result.detail}; {replication}")
+        return result
 
     def write_backup(self, out_dir: Path, **options: Any) -> Path:
         return pg_backup.backup(self.require_url(), out_dir,
@@ -87,6 +104,23 @@ PG_QUERIES: dict[str, str] = {
         "SELECT coalesce(sum(total_exec_time) / nullif(sum(calls), 0), 0), coalesce(sum(calls), 0)"
         " FROM pg_stat_statements"),
 }
+
+
+def replication_summary(url: str) -> str:
+    """Replicas and their lag in words; a standby says how far behind it replays."""
+    with connect(url, autocommit=True) as conn:
+        replicas = conn.execute(PG_QUERIES["replication"]).fetchall()
+        standby = conn.execute(PG_QUERIES["standby_lag"]).fetchone()
+    parts = []
+    if standby and standby[0] is not None:
+        parts.append(f"standby, {int(standby[0])} bytes received but not replayed")
+    if not replicas:
+        parts.append("no replicas")
+    else:
+        worst = max(float(row[3]) for row in replicas)
+        parts.append(f"{len(replicas)} replica{'s' if len(replicas) != 1 else ''}, "
+                     f"max lag {worst:.1f} s")
+    return ", ".join(parts)
 
 
 def postgres_metrics(url: str) -> list[Metric]:

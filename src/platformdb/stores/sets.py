@@ -25,6 +25,7 @@ from typing import Any
 from platformdb import __version__
 from platformdb.backup import find_backups
 from platformdb.backup.manifest import MANIFEST, file_sha256, read_manifest
+from platformdb.backup.state import GoodBackup, verified
 from platformdb.errors import ValidationError
 from platformdb.stores.base import Staged
 from platformdb.stores.registry import open_store, open_stores
@@ -85,6 +86,16 @@ def backup_set(endpoints: Endpoints, out_dir: Path, names: list[str] | None = No
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return folder
+
+
+def set_parts_verified(out_dir: Path, folder: Path) -> list[GoodBackup]:
+    """Every part of the set in ``folder``, checked against its manifest (see
+    :mod:`platformdb.backup.state`: what ``backup`` records as the last good backups)."""
+    document = json.loads((folder / MANIFEST).read_text())
+    return [verified(out_dir, store, folder / str(info["folder"]),
+                     datetime.fromisoformat(info["started_at"]),
+                     datetime.fromisoformat(info["finished_at"]))
+            for store, info in sorted(document["parts"].items())]
 
 
 def read_set(folder: Path) -> BackupSet:
