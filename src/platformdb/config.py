@@ -40,6 +40,9 @@ class Settings:
     """A managed ClickHouse (``PLATFORMDB_CLICKHOUSE_MANAGED``): no ``ON CLUSTER``."""
     clickhouse_dictionary_login: str | None = None
     """``PLATFORMDB_CLICKHOUSE_DICTIONARY_PG_URL``: the dictionaries' PostgreSQL login."""
+    migrate_env: tuple[tuple[str, str], ...] = ()
+    """The ``PLATFORMDB_MIGRATE_*`` values (lock timeout, retries...), checked by
+    :meth:`platformdb.migrate.options.MigrateOptions.from_env`."""
 
     @property
     def needs_embedded(self) -> bool:
@@ -112,4 +115,6 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
         clickhouse_managed=merged.get(ENV_CLICKHOUSE_MANAGED, "").strip().lower()
         in ("1", "true", "yes", "on"),
         clickhouse_dictionary_login=url(ENV_CLICKHOUSE_DICTIONARY, POSTGRES_SCHEMES),
+        migrate_env=tuple(sorted((k, v) for k, v in merged.items()
+                                 if k.startswith("PLATFORMDB_MIGRATE_"))),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Annotated
 
@@ -20,15 +21,50 @@ from platformdb.cli.base import (
     endpoints,
     err,
     print_json,
+    settings,
     show,
 )
 from platformdb.errors import CheckFailed, ConfigError
+from platformdb.migrate.options import MigrateOptions, parse_duration
 from platformdb.redaction import redact_text
 from platformdb.stores import open_store, open_stores
-from platformdb.types import Step, check_store
+from platformdb.stores.base import StoreBase
+from platformdb.types import Endpoints, Step, check_store
 
 migrate_app = typer.Typer(help="Apply and inspect schema migrations.", no_args_is_help=True)
 app.add_typer(migrate_app, name="migrate")
+
+LockTimeoutOption = Annotated[str | None, typer.Option(
+    "--lock-timeout", metavar="DURATION",
+    help="How long each attempt may queue for a lock, e.g. 2s or 500ms "
+         "(PLATFORMDB_MIGRATE_LOCK_TIMEOUT, default 2s).")]
+LockRetriesOption = Annotated[int | None, typer.Option(
+    "--lock-retries", metavar="N",
+    help="Attempts after the first when a lock is not granted in time "
+         "(PLATFORMDB_MIGRATE_LOCK_RETRIES, default 10).")]
+RunnerWaitOption = Annotated[str | None, typer.Option(
+    "--runner-wait", metavar="DURATION",
+    help="How long to wait for another runner's migration lock "
+         "(PLATFORMDB_MIGRATE_RUNNER_WAIT, default 5min).")]
+
+
+def migrate_options(lock_timeout: str | None = None, lock_retries: int | None = None,
+                    runner_wait: str | None = None) -> MigrateOptions:
+    """The environment's PLATFORMDB_MIGRATE_* settings with the command line's on top."""
+    base = MigrateOptions.from_env(dict(settings().migrate_env))
+    return base.with_overrides(
+        lock_timeout_ms=parse_duration(lock_timeout, "--lock-timeout") if lock_timeout else None,
+        lock_retries=lock_retries,
+        runner_wait_s=parse_duration(runner_wait, "--runner-wait") / 1000 if runner_wait
+        else None)
+
+
+def migrator_for(name: str, found: Endpoints, options: MigrateOptions) -> AbstractContextManager[
+        migrate.Migrator]:
+    store = open_store(name, found)
+    if isinstance(store, StoreBase):
+        store.migrate_options = options
+    return store.open_migrator()
 
 
 def show_steps(steps: list[Step], dry_run: bool, as_json: bool = False) -> None:
@@ -53,6 +89,9 @@ def migrate_up(
     dry_run: DryRunOption = False,
     cluster: ClusterOption = None,
     as_json: JsonOption = False,
+    lock_timeout: LockTimeoutOption = None,
+    lock_retries: LockRetriesOption = None,
+    runner_wait: RunnerWaitOption = None,
 ) -> None:
     """Apply every pending migration (and load the Redis scripts).
 
@@ -62,16 +101,21 @@ def migrate_up(
       platformdb migrate up -s postgresql --to 3  PostgreSQL up to 003
       platformdb migrate up --dry-run             what would run
     """
+    options = migrate_options(lock_timeout, lock_retries, runner_wait)
     found = endpoints(start=True, stores=store, cluster=cluster)
-    show_steps(stores.apply_pending(found, store, target=to, dry_run=dry_run), dry_run, as_json)
+    show_steps(stores.apply_pending(found, store, target=to, dry_run=dry_run, options=options),
+               dry_run, as_json)
 
 
 @migrate_app.command("down")
 def migrate_down(store: OneStoreOption = "postgresql", dry_run: DryRunOption = False,
-                 as_json: JsonOption = False) -> None:
+                 as_json: JsonOption = False, lock_timeout: LockTimeoutOption = None,
+                 lock_retries: LockRetriesOption = None,
+                 runner_wait: RunnerWaitOption = None) -> None:
     """Revert the last applied migration through its .down.sql."""
     name = migrate.check_numbered(check_store(store))
-    with open_store(name, endpoints(start=True, stores=[name])).open_migrator() as migrator:
+    options = migrate_options(lock_timeout, lock_retries, runner_wait)
+    with migrator_for(name, endpoints(start=True, stores=[name]), options) as migrator:
         show_steps([migrator.down(dry_run=dry_run)], dry_run, as_json)
 
 
@@ -81,12 +125,16 @@ def migrate_run(
     store: OneStoreOption = "postgresql",
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
+    lock_timeout: LockTimeoutOption = None,
+    lock_retries: LockRetriesOption = None,
+    runner_wait: RunnerWaitOption = None,
 ) -> None:
     """Apply exactly one migration (every earlier one must be applied)."""
     if not number.isdigit():
         raise ConfigError(f"{number!r} is not a migration number like 001")
     name = migrate.check_numbered(check_store(store))
-    with open_store(name, endpoints(start=True, stores=[name])).open_migrator() as migrator:
+    options = migrate_options(lock_timeout, lock_retries, runner_wait)
+    with migrator_for(name, endpoints(start=True, stores=[name]), options) as migrator:
         show_steps([migrator.run(int(number), dry_run=dry_run)], dry_run, as_json)
 
 

@@ -56,6 +56,8 @@ class AppliedMigration:
     on_server: bool = True
     """False when the ledger records it but the store lost it (a repeatable
     migration's code missing on a Redis primary); ``up`` applies it again."""
+    baselined: bool = False
+    """Recorded by ``migrate baseline`` (the schema was found equal), not run."""
 
 
 def checksum(text: str) -> str:

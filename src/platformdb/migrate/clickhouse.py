@@ -8,8 +8,11 @@ offers:
   down``) inserts a ``down`` row; nothing ever deletes or mutates a ledger
   row. A version is applied when its latest row (``seq``) is ``up``.
 - **Lock**: ``CREATE TABLE platformdb_migration_lock`` is atomic (exactly
-  one concurrent creator succeeds); the holder drops it when done. A lock
-  older than :data:`STALE_LOCK` (a crashed runner) is broken.
+  one concurrent creator succeeds); the holder writes who it is into it and
+  drops it when done. Another runner waits for it at most ``runner_wait_s``
+  (:class:`~platformdb.migrate.options.MigrateOptions`) and then gives up
+  naming the holder and since when. A lock older than :data:`STALE_LOCK` (a
+  crashed runner) is broken.
 - **No transactions**: ClickHouse DDL is not transactional. Before a
   migration runs, the driver records the database's objects; when a statement
   fails, it undoes only what this run created or altered: a statement of the
@@ -30,6 +33,8 @@ offers:
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -53,14 +58,17 @@ from platformdb.clickhouse.dictionaries import ensure_collection
 from platformdb.errors import MigrationError
 from platformdb.migrate.base import AppliedMigration, Migration
 from platformdb.migrate.engine import who
+from platformdb.migrate.options import MigrateOptions
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver import Client
 
+log = logging.getLogger("platformdb.migrate")
+
 LEDGER = "platformdb_schema_migrations"
 LOCK_TABLE = "platformdb_migration_lock"
 STALE_LOCK = 3600.0
-LOCK_WAIT = 60.0
+LOCK_POLL = 0.2
 
 _TARGET = re.compile(
     r"^\s*(?:DROP\s+(?:TABLE|VIEW|DICTIONARY)\s+(?:IF\s+EXISTS\s+)?|ALTER\s+TABLE\s+)"
@@ -75,8 +83,10 @@ class ClickHouseDriver:
     def __init__(self, client: Client,
                  placeholders: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
                  topology: Topology | None = None,
-                 on_close: Callable[[], None] | None = None) -> None:
+                 on_close: Callable[[], None] | None = None,
+                 options: MigrateOptions | None = None) -> None:
         self.client = client
+        self.options = options or MigrateOptions()
         # a callable is resolved on first apply: status and health never need PostgreSQL
         self._placeholders = placeholders
         self.topology = topology or Topology.single(str(client.database))
@@ -123,7 +133,9 @@ class ClickHouseDriver:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        deadline = time.monotonic() + LOCK_WAIT
+        wait = self.options.runner_wait_s
+        deadline = time.monotonic() + wait
+        announced = False
         while True:
             try:
                 self._run(f"CREATE TABLE {LOCK_TABLE} (holder String, since DateTime DEFAULT now())"
@@ -135,15 +147,34 @@ class ClickHouseDriver:
                 if self._lock_age() > STALE_LOCK:
                     self._run(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
                     continue
+                holder = self._lock_holder()
                 if time.monotonic() > deadline:
                     raise MigrationError(
-                        f"another runner holds the ClickHouse migration lock ({LOCK_TABLE}); "
-                        "wait for it, or drop the table if that runner died") from exc
-                time.sleep(0.2)
+                        f"another runner still holds the ClickHouse migration lock ({LOCK_TABLE})"
+                        f" after {wait:g} s: {holder}; wait for it, or drop the table if that "
+                        "runner died") from exc
+                if not announced:
+                    log.warning("waiting up to %g s for another ClickHouse migration runner: %s",
+                                wait, holder)
+                    announced = True
+                time.sleep(LOCK_POLL)
         try:
+            self._run(f"INSERT INTO {LOCK_TABLE} (holder) VALUES ({{h:String}})",
+                      {"h": f"{who()} pid {os.getpid()}"})
             yield
         finally:
             self._run(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
+
+    def _lock_holder(self) -> str:
+        """Who holds the lock and since when, as the holder wrote it."""
+        try:
+            rows = self._rows(f"SELECT holder, toString(since) FROM {LOCK_TABLE} LIMIT 1")
+        except ClickHouseError:
+            return "a runner that has just released it"
+        if not rows:
+            return f"a runner that is taking it now ({self._lock_age():.0f} s ago)"
+        holder, since = rows[0]
+        return f"{holder}, since {since} ({self._lock_age():.0f} s ago)"
 
     def _lock_age(self) -> float:
         rows = self._rows(

@@ -20,6 +20,7 @@ from platformdb.errors import PlatformDBError, StoreUnavailable
 from platformdb.migrate.base import Driver, Migration
 from platformdb.migrate.engine import Migrator
 from platformdb.migrate.files import discover
+from platformdb.migrate.options import MigrateOptions
 from platformdb.redaction import redact
 from platformdb.resources import data_dir
 from platformdb.types import Metric, Restored, StatusRow, Step, StoreHealth
@@ -94,6 +95,8 @@ class StoreBase:
     def __init__(self, url: str | None, why_missing: str = "") -> None:
         self.url = url
         self.why_missing = why_missing or f"no {self.name} server is configured"
+        self.migrate_options = MigrateOptions()
+        """Lock timeout, retries, runner wait of this store's migrations (the CLI sets them)."""
 
     @property
     def target(self) -> str:

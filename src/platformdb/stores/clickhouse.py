@@ -85,7 +85,8 @@ class ClickHouseStore(StoreBase):
         def placeholders() -> dict[str, str]:  # only a migration that fills ${...} asks
             return dictionary_placeholders(client, self.dictionary_login_url(), topology)
 
-        return ClickHouseDriver(client, placeholders, topology, on_close=stack.close)
+        return ClickHouseDriver(client, placeholders, topology, on_close=stack.close,
+                                options=self.migrate_options)
 
     def health(self) -> Any:
         self.wait = HEALTH_WAIT  # a check waits briefly for a chDB path another process holds
