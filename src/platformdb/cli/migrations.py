@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Annotated
@@ -26,6 +27,7 @@ from platformdb.cli.base import (
 )
 from platformdb.errors import CheckFailed, ConfigError
 from platformdb.migrate.options import MigrateOptions, parse_duration
+from platformdb.migrate.plan import MigrationPlan, StatementPlan, Target, size_text
 from platformdb.redaction import redact_text
 from platformdb.stores import open_store, open_stores
 from platformdb.stores.base import StoreBase
@@ -81,6 +83,114 @@ def show_steps(steps: list[Step], dry_run: bool, as_json: bool = False) -> None:
         show(f"{step.store}: {verb} {step.label}{timing}")
 
 
+def show_plans(plans: list[MigrationPlan], as_json: bool = False) -> None:
+    """Each pending migration's statements: a table on a terminal, full text when piped."""
+    if as_json:
+        print_json([p.to_dict() for p in plans])
+        return
+    if not plans:
+        show("nothing to do: every migration is applied")
+        return
+    for plan in plans:
+        colour = SEVERITY_STYLE[plan.severity]
+        show(f"[bold]{plan.store}: would apply {plan.label}[/] ({plan.mode}; "
+             f"[{colour}]{plan.severity}[/])")
+        if sys.stdout.isatty():
+            show(plan_table(plan))
+        for statement in plan.statements:
+            if not sys.stdout.isatty():
+                show(plan_text(statement), markup=False)
+            elif statement.severity != "ok":
+                for why in statement.why:
+                    show(f"  line {statement.line}: [{SEVERITY_STYLE[statement.severity]}]"
+                         f"{escape(why)}[/]")
+                for instead in statement.instead:
+                    show(f"    instead: {escape(instead)}")
+
+
+SEVERITY_STYLE = {"ok": "green", "caution": "yellow", "danger": "red"}
+
+
+def plan_table(plan: MigrationPlan) -> Table:
+    table = Table("line", "statement", "lock", "on", "does", "size", "verdict")
+    for statement in plan.statements:
+        first_line = " ".join(statement.sql.split())
+        summary = first_line if len(first_line) <= 60 else first_line[:57] + "..."
+        style = SEVERITY_STYLE[statement.severity]
+        targets: list[Target | None] = list(statement.targets) or [None]
+        for index, target in enumerate(targets):
+            head = index == 0
+            does = "" if target is None else target.action + "".join(
+                f" [{flag}]" for flag, on in (("rewrite", target.rewrite), ("scan", target.scan),
+                                              ("build", target.build)) if on)
+            table.add_row(
+                str(statement.line) if head else "", escape(summary) if head else "",
+                escape(target.lock if target else statement.lock) or "-",
+                escape(target.relation or "-") if target else "-", escape(does),
+                size_text(target) if target else "",
+                f"[{style}]{statement.severity}[/]" if head else "")
+    return table
+
+
+def plan_text(statement: StatementPlan) -> str:
+    """A statement's plan in full, for logs and reviews (nothing cut)."""
+    lines = [f"  line {statement.line}: {statement.statement} [{statement.lock or 'no lock'}]"
+             f" {statement.severity}"]
+    lines += [f"    | {line}" for line in statement.sql.splitlines()]
+    for target in statement.targets:
+        flags = ", ".join(flag for flag, on in (("rewrites", target.rewrite),
+                                                ("scans", target.scan),
+                                                ("builds an index", target.build),
+                                                ("drops data", target.destructive)) if on)
+        lines.append(f"    - {target.relation or '-'}: {target.lock or 'no lock'}, {target.action}"
+                     f"; {size_text(target)}" + (f"; {flags}" if flags else "")
+                     + (f"; blocks {target.blocks}" if target.blocks and target.lock not in (
+                         "", "metadata") else "") + (f"; {target.note}" if target.note else ""))
+    lines += [f"    why: {why}" for why in statement.why]
+    lines += [f"    instead: {instead}" for instead in statement.instead]
+    return "\n".join(lines)
+
+
+def store_plans(found: Endpoints, names: list[str] | None, target: int | None,
+                options: MigrateOptions) -> list[MigrationPlan]:
+    plans: list[MigrationPlan] = []
+    for store in open_stores(found, names):
+        if isinstance(store, StoreBase):
+            store.migrate_options = options
+        with store.open_migrator() as migrator:
+            plans.extend(migrator.plan(target if store.name in migrate.NUMBERED_STORES
+                                       else None))
+    return plans
+
+
+@migrate_app.command("plan")
+def migrate_plan(
+    store: StoreOption = None,
+    to: Annotated[int | None, typer.Option("--to", metavar="N",
+                                           help="Plan up to this number.")] = None,
+    cluster: ClusterOption = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit 1 when a statement is flagged danger (for CI).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """What each pending statement would do: its lock, rewrite or scan, the live size
+    of what it touches, and dangers with the safe alternative. Changes nothing.
+
+    [bold]Examples[/]
+
+      platformdb migrate plan                     every store
+      platformdb migrate plan -s postgresql --json
+      platformdb migrate plan --strict            exit 1 on a dangerous statement
+    """
+    found = endpoints(start=False, stores=store, cluster=cluster)
+    plans = store_plans(found, store, to, migrate_options())
+    show_plans(plans, as_json)
+    dangerous = [f"{p.label} line {s.line}" for p in plans for s in p.statements
+                 if s.severity == "danger"]
+    if strict and dangerous:
+        raise CheckFailed(f"{len(dangerous)} dangerous statement(s), first {dangerous[0]}")
+
+
 @migrate_app.command("up")
 def migrate_up(
     store: StoreOption = None,
@@ -99,10 +209,13 @@ def migrate_up(
 
       platformdb migrate up                       every store
       platformdb migrate up -s postgresql --to 3  PostgreSQL up to 003
-      platformdb migrate up --dry-run             what would run
+      platformdb migrate up --dry-run             what would run (= migrate plan)
     """
     options = migrate_options(lock_timeout, lock_retries, runner_wait)
     found = endpoints(start=True, stores=store, cluster=cluster)
+    if dry_run:
+        show_plans(store_plans(found, store, to, options), as_json)
+        return
     show_steps(stores.apply_pending(found, store, target=to, dry_run=dry_run, options=options),
                dry_run, as_json)
 

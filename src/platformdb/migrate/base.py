@@ -12,7 +12,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from platformdb.migrate.plan import MigrationPlan
 
 
 @dataclass(frozen=True)
@@ -101,3 +104,11 @@ class Driver(Protocol):
 
     def close(self) -> None:
         """Release the connection."""
+
+
+@runtime_checkable
+class PlanningDriver(Protocol):
+    """A driver that can say what pending migrations would do (``migrate plan``)."""
+
+    def plan(self, migrations: list[Migration]) -> list[MigrationPlan]:
+        """Each migration's statements with their locks, rewrites, scans and sizes."""

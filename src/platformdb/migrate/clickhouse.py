@@ -57,8 +57,10 @@ from platformdb.clickhouse.ddl import (
 from platformdb.clickhouse.dictionaries import ensure_collection
 from platformdb.errors import MigrationError
 from platformdb.migrate.base import AppliedMigration, Migration
+from platformdb.migrate.ch_plan import plan_statement
 from platformdb.migrate.engine import who
 from platformdb.migrate.options import MigrateOptions
+from platformdb.migrate.plan import MigrationPlan
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver import Client
@@ -282,6 +284,26 @@ class ClickHouseDriver:
         duration = int((time.monotonic() - started) * 1000)
         self._record(migration, "down", duration, who())
         return duration
+
+    def plan(self, migrations: list[Migration]) -> list[MigrationPlan]:
+        """Each statement as it would run here, classified and sized (:mod:`.ch_plan`)."""
+        plans = []
+        for migration in migrations:
+            found = MigrationPlan(self.store, migration.version, migration.label, "statements")
+            found.statements = [plan_statement(s, self._size)
+                                for s in self.statements(migration, fill=False)]
+            plans.append(found)
+        return plans
+
+    def _size(self, table: str) -> tuple[int, int, int] | None:
+        if table not in self._tables():
+            return None
+        rows = self._rows(
+            "SELECT sum(rows), sum(bytes_on_disk), count() FROM system.parts"
+            " WHERE database = currentDatabase() AND table = {t:String} AND active",
+            {"t": table})
+        rows_, size, parts = rows[0] if rows else (0, 0, 0)
+        return int(rows_ or 0), int(size or 0), int(parts or 0)
 
     def dump_schema(self) -> str:
         rows = self._rows(

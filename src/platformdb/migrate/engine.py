@@ -15,7 +15,8 @@ import getpass
 import socket
 
 from platformdb.errors import MigrationError
-from platformdb.migrate.base import AppliedMigration, Driver, Migration
+from platformdb.migrate.base import AppliedMigration, Driver, Migration, PlanningDriver
+from platformdb.migrate.plan import MigrationPlan
 from platformdb.types import StatusRow, Step
 
 __all__ = ["Migrator", "StatusRow", "Step", "who"]
@@ -165,6 +166,22 @@ class Migrator:
                 return Step(self.driver.store, "down", migration.label, None)
             ms = self.driver.revert(migration, down_sql)
             return Step(self.driver.store, "down", migration.label, ms)
+
+    def plan(self, target: int | None = None) -> list[MigrationPlan]:
+        """What each pending migration (up to ``target``) would do, statement by statement.
+
+        Read only: nothing is locked or changed. A store without a planner (Redis) gets
+        one entry per pending migration with no statements.
+        """
+        if target is not None and target not in self.by_version:
+            raise MigrationError(f"no migration numbered {target:03d}")
+        self.validate_files()
+        todo = [m for m in self.pending(self.driver.applied())
+                if target is None or m.version <= target]
+        if isinstance(self.driver, PlanningDriver):
+            return self.driver.plan(todo)
+        return [MigrationPlan(self.driver.store, m.version, m.label, "repeatable"
+                              if m.repeatable else "statements") for m in todo]
 
     def _apply(self, migration: Migration, dry_run: bool) -> Step:
         if dry_run:

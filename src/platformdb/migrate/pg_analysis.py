@@ -19,11 +19,45 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pglast
 from pglast import ast
 from pglast.enums import AlterTableType as AT
 from pglast.enums import ConstrType, ObjectType
+
+from platformdb.errors import MigrationError
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a file and the line it starts on."""
+
+    line: int
+    sql: str
+
+
+def parse(text: str, path: Path) -> list[Statement]:
+    """The statements of ``text``; raise a MigrationError with file and line."""
+    try:
+        statements = pglast.parse_sql(text)
+    except pglast.parser.ParseError as exc:
+        location = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
+        line = text.count("\n", 0, max(location, 0)) + 1
+        raise MigrationError(f"{path.name}:{line}: {exc.args[0]}") from exc
+    for raw in statements:
+        if isinstance(raw.stmt, ast.TransactionStmt):
+            where = text.count("\n", 0, raw.stmt_location or 0) + 1
+            raise MigrationError(
+                f"{path.name}:{where}: transaction control (BEGIN/COMMIT) is not allowed in a "
+                "migration; the engine wraps each file in one transaction"
+            )
+    # pglast's slices count characters, as do PostgreSQL's error positions.
+    return [Statement(text.count("\n", 0, part.start) + 1, text[part])
+            for part in pglast.split(text, only_slices=True)]
+
+
 
 ACCESS_SHARE = "ACCESS SHARE"
 ROW_SHARE = "ROW SHARE"
@@ -83,6 +117,7 @@ class Effect:
     destructive: bool = False
     """Drops data."""
     column: str | None = None
+    """The column (or, for DROP CONSTRAINT, the constraint) the subcommand names."""
     new_type: str | None = None
     """ALTER COLUMN TYPE: the new type, as format_type would print it."""
     using: bool = False
@@ -133,7 +168,7 @@ def _first_word(node: ast.Node) -> str:
     return type(node).__name__.removesuffix("Stmt")
 
 
-def analyse(node: ast.Node) -> Analysis:
+def analyse(node: Any) -> Analysis:
     """The effects of one parsed statement (``RawStmt.stmt``)."""
     handler = _HANDLERS.get(type(node))
     analysis = Analysis(_first_word(node))
@@ -329,7 +364,7 @@ def _subcommand(table: str | None, cmd: Any) -> list[Effect]:
                 Effect(parent, ACCESS_EXCLUSIVE, f"{_words(kind)} of {table}", recurse=False,
                        kind="inherit")]
     if kind == AT.AT_DropConstraint:
-        return [Effect(table, ACCESS_EXCLUSIVE, f"DROP CONSTRAINT {column}",
+        return [Effect(table, ACCESS_EXCLUSIVE, f"DROP CONSTRAINT {column}", column=column,
                        kind="drop-constraint")]
     if kind in (AT.AT_EnableRowSecurity, AT.AT_DisableRowSecurity, AT.AT_ForceRowSecurity,
                 AT.AT_NoForceRowSecurity):

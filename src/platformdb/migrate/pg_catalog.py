@@ -21,7 +21,8 @@ class RelationInfo:
     kind: str = ""
     """``table``, ``partitioned table``, ``view``, ``index``, ``partitioned index``..."""
     rows: int | None = None
-    """Estimated rows (``reltuples``); None when never analysed and not empty."""
+    """Estimated rows (``reltuples`` of the leaves); None when a leaf that holds data was
+    never analysed or vacuumed."""
     bytes: int = 0
     """Table, indexes and TOAST, every partition included."""
     partitions: int = 0
@@ -55,8 +56,9 @@ tree AS (
       FROM members m JOIN pg_class c ON c.oid = m.relid
 )
 SELECT c.relkind,
-       CASE WHEN bool_and(tree.reltuples >= 0 OR tree.relpages = 0)
-            THEN sum(greatest(tree.reltuples, 0))::bigint END,
+       CASE WHEN bool_and(tree.reltuples >= 0 OR pg_relation_size(tree.relid) = 0)
+                 FILTER (WHERE tree.isleaf)
+            THEN (sum(greatest(tree.reltuples, 0)) FILTER (WHERE tree.isleaf))::bigint END,
        coalesce(sum(pg_total_relation_size(tree.relid)) FILTER (WHERE tree.isleaf), 0)::bigint,
        count(*) FILTER (WHERE tree.isleaf AND tree.relid <> c.oid),
        EXISTS (SELECT FROM pg_partitioned_table p WHERE p.partrelid = c.oid
@@ -67,7 +69,8 @@ SELECT c.relkind,
 """
 
 DEFAULT_ROWS_SQL = """
-SELECT CASE WHEN d.reltuples >= 0 OR d.relpages = 0 THEN greatest(d.reltuples, 0)::bigint END
+SELECT CASE WHEN d.reltuples >= 0 OR pg_relation_size(d.oid) = 0
+            THEN greatest(d.reltuples, 0)::bigint END
   FROM pg_partitioned_table p JOIN pg_class d ON d.oid = p.partdefid
  WHERE p.partrelid = to_regclass(%s)
 """

@@ -18,7 +18,6 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -35,8 +34,9 @@ from platformdb.migrate.base import AppliedMigration, Migration
 from platformdb.migrate.engine import who
 from platformdb.migrate.online_index import build_online, online_index_problem
 from platformdb.migrate.options import MigrateOptions, parse_duration
-from platformdb.migrate.pg_analysis import relations
+from platformdb.migrate.pg_analysis import Statement, parse, relations
 from platformdb.migrate.pg_catalog import advisory_holders, relation_holders
+from platformdb.migrate.plan import MigrationPlan, plan_postgres
 from platformdb.migrate.retry import Attempts, RetriesExhausted, with_lock_retries
 from platformdb.postgres import connect
 
@@ -47,34 +47,6 @@ LEDGER = "platformdb.schema_migrations"
 LOCK_KEY = 0x3F1E_9C0D_5A7B_2C11
 RUNNER_POLL = 0.2
 """Seconds between two tries of the runner lock."""
-
-
-@dataclass(frozen=True)
-class Statement:
-    """One statement of a file and the line it starts on."""
-
-    line: int
-    sql: str
-
-
-def parse(text: str, path: Path) -> list[Statement]:
-    """The statements of ``text``; raise a MigrationError with file and line."""
-    try:
-        statements = pglast.parse_sql(text)
-    except pglast.parser.ParseError as exc:
-        location = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
-        line = text.count("\n", 0, max(location, 0)) + 1
-        raise MigrationError(f"{path.name}:{line}: {exc.args[0]}") from exc
-    for raw in statements:
-        if isinstance(raw.stmt, ast.TransactionStmt):
-            where = text.count("\n", 0, raw.stmt_location or 0) + 1
-            raise MigrationError(
-                f"{path.name}:{where}: transaction control (BEGIN/COMMIT) is not allowed in a "
-                "migration; the engine wraps each file in one transaction"
-            )
-    # pglast's slices count characters, as do PostgreSQL's error positions.
-    return [Statement(text.count("\n", 0, part.start) + 1, text[part])
-            for part in pglast.split(text, only_slices=True)]
 
 
 class StatementFailed(Exception):
@@ -392,6 +364,9 @@ class PostgresDriver:
         if isinstance(exc, psycopg.errors.LockNotAvailable):
             hint += "; another session held a lock for longer than lock_timeout, retry later"
         return MigrationError(f"{name} failed: line {failed.line}: {message}{hint}")
+
+    def plan(self, migrations: list[Migration]) -> list[MigrationPlan]:
+        return plan_postgres(self.conn, migrations, self.options)
 
     def dump_schema(self) -> str:
         return dump_schema(self.url)
