@@ -26,6 +26,7 @@ from platformdb.cli.base import (
     show,
 )
 from platformdb.errors import CheckFailed, ConfigError
+from platformdb.migrate.engine import SchemaDiffers
 from platformdb.migrate.options import MigrateOptions, parse_duration
 from platformdb.migrate.plan import MigrationPlan, StatementPlan, Target, size_text
 from platformdb.redaction import redact_text
@@ -253,7 +254,8 @@ def migrate_run(
 
 @migrate_app.command("status")
 def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Show each migration: applied, pending, edited or missing (Redis: changed, not on server)."""
+    """Show each migration: applied, baselined, pending, edited or missing (Redis: changed,
+    not on server)."""
     found = endpoints(start=False, stores=store)
     report = {s.name: s.migration_status() for s in open_stores(found, store)}
     if as_json:
@@ -262,7 +264,8 @@ def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> No
     for name, rows in report.items():
         table = Table("version", "name", "state", "applied at", "ms", "by", title=name)
         for row in rows:
-            style = {"applied": "green", "pending": "yellow"}.get(row.state, "red")
+            style = {"applied": "green", "baselined": "green",
+                     "pending": "yellow"}.get(row.state, "red")
             table.add_row(f"{row.version:03d}", row.name, f"[{style}]{row.state}[/]",
                           row.applied_at.isoformat(timespec="seconds") if row.applied_at else "-",
                           str(row.duration_ms) if row.duration_ms is not None else "-",
@@ -270,21 +273,97 @@ def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> No
         show(table)
 
 
+ScratchOption = Annotated[str | None, typer.Option(
+    "--scratch-url", metavar="URL",
+    help="PostgreSQL: a server where the scratch database may be created "
+         "(PLATFORMDB_MIGRATE_SCRATCH_URL; default: the target's own server).")]
+
+
 @migrate_app.command("verify")
-def migrate_verify(store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Check that files parse and that applied files are unchanged (exit 1 if not)."""
-    found = endpoints(start=False, stores=store)
-    problems = [f"{s.name}: {problem}" for s in open_stores(found, store)
-                for problem in s.verify()]
+def migrate_verify(
+    store: StoreOption = None,
+    drift: Annotated[bool, typer.Option(
+        "--drift", help="Also compare the live schema with what the applied migrations build "
+                        "in a scratch database, object by object.")] = False,
+    scratch_url: ScratchOption = None,
+    cluster: ClusterOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check that files parse and that applied files are unchanged; with --drift, that the
+    live schema is what they build (exit 1 if not).
+
+    [bold]Examples[/]
+
+      platformdb migrate verify                   files and ledger
+      platformdb migrate verify --drift           and every table, column, index, policy,
+                                                  grant, function, view, trigger (ClickHouse:
+                                                  tables, engines, TTLs, views, dictionaries)
+    """
+    found = endpoints(start=False, stores=store, cluster=cluster)
+    options = migrate_options().with_overrides(scratch_url=scratch_url)
+    problems: list[str] = []
+    differences: dict[str, list[dict[str, str]]] = {}
+    for s in open_stores(found, store):
+        problems.extend(f"{s.name}: {problem}" for problem in s.verify())
+        if drift and s.name in migrate.NUMBERED_STORES:
+            with migrator_for(s.name, found, options) as migrator:
+                differences[s.name] = [asdict(d) for d in migrator.drift()]
+    drifted = [f"{name}: {d['object']}: {d['detail']}" for name, items in differences.items()
+               for d in items]
     if as_json:
-        print_json({"ok": not problems, "problems": problems})
-    elif not problems:
-        show("ok: every applied migration matches its file")
-    if problems:
+        print_json({"ok": not problems and not drifted, "problems": problems,
+                    "drift": differences})
+    elif not problems and not drifted:
+        show("ok: every applied migration matches its file"
+             + ("; the live schema is what they build" if drift else ""))
+    failures = problems + drifted
+    if failures:
         if not as_json:
-            for problem in problems[1:]:
-                err.print(f"[red]error:[/] {escape(redact_text(problem))}", soft_wrap=True)
-        raise CheckFailed(problems[0])
+            for failure in failures[1:]:
+                err.print(f"[red]error:[/] {escape(redact_text(failure))}", soft_wrap=True)
+        summary = failures[0] if not drifted else (
+            f"{len(drifted)} schema difference(s); first {drifted[0]}" if not problems
+            else failures[0])
+        raise CheckFailed(summary)
+
+
+@migrate_app.command("baseline")
+def migrate_baseline(
+    store: OneStoreOption = "postgresql",
+    to: Annotated[int | None, typer.Option(
+        "--to", metavar="N", help="Adopt migrations 001..N (default: all).")] = None,
+    scratch_url: ScratchOption = None,
+    cluster: ClusterOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Adopt a database built without platformdb (e.g. with psql -f): record migrations
+    001..N as applied, only if its schema equals what they build (exit 1 with the
+    differences otherwise).
+
+    [bold]Examples[/]
+
+      platformdb migrate baseline --to 2          a database made with 001 and 002 by psql
+      platformdb migrate baseline -s clickhouse
+    """
+    name = migrate.check_numbered(check_store(store))
+    options = migrate_options().with_overrides(scratch_url=scratch_url)
+    found = endpoints(start=False, stores=[name], cluster=cluster)
+    with migrator_for(name, found, options) as migrator:
+        try:
+            steps = migrator.baseline(to)
+        except SchemaDiffers as exc:
+            if as_json:
+                print_json({"ok": False, "differences": [asdict(d) for d in exc.differences]})
+            else:
+                for difference in exc.differences[1:]:
+                    err.print(f"[red]differs:[/] {escape(redact_text(difference.describe()))}",
+                              soft_wrap=True)
+            raise
+    if as_json:
+        print_json([asdict(step) for step in steps])
+        return
+    for step in steps:
+        show(f"{step.store}: baselined {step.label}")
 
 
 @migrate_app.command("new")

@@ -37,6 +37,7 @@ import logging
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -48,19 +49,22 @@ from platformdb.clickhouse.ddl import (
     Statement,
     Topology,
     check_order,
+    cluster_clause,
     code_only,
     format_query,
     render,
     source_for,
     split,
 )
-from platformdb.clickhouse.dictionaries import ensure_collection
+from platformdb.clickhouse.dictionaries import collection_name, ensure_collection
 from platformdb.errors import MigrationError
 from platformdb.migrate.base import AppliedMigration, Migration
 from platformdb.migrate.ch_plan import plan_statement
-from platformdb.migrate.engine import who
+from platformdb.migrate.ch_snapshot import snapshot as ch_snapshot
+from platformdb.migrate.engine import Migrator, who
 from platformdb.migrate.options import MigrateOptions
 from platformdb.migrate.plan import MigrationPlan
+from platformdb.migrate.snapshot import SchemaState, Snapshot
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver import Client
@@ -69,6 +73,10 @@ log = logging.getLogger("platformdb.migrate")
 
 LEDGER = "platformdb_schema_migrations"
 LOCK_TABLE = "platformdb_migration_lock"
+STATE = "platformdb_schema_state"
+SCRATCH_SOURCE = {"pg_host": "127.0.0.1", "pg_port": "5432", "pg_user": "scratch",
+                  "pg_password": "", "pg_db": "scratch"}
+"""003's inline dictionary source in a scratch database (never connected to)."""
 STALE_LOCK = 3600.0
 LOCK_POLL = 0.2
 
@@ -208,16 +216,17 @@ class ClickHouseDriver:
         if not self._has_ledger():
             return []
         if "seq" not in self._ledger_columns():  # written before the ledger was append-only
-            rows = self._rows(f"SELECT version, name, checksum, applied_at, duration_ms, applied_by"
-                              f" FROM {LEDGER} ORDER BY version")
+            rows = self._rows(f"SELECT version, name, checksum, applied_at, duration_ms,"
+                              f" applied_by, 'up' FROM {LEDGER} ORDER BY version")
         else:
             rows = self._rows(
                 "SELECT version, argMax(name, k), argMax(checksum, k), argMax(applied_at, k),"
-                " argMax(duration_ms, k), argMax(applied_by, k) FROM"
+                " argMax(duration_ms, k), argMax(applied_by, k), argMax(action, k) FROM"
                 f" (SELECT *, (seq, applied_at) AS k FROM {LEDGER})"
-                " GROUP BY version HAVING argMax(action, k) = 'up' ORDER BY version")
-        return [AppliedMigration(int(v), str(n), str(c), _utc(a), int(d), str(b))
-                for v, n, c, a, d, b in rows]
+                " GROUP BY version HAVING argMax(action, k) IN ('up', 'baseline')"
+                " ORDER BY version")
+        return [AppliedMigration(int(v), str(n), str(c), _utc(a), int(d), str(b),
+                                 baselined=str(k) == "baseline") for v, n, c, a, d, b, k in rows]
 
     def history(self) -> list[tuple[int, int, str, str]]:
         """Every ledger row, oldest first: (seq, version, name, action)."""
@@ -305,11 +314,66 @@ class ClickHouseDriver:
         rows_, size, parts = rows[0] if rows else (0, 0, 0)
         return int(rows_ or 0), int(size or 0), int(parts or 0)
 
+    # ------------------------------------------------------------ schema
+
+    def snapshot(self) -> Snapshot:
+        return ch_snapshot(lambda sql, params: self._rows(sql, params),
+                           skip=(LEDGER, LOCK_TABLE, STATE))
+
+    def expected_snapshot(self, migrations: list[Migration]) -> Snapshot:
+        """What ``migrations`` build in a scratch database beside this one, dropped afterwards.
+
+        The dictionaries are created reading the same named collection as this database's
+        (nothing is created or changed for them), and 003's inline source with placeholder
+        values: where a dictionary reads from is not part of the comparison.
+        """
+        live = str(self.client.database)
+        scratch = f"platformdb_scratch_{uuid.uuid4().hex[:12]}"
+        on = cluster_clause(self.topology)
+        topology = Topology(self.topology.mode, self.topology.cluster, scratch)
+        values = {**SCRATCH_SOURCE, "dictionary_source": collection_name(live)}
+        self._run(f"CREATE DATABASE {scratch}{on}")
+        try:
+            self.client.database = scratch
+            driver = ClickHouseDriver(self.client, values, topology)
+            Migrator(driver, migrations).up()
+            return driver.snapshot()
+        finally:
+            self.client.database = live
+            self._run(f"DROP DATABASE IF EXISTS {scratch}{on} SYNC")
+
+    def _ensure_state(self) -> None:
+        self._run(f"CREATE TABLE IF NOT EXISTS {STATE} (fingerprint Nullable(String),"
+                  " version UInt32, recorded_at DateTime64(3, 'UTC'), recorded_by String,"
+                  " note String) ENGINE = MergeTree ORDER BY recorded_at")
+
+    def schema_state(self) -> SchemaState | None:
+        if STATE not in self._tables():
+            return None
+        rows = self._rows(f"SELECT fingerprint, version, recorded_at, recorded_by, note"
+                          f" FROM {STATE} ORDER BY recorded_at DESC LIMIT 1")
+        if not rows:
+            return None
+        found, version, at, by, note = rows[0]
+        return SchemaState(str(found) if found else None, int(version), _utc(at), str(by),
+                           str(note))
+
+    def record_schema_state(self, fingerprint: str | None, version: int, note: str) -> None:
+        """Append-only like the ledger: the newest row is the state."""
+        self._ensure_state()
+        self._run(f"INSERT INTO {STATE} (fingerprint, version, recorded_at, recorded_by, note)"
+                  " SELECT {f:Nullable(String)}, {v:UInt32}, now64(3), {b:String}, {n:String}",
+                  {"f": fingerprint, "v": version, "b": who(), "n": note})
+
+    def record_baseline(self, migrations: list[Migration], applied_by: str) -> None:
+        for migration in migrations:
+            self._record(migration, "baseline", 0, applied_by)
+
     def dump_schema(self) -> str:
         rows = self._rows(
             "SELECT name, create_table_query FROM system.tables"
-            " WHERE database = currentDatabase() AND name NOT IN ({l:String}, {k:String})"
-            " ORDER BY name", {"l": LEDGER, "k": LOCK_TABLE})
+            " WHERE database = currentDatabase() AND name NOT IN ({l:String}, {k:String},"
+            " {s:String}) ORDER BY name", {"l": LEDGER, "k": LOCK_TABLE, "s": STATE})
         return "\n".join(f"-- {name}\n{query};\n" for name, query in rows)
 
     def close(self) -> None:
@@ -322,8 +386,8 @@ class ClickHouseDriver:
         """Tables, views and dictionaries of the database: name -> definition."""
         return {str(name): f"{uuid} {query}" for name, uuid, query in self._rows(
             "SELECT name, toString(uuid), create_table_query FROM system.tables"
-            " WHERE database = currentDatabase() AND name NOT IN ({l:String}, {k:String})",
-            {"l": LEDGER, "k": LOCK_TABLE})}
+            " WHERE database = currentDatabase() AND name NOT IN ({l:String}, {k:String},"
+            " {s:String})", {"l": LEDGER, "k": LOCK_TABLE, "s": STATE})}
 
     def _tables(self) -> set[str]:
         return {str(name) for (name,) in self._rows(

@@ -16,6 +16,7 @@ import logging
 import re
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,23 +27,28 @@ from typing import Any
 import pglast
 import psycopg
 from pglast import ast
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from platformdb.errors import MigrationError, StoreUnavailable
 from platformdb.migrate.backfill import backfill_settings, parse_update
 from platformdb.migrate.backfill import run as run_backfill
 from platformdb.migrate.base import AppliedMigration, Migration
-from platformdb.migrate.engine import who
+from platformdb.migrate.engine import Migrator, who
 from platformdb.migrate.online_index import build_online, online_index_problem
 from platformdb.migrate.options import MigrateOptions, parse_duration
 from platformdb.migrate.pg_analysis import Statement, parse, relations
 from platformdb.migrate.pg_catalog import advisory_holders, relation_holders
+from platformdb.migrate.pg_snapshot import snapshot
 from platformdb.migrate.plan import MigrationPlan, plan_postgres
 from platformdb.migrate.retry import Attempts, RetriesExhausted, with_lock_retries
+from platformdb.migrate.snapshot import SchemaState, Snapshot
 from platformdb.postgres import connect
 
 log = logging.getLogger("platformdb.migrate")
 
 LEDGER = "platformdb.schema_migrations"
+STATE = "platformdb.schema_state"
 # pg_advisory_lock key: the first 8 bytes of sha256("platformdb.migrate")
 LOCK_KEY = 0x3F1E_9C0D_5A7B_2C11
 RUNNER_POLL = 0.2
@@ -367,6 +373,60 @@ class PostgresDriver:
 
     def plan(self, migrations: list[Migration]) -> list[MigrationPlan]:
         return plan_postgres(self.conn, migrations, self.options)
+
+    # ------------------------------------------------------------ schema
+
+    def snapshot(self) -> Snapshot:
+        return snapshot(self.conn)
+
+    def expected_snapshot(self, migrations: list[Migration]) -> Snapshot:
+        """What ``migrations`` build, in a scratch database on this server (or on
+        ``options.scratch_url``'s), dropped afterwards."""
+        admin = self.options.scratch_url or self.url
+        name = f"platformdb_scratch_{uuid.uuid4().hex[:12]}"
+        try:
+            with connect(admin, autocommit=True) as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.Error as exc:
+            reason = exc.diag.message_primary or str(exc)
+            raise MigrationError(
+                f"cannot create the scratch database the comparison needs ({reason}); set"
+                " PLATFORMDB_MIGRATE_SCRATCH_URL to a server where this role may CREATE DATABASE"
+            ) from exc
+        try:
+            scratch = PostgresDriver(make_conninfo(admin, dbname=name))
+            try:
+                Migrator(scratch, migrations).up()
+                return scratch.snapshot()
+            finally:
+                scratch.close()
+        finally:
+            with connect(admin, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
+
+    def schema_state(self) -> SchemaState | None:
+        if self.conn.execute("SELECT to_regclass(%s)", (STATE,)).fetchone() == (None,):
+            return None
+        row = self.conn.execute(f"SELECT fingerprint, version, recorded_at, recorded_by, note"
+                                f" FROM {STATE}").fetchone()
+        if row is None:
+            return None
+        return SchemaState(str(row[0]) if row[0] else None, int(row[1]), row[2], str(row[3]),
+                           str(row[4]))
+
+    def record_schema_state(self, fingerprint: str | None, version: int, note: str) -> None:
+        self.conn.execute(
+            f"INSERT INTO {STATE} (id, fingerprint, version, recorded_by, note)"
+            " VALUES (true, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+            " fingerprint = EXCLUDED.fingerprint, version = EXCLUDED.version,"
+            " recorded_at = now(), recorded_by = EXCLUDED.recorded_by, note = EXCLUDED.note",
+            (fingerprint, version, who(), note))
+
+    def record_baseline(self, migrations: list[Migration], applied_by: str) -> None:
+        with self.conn.transaction():
+            for migration in migrations:
+                self._record(migration, applied_by, time.monotonic(), baselined=True)
 
     def dump_schema(self) -> str:
         return dump_schema(self.url)

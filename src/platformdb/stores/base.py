@@ -153,7 +153,10 @@ class StoreBase:
             return migrator.verify()
 
     def health(self) -> StoreHealth:
-        """Ping with latency, then the ledger: pending migrations or drift are unhealthy."""
+        """Ping with latency, then the ledger and the schema: pending migrations, edited or
+        missing files, or schema drift since the fingerprint recorded by the last migrate
+        command (one catalogue snapshot; ``migrate verify --drift`` lists the differences)
+        are unhealthy."""
         if self.url is None:
             return StoreHealth(self.name, False, None, self.target, self.why_missing)
         try:
@@ -161,9 +164,12 @@ class StoreBase:
                 latency = timed(migrator.driver.ping)
                 rows = migrator.status()
                 problems = migrator.problems(migrator.driver.applied())
+                drift = migrator.recorded_drift()
+                if drift:
+                    problems.append(drift)
         except PlatformDBError as exc:
             return StoreHealth(self.name, False, None, self.target, str(exc))
-        behind = [r for r in rows if r.state != "applied"]
+        behind = [r for r in rows if r.state not in ("applied", "baselined")]
         pending = [f"{r.version:03d}_{r.name}" for r in behind]
         healthy = not problems and not behind
         detail = "ok" if healthy else (problems[0] if problems else (
