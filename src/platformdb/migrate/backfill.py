@@ -152,9 +152,11 @@ class _Backfill:
     # ----------------------------------------------------------- progress rows
 
     def prepare(self, restart: bool) -> None:
-        ddl = (resources.files("platformdb.migrate") / "sql" / "postgres_ledger.sql").read_text()
         with self.conn.transaction():
-            self.conn.execute(ddl)
+            if self.conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone() == (None,):
+                ddl = (resources.files("platformdb.migrate") / "sql"
+                       / "postgres_ledger.sql").read_text()
+                self.conn.execute(ddl)
             if restart:
                 self.conn.execute(f"DELETE FROM {TABLE} WHERE name = %s", (self.name,))
             other = self.conn.execute(f"SELECT checksum FROM {TABLE} WHERE name = %s LIMIT 1",
