@@ -15,11 +15,12 @@ offers:
   crashed runner) is broken.
 - **No transactions**: ClickHouse DDL is not transactional. Before a
   migration runs, the driver records the database's objects; when a statement
-  fails, it undoes only what this run created or altered: a statement of the
-  down file runs only if the object it drops or alters is one of those. A
-  ``CREATE ... IF NOT EXISTS`` that found a table already there did not create
-  it, so its data is never dropped. Nothing is recorded. Every ClickHouse
-  migration therefore needs a down file.
+  fails, it undoes only what this run created or altered: a ``DROP`` of the
+  down file runs only for an object this run created, an ``ALTER`` for one it
+  created or altered. A ``CREATE ... IF NOT EXISTS`` that found a table
+  already there did not create it, so its data is never dropped, even when
+  the migration then altered it (the alteration is undone). Nothing is
+  recorded. Every ClickHouse migration therefore needs a down file.
 - **Rendering**: :mod:`platformdb.clickhouse.ddl` renders each file for the
   topology (single node, cluster, managed); ``${...}`` values (the dictionaries'
   least-privilege login and named collection, :func:`dictionary_placeholders`)
@@ -265,23 +266,34 @@ class ClickHouseDriver:
         return duration
 
     def _undo(self, migration: Migration, before: Mapping[str, str]) -> str:
-        """Run the down statements that touch only what this run created or altered."""
+        """Run the down statements that touch only what this run created or altered.
+
+        A ``DROP`` runs only for an object this run created (absent before, or there
+        with another UUID: dropped and made again); an ``ALTER`` for one it created or
+        altered. So a table that ``CREATE ... IF NOT EXISTS`` adopted keeps its data even
+        when the migration went on to alter it: only the alteration is undone.
+        """
         after = self._objects()
         touched = {name for name, query in after.items() if before.get(name) != query}
         if not touched:
             return "it had changed nothing"
-        skipped: list[str] = []
+        created = {name for name in touched
+                   if name not in before or _uuid(before[name]) != _uuid(after[name])}
         for statement in self.statements(migration, down=True):
-            target = _TARGET.match(code_only(statement.text))
-            if target is None or target["name"] not in touched:
-                skipped.append(statement.text.split("\n", 1)[0][:60])
+            code = code_only(statement.text)
+            target = _TARGET.match(code)
+            if target is None:
+                continue
+            allowed = created if code.lstrip().upper().startswith("DROP") else touched
+            if target["name"] not in allowed:
                 continue
             try:
                 self._run(statement.text)
             except ClickHouseError:
                 continue  # best effort: keep undoing the rest
         left = self._objects()
-        still = sorted(name for name in touched if left.get(name) != before.get(name))
+        still = sorted(name for name in touched if left.get(name) != before.get(name)
+                       and not (name in created and name not in left))
         if still:
             return f"it could not undo {', '.join(still)}"
         return f"what it created or altered ({', '.join(sorted(touched))}) was undone"
@@ -427,6 +439,11 @@ def postgres_placeholders(postgres_url: str) -> dict[str, str]:
         "pg_password": unquote(parts.password or "").replace("\\", "\\\\").replace("'", "\\'"),
         "pg_db": parts.path.lstrip("/") or "postgres",
     }
+
+
+def _uuid(definition: str) -> str:
+    """The UUID an :meth:`ClickHouseDriver._objects` value starts with."""
+    return definition.split(" ", 1)[0]
 
 
 def _file(migration: Migration, down: bool) -> str:
