@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import AbstractContextManager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import Progress, TextColumn
 from rich.table import Table
 
-from platformdb import migrate, stores
+from platformdb import embedded, migrate, stores
 from platformdb.cli.base import (
     ClusterOption,
     DryRunOption,
@@ -34,7 +34,7 @@ from platformdb.migrate.engine import SchemaDiffers
 from platformdb.migrate.options import MigrateOptions, parse_duration
 from platformdb.migrate.plan import MigrationPlan, StatementPlan, Target, size_text
 from platformdb.redaction import redact_text
-from platformdb.stores import open_store, open_stores
+from platformdb.stores import PostgresStore, open_store, open_stores
 from platformdb.stores.base import StoreBase
 from platformdb.types import Endpoints, Step, check_store
 
@@ -208,7 +208,8 @@ def migrate_up(
     lock_retries: LockRetriesOption = None,
     runner_wait: RunnerWaitOption = None,
 ) -> None:
-    """Apply every pending migration (and load the Redis scripts).
+    """Apply every pending migration (and load the Redis scripts). On the embedded stack,
+    PostgreSQL's platform_test database is migrated too.
 
     [bold]Examples[/]
 
@@ -221,8 +222,28 @@ def migrate_up(
     if dry_run:
         show_plans(store_plans(found, store, to, options), as_json)
         return
-    show_steps(stores.apply_pending(found, store, target=to, dry_run=dry_run, options=options),
-               dry_run, as_json)
+    steps = stores.apply_pending(found, store, target=to, dry_run=dry_run, options=options)
+    steps.extend(migrate_test_database(store, to, options))
+    show_steps(steps, dry_run, as_json)
+
+
+TEST_DATABASE = "platform_test"
+
+
+def migrate_test_database(names: list[str] | None, target: int | None,
+                          options: MigrateOptions) -> list[Step]:
+    """On the embedded stack, ``platform_test`` gets the same PostgreSQL migrations as
+    ``platform_dev``, so the spec's ``psql ... -d platform_test -f postgresql/tests/...``
+    runs against the schema. A configured server (PLATFORMDB_POSTGRES_URL) is left alone."""
+    if settings().postgres_url is not None or (names and "postgresql" not in names):
+        return []
+    server = embedded.EmbeddedPostgres(settings().home)
+    if server.pid() is None:
+        return []
+    test_store = PostgresStore(server.url(TEST_DATABASE))
+    test_store.migrate_options = options
+    return [replace(step, store=f"postgresql/{TEST_DATABASE}")
+            for step in test_store.migrate_up(target=target)]
 
 
 @migrate_app.command("down")
