@@ -40,7 +40,7 @@ from psycopg import sql
 from platformdb.errors import MigrationError
 from platformdb.migrate.base import checksum
 from platformdb.migrate.options import MigrateOptions, Progress
-from platformdb.migrate.pg_catalog import advisory_holders
+from platformdb.migrate.pg_catalog import advisory_holders, describe_holders
 from platformdb.migrate.retry import RetriesExhausted, with_lock_retries
 from platformdb.postgres import connect
 
@@ -305,7 +305,7 @@ def run(conn: psycopg.Connection[Any], name: str, update: str, *,
     key = lock_key(name)
     got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
     if not got or not got[0]:
-        holders = "; ".join(h.describe() for h in advisory_holders(conn, key))
+        holders = describe_holders(advisory_holders(conn, key))
         raise MigrationError(f"backfill {name} is running in another session: "
                              f"{holders or 'unknown'}")
     try:

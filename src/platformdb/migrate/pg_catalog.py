@@ -156,6 +156,25 @@ class Holder:
                 f"{since}) holds {self.mode}{on}; its query: {query or '-'}")
 
 
+def describe_holders(holders: list[Holder], limit: int = 3) -> str:
+    """One clause per session (its locks on several relations, e.g. every partition, merged)."""
+    sessions: dict[int, list[Holder]] = {}
+    for holder in holders:
+        sessions.setdefault(holder.pid, []).append(holder)
+    parts = []
+    for found in list(sessions.values())[:limit]:
+        first = found[0]
+        relations = [h.relation for h in found if h.relation]
+        shown = ", ".join(relations[:3]) + (f" and {len(relations) - 3} more" if len(
+            relations) > 3 else "")
+        modes = ", ".join(sorted({h.mode for h in found}))
+        text = Holder(first.pid, first.user, first.application, first.client, first.state,
+                      first.since, modes, shown, first.query).describe()
+        parts.append(text)
+    more = f" (and {len(sessions) - limit} more sessions)" if len(sessions) > limit else ""
+    return "; ".join(parts) + more
+
+
 HOLDERS_SQL = """
 SELECT DISTINCT ON (a.pid, l.mode, l.relation)
        a.pid, coalesce(a.usename, ''), coalesce(a.application_name, ''),

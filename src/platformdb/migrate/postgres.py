@@ -38,7 +38,7 @@ from platformdb.migrate.engine import Migrator, who
 from platformdb.migrate.online_index import build_online, online_index_problem
 from platformdb.migrate.options import MigrateOptions, parse_duration
 from platformdb.migrate.pg_analysis import Statement, parse, relations
-from platformdb.migrate.pg_catalog import advisory_holders, relation_holders
+from platformdb.migrate.pg_catalog import advisory_holders, describe_holders, relation_holders
 from platformdb.migrate.pg_snapshot import snapshot
 from platformdb.migrate.plan import MigrationPlan, plan_postgres
 from platformdb.migrate.retry import Attempts, RetriesExhausted, with_lock_retries
@@ -130,7 +130,7 @@ class PostgresDriver:
         deadline = time.monotonic() + wait
         announced = False
         while not self._try_lock():
-            holders = "; ".join(h.describe() for h in advisory_holders(self.conn, LOCK_KEY))
+            holders = describe_holders(advisory_holders(self.conn, LOCK_KEY))
             holders = holders or "a session that has just released it"
             if time.monotonic() >= deadline:
                 raise MigrationError(
@@ -340,9 +340,7 @@ class PostgresDriver:
         holders = relation_holders(self.conn, names)
         if not holders:
             return f"line {statement.line}"
-        shown = "; ".join(h.describe() for h in holders[:3])
-        more = f" (and {len(holders) - 3} more)" if len(holders) > 3 else ""
-        return f"line {statement.line}: {shown}{more}"
+        return f"line {statement.line}: {describe_holders(holders)}"
 
     def _gave_up(self, migration: Migration, exc: RetriesExhausted,
                  down: bool = False) -> MigrationError:
