@@ -112,7 +112,8 @@ def test_an_online_index_on_a_live_partitioned_table(migrated_url: str, tmp_path
     assert [s.label for s in steps] == [f"{len(discover(folder)):03d}_index_metrics_by_dsp"]
     assert len(writer.latencies) > 50
     worst = max(writer.latencies)
-    assert worst < 0.2 + 0.4, f"a write waited {worst:.3f} s (lock_timeout 0.2 s)"
+    # no write waits longer than one lock_timeout (0.2 s; 0.1 s more for a loaded machine)
+    assert worst < 0.2 + 0.1, f"a write waited {worst:.3f} s (lock_timeout 0.2 s)"
     with psycopg.connect(migrated_url) as conn:
         total = conn.execute("SELECT count(*) FROM campaign_metrics").fetchone()
         live = conn.execute("SELECT count(*) FROM campaign_metrics WHERE dsp_type LIKE 'live%'"
