@@ -165,3 +165,17 @@ def test_plan_sizes_what_clickhouse_statements_rewrite(ch: Client, pg: str,
     mutation = plan.statements[1]
     assert mutation.targets[0].rows == 5000 and mutation.targets[0].bytes > 0
     assert "a mutation: rewrites the parts of api_logs" in mutation.why[0]
+
+
+def test_the_recorded_schema_state_is_metadata_not_ledger_rows(ch: Client, pg: str) -> None:
+    """The fingerprint lives in the ledger's table comment: recording it adds no row and no
+    mutation, and any text survives the round trip."""
+    driver = driver_for(ch, pg)
+    rows = scalar(ch, f"SELECT count() FROM {LEDGER}")
+    note = "it's a \\ backslash, a 'quote' and \"double\" ones"
+    driver.record_schema_state(None, 6, note)
+    state = driver.schema_state()
+    assert state is not None and state.fingerprint is None and state.note == note
+    assert scalar(ch, f"SELECT count() FROM {LEDGER}") == rows
+    assert scalar(ch, "SELECT count() FROM system.mutations WHERE database = currentDatabase()"
+                      " AND table = {t:String}", {"t": LEDGER}) == 0

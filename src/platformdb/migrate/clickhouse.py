@@ -34,6 +34,7 @@ offers:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -74,7 +75,6 @@ log = logging.getLogger("platformdb.migrate")
 
 LEDGER = "platformdb_schema_migrations"
 LOCK_TABLE = "platformdb_migration_lock"
-STATE = "platformdb_schema_state"
 SCRATCH_SOURCE = {"pg_host": "127.0.0.1", "pg_port": "5432", "pg_user": "scratch",
                   "pg_password": "", "pg_db": "scratch"}
 """003's inline dictionary source in a scratch database (never connected to)."""
@@ -330,7 +330,7 @@ class ClickHouseDriver:
 
     def snapshot(self) -> Snapshot:
         return ch_snapshot(lambda sql, params: self._rows(sql, params),
-                           skip=(LEDGER, LOCK_TABLE, STATE))
+                           skip=(LEDGER, LOCK_TABLE))
 
     def expected_snapshot(self, migrations: list[Migration]) -> Snapshot:
         """What ``migrations`` build in a scratch database beside this one, dropped afterwards.
@@ -354,28 +354,28 @@ class ClickHouseDriver:
             self.client.database = live
             self._run(f"DROP DATABASE IF EXISTS {scratch}{on} SYNC")
 
-    def _ensure_state(self) -> None:
-        self._run(f"CREATE TABLE IF NOT EXISTS {STATE} (fingerprint Nullable(String),"
-                  " version UInt32, recorded_at DateTime64(3, 'UTC'), recorded_by String,"
-                  " note String) ENGINE = MergeTree ORDER BY recorded_at")
-
     def schema_state(self) -> SchemaState | None:
-        if STATE not in self._tables():
+        """The fingerprint kept in the ledger's comment (metadata: no row, no mutation)."""
+        rows = self._rows("SELECT comment FROM system.tables WHERE database = currentDatabase()"
+                          " AND name = {t:String}", {"t": LEDGER})
+        if not rows or not str(rows[0][0]).startswith("{"):
             return None
-        rows = self._rows(f"SELECT fingerprint, version, recorded_at, recorded_by, note"
-                          f" FROM {STATE} ORDER BY recorded_at DESC LIMIT 1")
-        if not rows:
+        try:
+            found = json.loads(str(rows[0][0]))
+            recorded = datetime.fromisoformat(found["recorded_at"])
+            return SchemaState(found.get("fingerprint"), int(found["version"]), recorded,
+                               str(found["recorded_by"]), str(found["note"]))
+        except (ValueError, KeyError, TypeError):
             return None
-        found, version, at, by, note = rows[0]
-        return SchemaState(str(found) if found else None, int(version), _utc(at), str(by),
-                           str(note))
 
     def record_schema_state(self, fingerprint: str | None, version: int, note: str) -> None:
-        """Append-only like the ledger: the newest row is the state."""
-        self._ensure_state()
-        self._run(f"INSERT INTO {STATE} (fingerprint, version, recorded_at, recorded_by, note)"
-                  " SELECT {f:Nullable(String)}, {v:UInt32}, now64(3), {b:String}, {n:String}",
-                  {"f": fingerprint, "v": version, "b": who(), "n": note})
+        """Written as the ledger table's comment: the ledger's rows stay append-only and
+        no table of its own is needed (managed ClickHouse has MergeTree tables only)."""
+        state = json.dumps({"fingerprint": fingerprint, "version": version,
+                            "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                            "recorded_by": who(), "note": note})
+        quoted = state.replace("\\", "\\\\").replace("'", "\\'")
+        self._run(f"ALTER TABLE {LEDGER} MODIFY COMMENT '{quoted}'")
 
     def record_baseline(self, migrations: list[Migration], applied_by: str) -> None:
         for migration in migrations:
@@ -384,8 +384,8 @@ class ClickHouseDriver:
     def dump_schema(self) -> str:
         rows = self._rows(
             "SELECT name, create_table_query FROM system.tables"
-            " WHERE database = currentDatabase() AND name NOT IN ({l:String}, {k:String},"
-            " {s:String}) ORDER BY name", {"l": LEDGER, "k": LOCK_TABLE, "s": STATE})
+            " WHERE database = currentDatabase() AND name NOT IN ({l:String}, {k:String})"
+            " ORDER BY name", {"l": LEDGER, "k": LOCK_TABLE})
         return "\n".join(f"-- {name}\n{query};\n" for name, query in rows)
 
     def close(self) -> None:
@@ -398,8 +398,8 @@ class ClickHouseDriver:
         """Tables, views and dictionaries of the database: name -> definition."""
         return {str(name): f"{uuid} {query}" for name, uuid, query in self._rows(
             "SELECT name, toString(uuid), create_table_query FROM system.tables"
-            " WHERE database = currentDatabase() AND name NOT IN ({l:String}, {k:String},"
-            " {s:String})", {"l": LEDGER, "k": LOCK_TABLE, "s": STATE})}
+            " WHERE database = currentDatabase() AND name NOT IN ({l:String}, {k:String})",
+            {"l": LEDGER, "k": LOCK_TABLE})}
 
     def _tables(self) -> set[str]:
         return {str(name) for (name,) in self._rows(
