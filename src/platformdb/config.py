@@ -44,6 +44,9 @@ class Settings:
     pgbouncer_url: str | None = None
     """``PLATFORMDB_PGBOUNCER_URL``: PgBouncer's admin console, for health and stats
     (``postgresql://user:password@host:6432/pgbouncer``)."""
+    migrate_env: tuple[tuple[str, str], ...] = ()
+    """The ``PLATFORMDB_MIGRATE_*`` values (lock timeout, retries...), checked by
+    :meth:`platformdb.migrate.options.MigrateOptions.from_env`."""
 
     @property
     def needs_embedded(self) -> bool:
@@ -123,4 +126,6 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
         in ("1", "true", "yes", "on"),
         clickhouse_dictionary_login=url(ENV_CLICKHOUSE_DICTIONARY, POSTGRES_SCHEMES),
         pgbouncer_url=url(ENV_PGBOUNCER, POSTGRES_SCHEMES),
+        migrate_env=tuple(sorted((k, v) for k, v in merged.items()
+                                 if k.startswith("PLATFORMDB_MIGRATE_"))),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -150,24 +151,56 @@ def test_every_row_read_is_accounted_for(ch: Client, pg: str) -> None:
     assert result["unchanged_total"] == 2 and result["read_total"] == 4
 
 
-def test_a_total_postgres_cannot_hold_is_skipped_not_fatal(ch: Client, pg: str) -> None:
-    """campaign_metrics.spend is numeric(15,2): a campaign-day of 1e13 or more does not fit.
-    It is skipped and named; the rest of the range is synced. Widened columns take it."""
-    a, b, campaigns = seed_pg(pg)
+def big_day(ch: Client, a: uuid.UUID, b: uuid.UUID, campaigns: list[uuid.UUID]) -> None:
+    """Two raw rows at the maximum (a campaign-day total near 2e13) and two small ones."""
     big = {**raw(a, campaigns[0], DAY1, 1, "0"), "spend": MAX_MONEY, "revenue": MAX_MONEY}
     MetricsWriter(ch, known_orgs=[a, b]).write_raw(
         [big, {**big, "timestamp": big["timestamp"] + dt.timedelta(hours=1)},
          raw(a, campaigns[1], DAY1, 2, "2.00"), raw(b, campaigns[2], DAY2, 3, "3.00")])
+
+
+def test_a_campaign_day_of_1e13_or_more_syncs_since_migration_008(ch: Client, pg: str) -> None:
+    """Migration 008 widened campaign_metrics.spend / revenue to numeric(38,2), as wide as
+    ClickHouse's rollups: the day that used to be skipped is synced to the cent."""
+    a, b, campaigns = seed_pg(pg)
+    big_day(ch, a, b, campaigns)
+    report = sync_daily(ch, pg, DAY1, DAY2)
+    assert (report.read, report.written, report.skipped_too_large) == (3, 3, 0)
+    assert report.too_large == [] and report.accounted()
+    assert pg_rows(pg) == ch_rows(ch)
+    assert MAX_MONEY * 2 in {r[7] for r in pg_rows(pg)}
+    with psycopg.connect(pg) as conn:  # the view over the widened columns answers (superuser)
+        spend = conn.execute("SELECT max(spend) FROM campaign_performance").fetchone()
+    assert spend == (MAX_MONEY * 2,)
+
+
+@pytest.fixture
+def pg_before_008(pg_template: tuple[str, str]) -> Iterator[str]:
+    """A PostgreSQL database migrated up to 007 (money still numeric(15,2))."""
+    from platformdb.migrate import Migrator, discover, migrations_dir
+    from platformdb.migrate.postgres import PostgresDriver
+    from tests.conftest import create_database, drop_database, fresh_name
+
+    admin, _ = pg_template
+    name = fresh_name()
+    url = create_database(admin, name)
+    driver = PostgresDriver(url)
+    try:
+        Migrator(driver, discover(migrations_dir("postgresql"))).up(target=7)
+    finally:
+        driver.close()
+    yield url
+    drop_database(admin, name)
+
+
+def test_a_total_postgres_cannot_hold_is_skipped_not_fatal(ch: Client, pg_before_008: str) -> None:
+    """Before 008, campaign_metrics.spend is numeric(15,2): a campaign-day of 1e13 or more does
+    not fit. It is skipped and named; the rest of the range is synced."""
+    pg = pg_before_008
+    a, b, campaigns = seed_pg(pg)
+    big_day(ch, a, b, campaigns)
     report = sync_daily(ch, pg, DAY1, DAY2)
     assert (report.read, report.written, report.skipped_too_large) == (3, 2, 1)
     assert report.too_large == [(a, campaigns[0], DAY1, "dv360")]
     assert report.accounted()
     assert len(pg_rows(pg)) == 2
-    with psycopg.connect(pg) as conn:  # what the PostgreSQL migration does (see CLICKHOUSE.md)
-        conn.execute("DROP VIEW campaign_performance")
-        conn.execute("ALTER TABLE campaign_metrics ALTER COLUMN spend TYPE numeric(38,2),"
-                     " ALTER COLUMN revenue TYPE numeric(38,2)")
-    widened = sync_daily(ch, pg, DAY1, DAY2)
-    assert (widened.inserted, widened.unchanged, widened.skipped_too_large) == (1, 2, 0)
-    assert pg_rows(pg) == ch_rows(ch)
-    assert MAX_MONEY * 2 in {r[7] for r in pg_rows(pg)}

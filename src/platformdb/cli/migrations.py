@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import sys
+from contextlib import AbstractContextManager
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.progress import Progress, TextColumn
 from rich.table import Table
 
-from platformdb import migrate, stores
+from platformdb import embedded, migrate, stores
 from platformdb.cli.base import (
     ClusterOption,
     DryRunOption,
@@ -19,16 +23,55 @@ from platformdb.cli.base import (
     app,
     endpoints,
     err,
+    postgres_url,
     print_json,
+    settings,
     show,
 )
 from platformdb.errors import CheckFailed, ConfigError
+from platformdb.migrate import backfill as backfills
+from platformdb.migrate.engine import SchemaDiffers
+from platformdb.migrate.options import MigrateOptions, parse_duration
+from platformdb.migrate.plan import MigrationPlan, StatementPlan, Target, size_text
 from platformdb.redaction import redact_text
-from platformdb.stores import open_store, open_stores
-from platformdb.types import Step, check_store
+from platformdb.stores import PostgresStore, open_store, open_stores
+from platformdb.stores.base import StoreBase
+from platformdb.types import Endpoints, Step, check_store
 
 migrate_app = typer.Typer(help="Apply and inspect schema migrations.", no_args_is_help=True)
 app.add_typer(migrate_app, name="migrate")
+
+LockTimeoutOption = Annotated[str | None, typer.Option(
+    "--lock-timeout", metavar="DURATION",
+    help="How long each attempt may queue for a lock, e.g. 2s or 500ms "
+         "(PLATFORMDB_MIGRATE_LOCK_TIMEOUT, default 2s).")]
+LockRetriesOption = Annotated[int | None, typer.Option(
+    "--lock-retries", metavar="N",
+    help="Attempts after the first when a lock is not granted in time "
+         "(PLATFORMDB_MIGRATE_LOCK_RETRIES, default 10).")]
+RunnerWaitOption = Annotated[str | None, typer.Option(
+    "--runner-wait", metavar="DURATION",
+    help="How long to wait for another runner's migration lock "
+         "(PLATFORMDB_MIGRATE_RUNNER_WAIT, default 5min).")]
+
+
+def migrate_options(lock_timeout: str | None = None, lock_retries: int | None = None,
+                    runner_wait: str | None = None) -> MigrateOptions:
+    """The environment's PLATFORMDB_MIGRATE_* settings with the command line's on top."""
+    base = MigrateOptions.from_env(dict(settings().migrate_env))
+    return base.with_overrides(
+        lock_timeout_ms=parse_duration(lock_timeout, "--lock-timeout") if lock_timeout else None,
+        lock_retries=lock_retries,
+        runner_wait_s=parse_duration(runner_wait, "--runner-wait") / 1000 if runner_wait
+        else None)
+
+
+def migrator_for(name: str, found: Endpoints, options: MigrateOptions) -> AbstractContextManager[
+        migrate.Migrator]:
+    store = open_store(name, found)
+    if isinstance(store, StoreBase):
+        store.migrate_options = options
+    return store.open_migrator()
 
 
 def show_steps(steps: list[Step], dry_run: bool, as_json: bool = False) -> None:
@@ -45,6 +88,114 @@ def show_steps(steps: list[Step], dry_run: bool, as_json: bool = False) -> None:
         show(f"{step.store}: {verb} {step.label}{timing}")
 
 
+def show_plans(plans: list[MigrationPlan], as_json: bool = False) -> None:
+    """Each pending migration's statements: a table on a terminal, full text when piped."""
+    if as_json:
+        print_json([p.to_dict() for p in plans])
+        return
+    if not plans:
+        show("nothing to do: every migration is applied")
+        return
+    for plan in plans:
+        colour = SEVERITY_STYLE[plan.severity]
+        show(f"[bold]{plan.store}: would apply {plan.label}[/] ({plan.mode}; "
+             f"[{colour}]{plan.severity}[/])")
+        if sys.stdout.isatty():
+            show(plan_table(plan))
+        for statement in plan.statements:
+            if not sys.stdout.isatty():
+                show(plan_text(statement), markup=False)
+            elif statement.severity != "ok":
+                for why in statement.why:
+                    show(f"  line {statement.line}: [{SEVERITY_STYLE[statement.severity]}]"
+                         f"{escape(why)}[/]")
+                for instead in statement.instead:
+                    show(f"    instead: {escape(instead)}")
+
+
+SEVERITY_STYLE = {"ok": "green", "caution": "yellow", "danger": "red"}
+
+
+def plan_table(plan: MigrationPlan) -> Table:
+    table = Table("line", "statement", "lock", "on", "does", "size", "verdict")
+    for statement in plan.statements:
+        first_line = " ".join(statement.sql.split())
+        summary = first_line if len(first_line) <= 60 else first_line[:57] + "..."
+        style = SEVERITY_STYLE[statement.severity]
+        targets: list[Target | None] = list(statement.targets) or [None]
+        for index, target in enumerate(targets):
+            head = index == 0
+            does = "" if target is None else target.action + "".join(
+                f" [{flag}]" for flag, on in (("rewrite", target.rewrite), ("scan", target.scan),
+                                              ("build", target.build)) if on)
+            table.add_row(
+                str(statement.line) if head else "", escape(summary) if head else "",
+                escape(target.lock if target else statement.lock) or "-",
+                escape(target.relation or "-") if target else "-", escape(does),
+                size_text(target) if target else "",
+                f"[{style}]{statement.severity}[/]" if head else "")
+    return table
+
+
+def plan_text(statement: StatementPlan) -> str:
+    """A statement's plan in full, for logs and reviews (nothing cut)."""
+    lines = [f"  line {statement.line}: {statement.statement} [{statement.lock or 'no lock'}]"
+             f" {statement.severity}"]
+    lines += [f"    | {line}" for line in statement.sql.splitlines()]
+    for target in statement.targets:
+        flags = ", ".join(flag for flag, on in (("rewrites", target.rewrite),
+                                                ("scans", target.scan),
+                                                ("builds an index", target.build),
+                                                ("drops data", target.destructive)) if on)
+        lines.append(f"    - {target.relation or '-'}: {target.lock or 'no lock'}, {target.action}"
+                     f"; {size_text(target)}" + (f"; {flags}" if flags else "")
+                     + (f"; blocks {target.blocks}" if target.blocks and target.lock not in (
+                         "", "metadata") else "") + (f"; {target.note}" if target.note else ""))
+    lines += [f"    why: {why}" for why in statement.why]
+    lines += [f"    instead: {instead}" for instead in statement.instead]
+    return "\n".join(lines)
+
+
+def store_plans(found: Endpoints, names: list[str] | None, target: int | None,
+                options: MigrateOptions) -> list[MigrationPlan]:
+    plans: list[MigrationPlan] = []
+    for store in open_stores(found, names):
+        if isinstance(store, StoreBase):
+            store.migrate_options = options
+        with store.open_migrator() as migrator:
+            plans.extend(migrator.plan(target if store.name in migrate.NUMBERED_STORES
+                                       else None))
+    return plans
+
+
+@migrate_app.command("plan")
+def migrate_plan(
+    store: StoreOption = None,
+    to: Annotated[int | None, typer.Option("--to", metavar="N",
+                                           help="Plan up to this number.")] = None,
+    cluster: ClusterOption = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit 1 when a statement is flagged danger (for CI).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """What each pending statement would do: its lock, rewrite or scan, the live size
+    of what it touches, and dangers with the safe alternative. Changes nothing.
+
+    [bold]Examples[/]
+
+      platformdb migrate plan                     every store
+      platformdb migrate plan -s postgresql --json
+      platformdb migrate plan --strict            exit 1 on a dangerous statement
+    """
+    found = endpoints(start=False, stores=store, cluster=cluster)
+    plans = store_plans(found, store, to, migrate_options())
+    show_plans(plans, as_json)
+    dangerous = [f"{p.label} line {s.line}" for p in plans for s in p.statements
+                 if s.severity == "danger"]
+    if strict and dangerous:
+        raise CheckFailed(f"{len(dangerous)} dangerous statement(s), first {dangerous[0]}")
+
+
 @migrate_app.command("up")
 def migrate_up(
     store: StoreOption = None,
@@ -53,25 +204,57 @@ def migrate_up(
     dry_run: DryRunOption = False,
     cluster: ClusterOption = None,
     as_json: JsonOption = False,
+    lock_timeout: LockTimeoutOption = None,
+    lock_retries: LockRetriesOption = None,
+    runner_wait: RunnerWaitOption = None,
 ) -> None:
-    """Apply every pending migration (and load the Redis scripts).
+    """Apply every pending migration (and load the Redis scripts). On the embedded stack,
+    PostgreSQL's platform_test database is migrated too.
 
     [bold]Examples[/]
 
       platformdb migrate up                       every store
       platformdb migrate up -s postgresql --to 3  PostgreSQL up to 003
-      platformdb migrate up --dry-run             what would run
+      platformdb migrate up --dry-run             what would run (= migrate plan)
     """
+    options = migrate_options(lock_timeout, lock_retries, runner_wait)
     found = endpoints(start=True, stores=store, cluster=cluster)
-    show_steps(stores.apply_pending(found, store, target=to, dry_run=dry_run), dry_run, as_json)
+    if dry_run:
+        show_plans(store_plans(found, store, to, options), as_json)
+        return
+    steps = stores.apply_pending(found, store, target=to, dry_run=dry_run, options=options)
+    steps.extend(migrate_test_database(store, to, options))
+    show_steps(steps, dry_run, as_json)
+
+
+TEST_DATABASE = "platform_test"
+
+
+def migrate_test_database(names: list[str] | None, target: int | None,
+                          options: MigrateOptions) -> list[Step]:
+    """On the embedded stack, ``platform_test`` gets the same PostgreSQL migrations as
+    ``platform_dev``, so the spec's ``psql ... -d platform_test -f postgresql/tests/...``
+    runs against the schema. A configured server (PLATFORMDB_POSTGRES_URL) is left alone."""
+    if settings().postgres_url is not None or (names and "postgresql" not in names):
+        return []
+    server = embedded.EmbeddedPostgres(settings().home)
+    if server.pid() is None:
+        return []
+    test_store = PostgresStore(server.url(TEST_DATABASE))
+    test_store.migrate_options = options
+    return [replace(step, store=f"postgresql/{TEST_DATABASE}")
+            for step in test_store.migrate_up(target=target)]
 
 
 @migrate_app.command("down")
 def migrate_down(store: OneStoreOption = "postgresql", dry_run: DryRunOption = False,
-                 as_json: JsonOption = False) -> None:
+                 as_json: JsonOption = False, lock_timeout: LockTimeoutOption = None,
+                 lock_retries: LockRetriesOption = None,
+                 runner_wait: RunnerWaitOption = None) -> None:
     """Revert the last applied migration through its .down.sql."""
     name = migrate.check_numbered(check_store(store))
-    with open_store(name, endpoints(start=True, stores=[name])).open_migrator() as migrator:
+    options = migrate_options(lock_timeout, lock_retries, runner_wait)
+    with migrator_for(name, endpoints(start=True, stores=[name]), options) as migrator:
         show_steps([migrator.down(dry_run=dry_run)], dry_run, as_json)
 
 
@@ -81,18 +264,23 @@ def migrate_run(
     store: OneStoreOption = "postgresql",
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
+    lock_timeout: LockTimeoutOption = None,
+    lock_retries: LockRetriesOption = None,
+    runner_wait: RunnerWaitOption = None,
 ) -> None:
     """Apply exactly one migration (every earlier one must be applied)."""
     if not number.isdigit():
         raise ConfigError(f"{number!r} is not a migration number like 001")
     name = migrate.check_numbered(check_store(store))
-    with open_store(name, endpoints(start=True, stores=[name])).open_migrator() as migrator:
+    options = migrate_options(lock_timeout, lock_retries, runner_wait)
+    with migrator_for(name, endpoints(start=True, stores=[name]), options) as migrator:
         show_steps([migrator.run(int(number), dry_run=dry_run)], dry_run, as_json)
 
 
 @migrate_app.command("status")
 def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Show each migration: applied, pending, edited or missing (Redis: changed, not on server)."""
+    """Show each migration: applied, baselined, pending, edited or missing (Redis: changed,
+    not on server)."""
     found = endpoints(start=False, stores=store)
     report = {s.name: s.migration_status() for s in open_stores(found, store)}
     if as_json:
@@ -101,7 +289,8 @@ def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> No
     for name, rows in report.items():
         table = Table("version", "name", "state", "applied at", "ms", "by", title=name)
         for row in rows:
-            style = {"applied": "green", "pending": "yellow"}.get(row.state, "red")
+            style = {"applied": "green", "baselined": "green",
+                     "pending": "yellow"}.get(row.state, "red")
             table.add_row(f"{row.version:03d}", row.name, f"[{style}]{row.state}[/]",
                           row.applied_at.isoformat(timespec="seconds") if row.applied_at else "-",
                           str(row.duration_ms) if row.duration_ms is not None else "-",
@@ -109,21 +298,164 @@ def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> No
         show(table)
 
 
+ScratchOption = Annotated[str | None, typer.Option(
+    "--scratch-url", metavar="URL",
+    help="PostgreSQL: a server where the scratch database may be created "
+         "(PLATFORMDB_MIGRATE_SCRATCH_URL; default: the target's own server).")]
+
+
 @migrate_app.command("verify")
-def migrate_verify(store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Check that files parse and that applied files are unchanged (exit 1 if not)."""
-    found = endpoints(start=False, stores=store)
-    problems = [f"{s.name}: {problem}" for s in open_stores(found, store)
-                for problem in s.verify()]
+def migrate_verify(
+    store: StoreOption = None,
+    drift: Annotated[bool, typer.Option(
+        "--drift", help="Also compare the live schema with what the applied migrations build "
+                        "in a scratch database, object by object.")] = False,
+    scratch_url: ScratchOption = None,
+    cluster: ClusterOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check that files parse and that applied files are unchanged; with --drift, that the
+    live schema is what they build (exit 1 if not).
+
+    [bold]Examples[/]
+
+      platformdb migrate verify                   files and ledger
+      platformdb migrate verify --drift           and every table, column, index, policy,
+                                                  grant, function, view, trigger (ClickHouse:
+                                                  tables, engines, TTLs, views, dictionaries)
+    """
+    found = endpoints(start=False, stores=store, cluster=cluster)
+    options = migrate_options().with_overrides(scratch_url=scratch_url)
+    problems: list[str] = []
+    differences: dict[str, list[dict[str, str]]] = {}
+    for s in open_stores(found, store):
+        problems.extend(f"{s.name}: {problem}" for problem in s.verify())
+        if drift and s.name in migrate.NUMBERED_STORES:
+            with migrator_for(s.name, found, options) as migrator:
+                differences[s.name] = [asdict(d) for d in migrator.drift()]
+    drifted = [f"{name}: {d['object']}: {d['detail']}" for name, items in differences.items()
+               for d in items]
     if as_json:
-        print_json({"ok": not problems, "problems": problems})
-    elif not problems:
-        show("ok: every applied migration matches its file")
-    if problems:
+        print_json({"ok": not problems and not drifted, "problems": problems,
+                    "drift": differences})
+    elif not problems and not drifted:
+        show("ok: every applied migration matches its file"
+             + ("; the live schema is what they build" if drift else ""))
+    failures = problems + drifted
+    if failures:
         if not as_json:
-            for problem in problems[1:]:
-                err.print(f"[red]error:[/] {escape(redact_text(problem))}", soft_wrap=True)
-        raise CheckFailed(problems[0])
+            for failure in failures[1:]:
+                err.print(f"[red]error:[/] {escape(redact_text(failure))}", soft_wrap=True)
+        summary = failures[0] if not drifted else (
+            f"{len(drifted)} schema difference(s); first {drifted[0]}" if not problems
+            else failures[0])
+        raise CheckFailed(summary)
+
+
+@migrate_app.command("baseline")
+def migrate_baseline(
+    store: OneStoreOption = "postgresql",
+    to: Annotated[int | None, typer.Option(
+        "--to", metavar="N", help="Adopt migrations 001..N (default: all).")] = None,
+    scratch_url: ScratchOption = None,
+    cluster: ClusterOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Adopt a database built without platformdb (e.g. with psql -f): record migrations
+    001..N as applied, only if its schema equals what they build (exit 1 with the
+    differences otherwise).
+
+    [bold]Examples[/]
+
+      platformdb migrate baseline --to 2          a database made with 001 and 002 by psql
+      platformdb migrate baseline -s clickhouse
+    """
+    name = migrate.check_numbered(check_store(store))
+    options = migrate_options().with_overrides(scratch_url=scratch_url)
+    found = endpoints(start=False, stores=[name], cluster=cluster)
+    with migrator_for(name, found, options) as migrator:
+        try:
+            steps = migrator.baseline(to)
+        except SchemaDiffers as exc:
+            if as_json:
+                print_json({"ok": False, "differences": [asdict(d) for d in exc.differences]})
+            else:
+                for difference in exc.differences[1:]:
+                    err.print(f"[red]differs:[/] {escape(redact_text(difference.describe()))}",
+                              soft_wrap=True)
+            raise
+    if as_json:
+        print_json([asdict(step) for step in steps])
+        return
+    for step in steps:
+        show(f"{step.store}: baselined {step.label}")
+
+
+@migrate_app.command("backfill")
+def migrate_backfill(
+    name: Annotated[str, typer.Argument(help="The backfill's name: its progress is kept "
+                                             "under it, and rerunning it resumes.")],
+    update: Annotated[str | None, typer.Option(
+        "--sql", metavar="UPDATE", help="One UPDATE of one table, e.g. \"UPDATE "
+        "campaign_metrics SET spend_cents = spend * 100 WHERE spend_cents IS NULL\".")] = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", metavar="PATH", help="Read the UPDATE from a file.")] = None,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", metavar="N", help="Rows per batch (one transaction each).")] = 1000,
+    pause: Annotated[float, typer.Option(
+        "--pause", metavar="SECONDS", help="Pause between batches.")] = 0.0,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Forget the progress kept under NAME and start over.")] = False,
+    status: Annotated[bool, typer.Option(
+        "--status", help="Show how far NAME got, per partition; change nothing.")] = False,
+    lock_timeout: LockTimeoutOption = None,
+    lock_retries: LockRetriesOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run an UPDATE over a big table in resumable batches (by primary key, partition by
+    partition), with a progress bar; rerun it to resume after an interruption.
+
+    Runs with row security off, as a role that bypasses it (superuser or BYPASSRLS).
+
+    [bold]Examples[/]
+
+      platformdb migrate backfill spend_cents --sql "UPDATE campaign_metrics
+          SET spend_cents = spend * 100 WHERE spend_cents IS NULL" --batch-size 5000
+      platformdb migrate backfill spend_cents --status
+    """
+    url = postgres_url(endpoints(start=not status, stores=["postgresql"]))
+    if status:
+        rows = backfills.progress_of(url, name)
+        if as_json:
+            print_json([asdict(row) for row in rows])
+            return
+        table = Table("partition", "done", "batches", "rows scanned", "rows updated",
+                      "last key", title=f"backfill {name}")
+        for row in rows:
+            table.add_row(escape(row.partition), "yes" if row.done else "no", str(row.batches),
+                          str(row.rows_scanned), str(row.rows_updated),
+                          escape(", ".join(row.last_key or [])) or "-")
+        show(table if rows else f"backfill {name} has not run")
+        return
+    if (update is None) == (file is None):
+        raise ConfigError("give the UPDATE with --sql or --file (one of them)")
+    text = update if update is not None else Path(str(file)).read_text(encoding="utf-8")
+    options = migrate_options(lock_timeout, lock_retries)
+    with Progress(*Progress.get_default_columns(), TextColumn("{task.fields[rows]}"),
+                  console=err, transient=False, disable=not err.is_terminal) as bar:
+        task = bar.add_task(f"backfill {name}", total=None, rows="")
+
+        def advance(what: str, done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total, rows=f"{done:,} rows")
+
+        report = backfills.backfill(url, name, text, batch_size=batch_size, pause=pause,
+                                    options=options, progress=advance, restart=restart)
+    if as_json:
+        print_json(asdict(report))
+        return
+    show(f"backfill {name}: {report.rows_updated:,} rows updated of {report.rows_scanned:,} "
+         f"scanned in {report.batches:,} batches over {report.partitions} partition(s), "
+         f"{report.seconds:.1f} s" + (" (resumed)" if report.resumed else ""))
 
 
 @migrate_app.command("new")

@@ -12,9 +12,10 @@ was.
 Every row read from ClickHouse is accounted for, exactly once:
 ``read = inserted + updated + unchanged + skipped_unknown_campaigns +
 skipped_too_large``. ``deleted`` counts PostgreSQL rows of the range that
-ClickHouse no longer has. A total PostgreSQL's columns cannot hold (a
-campaign-day above ``numeric(15,2)``) is skipped and listed, not allowed to
-fail the whole range.
+ClickHouse no longer has. A total PostgreSQL's columns cannot hold is
+skipped and listed, not allowed to fail the whole range (since migration 008
+spend and revenue are ``numeric(38,2)``, as wide as ClickHouse's rollups, so
+this only happens on a database that has not run it).
 
 Each run records one ``etl_jobs`` row per organization it touched
 (``job_type = 'sync_daily'``, the range in ``params``, counts in

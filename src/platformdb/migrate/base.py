@@ -12,7 +12,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from platformdb.migrate.plan import MigrationPlan
+    from platformdb.migrate.snapshot import SchemaState, Snapshot
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class AppliedMigration:
     on_server: bool = True
     """False when the ledger records it but the store lost it (a repeatable
     migration's code missing on a Redis primary); ``up`` applies it again."""
+    baselined: bool = False
+    """Recorded by ``migrate baseline`` (the schema was found equal), not run."""
 
 
 def checksum(text: str) -> str:
@@ -99,3 +105,32 @@ class Driver(Protocol):
 
     def close(self) -> None:
         """Release the connection."""
+
+
+@runtime_checkable
+class PlanningDriver(Protocol):
+    """A driver that can say what pending migrations would do (``migrate plan``)."""
+
+    def plan(self, migrations: list[Migration]) -> list[MigrationPlan]:
+        """Each migration's statements with their locks, rewrites, scans and sizes."""
+
+
+@runtime_checkable
+class SchemaDriver(Protocol):
+    """A driver whose schema can be read as a snapshot and rebuilt in a scratch database
+    (``verify --drift``, ``baseline``, drift in ``health``)."""
+
+    def snapshot(self) -> Snapshot:
+        """The live schema, from the catalogues."""
+
+    def expected_snapshot(self, migrations: list[Migration]) -> Snapshot:
+        """The schema ``migrations`` build, in a scratch database dropped afterwards."""
+
+    def schema_state(self) -> SchemaState | None:
+        """The fingerprint recorded when the schema was last known good (None: never)."""
+
+    def record_schema_state(self, fingerprint: str | None, version: int, note: str) -> None:
+        """Record a known-good fingerprint, or ``None`` with why drift was found."""
+
+    def record_baseline(self, migrations: list[Migration], applied_by: str) -> None:
+        """Ledger rows for ``migrations``, flagged as baselined (not run)."""

@@ -8,15 +8,19 @@ offers:
   down``) inserts a ``down`` row; nothing ever deletes or mutates a ledger
   row. A version is applied when its latest row (``seq``) is ``up``.
 - **Lock**: ``CREATE TABLE platformdb_migration_lock`` is atomic (exactly
-  one concurrent creator succeeds); the holder drops it when done. A lock
-  older than :data:`STALE_LOCK` (a crashed runner) is broken.
+  one concurrent creator succeeds); the holder writes who it is into it and
+  drops it when done. Another runner waits for it at most ``runner_wait_s``
+  (:class:`~platformdb.migrate.options.MigrateOptions`) and then gives up
+  naming the holder and since when. A lock older than :data:`STALE_LOCK` (a
+  crashed runner) is broken.
 - **No transactions**: ClickHouse DDL is not transactional. Before a
   migration runs, the driver records the database's objects; when a statement
-  fails, it undoes only what this run created or altered: a statement of the
-  down file runs only if the object it drops or alters is one of those. A
-  ``CREATE ... IF NOT EXISTS`` that found a table already there did not create
-  it, so its data is never dropped. Nothing is recorded. Every ClickHouse
-  migration therefore needs a down file.
+  fails, it undoes only what this run created or altered: a ``DROP`` of the
+  down file runs only for an object this run created, an ``ALTER`` for one it
+  created or altered. A ``CREATE ... IF NOT EXISTS`` that found a table
+  already there did not create it, so its data is never dropped, even when
+  the migration then altered it (the alteration is undone). Nothing is
+  recorded. Every ClickHouse migration therefore needs a down file.
 - **Rendering**: :mod:`platformdb.clickhouse.ddl` renders each file for the
   topology (single node, cluster, managed); ``${...}`` values (the dictionaries'
   least-privilege login and named collection, :func:`dictionary_placeholders`)
@@ -30,8 +34,12 @@ offers:
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -43,24 +51,35 @@ from platformdb.clickhouse.ddl import (
     Statement,
     Topology,
     check_order,
+    cluster_clause,
     code_only,
     format_query,
     render,
     source_for,
     split,
 )
-from platformdb.clickhouse.dictionaries import ensure_collection
+from platformdb.clickhouse.dictionaries import collection_name, ensure_collection
 from platformdb.errors import MigrationError
 from platformdb.migrate.base import AppliedMigration, Migration
-from platformdb.migrate.engine import who
+from platformdb.migrate.ch_plan import plan_statement
+from platformdb.migrate.ch_snapshot import snapshot as ch_snapshot
+from platformdb.migrate.engine import Migrator, who
+from platformdb.migrate.options import MigrateOptions
+from platformdb.migrate.plan import MigrationPlan
+from platformdb.migrate.snapshot import SchemaState, Snapshot
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver import Client
 
+log = logging.getLogger("platformdb.migrate")
+
 LEDGER = "platformdb_schema_migrations"
 LOCK_TABLE = "platformdb_migration_lock"
+SCRATCH_SOURCE = {"pg_host": "127.0.0.1", "pg_port": "5432", "pg_user": "scratch",
+                  "pg_password": "", "pg_db": "scratch"}
+"""003's inline dictionary source in a scratch database (never connected to)."""
 STALE_LOCK = 3600.0
-LOCK_WAIT = 60.0
+LOCK_POLL = 0.2
 
 _TARGET = re.compile(
     r"^\s*(?:DROP\s+(?:TABLE|VIEW|DICTIONARY)\s+(?:IF\s+EXISTS\s+)?|ALTER\s+TABLE\s+)"
@@ -75,8 +94,10 @@ class ClickHouseDriver:
     def __init__(self, client: Client,
                  placeholders: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
                  topology: Topology | None = None,
-                 on_close: Callable[[], None] | None = None) -> None:
+                 on_close: Callable[[], None] | None = None,
+                 options: MigrateOptions | None = None) -> None:
         self.client = client
+        self.options = options or MigrateOptions()
         # a callable is resolved on first apply: status and health never need PostgreSQL
         self._placeholders = placeholders
         self.topology = topology or Topology.single(str(client.database))
@@ -123,7 +144,9 @@ class ClickHouseDriver:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        deadline = time.monotonic() + LOCK_WAIT
+        wait = self.options.runner_wait_s
+        deadline = time.monotonic() + wait
+        announced = False
         while True:
             try:
                 self._run(f"CREATE TABLE {LOCK_TABLE} (holder String, since DateTime DEFAULT now())"
@@ -135,15 +158,34 @@ class ClickHouseDriver:
                 if self._lock_age() > STALE_LOCK:
                     self._run(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
                     continue
+                holder = self._lock_holder()
                 if time.monotonic() > deadline:
                     raise MigrationError(
-                        f"another runner holds the ClickHouse migration lock ({LOCK_TABLE}); "
-                        "wait for it, or drop the table if that runner died") from exc
-                time.sleep(0.2)
+                        f"another runner still holds the ClickHouse migration lock ({LOCK_TABLE})"
+                        f" after {wait:g} s: {holder}; wait for it, or drop the table if that "
+                        "runner died") from exc
+                if not announced:
+                    log.warning("waiting up to %g s for another ClickHouse migration runner: %s",
+                                wait, holder)
+                    announced = True
+                time.sleep(LOCK_POLL)
         try:
+            self._run(f"INSERT INTO {LOCK_TABLE} (holder) VALUES ({{h:String}})",
+                      {"h": f"{who()} pid {os.getpid()}"})
             yield
         finally:
             self._run(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
+
+    def _lock_holder(self) -> str:
+        """Who holds the lock and since when, as the holder wrote it."""
+        try:
+            rows = self._rows(f"SELECT holder, toString(since) FROM {LOCK_TABLE} LIMIT 1")
+        except ClickHouseError:
+            return "a runner that has just released it"
+        if not rows:
+            return f"a runner that is taking it now ({self._lock_age():.0f} s ago)"
+        holder, since = rows[0]
+        return f"{holder}, since {since} ({self._lock_age():.0f} s ago)"
 
     def _lock_age(self) -> float:
         rows = self._rows(
@@ -175,16 +217,17 @@ class ClickHouseDriver:
         if not self._has_ledger():
             return []
         if "seq" not in self._ledger_columns():  # written before the ledger was append-only
-            rows = self._rows(f"SELECT version, name, checksum, applied_at, duration_ms, applied_by"
-                              f" FROM {LEDGER} ORDER BY version")
+            rows = self._rows(f"SELECT version, name, checksum, applied_at, duration_ms,"
+                              f" applied_by, 'up' FROM {LEDGER} ORDER BY version")
         else:
             rows = self._rows(
                 "SELECT version, argMax(name, k), argMax(checksum, k), argMax(applied_at, k),"
-                " argMax(duration_ms, k), argMax(applied_by, k) FROM"
+                " argMax(duration_ms, k), argMax(applied_by, k), argMax(action, k) FROM"
                 f" (SELECT *, (seq, applied_at) AS k FROM {LEDGER})"
-                " GROUP BY version HAVING argMax(action, k) = 'up' ORDER BY version")
-        return [AppliedMigration(int(v), str(n), str(c), _utc(a), int(d), str(b))
-                for v, n, c, a, d, b in rows]
+                " GROUP BY version HAVING argMax(action, k) IN ('up', 'baseline')"
+                " ORDER BY version")
+        return [AppliedMigration(int(v), str(n), str(c), _utc(a), int(d), str(b),
+                                 baselined=str(k) == "baseline") for v, n, c, a, d, b, k in rows]
 
     def history(self) -> list[tuple[int, int, str, str]]:
         """Every ledger row, oldest first: (seq, version, name, action)."""
@@ -223,23 +266,34 @@ class ClickHouseDriver:
         return duration
 
     def _undo(self, migration: Migration, before: Mapping[str, str]) -> str:
-        """Run the down statements that touch only what this run created or altered."""
+        """Run the down statements that touch only what this run created or altered.
+
+        A ``DROP`` runs only for an object this run created (absent before, or there
+        with another UUID: dropped and made again); an ``ALTER`` for one it created or
+        altered. So a table that ``CREATE ... IF NOT EXISTS`` adopted keeps its data even
+        when the migration went on to alter it: only the alteration is undone.
+        """
         after = self._objects()
         touched = {name for name, query in after.items() if before.get(name) != query}
         if not touched:
             return "it had changed nothing"
-        skipped: list[str] = []
+        created = {name for name in touched
+                   if name not in before or _uuid(before[name]) != _uuid(after[name])}
         for statement in self.statements(migration, down=True):
-            target = _TARGET.match(code_only(statement.text))
-            if target is None or target["name"] not in touched:
-                skipped.append(statement.text.split("\n", 1)[0][:60])
+            code = code_only(statement.text)
+            target = _TARGET.match(code)
+            if target is None:
+                continue
+            allowed = created if code.lstrip().upper().startswith("DROP") else touched
+            if target["name"] not in allowed:
                 continue
             try:
                 self._run(statement.text)
             except ClickHouseError:
                 continue  # best effort: keep undoing the rest
         left = self._objects()
-        still = sorted(name for name in touched if left.get(name) != before.get(name))
+        still = sorted(name for name in touched if left.get(name) != before.get(name)
+                       and not (name in created and name not in left))
         if still:
             return f"it could not undo {', '.join(still)}"
         return f"what it created or altered ({', '.join(sorted(touched))}) was undone"
@@ -251,6 +305,81 @@ class ClickHouseDriver:
         duration = int((time.monotonic() - started) * 1000)
         self._record(migration, "down", duration, who())
         return duration
+
+    def plan(self, migrations: list[Migration]) -> list[MigrationPlan]:
+        """Each statement as it would run here, classified and sized (:mod:`.ch_plan`)."""
+        plans = []
+        for migration in migrations:
+            found = MigrationPlan(self.store, migration.version, migration.label, "statements")
+            found.statements = [plan_statement(s, self._size)
+                                for s in self.statements(migration, fill=False)]
+            plans.append(found)
+        return plans
+
+    def _size(self, table: str) -> tuple[int, int, int] | None:
+        if table not in self._tables():
+            return None
+        rows = self._rows(
+            "SELECT sum(rows), sum(bytes_on_disk), count() FROM system.parts"
+            " WHERE database = currentDatabase() AND table = {t:String} AND active",
+            {"t": table})
+        rows_, size, parts = rows[0] if rows else (0, 0, 0)
+        return int(rows_ or 0), int(size or 0), int(parts or 0)
+
+    # ------------------------------------------------------------ schema
+
+    def snapshot(self) -> Snapshot:
+        return ch_snapshot(lambda sql, params: self._rows(sql, params),
+                           skip=(LEDGER, LOCK_TABLE))
+
+    def expected_snapshot(self, migrations: list[Migration]) -> Snapshot:
+        """What ``migrations`` build in a scratch database beside this one, dropped afterwards.
+
+        The dictionaries are created reading the same named collection as this database's
+        (nothing is created or changed for them), and 003's inline source with placeholder
+        values: where a dictionary reads from is not part of the comparison.
+        """
+        live = str(self.client.database)
+        scratch = f"platformdb_scratch_{uuid.uuid4().hex[:12]}"
+        on = cluster_clause(self.topology)
+        topology = Topology(self.topology.mode, self.topology.cluster, scratch)
+        values = {**SCRATCH_SOURCE, "dictionary_source": collection_name(live)}
+        self._run(f"CREATE DATABASE {scratch}{on}")
+        try:
+            self.client.database = scratch
+            driver = ClickHouseDriver(self.client, values, topology)
+            Migrator(driver, migrations).up()
+            return driver.snapshot()
+        finally:
+            self.client.database = live
+            self._run(f"DROP DATABASE IF EXISTS {scratch}{on} SYNC")
+
+    def schema_state(self) -> SchemaState | None:
+        """The fingerprint kept in the ledger's comment (metadata: no row, no mutation)."""
+        rows = self._rows("SELECT comment FROM system.tables WHERE database = currentDatabase()"
+                          " AND name = {t:String}", {"t": LEDGER})
+        if not rows or not str(rows[0][0]).startswith("{"):
+            return None
+        try:
+            found = json.loads(str(rows[0][0]))
+            recorded = datetime.fromisoformat(found["recorded_at"])
+            return SchemaState(found.get("fingerprint"), int(found["version"]), recorded,
+                               str(found["recorded_by"]), str(found["note"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def record_schema_state(self, fingerprint: str | None, version: int, note: str) -> None:
+        """Written as the ledger table's comment: the ledger's rows stay append-only and
+        no table of its own is needed (managed ClickHouse has MergeTree tables only)."""
+        state = json.dumps({"fingerprint": fingerprint, "version": version,
+                            "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                            "recorded_by": who(), "note": note})
+        quoted = state.replace("\\", "\\\\").replace("'", "\\'")
+        self._run(f"ALTER TABLE {LEDGER} MODIFY COMMENT '{quoted}'")
+
+    def record_baseline(self, migrations: list[Migration], applied_by: str) -> None:
+        for migration in migrations:
+            self._record(migration, "baseline", 0, applied_by)
 
     def dump_schema(self) -> str:
         rows = self._rows(
@@ -310,6 +439,11 @@ def postgres_placeholders(postgres_url: str) -> dict[str, str]:
         "pg_password": unquote(parts.password or "").replace("\\", "\\\\").replace("'", "\\'"),
         "pg_db": parts.path.lstrip("/") or "postgres",
     }
+
+
+def _uuid(definition: str) -> str:
+    """The UUID an :meth:`ClickHouseDriver._objects` value starts with."""
+    return definition.split(" ", 1)[0]
 
 
 def _file(migration: Migration, down: bool) -> str:

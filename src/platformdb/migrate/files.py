@@ -5,7 +5,18 @@ Directives are comment lines at the top of a file:
 ``-- platformdb: no-transaction``
     the file cannot run inside a transaction (``CREATE INDEX CONCURRENTLY``);
 ``-- platformdb: no-down <reason>``
-    the migration has no down file on purpose, and says why.
+    the migration has no down file on purpose, and says why;
+``-- platformdb: online-index``
+    (PostgreSQL) every statement is a ``CREATE INDEX``, built without blocking
+    writes: ``CONCURRENTLY`` on a plain table; on a partitioned table ``ON
+    ONLY`` the parent, concurrently on each leaf partition, then attached
+    (:mod:`platformdb.migrate.online_index`); resumable;
+``-- platformdb: backfill [batch-size=N] [pause=SECONDS]``
+    (PostgreSQL) the file is one ``UPDATE``, run in key-range batches of its
+    table's primary key, partition by partition, each batch its own
+    transaction with its progress (:mod:`platformdb.migrate.backfill`); resumable.
+
+A file with any of the last three runs outside a transaction.
 """
 
 from __future__ import annotations
@@ -19,7 +30,8 @@ from platformdb.migrate.base import Migration
 UP_RE = re.compile(r"^(?P<version>\d{3,})_(?P<name>[a-z0-9][a-z0-9_]*)\.sql$")
 DOWN_RE = re.compile(r"^(?P<version>\d{3,})_(?P<name>[a-z0-9][a-z0-9_]*)\.down\.sql$")
 DIRECTIVE_RE = re.compile(r"^--\s*platformdb:\s*(?P<key>[a-z-]+)\s*(?P<value>.*)$")
-KNOWN_DIRECTIVES = {"no-transaction", "no-down"}
+KNOWN_DIRECTIVES = {"no-transaction", "no-down", "online-index", "backfill"}
+OUTSIDE_TRANSACTION = ("no-transaction", "online-index", "backfill")
 
 
 def parse_directives(text: str, path: Path) -> dict[str, str]:
@@ -100,7 +112,7 @@ def _load(version: int, path: Path, down_path: Path | None) -> Migration:
         path=path,
         sql=text,
         down_path=down_path,
-        transactional="no-transaction" not in directives,
+        transactional=not any(key in directives for key in OUTSIDE_TRANSACTION),
         no_down_reason=directives.get("no-down"),
         directives=directives,
     )

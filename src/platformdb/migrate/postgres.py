@@ -2,70 +2,65 @@
 
 Files are parsed with the real PostgreSQL parser (pglast) before anything
 runs. A transactional migration and its ledger row commit together under
-``lock_timeout`` and ``statement_timeout``, so a migration waits briefly for
-a lock and gives up instead of queueing every query of a busy table behind it.
-A session advisory lock keeps concurrent runners apart.
+``lock_timeout`` and ``statement_timeout``: a migration queues for a table
+lock for at most ``lock_timeout`` (and so blocks the queries queued behind it
+for at most that long), then gives up its place, pauses and tries again
+(:mod:`platformdb.migrate.retry`). A session advisory lock keeps concurrent
+runners apart; a runner waits for it for a bounded time and then names the
+session holding it.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pglast
 import psycopg
 from pglast import ast
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from platformdb.errors import MigrationError, StoreUnavailable
+from platformdb.migrate.backfill import backfill_settings, parse_update
+from platformdb.migrate.backfill import run as run_backfill
 from platformdb.migrate.base import AppliedMigration, Migration
+from platformdb.migrate.engine import Migrator, who
+from platformdb.migrate.online_index import build_online, online_index_problem
+from platformdb.migrate.options import MigrateOptions, parse_duration
+from platformdb.migrate.pg_analysis import Statement, parse, relations
+from platformdb.migrate.pg_catalog import advisory_holders, describe_holders, relation_holders
+from platformdb.migrate.pg_snapshot import snapshot
+from platformdb.migrate.plan import MigrationPlan, plan_postgres
+from platformdb.migrate.retry import Attempts, RetriesExhausted, with_lock_retries
+from platformdb.migrate.snapshot import SchemaState, Snapshot
 from platformdb.postgres import connect
 
+log = logging.getLogger("platformdb.migrate")
+
 LEDGER = "platformdb.schema_migrations"
+STATE = "platformdb.schema_state"
 # pg_advisory_lock key: the first 8 bytes of sha256("platformdb.migrate")
 LOCK_KEY = 0x3F1E_9C0D_5A7B_2C11
-DEFAULT_LOCK_TIMEOUT = "5s"
-DEFAULT_STATEMENT_TIMEOUT = "15min"
-
-
-@dataclass(frozen=True)
-class Statement:
-    """One statement of a file and the line it starts on."""
-
-    line: int
-    sql: str
-
-
-def parse(text: str, path: Path) -> list[Statement]:
-    """The statements of ``text``; raise a MigrationError with file and line."""
-    try:
-        statements = pglast.parse_sql(text)
-    except pglast.parser.ParseError as exc:
-        location = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
-        line = text.count("\n", 0, max(location, 0)) + 1
-        raise MigrationError(f"{path.name}:{line}: {exc.args[0]}") from exc
-    for raw in statements:
-        if isinstance(raw.stmt, ast.TransactionStmt):
-            where = text.count("\n", 0, raw.stmt_location or 0) + 1
-            raise MigrationError(
-                f"{path.name}:{where}: transaction control (BEGIN/COMMIT) is not allowed in a "
-                "migration; the engine wraps each file in one transaction"
-            )
-    # pglast's slices count characters, as do PostgreSQL's error positions.
-    return [Statement(text.count("\n", 0, part.start) + 1, text[part])
-            for part in pglast.split(text, only_slices=True)]
+RUNNER_POLL = 0.2
+"""Seconds between two tries of the runner lock."""
 
 
 class StatementFailed(Exception):
-    """A statement of a file failed; carries the line for the message."""
+    """A statement of a file failed; carries the statement and its line for the message."""
 
     def __init__(self, statement: Statement, error: psycopg.Error) -> None:
         super().__init__(str(error))
+        self.statement = statement
         self.error = error
         line = statement.line
         position = error.diag.statement_position
@@ -74,8 +69,18 @@ class StatementFailed(Exception):
         self.line = line
 
 
+# Statements that run as several transactions: a failed attempt can leave something behind.
+_NEVER_RETRIED = ("REINDEX", "DETACH PARTITION")
+
+
 class PostgresDriver:
-    """Migrations for one PostgreSQL database."""
+    """Migrations for one PostgreSQL database.
+
+    ``options`` sets the lock timeout, the retries and the runner wait
+    (:class:`~platformdb.migrate.options.MigrateOptions`); ``lock_timeout`` /
+    ``statement_timeout`` (PostgreSQL interval texts) override its values.
+    ``attempts`` records, per migration label, how many attempts applying it took.
+    """
 
     store = "postgresql"
 
@@ -83,27 +88,70 @@ class PostgresDriver:
         self,
         url: str,
         *,
-        lock_timeout: str = DEFAULT_LOCK_TIMEOUT,
-        statement_timeout: str = DEFAULT_STATEMENT_TIMEOUT,
+        options: MigrateOptions | None = None,
+        lock_timeout: str | None = None,
+        statement_timeout: str | None = None,
     ) -> None:
         self.url = url
-        self.lock_timeout = lock_timeout
-        self.statement_timeout = statement_timeout
+        base = options or MigrateOptions()
+        self.options = base.with_overrides(
+            lock_timeout_ms=parse_duration(lock_timeout, "lock_timeout") if lock_timeout else None,
+            statement_timeout_ms=(parse_duration(statement_timeout, "statement_timeout")
+                                  if statement_timeout else None))
+        self.attempts: dict[str, Attempts] = {}
         self.conn = connect(url, autocommit=True)
+
+    @property
+    def lock_timeout(self) -> str:
+        return self.options.lock_timeout
+
+    @property
+    def statement_timeout(self) -> str:
+        return self.options.statement_timeout
 
     def ping(self) -> None:
         self.conn.execute("SELECT 1")
 
     def validate(self, migration: Migration, text: str) -> None:
-        parse(text, migration.path)
+        statements = parse(text, migration.path)
+        if text is migration.sql or text == migration.sql:
+            check_directives(migration, statements)
+
+    # ------------------------------------------------------------ runner lock
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        self.conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        """The session advisory lock that serialises runners, waited for at most
+        ``runner_wait_s``; a runner that gives up names the session holding it."""
+        since = datetime.now(UTC).strftime("%H:%M:%SZ")
+        self.conn.execute("SELECT set_config('application_name', %s, false)",
+                          (f"platformdb migrate since {since} by {who()}"[:63],))
+        wait = self.options.runner_wait_s
+        deadline = time.monotonic() + wait
+        announced = False
+        while not self._try_lock():
+            holders = describe_holders(advisory_holders(self.conn, LOCK_KEY))
+            holders = holders or "a session that has just released it"
+            if time.monotonic() >= deadline:
+                raise MigrationError(
+                    f"another migration runner still holds the PostgreSQL migration lock after "
+                    f"{wait:g} s: {holders}")
+            if not announced:
+                log.warning("waiting up to %g s for another migration runner: %s", wait, holders)
+                announced = True
+            time.sleep(RUNNER_POLL)
         try:
             yield
         finally:
-            self.conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+            if not self.conn.closed:
+                self.conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+                self.conn.execute("SELECT set_config('application_name', 'platformdb', false)")
+
+    def _try_lock(self) -> bool:
+        row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+        return bool(row and row[0])
+
+    # ------------------------------------------------------------ ledger
 
     def ensure_ledger(self) -> None:
         ddl = (resources.files("platformdb.migrate") / "sql" / "postgres_ledger.sql").read_text()
@@ -114,11 +162,16 @@ class PostgresDriver:
         exists = self.conn.execute("SELECT to_regclass(%s)", (LEDGER,)).fetchone()
         if exists is None or exists[0] is None:
             return []
+        baselined = self.conn.execute(
+            "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+            " AND attname = 'baselined' AND NOT attisdropped)", (LEDGER,)).fetchone()
+        flag = "baselined" if baselined and baselined[0] else "false"
         rows = self.conn.execute(
-            f"SELECT version, name, checksum, applied_at, duration_ms, applied_by "
+            f"SELECT version, name, checksum, applied_at, duration_ms, applied_by, {flag} "
             f"FROM {LEDGER} ORDER BY version"
         ).fetchall()
-        return [AppliedMigration(*row) for row in rows]
+        return [AppliedMigration(row[0], row[1], row[2], row[3], row[4], row[5],
+                                 baselined=bool(row[6])) for row in rows]
 
     def _set_timeouts(self, local: bool) -> None:
         scope = "true" if local else "false"
@@ -128,63 +181,180 @@ class PostgresDriver:
             (self.lock_timeout, self.statement_timeout),
         )
 
+    def _reset_timeouts(self) -> None:
+        if not self.conn.closed:
+            self.conn.execute("RESET lock_timeout")
+            self.conn.execute("RESET statement_timeout")
+
+    # ------------------------------------------------------------ apply
+
     def apply(self, migration: Migration, applied_by: str) -> int:
         started = time.monotonic()
         statements = parse(migration.sql, migration.path)
+        attempts = self.attempts.setdefault(migration.label, Attempts(migration.label))
         try:
             if migration.transactional:
-                with self.conn.transaction():
-                    self._set_timeouts(local=True)
-                    self._execute(statements)
-                    self._record(migration, applied_by, started)
+                def attempt() -> None:
+                    with self.conn.transaction():
+                        self._set_timeouts(local=True)
+                        self._execute(statements)
+                        self._record(migration, applied_by, started)
+
+                with_lock_retries(attempt, self.options, migration.path.name,
+                                  describe=self._blocked_by, attempts=attempts)
             else:
-                self._apply_outside_transaction(statements)
-                with self.conn.transaction():
-                    self._record(migration, applied_by, started)
+                self._apply_outside_transaction(migration, statements, attempts)
+                with_lock_retries(lambda: self._record_alone(migration, applied_by, started),
+                                  self.options, migration.path.name, attempts=attempts)
+        except RetriesExhausted as exc:
+            raise self._gave_up(migration, exc) from exc.last
         except StatementFailed as exc:
             raise self._failure(migration, exc) from exc.error
         return int((time.monotonic() - started) * 1000)
 
     def _execute(self, statements: list[Statement]) -> None:
         for statement in statements:
-            try:
-                self.conn.execute(statement.sql)
-            except psycopg.Error as exc:
-                if self.conn.closed:
-                    raise StoreUnavailable(f"lost the PostgreSQL connection: {exc}") from exc
-                raise StatementFailed(statement, exc) from exc
+            self._execute_one(statement)
 
-    def _apply_outside_transaction(self, statements: list[Statement]) -> None:
-        """Run a no-transaction file statement by statement (each must be idempotent)."""
+    def _execute_one(self, statement: Statement) -> None:
+        try:
+            self.conn.execute(statement.sql)
+        except psycopg.Error as exc:
+            if self.conn.closed:
+                raise StoreUnavailable(f"lost the PostgreSQL connection: {exc}",
+                                       store="postgresql") from exc
+            raise StatementFailed(statement, exc) from exc
+
+    def _apply_outside_transaction(self, migration: Migration, statements: list[Statement],
+                                   attempts: Attempts) -> None:
+        """Run a no-transaction file statement by statement, each retried on its own.
+
+        Each statement is its own transaction (autocommit), so one that failed on a lock
+        changed nothing and is run again; earlier statements are not repeated. The
+        CONCURRENTLY statements that run as several transactions are the exception:
+        ``CREATE INDEX CONCURRENTLY`` is retried after the INVALID index a failed build
+        left is dropped; ``REINDEX CONCURRENTLY`` and ``DETACH PARTITION CONCURRENTLY``
+        are never retried.
+        """
         self._set_timeouts(local=False)
         try:
-            self._execute(statements)
+            if "online-index" in migration.directives:
+                for statement in statements:
+                    build_online(self, statement, attempts)
+                return
+            if "backfill" in migration.directives:
+                settings = backfill_settings(migration.directives["backfill"])
+                run_backfill(self.conn, migration.label, statements[0].sql,
+                             options=self.options, **settings)
+                return
+            for statement in statements:
+                self._run_statement(statement, attempts)
         finally:
-            if not self.conn.closed:
-                self.conn.execute("RESET lock_timeout")
-                self.conn.execute("RESET statement_timeout")
+            self._reset_timeouts()
 
-    def _record(self, migration: Migration, applied_by: str, started: float) -> None:
+    def _run_statement(self, statement: Statement, attempts: Attempts) -> None:
+        node: Any = pglast.parse_sql(statement.sql)[0].stmt
+        where = f"{attempts.what} line {statement.line}"
+        if isinstance(node, ast.IndexStmt) and node.concurrent and node.idxname:
+            index = index_name(node)
+            self.run_with_retries(lambda: self._create_index_concurrently(statement, index),
+                                  where, attempts)
+            return
+        text = " ".join(statement.sql.split()).upper()
+        if any(word in text for word in _NEVER_RETRIED) and "CONCURRENTLY" in text:
+            self._execute_one(statement)
+            return
+        self.run_with_retries(lambda: self._execute_one(statement), where, attempts)
+
+    def run_with_retries(self, work: Callable[[], None], where: str,
+                         attempts: Attempts | None = None) -> None:
+        """One autocommit unit of work, retried on lock timeouts and deadlocks."""
+        with_lock_retries(work, self.options, where, describe=self._blocked_by,
+                          attempts=attempts)
+
+    def run_sql(self, sql: str, line: int, attempts: Attempts | None = None) -> None:
+        """One autocommit statement (a step of an online index), retried on lock errors."""
+        statement = Statement(line, sql)
+        what = attempts.what if attempts else "statement"
+        self.run_with_retries(lambda: self._execute_one(statement), f"{what} line {line}",
+                              attempts)
+
+    def _create_index_concurrently(self, statement: Statement, index: str) -> None:
+        """CREATE INDEX CONCURRENTLY that a failed earlier attempt cannot wedge: an INVALID
+        index of the same name (left by a failed or interrupted build) is dropped first."""
+        if index_state(self.conn, index) == "invalid":
+            self._execute_one(Statement(statement.line,
+                                        f"DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+        self._execute_one(statement)
+        if index_state(self.conn, index) == "invalid":
+            raise MigrationError(f"line {statement.line}: index {index} was built but is INVALID")
+
+    def _record(self, migration: Migration, applied_by: str, started: float,
+                baselined: bool = False) -> None:
         self.conn.execute(
-            f"INSERT INTO {LEDGER} (version, name, checksum, duration_ms, applied_by)"
-            " VALUES (%s, %s, %s, %s, %s)",
+            f"INSERT INTO {LEDGER} (version, name, checksum, duration_ms, applied_by, baselined)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
             (migration.version, migration.name, migration.checksum,
-             int((time.monotonic() - started) * 1000), applied_by),
+             int((time.monotonic() - started) * 1000), applied_by, baselined),
         )
+
+    def _record_alone(self, migration: Migration, applied_by: str, started: float) -> None:
+        with self.conn.transaction():
+            self._set_timeouts(local=True)
+            self._record(migration, applied_by, started)
 
     def revert(self, migration: Migration, down_sql: str) -> int:
         started = time.monotonic()
         assert migration.down_path is not None
         statements = parse(down_sql, migration.down_path)
-        try:
+        attempts = self.attempts.setdefault(f"{migration.label} down",
+                                            Attempts(migration.down_path.name))
+
+        def attempt() -> None:
             with self.conn.transaction():
                 self._set_timeouts(local=True)
                 self._execute(statements)
                 self.conn.execute(f"DELETE FROM {LEDGER} WHERE version = %s",
                                   (migration.version,))
+
+        try:
+            with_lock_retries(attempt, self.options, migration.down_path.name,
+                              describe=self._blocked_by, attempts=attempts)
+        except RetriesExhausted as exc:
+            raise self._gave_up(migration, exc, down=True) from exc.last
         except StatementFailed as exc:
             raise self._failure(migration, exc, down=True) from exc.error
         return int((time.monotonic() - started) * 1000)
+
+    # ------------------------------------------------------------ errors
+
+    def _blocked_by(self, failure: BaseException) -> str:
+        """Who holds the locks the failed statement wanted (for logs and errors)."""
+        statement = getattr(failure, "statement", None)
+        if statement is None or self.conn.closed:
+            return ""
+        try:
+            names = relations(pglast.parse_sql(statement.sql)[0].stmt)
+        except pglast.parser.ParseError:
+            return ""
+        holders = relation_holders(self.conn, names)
+        if not holders:
+            return f"line {statement.line}"
+        return f"line {statement.line}: {describe_holders(holders)}"
+
+    def _gave_up(self, migration: Migration, exc: RetriesExhausted,
+                 down: bool = False) -> MigrationError:
+        name = migration.down_path.name if down and migration.down_path else migration.path.name
+        tried = exc.attempts
+        last = tried.errors[-1] if tried.errors else str(exc.last)
+        applied = ("nothing from it was applied" if migration.transactional or down else
+                   "it is a no-transaction migration: statements before the failing one stay"
+                   " applied and rerunning finishes it")
+        return MigrationError(
+            f"{name} could not get its locks: {tried.count} attempt(s) of {self.lock_timeout}"
+            f" lock_timeout over {tried.waited_s:.0f} s of pauses all failed (last: {last});"
+            f" {applied}; run it again when the lock holders are gone, or raise"
+            " PLATFORMDB_MIGRATE_LOCK_RETRIES")
 
     @staticmethod
     def _failure(migration: Migration, failed: StatementFailed,
@@ -199,11 +369,102 @@ class PostgresDriver:
             hint += "; another session held a lock for longer than lock_timeout, retry later"
         return MigrationError(f"{name} failed: line {failed.line}: {message}{hint}")
 
+    def plan(self, migrations: list[Migration]) -> list[MigrationPlan]:
+        return plan_postgres(self.conn, migrations, self.options)
+
+    # ------------------------------------------------------------ schema
+
+    def snapshot(self) -> Snapshot:
+        return snapshot(self.conn)
+
+    def expected_snapshot(self, migrations: list[Migration]) -> Snapshot:
+        """What ``migrations`` build, in a scratch database on this server (or on
+        ``options.scratch_url``'s), dropped afterwards."""
+        admin = self.options.scratch_url or self.url
+        name = f"platformdb_scratch_{uuid.uuid4().hex[:12]}"
+        try:
+            with connect(admin, autocommit=True) as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.Error as exc:
+            reason = exc.diag.message_primary or str(exc)
+            raise MigrationError(
+                f"cannot create the scratch database the comparison needs ({reason}); set"
+                " PLATFORMDB_MIGRATE_SCRATCH_URL to a server where this role may CREATE DATABASE"
+            ) from exc
+        try:
+            scratch = PostgresDriver(make_conninfo(admin, dbname=name))
+            try:
+                Migrator(scratch, migrations).up()
+                return scratch.snapshot()
+            finally:
+                scratch.close()
+        finally:
+            with connect(admin, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
+
+    def schema_state(self) -> SchemaState | None:
+        if self.conn.execute("SELECT to_regclass(%s)", (STATE,)).fetchone() == (None,):
+            return None
+        row = self.conn.execute(f"SELECT fingerprint, version, recorded_at, recorded_by, note"
+                                f" FROM {STATE}").fetchone()
+        if row is None:
+            return None
+        return SchemaState(str(row[0]) if row[0] else None, int(row[1]), row[2], str(row[3]),
+                           str(row[4]))
+
+    def record_schema_state(self, fingerprint: str | None, version: int, note: str) -> None:
+        self.conn.execute(
+            f"INSERT INTO {STATE} (id, fingerprint, version, recorded_by, note)"
+            " VALUES (true, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+            " fingerprint = EXCLUDED.fingerprint, version = EXCLUDED.version,"
+            " recorded_at = now(), recorded_by = EXCLUDED.recorded_by, note = EXCLUDED.note",
+            (fingerprint, version, who(), note))
+
+    def record_baseline(self, migrations: list[Migration], applied_by: str) -> None:
+        with self.conn.transaction():
+            for migration in migrations:
+                self._record(migration, applied_by, time.monotonic(), baselined=True)
+
     def dump_schema(self) -> str:
         return dump_schema(self.url)
 
     def close(self) -> None:
         self.conn.close()
+
+
+def index_name(node: Any) -> str:
+    """The schema-qualified name an IndexStmt creates (indexes live in their table's schema)."""
+    schema = node.relation.schemaname if node.relation is not None else None
+    return f"{schema}.{node.idxname}" if schema else str(node.idxname)
+
+
+def index_state(conn: psycopg.Connection[Any], index: str) -> str:
+    """``missing``, ``valid`` or ``invalid``."""
+    row = conn.execute("SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)",
+                       (index,)).fetchone()
+    if row is None:
+        return "missing"
+    return "valid" if row[0] else "invalid"
+
+
+def check_directives(migration: Migration, statements: list[Statement]) -> None:
+    """What the online-index and backfill directives require of a file's statements."""
+    if "online-index" in migration.directives:
+        for statement in statements:
+            node: Any = pglast.parse_sql(statement.sql)[0].stmt
+            problem = online_index_problem(node)
+            if problem:
+                raise MigrationError(f"{migration.path.name}:{statement.line}: {problem}")
+    if "backfill" in migration.directives:
+        if len(statements) != 1:
+            raise MigrationError(f"{migration.path.name}: a backfill migration holds exactly one"
+                                 f" UPDATE statement, found {len(statements)} statements")
+        try:
+            backfill_settings(migration.directives["backfill"])
+            parse_update(statements[0].sql)
+        except MigrationError as exc:
+            raise MigrationError(f"{migration.path.name}:{statements[0].line}: {exc}") from exc
 
 
 def pg_tool(name: str, url: str | None = None) -> str:

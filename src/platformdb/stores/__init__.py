@@ -22,7 +22,8 @@ from platformdb.backup.archive import opened, pack
 from platformdb.backup.manifest import read_manifest
 from platformdb.backup.state import record, verified
 from platformdb.errors import ValidationError
-from platformdb.stores.base import Staged, Store, Unavailable
+from platformdb.migrate.options import MigrateOptions
+from platformdb.stores.base import Staged, Store, StoreBase, Unavailable
 from platformdb.stores.clickhouse import ClickHouseStore
 from platformdb.stores.postgres import PostgresStore
 from platformdb.stores.redis import RedisStore
@@ -55,11 +56,15 @@ __all__ = [
 
 
 def apply_pending(endpoints: Endpoints, names: list[str] | None = None, *,
-                  target: int | None = None, dry_run: bool = False) -> list[Step]:
+                  target: int | None = None, dry_run: bool = False,
+                  options: MigrateOptions | None = None) -> list[Step]:
     """Apply every pending migration of each store (all stores by default), up to
-    ``target`` where given (Redis scripts have no numbers: ``target`` does not apply)."""
+    ``target`` where given (Redis scripts have no numbers: ``target`` does not apply).
+    ``options``: lock timeout, retries and runner wait of the migrations."""
     steps: list[Step] = []
     for store in open_stores(endpoints, names):
+        if options is not None and isinstance(store, StoreBase):
+            store.migrate_options = options
         steps.extend(store.migrate_up(target=target, dry_run=dry_run))
     return steps
 

@@ -20,6 +20,7 @@ from platformdb.errors import PlatformDBError, StoreUnavailable
 from platformdb.migrate.base import Driver, Migration
 from platformdb.migrate.engine import Migrator
 from platformdb.migrate.files import discover
+from platformdb.migrate.options import MigrateOptions
 from platformdb.redaction import redact
 from platformdb.resources import data_dir
 from platformdb.types import Metric, Restored, StatusRow, Step, StoreHealth
@@ -94,6 +95,8 @@ class StoreBase:
     def __init__(self, url: str | None, why_missing: str = "") -> None:
         self.url = url
         self.why_missing = why_missing or f"no {self.name} server is configured"
+        self.migrate_options = MigrateOptions()
+        """Lock timeout, retries, runner wait of this store's migrations (the CLI sets them)."""
 
     @property
     def target(self) -> str:
@@ -150,7 +153,10 @@ class StoreBase:
             return migrator.verify()
 
     def health(self) -> StoreHealth:
-        """Ping with latency, then the ledger: pending migrations or drift are unhealthy."""
+        """Ping with latency, then the ledger and the schema: pending migrations, edited or
+        missing files, or schema drift since the fingerprint recorded by the last migrate
+        command (one catalogue snapshot; ``migrate verify --drift`` lists the differences)
+        are unhealthy."""
         if self.url is None:
             return StoreHealth(self.name, False, None, self.target, self.why_missing)
         try:
@@ -158,9 +164,12 @@ class StoreBase:
                 latency = timed(migrator.driver.ping)
                 rows = migrator.status()
                 problems = migrator.problems(migrator.driver.applied())
+                drift = migrator.recorded_drift()
+                if drift:
+                    problems.append(drift)
         except PlatformDBError as exc:
             return StoreHealth(self.name, False, None, self.target, str(exc))
-        behind = [r for r in rows if r.state != "applied"]
+        behind = [r for r in rows if r.state not in ("applied", "baselined")]
         pending = [f"{r.version:03d}_{r.name}" for r in behind]
         healthy = not problems and not behind
         detail = "ok" if healthy else (problems[0] if problems else (

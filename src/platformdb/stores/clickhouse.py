@@ -85,7 +85,8 @@ class ClickHouseStore(StoreBase):
         def placeholders() -> dict[str, str]:  # only a migration that fills ${...} asks
             return dictionary_placeholders(client, self.dictionary_login_url(), topology)
 
-        return ClickHouseDriver(client, placeholders, topology, on_close=stack.close)
+        return ClickHouseDriver(client, placeholders, topology, on_close=stack.close,
+                                options=self.migrate_options)
 
     def health(self) -> StoreHealth:
         """On chDB the detail says the lock's state: free (the check opened the path), or

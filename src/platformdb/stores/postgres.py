@@ -26,7 +26,7 @@ class PostgresStore(StoreBase):
         return cls(endpoints.postgres, endpoints.missing(cls.name))
 
     def driver(self) -> Driver:
-        return PostgresDriver(self.require_url())
+        return PostgresDriver(self.require_url(), options=self.migrate_options)
 
     def metrics(self) -> list[Metric]:
         return postgres_metrics(self.require_url())

@@ -1,0 +1,11 @@
+-- 009_validate_campaign_metrics_money: validates the money CHECK that 008
+-- added back NOT VALID, in a transaction of its own.
+--
+-- Why separate: VALIDATE CONSTRAINT reads every partition of campaign_metrics
+-- under SHARE UPDATE EXCLUSIVE, which lets reads and writes go on; done inside
+-- 008 it would have scanned under 008's ACCESS EXCLUSIVE lock instead. Until
+-- it runs, rows written after 008 are checked already; only older rows are
+-- unproven.
+--
+-- Idempotent: validating a valid constraint does nothing.
+ALTER TABLE public.campaign_metrics VALIDATE CONSTRAINT chk_campaign_metrics_money;
