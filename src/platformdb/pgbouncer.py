@@ -363,10 +363,14 @@ def pool_metrics(url: str) -> list[Metric]:
                           "server connections open, all pools"))
     metrics.append(Metric("pgbouncer", "max_wait_seconds", longest_wait,
                           "the longest any client has waited, all pools", {}, "seconds"))
-    for row in console(url, "SHOW STATS"):
-        if row.get("database") == "pgbouncer":
-            continue
-        labels = {"database": str(row["database"])}
+    # PgBouncer lists a database in SHOW STATS only once a client has used it; its
+    # counters start at zero for every configured database so rate() has a start.
+    stats = {str(row["database"]): row for row in console(url, "SHOW STATS")}
+    for row in console(url, "SHOW DATABASES"):
+        stats.setdefault(str(row["name"]), {})
+    stats.pop("pgbouncer", None)
+    for database, row in sorted(stats.items()):
+        labels = {"database": database}
         metrics.append(Metric("pgbouncer", "transactions", float(row.get("total_xact_count") or 0),
                               "transactions pooled", labels, kind="counter"))
         metrics.append(Metric("pgbouncer", "queries", float(row.get("total_query_count") or 0),

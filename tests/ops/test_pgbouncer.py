@@ -217,6 +217,11 @@ def test_health_and_stats_of_the_stack_show_its_pgbouncer(stack_home: Path) -> N
     assert rows == ["postgresql", "pgbouncer"]
     status = {s.name: s for s in embedded.status(stack_home)}
     assert status["pgbouncer"].running and status["pgbouncer"].detail.startswith("running")
+    # every configured database has its counters before any client used it (rate() needs a start)
+    counted = {m.labels["database"] for m in pgbouncer.pool_metrics(bouncer.admin_url())
+               if m.name == "transactions"}
+    configured = {str(r["name"]) for r in pgbouncer.console(bouncer.admin_url(), "SHOW DATABASES")}
+    assert configured - {"pgbouncer"} <= counted and "platform_dev" in counted
 
 
 def test_the_admin_console_user_cannot_reach_a_database(stack_home: Path) -> None:
