@@ -7,54 +7,6 @@ from pathlib import Path
 import pytest
 
 from platformdb.lint import blocking, run_lint
-from platformdb.lint.injection_python import check_file
-
-
-def python_findings(tmp_path: Path, body: str) -> list[int]:
-    path = tmp_path / "m.py"
-    path.write_text(body)
-    return [f.line for f in check_file("m.py", path)]
-
-
-@pytest.mark.parametrize("code", [
-    'conn.execute(f"SELECT * FROM {LEDGER}")',
-    'conn.execute(f"SELECT * FROM {mod.TABLE}")',
-    'conn.execute("SELECT %s" % (LIMIT,))',
-    'conn.execute(f"SELECT {int(n)}")',
-    'conn.execute(f"SELECT {quote_identifier(n)}")',
-    'conn.execute(sql.SQL("SELECT {}").format(sql.Identifier(n)))',
-    'conn.execute("SELECT %s, %s", (n, n))',
-    'conn.execute(n)',
-])
-def test_python_safe_sql(tmp_path: Path, code: str) -> None:
-    body = f"LEDGER = 'x'\nLIMIT = 5\n\ndef f(conn, n):\n    {code}\n"
-    assert python_findings(tmp_path, body) == []
-
-
-@pytest.mark.parametrize("code", [
-    'conn.execute(f"SELECT * FROM {n}")',
-    'conn.execute("SELECT * FROM %s" % n)',
-    'conn.execute("SELECT * FROM " + n)',
-    'conn.execute("SELECT * FROM {}".format(n))',
-    'conn.execute(sql.SQL(f"SELECT {n}"))',
-    'conn.query(f"SELECT {n}")',
-    'client.command(query=f"DROP TABLE {n}")',
-    'conn.execute(f"SELECT {self.table}")',
-])
-def test_python_sql_built_from_values(tmp_path: Path, code: str) -> None:
-    assert python_findings(tmp_path, f"def f(conn, client, n, self):\n    {code}\n") == [2]
-
-
-def test_python_follows_local_variables(tmp_path: Path) -> None:
-    body = ("TABLES = ('a', 'b')\n\n"
-            "def f(conn, n, local):\n"
-            "    for table in TABLES:\n"
-            "        conn.execute(f'TRUNCATE {table}')\n"
-            "    scope = 'true' if local else 'false'\n"
-            "    conn.execute(f'SELECT {scope}')\n"
-            "    query = f'SELECT {n}'\n"
-            "    conn.execute(query)\n")
-    assert python_findings(tmp_path, body) == [9]
 
 
 def plpgsql_lines(tmp_path: Path, body: str, declare: str = "") -> list[int]:

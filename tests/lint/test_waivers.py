@@ -73,17 +73,3 @@ def test_unused_waiver_is_reported_when_every_check_runs(tmp_path: Path) -> None
     findings = blocking(run_lint(root))
     assert {(f.path, f.line, f.rule) for f in findings} == {
         ("postgresql/migrations/001_x.sql", 2, "waiver-unused")}
-
-
-def test_python_waiver_is_a_comment_not_a_string(tmp_path: Path) -> None:
-    source = tmp_path / "src" / "app.py"
-    source.parent.mkdir()
-    source.write_text(
-        'NOTE = "# lint: allow sql-injection this is a string, not a waiver"\n\n\n'
-        "def f(conn, name):\n"
-        '    conn.execute(f"SELECT {name}")\n'
-        "    conn.execute(  # lint: allow sql-injection name is an enum member\n"
-        '        f"SELECT {name}")\n'
-    )
-    findings = blocking(run_lint(tmp_path, rules=["injection"]))
-    assert [(f.line, f.rule) for f in findings] == [(5, "sql-injection")]

@@ -99,7 +99,8 @@ def table_state(client: Client, database: str, table: str) -> TableState:
         " AND type NOT LIKE 'AggregateFunction%' ORDER BY position",
         {"db": database, "t": table})]
     hashed = ", ".join(quote_identifier(c) for c in columns)
-    row = rows(client, f"SELECT count(), toString(sum(cityHash64({hashed})))"
+    # every name quoted by quote_identifier; the column list cannot be one parameter
+    row = rows(client, f"SELECT count(), toString(sum(cityHash64({hashed})))"  # noqa: S608
                        f" FROM {quote_identifier(database)}.{quote_identifier(table)}")[0]
     return TableState(rows=int(row[0]), checksum=str(row[1]))
 
@@ -154,7 +155,8 @@ def _dump(client: Client, database: str, snapshots: str, table: str, path: Path)
     state = table_state(client, snapshots, table)
     with open(path, "wb") as out, translated():
         compressor = _zstd().ZstdCompressor(level=ZSTD_LEVEL)
-        stream: Any = client.raw_stream(f"SELECT * FROM {snapshot}", fmt=FORMAT)
+        stream: Any = client.raw_stream("SELECT * FROM {d:Identifier}.{t:Identifier}",
+                                        parameters={"d": snapshots, "t": table}, fmt=FORMAT)
         try:
             for chunk in iter(lambda: stream.read(1 << 20), b""):
                 out.write(compressor.compress(chunk))

@@ -33,7 +33,7 @@ from platformdb.backup.manifest import (
     read_manifest,
 )
 from platformdb.errors import CheckFailed, StoreUnavailable, ValidationError
-from platformdb.migrate.postgres import LEDGER, pg_tool
+from platformdb.migrate.postgres import LEDGER, LEDGER_ID, pg_tool
 from platformdb.postgres import connect
 
 STORE = "postgresql"
@@ -119,7 +119,8 @@ def ledger_state(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[int | No
     exists = conn.execute("SELECT to_regclass(%s)", (LEDGER,)).fetchone()
     if exists is None or exists[0] is None:
         return None, []
-    rows = conn.execute(f"SELECT version, name FROM {LEDGER} ORDER BY version").fetchall()
+    rows = conn.execute(sql.SQL("SELECT version, name FROM {} ORDER BY version").format(
+        LEDGER_ID)).fetchall()
     labels = [f"{int(str(v)):03d}_{n}" for v, n in rows]
     return (int(str(rows[-1][0])) if rows else None), labels
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from platformdb.clickhouse import connect, quote_identifier, rows
+from platformdb.clickhouse import connect, rows
 from platformdb.types import Metric
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def live_rows(client: Client) -> int:
     tables = [str(name) for (name,) in rows(
         client, "SELECT name FROM system.tables WHERE database = currentDatabase()"
                 " AND engine LIKE '%MergeTree' ORDER BY name")]
-    return sum(int(rows(client, f"SELECT count() FROM {quote_identifier(t)}")[0][0])
+    return sum(int(rows(client, "SELECT count() FROM {t:Identifier}", {"t": t})[0][0])
                for t in tables)
 
 

@@ -1,13 +1,14 @@
 """Waiving one finding in the file, with a reason.
 
-In SQL and Lua: ``-- lint: allow <rule> <reason>``; in Python:
-``# lint: allow <rule> <reason>``. A waiver covers findings of ``<rule>``:
+In SQL and Lua: ``-- lint: allow <rule> <reason>``. (Python is ruff's: its
+``S608`` finds SQL built from strings, waived with ``# noqa: S608 <reason>``.)
+A waiver covers findings of ``<rule>``:
 
 - on its own line (a trailing comment), or
 - on the line below it (it may be one of several comment lines directly
   above), or
-- anywhere in the statement below it: for SQL the statement that the
-  finding's line belongs to, for Python the innermost statement.
+- anywhere in the SQL statement below it: the statement that the finding's
+  line belongs to.
 
 A waiver without a reason waives nothing and is itself a finding
 (``waiver-without-reason``). When every check ran, a waiver that matched no
@@ -17,12 +18,8 @@ code they excused.
 
 from __future__ import annotations
 
-import ast
-import io
 import re
-import tokenize
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from platformdb.lint.context import Context
@@ -31,10 +28,10 @@ from platformdb.lint.findings import Finding
 RULE_NO_REASON = "waiver-without-reason"
 RULE_UNUSED = "waiver-unused"
 _WAIVER_RE = re.compile(
-    r"^(?:--+|#+)\s*lint:\s*allow\b\s*(?P<rule>[A-Za-z0-9_/-]+)?[ \t]*(?P<reason>[^\n]*?)\s*$")
+    r"^--+\s*lint:\s*allow\b\s*(?P<rule>[A-Za-z0-9_/-]+)?[ \t]*(?P<reason>[^\n]*?)\s*$")
 _SQL_MARKER_RE = re.compile(r"--+\s*lint:")
-_COMMENT_LINE_RE = re.compile(r"^\s*(--|#)")
-SUFFIXES = (".sql", ".lua", ".py")
+_COMMENT_LINE_RE = re.compile(r"^\s*--")
+SUFFIXES = (".sql", ".lua")
 
 
 @dataclass(frozen=True)
@@ -46,23 +43,17 @@ class Waiver:
 
 
 def read_waivers(text: str, rel: str) -> list[Waiver]:
-    """Every ``lint: allow`` comment of a file (real comments only, in Python)."""
+    """Every ``lint: allow`` comment of a file."""
     waivers: list[Waiver] = []
-    for number, comment in _comments(text, rel):
+    for number, comment in _comments(text):
         match = _WAIVER_RE.match(comment)
         if match:
             waivers.append(Waiver(rel, number, match["rule"] or "", match["reason"] or ""))
     return waivers
 
 
-def _comments(text: str, rel: str) -> list[tuple[int, str]]:
-    """(line, comment text) pairs: Python through tokenize, SQL and Lua by ``--``."""
-    if rel.endswith(".py"):
-        try:
-            tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
-        except (tokenize.TokenError, SyntaxError):
-            return []
-        return [(tok.start[0], tok.string) for tok in tokens if tok.type == tokenize.COMMENT]
+def _comments(text: str) -> list[tuple[int, str]]:
+    """(line, comment text) pairs of the ``--`` comments (SQL and Lua)."""
     found: list[tuple[int, str]] = []
     for number, line in enumerate(text.split("\n"), start=1):
         marker = _SQL_MARKER_RE.search(line)
@@ -114,7 +105,7 @@ def _files_with_waivers(ctx: Context) -> list[str]:
     """Files of the linted folders that hold a waiver (for unused/unreasoned ones)."""
     found: list[str] = []
     for folder, pattern in (("postgresql", "**/*.sql"), ("clickhouse", "**/*.sql"),
-                            ("redis/scripts", "**/*.lua"), ("src", "**/*.py")):
+                            ("redis/scripts", "**/*.lua")):
         for path in ctx.files(folder, pattern):
             if "lint: allow" in path.read_text(encoding="utf-8", errors="replace"):
                 found.append(ctx.rel(path))
@@ -128,9 +119,6 @@ def _anchors(ctx: Context, path: Path, lines: list[str], line: int) -> set[int]:
         statement = ctx.sql(path).statement_at(line)
         if statement is not None:
             anchors |= {statement.line} | _comments_above(lines, statement.line)
-    elif path.suffix == ".py":
-        start, end = _python_statement(str(path), "\n".join(lines), line)
-        anchors |= set(range(start, end + 1)) | _comments_above(lines, start)
     return anchors
 
 
@@ -143,18 +131,3 @@ def _comments_above(lines: list[str], line: int) -> set[int]:
         number -= 1
     return found
 
-
-@lru_cache(maxsize=256)
-def _python_statements(path: str, text: str) -> tuple[tuple[int, int], ...]:
-    try:
-        tree = ast.parse(text, filename=path)
-    except SyntaxError:
-        return ()
-    return tuple((node.lineno, node.end_lineno or node.lineno)
-                 for node in ast.walk(tree) if isinstance(node, ast.stmt))
-
-
-def _python_statement(path: str, text: str, line: int) -> tuple[int, int]:
-    """The innermost Python statement spanning ``line``."""
-    spans = [s for s in _python_statements(path, text) if s[0] <= line <= s[1]]
-    return min(spans, key=lambda s: s[1] - s[0]) if spans else (line, line)

@@ -46,6 +46,7 @@ from platformdb.postgres import connect
 
 DEFAULT_BATCH = 1000
 TABLE = "platformdb.backfills"
+TABLE_ID = sql.Identifier(*TABLE.split("."))
 
 
 @dataclass
@@ -158,9 +159,11 @@ class _Backfill:
                        / "postgres_ledger.sql").read_text()
                 self.conn.execute(ddl)
             if restart:
-                self.conn.execute(f"DELETE FROM {TABLE} WHERE name = %s", (self.name,))
-            other = self.conn.execute(f"SELECT checksum FROM {TABLE} WHERE name = %s LIMIT 1",
-                                      (self.name,)).fetchone()
+                self.conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(TABLE_ID),
+                                  (self.name,))
+            other = self.conn.execute(
+                sql.SQL("SELECT checksum FROM {} WHERE name = %s LIMIT 1").format(TABLE_ID),
+                (self.name,)).fetchone()
         if other is not None and str(other[0]) != self.checksum:
             raise MigrationError(
                 f"backfill {self.name} was started with another UPDATE; give this one another "
@@ -168,9 +171,9 @@ class _Backfill:
         self.report.resumed = other is not None
 
     def state(self, partition: str) -> tuple[list[str] | None, bool, int]:
-        row = self.conn.execute(
-            f"SELECT last_key, done, rows_scanned FROM {TABLE} WHERE name = %s AND partition = %s",
-            (self.name, partition)).fetchone()
+        row = self.conn.execute(sql.SQL(
+            "SELECT last_key, done, rows_scanned FROM {} WHERE name = %s AND partition = %s"
+        ).format(TABLE_ID), (self.name, partition)).fetchone()
         if row is None:
             return None, False, 0
         return (list(row[0]) if row[0] is not None else None), bool(row[1]), int(row[2])
@@ -233,13 +236,14 @@ class _Backfill:
                     scanned = self.batch_size
                 updated = self.conn.execute(self.update(partition, within)).rowcount
                 new_last = upper if upper is not None else last
-                self.conn.execute(
-                    f"INSERT INTO {TABLE} AS b (name, partition, checksum, last_key, done, batches,"
+                self.conn.execute(sql.SQL(
+                    "INSERT INTO {} AS b (name, partition, checksum, last_key, done, batches,"
                     " rows_scanned, rows_updated) VALUES (%s, %s, %s, %s, %s, 1, %s, %s)"
                     " ON CONFLICT (name, partition) DO UPDATE SET last_key = EXCLUDED.last_key,"
                     " done = EXCLUDED.done, batches = b.batches + 1,"
                     " rows_scanned = b.rows_scanned + EXCLUDED.rows_scanned,"
-                    " rows_updated = b.rows_updated + EXCLUDED.rows_updated, updated_at = now()",
+                    " rows_updated = b.rows_updated + EXCLUDED.rows_updated, updated_at = now()"
+                    ).format(TABLE_ID),
                     (self.name, partition, self.checksum, new_last, upper is None, scanned,
                      max(updated, 0)))
                 return new_last, upper is None, scanned, max(updated, 0)
@@ -339,9 +343,9 @@ def progress_of(url: str, name: str) -> list[PartitionProgress]:
     with connect(url, autocommit=True) as conn:
         if conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone() == (None,):
             return []
-        rows = conn.execute(
-            f"SELECT partition, done, batches, rows_scanned, rows_updated, last_key FROM {TABLE}"
-            " WHERE name = %s ORDER BY partition", (name,)).fetchall()
+        rows = conn.execute(sql.SQL(
+            "SELECT partition, done, batches, rows_scanned, rows_updated, last_key FROM {}"
+            " WHERE name = %s ORDER BY partition").format(TABLE_ID), (name,)).fetchall()
     return [PartitionProgress(str(p), bool(d), int(b), int(s), int(u),
                               list(k) if k is not None else None) for p, d, b, s, u, k in rows]
 

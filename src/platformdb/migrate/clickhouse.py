@@ -170,8 +170,8 @@ class ClickHouseDriver:
                     announced = True
                 time.sleep(LOCK_POLL)
         try:
-            self._run(f"INSERT INTO {LOCK_TABLE} (holder) VALUES ({{h:String}})",
-                      {"h": f"{who()} pid {os.getpid()}"})
+            self._run("INSERT INTO {lock:Identifier} (holder) VALUES ({h:String})",
+                      {"lock": LOCK_TABLE, "h": f"{who()} pid {os.getpid()}"})
             yield
         finally:
             self._run(f"DROP TABLE IF EXISTS {LOCK_TABLE}")
@@ -179,7 +179,8 @@ class ClickHouseDriver:
     def _lock_holder(self) -> str:
         """Who holds the lock and since when, as the holder wrote it."""
         try:
-            rows = self._rows(f"SELECT holder, toString(since) FROM {LOCK_TABLE} LIMIT 1")
+            rows = self._rows("SELECT holder, toString(since) FROM {lock:Identifier} LIMIT 1",
+                              {"lock": LOCK_TABLE})
         except ClickHouseError:
             return "a runner that has just released it"
         if not rows:
@@ -217,15 +218,16 @@ class ClickHouseDriver:
         if not self._has_ledger():
             return []
         if "seq" not in self._ledger_columns():  # written before the ledger was append-only
-            rows = self._rows(f"SELECT version, name, checksum, applied_at, duration_ms,"
-                              f" applied_by, 'up' FROM {LEDGER} ORDER BY version")
+            rows = self._rows("SELECT version, name, checksum, applied_at, duration_ms,"
+                              " applied_by, 'up' FROM {ledger:Identifier} ORDER BY version",
+                              {"ledger": LEDGER})
         else:
             rows = self._rows(
                 "SELECT version, argMax(name, k), argMax(checksum, k), argMax(applied_at, k),"
                 " argMax(duration_ms, k), argMax(applied_by, k), argMax(action, k) FROM"
-                f" (SELECT *, (seq, applied_at) AS k FROM {LEDGER})"
+                " (SELECT *, (seq, applied_at) AS k FROM {ledger:Identifier})"
                 " GROUP BY version HAVING argMax(action, k) IN ('up', 'baseline')"
-                " ORDER BY version")
+                " ORDER BY version", {"ledger": LEDGER})
         return [AppliedMigration(int(v), str(n), str(c), _utc(a), int(d), str(b),
                                  baselined=str(k) == "baseline") for v, n, c, a, d, b, k in rows]
 
@@ -234,14 +236,15 @@ class ClickHouseDriver:
         if not self._has_ledger():
             return []
         return [(int(s), int(v), str(n), str(a)) for s, v, n, a in self._rows(
-            f"SELECT seq, version, name, action FROM {LEDGER} ORDER BY seq, applied_at")]
+            "SELECT seq, version, name, action FROM {ledger:Identifier} ORDER BY seq, applied_at",
+            {"ledger": LEDGER})]
 
     def _record(self, migration: Migration, action: str, duration: int, by: str) -> None:
         self._run(
-            f"INSERT INTO {LEDGER} (version, name, checksum, applied_at, duration_ms, applied_by,"
-            " action, seq) SELECT {v:UInt32}, {n:String}, {c:String}, now64(3), {d:UInt32},"
-            f" {{b:String}}, {{a:String}}, (SELECT max(seq) + 1 FROM {LEDGER})",
-            {"v": migration.version, "n": migration.name, "c": migration.checksum,
+            "INSERT INTO {ledger:Identifier} (version, name, checksum, applied_at, duration_ms,"
+            " applied_by, action, seq) SELECT {v:UInt32}, {n:String}, {c:String}, now64(3),"
+            " {d:UInt32}, {b:String}, {a:String}, (SELECT max(seq) + 1 FROM {ledger:Identifier})",
+            {"ledger": LEDGER, "v": migration.version, "n": migration.name, "c": migration.checksum,
              "d": duration, "b": by, "a": action})
 
     def apply(self, migration: Migration, applied_by: str) -> int:

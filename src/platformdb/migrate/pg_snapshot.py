@@ -34,6 +34,7 @@ import re
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from platformdb.migrate.snapshot import Snapshot, merge_groups
 
@@ -48,6 +49,12 @@ SELECT n.oid FROM pg_namespace n
 """
 NOT_EXTENSION = ("NOT EXISTS (SELECT FROM pg_depend e WHERE e.objid = {oid} AND e.deptype = 'e'"
                  " AND e.classid = '{catalog}'::regclass)")
+# The fixed fragments the catalogue queries name as {namespaces} / {not_extension_<alias>}.
+FRAGMENTS = {
+    "namespaces": sql.SQL(NAMESPACES),
+    **{f"not_extension_{alias}": sql.SQL(NOT_EXTENSION.format(oid=f"{alias}.oid", catalog=catalog))
+       for alias, catalog in (("c", "pg_class"), ("p", "pg_proc"), ("t", "pg_type"))},
+}
 
 _PRIVILEGES = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "D": "TRUNCATE",
                "x": "REFERENCES", "t": "TRIGGER", "m": "MAINTAIN", "X": "EXECUTE", "U": "USAGE",
@@ -73,8 +80,11 @@ class _Builder:
 
     # ----------------------------------------------------------- helpers
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self.conn.execute(sql, params or None).fetchall()]
+    def query(self, text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of ``text``, whose ``{namespaces}`` / ``{not_extension_<alias>}`` name
+        the fragments above."""
+        statement = sql.SQL(text).format(**FRAGMENTS)
+        return [tuple(r) for r in self.conn.execute(statement, params or None).fetchall()]
 
     def role(self, name: str | None) -> str:
         if not name:
@@ -114,7 +124,7 @@ class _Builder:
         for name, owner, acl, comment in self.query(
                 "SELECT n.nspname, pg_get_userbyid(n.nspowner), n.nspacl::text[],"
                 " obj_description(n.oid, 'pg_namespace') FROM pg_namespace n"
-                f" WHERE n.oid IN ({NAMESPACES})"):
+                " WHERE n.oid IN ({namespaces})"):
             self.add(f"schema {name}", name, {"owner": self.role(owner), "grants": self.acl(acl),
                                               "comment": comment})
         for name, schema in self.query("SELECT e.extname, e.extnamespace::regnamespace::text"
@@ -138,8 +148,8 @@ class _Builder:
                 " CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid, true) END,"
                 " obj_description(c.oid, 'pg_class')"
                 " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                f" WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND n.oid IN ({NAMESPACES})"
-                " AND " + NOT_EXTENSION.format(oid="c.oid", catalog="pg_class")):
+                " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND n.oid IN ({namespaces})"
+                " AND {not_extension_c}"):
             word = kinds[str(kind)]
             key_name = f"{schema}.{normal_name(str(name))}"
             self.relnames[int(oid)] = key_name
@@ -168,7 +178,7 @@ class _Builder:
                 "SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqstart,"
                 " s.seqincrement, s.seqmin, s.seqmax, s.seqcycle FROM pg_sequence s"
                 " JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n"
-                f" ON n.oid = c.relnamespace WHERE n.oid IN ({NAMESPACES})"):
+                " ON n.oid = c.relnamespace WHERE n.oid IN ({namespaces})"):
             self.add(f"sequence parameters {schema}.{name}", f"{schema}.{name}", {
                 "definition": f"{kind} start {start} increment {increment} min {low} max {high}"
                               f"{' cycle' if cycle else ''}"})
@@ -187,7 +197,7 @@ class _Builder:
                 " LEFT JOIN pg_collation co ON co.oid = a.attcollation"
                 " WHERE a.attnum > 0 AND NOT a.attisdropped AND NOT c.relispartition"
                 " AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
-                f" AND c.relnamespace IN ({NAMESPACES})"):
+                " AND c.relnamespace IN ({namespaces})"):
             table = self.relnames.get(int(relid))
             if table is None:
                 continue
@@ -203,7 +213,7 @@ class _Builder:
                 " con.convalidated FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid"
                 " WHERE con.contype <> 'n' AND con.conparentid = 0"
                 " AND (NOT c.relispartition OR con.conislocal)"
-                f" AND c.relnamespace IN ({NAMESPACES})"):
+                " AND c.relnamespace IN ({namespaces})"):
             table = self.relnames.get(int(relid))
             if table is None:
                 continue
@@ -217,7 +227,7 @@ class _Builder:
                 " i.indisvalid, obj_description(i.indexrelid, 'pg_class')"
                 " FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid"
                 " JOIN pg_namespace n ON n.oid = ci.relnamespace"
-                f" WHERE n.oid IN ({NAMESPACES})"
+                " WHERE n.oid IN ({namespaces})"
                 " AND NOT EXISTS (SELECT FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)"):
             table = self.relnames.get(int(relid))
             if table is None:
@@ -234,7 +244,7 @@ class _Builder:
                 "       FROM unnest(p.polroles) AS r),"
                 " pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)"
                 " FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid"
-                f" WHERE c.relnamespace IN ({NAMESPACES})"):
+                " WHERE c.relnamespace IN ({namespaces})"):
             table = self.relnames.get(int(relid))
             if table is None:
                 continue
@@ -249,7 +259,7 @@ class _Builder:
                 "SELECT t.tgrelid, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled"
                 " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
                 " WHERE NOT t.tgisinternal AND t.tgparentid = 0"
-                f" AND c.relnamespace IN ({NAMESPACES})"):
+                " AND c.relnamespace IN ({namespaces})"):
             table = self.relnames.get(int(relid))
             if table is None:
                 continue
@@ -264,8 +274,8 @@ class _Builder:
                 " pg_get_functiondef(p.oid), pg_get_userbyid(p.proowner), p.proacl::text[],"
                 " obj_description(p.oid, 'pg_proc')"
                 " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-                f" WHERE p.prokind IN ('f', 'p') AND n.oid IN ({NAMESPACES})"
-                " AND " + NOT_EXTENSION.format(oid="p.oid", catalog="pg_proc")):
+                " WHERE p.prokind IN ('f', 'p') AND n.oid IN ({namespaces})"
+                " AND {not_extension_p}"):
             signature = f"{schema}.{name}({arguments})"
             self.add(f"function {signature}", signature, {
                 "definition": definition, "owner": self.role(owner), "grants": self.acl(acl),
@@ -279,8 +289,8 @@ class _Builder:
                 "      ELSE format_type(t.typbasetype, t.typtypmod) END,"
                 " pg_get_userbyid(t.typowner), t.typacl::text[]"
                 " FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
-                f" WHERE t.typtype IN ('e', 'd') AND n.oid IN ({NAMESPACES})"
-                " AND " + NOT_EXTENSION.format(oid="t.oid", catalog="pg_type")):
+                " WHERE t.typtype IN ('e', 'd') AND n.oid IN ({namespaces})"
+                " AND {not_extension_t}"):
             self.add(f"type {schema}.{name}", f"{schema}.{name}", {
                 "kind": "enum" if kind == "e" else "domain", "definition": detail,
                 "owner": self.role(owner), "grants": self.acl(acl)})

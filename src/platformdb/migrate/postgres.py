@@ -49,6 +49,8 @@ log = logging.getLogger("platformdb.migrate")
 
 LEDGER = "platformdb.schema_migrations"
 STATE = "platformdb.schema_state"
+LEDGER_ID = sql.Identifier(*LEDGER.split("."))
+STATE_ID = sql.Identifier(*STATE.split("."))
 # pg_advisory_lock key: the first 8 bytes of sha256("platformdb.migrate")
 LOCK_KEY = 0x3F1E_9C0D_5A7B_2C11
 RUNNER_POLL = 0.2
@@ -165,10 +167,10 @@ class PostgresDriver:
         baselined = self.conn.execute(
             "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s)"
             " AND attname = 'baselined' AND NOT attisdropped)", (LEDGER,)).fetchone()
-        flag = "baselined" if baselined and baselined[0] else "false"
-        rows = self.conn.execute(
-            f"SELECT version, name, checksum, applied_at, duration_ms, applied_by, {flag} "
-            f"FROM {LEDGER} ORDER BY version"
+        flag = sql.SQL("baselined" if baselined and baselined[0] else "false")
+        rows = self.conn.execute(sql.SQL(
+            "SELECT version, name, checksum, applied_at, duration_ms, applied_by, {flag}"
+            " FROM {ledger} ORDER BY version").format(flag=flag, ledger=LEDGER_ID)
         ).fetchall()
         return [AppliedMigration(row[0], row[1], row[2], row[3], row[4], row[5],
                                  baselined=bool(row[6])) for row in rows]
@@ -291,9 +293,9 @@ class PostgresDriver:
 
     def _record(self, migration: Migration, applied_by: str, started: float,
                 baselined: bool = False) -> None:
-        self.conn.execute(
-            f"INSERT INTO {LEDGER} (version, name, checksum, duration_ms, applied_by, baselined)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
+        self.conn.execute(sql.SQL(
+            "INSERT INTO {} (version, name, checksum, duration_ms, applied_by, baselined)"
+            " VALUES (%s, %s, %s, %s, %s, %s)").format(LEDGER_ID),
             (migration.version, migration.name, migration.checksum,
              int((time.monotonic() - started) * 1000), applied_by, baselined),
         )
@@ -314,7 +316,7 @@ class PostgresDriver:
             with self.conn.transaction():
                 self._set_timeouts(local=True)
                 self._execute(statements)
-                self.conn.execute(f"DELETE FROM {LEDGER} WHERE version = %s",
+                self.conn.execute(sql.SQL("DELETE FROM {} WHERE version = %s").format(LEDGER_ID),
                                   (migration.version,))
 
         try:
@@ -406,19 +408,20 @@ class PostgresDriver:
     def schema_state(self) -> SchemaState | None:
         if self.conn.execute("SELECT to_regclass(%s)", (STATE,)).fetchone() == (None,):
             return None
-        row = self.conn.execute(f"SELECT fingerprint, version, recorded_at, recorded_by, note"
-                                f" FROM {STATE}").fetchone()
+        row = self.conn.execute(sql.SQL("SELECT fingerprint, version, recorded_at, recorded_by,"
+                                        " note FROM {}").format(STATE_ID)).fetchone()
         if row is None:
             return None
         return SchemaState(str(row[0]) if row[0] else None, int(row[1]), row[2], str(row[3]),
                            str(row[4]))
 
     def record_schema_state(self, fingerprint: str | None, version: int, note: str) -> None:
-        self.conn.execute(
-            f"INSERT INTO {STATE} (id, fingerprint, version, recorded_by, note)"
+        self.conn.execute(sql.SQL(
+            "INSERT INTO {} (id, fingerprint, version, recorded_by, note)"
             " VALUES (true, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
             " fingerprint = EXCLUDED.fingerprint, version = EXCLUDED.version,"
-            " recorded_at = now(), recorded_by = EXCLUDED.recorded_by, note = EXCLUDED.note",
+            " recorded_at = now(), recorded_by = EXCLUDED.recorded_by, note = EXCLUDED.note"
+        ).format(STATE_ID),
             (fingerprint, version, who(), note))
 
     def record_baseline(self, migrations: list[Migration], applied_by: str) -> None:

@@ -191,8 +191,8 @@ def _write_clickhouse(settings: Settings, url: str, raw: list[tuple[Any, ...]],
 
     with clickhouse.connect(clickhouse.target_of(settings)) as client:
         for table in ("campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily"):
-            client.command(f"DELETE FROM {table} WHERE org_id IN {{orgs:Array(UUID)}}",
-                           parameters={"orgs": orgs})
+            client.command("DELETE FROM {table:Identifier} WHERE org_id IN {orgs:Array(UUID)}",
+                           parameters={"table": table, "orgs": orgs})
         names = [c.name for c in RAW]
         written = MetricsWriter(client, known_orgs=orgs).write_raw(
             [dict(zip(names, row, strict=True)) for row in raw])

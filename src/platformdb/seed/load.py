@@ -354,5 +354,5 @@ def _undo_clickhouse(settings: Settings, shape: LoadPlan) -> None:
     with clickhouse.connect(clickhouse.target_of(settings)) as client:
         for table in ("campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily"):
             for start in range(0, len(ids), 1000):
-                client.command(f"DELETE FROM {table} WHERE org_id IN {{orgs:Array(UUID)}}",
-                               parameters={"orgs": ids[start:start + 1000]})
+                client.command("DELETE FROM {table:Identifier} WHERE org_id IN {orgs:Array(UUID)}",
+                               parameters={"table": table, "orgs": ids[start:start + 1000]})
