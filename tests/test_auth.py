@@ -51,6 +51,7 @@ def test_a_refused_password_says_which_rule(password: str, rule: str) -> None:
 
 @settings(max_examples=5, deadline=None)
 @given(password=st.text(min_size=8, max_size=20).filter(lambda p: not auth.password_problems(p)))
+@pytest.mark.slow
 def test_a_hash_verifies_its_password_and_nothing_else(password: str) -> None:
     hashed = auth.hash_password(password, cost=FAST)
     assert re.match(r"^\$2b\$10\$[./A-Za-z0-9]{53}$", hashed)

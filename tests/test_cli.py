@@ -32,6 +32,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, t
     assert lines[0].startswith("error:") and text in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_malformed_url_is_a_usage_error() -> None:
     result = cli("migrate", "status", env={"PLATFORMDB_POSTGRES_URL": "postgresql://h:port/db"})
     assert_one_line_error(result, 2, "PLATFORMDB_POSTGRES_URL is not a valid URL")
@@ -39,11 +40,13 @@ def test_malformed_url_is_a_usage_error() -> None:
     assert_one_line_error(result, 2, "must start with one of postgres://")
 
 
+@pytest.mark.slow
 def test_unreachable_server_is_exit_2_with_a_hint() -> None:
     result = cli("migrate", "up", env={"PLATFORMDB_POSTGRES_URL": "postgresql://x@127.0.0.1:1/db"})
     assert_one_line_error(result, 2, "cannot connect to PostgreSQL at postgresql://x@127.0.0.1:1/db")
 
 
+@pytest.mark.slow
 def test_wrong_password_is_exit_2_and_masks_the_password(stack_home: Path) -> None:
     from platformdb.embedded import EmbeddedPostgres
 
@@ -53,6 +56,7 @@ def test_wrong_password_is_exit_2_and_masks_the_password(stack_home: Path) -> No
     assert "nope" not in result.stderr
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback_of_a_failed_command() -> None:
     result = cli("--debug", "migrate", "up",
                  env={"PLATFORMDB_POSTGRES_URL": "postgresql://x@127.0.0.1:1/db"})
@@ -60,6 +64,7 @@ def test_debug_shows_the_traceback_of_a_failed_command() -> None:
     assert "Traceback" in result.stderr
 
 
+@pytest.mark.slow
 def test_status_lists_every_migration_as_pending_on_an_empty_database(pg_url: str) -> None:
     result = cli("migrate", "status", "--store", "postgresql", "--json",
                  env={"PLATFORMDB_POSTGRES_URL": pg_url})
@@ -71,6 +76,7 @@ def test_status_lists_every_migration_as_pending_on_an_empty_database(pg_url: st
         (m.version, "pending") for m in MIGRATIONS]
 
 
+@pytest.mark.slow
 def test_up_status_verify_down_and_run_through_the_cli(pg_url: str) -> None:
     env = {"PLATFORMDB_POSTGRES_URL": pg_url}
     dry = cli("migrate", "up", "--store", "postgresql", "--dry-run", env=env)
@@ -87,6 +93,7 @@ def test_up_status_verify_down_and_run_through_the_cli(pg_url: str) -> None:
     assert again.returncode == 0 and f"applied {MIGRATIONS[-1].label}" in again.stdout
 
 
+@pytest.mark.slow
 def test_unknown_number_and_empty_down_are_usage_errors(pg_url: str) -> None:
     env = {"PLATFORMDB_POSTGRES_URL": pg_url}
     assert_one_line_error(cli("migrate", "run", "999", env=env), 2, "no migration numbered 999")
@@ -95,6 +102,7 @@ def test_unknown_number_and_empty_down_are_usage_errors(pg_url: str) -> None:
                           "unknown store 'oracle'")
 
 
+@pytest.mark.slow
 def test_verify_exits_1_when_an_applied_migration_changed(pg_url: str) -> None:
     env = {"PLATFORMDB_POSTGRES_URL": pg_url}
     assert cli("migrate", "up", "--store", "postgresql", "--to", "1", env=env).returncode == 0
@@ -106,6 +114,7 @@ def test_verify_exits_1_when_an_applied_migration_changed(pg_url: str) -> None:
     assert_one_line_error(refused, 2, "was edited after it was applied")
 
 
+@pytest.mark.slow
 def test_env_exports_let_psql_list_the_twelve_tables(migrated_url: str) -> None:
     result = cli("env", env={"PLATFORMDB_POSTGRES_URL": migrated_url,
                              "PLATFORMDB_REDIS_URL": "redis://127.0.0.1:1/0"})
@@ -135,6 +144,7 @@ def test_new_creates_the_next_numbered_pair(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case, code", [("pass", 0), ("fail", 1)])
+@pytest.mark.slow
 def test_lint_format_json_reports_findings_for_tools(case: str, code: int) -> None:
     import json
 
@@ -146,6 +156,7 @@ def test_lint_format_json_reports_findings_for_tools(case: str, code: int) -> No
     assert all(f["rule"] and f["path"] and f["line"] for f in document["findings"])
 
 
+@pytest.mark.slow
 def test_lint_refuses_an_unknown_format() -> None:
     result = cli("lint", "--format", "xml")
     assert result.returncode == 2 and "--format must be text or json" in result.stderr
@@ -172,6 +183,7 @@ def all_commands() -> list[list[str]]:
     return paths
 
 
+@pytest.mark.slow
 def test_version_prints_the_version_and_exits_0() -> None:
     from platformdb import __version__
 
@@ -181,6 +193,7 @@ def test_version_prints_the_version_and_exits_0() -> None:
         assert result.stdout.strip() == f"platformdb {__version__}"
 
 
+@pytest.mark.slow
 def test_help_of_every_command_shows_no_type_placeholders() -> None:
     from typer.testing import CliRunner
 
@@ -194,6 +207,7 @@ def test_help_of_every_command_shows_no_type_placeholders() -> None:
             assert placeholder not in result.output, (path, result.output)
 
 
+@pytest.mark.slow
 def test_shell_completion_completes_commands() -> None:
     env = {"_PLATFORMDB_COMPLETE": "complete_bash", "COMP_WORDS": "platformdb mig",
            "COMP_CWORD": "1"}
@@ -212,16 +226,19 @@ def test_shell_completion_completes_commands() -> None:
     ["backup", "mongo"],
     ["restore", "mongo", "backups"],
 ])
+@pytest.mark.slow
 def test_an_unknown_store_is_a_usage_error_everywhere(args: list[str]) -> None:
     assert_one_line_error(cli(*args), 2, "unknown store 'mongo'")
 
 
+@pytest.mark.slow
 def test_a_refused_connection_keeps_its_cause_on_one_line() -> None:
     result = cli("migrate", "status", env={"PLATFORMDB_POSTGRES_URL":
                                            "postgresql://x:pw@127.0.0.1:1/db"})
     assert_one_line_error(result, 2, "Connection refused")
 
 
+@pytest.mark.slow
 def test_debug_adds_a_traceback_and_keeps_the_exit_code() -> None:
     env = {"PLATFORMDB_POSTGRES_URL": "postgresql://x:hunter22@127.0.0.1:1/db"}
     plain = cli("migrate", "up", env=env)
@@ -231,6 +248,7 @@ def test_debug_adds_a_traceback_and_keeps_the_exit_code() -> None:
     assert debug.stderr.strip().splitlines()[-1] == plain.stderr.strip()
 
 
+@pytest.mark.slow
 def test_piped_output_is_never_cut(tmp_path: Path) -> None:
     long_host = "a-rather-long-host-name-that-does-not-exist." + "x" * 60 + ".invalid"
     env = {"PLATFORMDB_REDIS_URL": f"redis://:pw@{long_host}:6390/0",
@@ -244,6 +262,7 @@ def test_piped_output_is_never_cut(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args", [["migrate", "status"], ["migrate", "verify"], ["stats"],
                                   ["migrate", "status", "--store", "redis"]])
+@pytest.mark.slow
 def test_inspection_commands_never_start_a_stopped_stack(args: list[str], tmp_path: Path) -> None:
     home = tmp_path / "stopped"
     result = cli(*args, env={"PLATFORMDB_HOME": str(home)})

@@ -26,6 +26,7 @@ def generate(url: str) -> str:
                               REPO / "redis" / "schemas")
 
 
+@pytest.mark.slow
 def test_committed_schema_md_matches_the_migrated_schema(migrated_url: str) -> None:
     expected = generate(migrated_url)
     committed = SCHEMA_MD.read_text() if SCHEMA_MD.is_file() else ""
@@ -49,6 +50,7 @@ def test_generation_is_deterministic(migrated_url: str) -> None:
     assert generate_schema_md(migrated_url) == generate_schema_md(migrated_url)
 
 
+@pytest.mark.slow
 def test_docs_cover_every_table_with_an_er_diagram(migrated_url: str) -> None:
     text = generate_schema_md(migrated_url)
     with psycopg.connect(migrated_url) as conn:
@@ -107,6 +109,7 @@ def test_redis_structures_come_from_headings_and_first_paragraphs(tmp_path: Path
     assert item.summary == "One hash per session, with an index."
 
 
+@pytest.mark.slow
 def test_committed_reference_ddl_matches_the_migrations(stack_home: Path, tmp_path: Path) -> None:
     """postgresql/schemas/*.sql, regenerated on the embedded server (the pg_dump of record)."""
     from platformdb import embedded

@@ -33,6 +33,7 @@ def wait_dead(pid: int) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_up_twice_is_harmless_and_serves_both_databases(home: Path, stack_home: Path) -> None:
     first = embedded.up(home)
     pids = running(home)
@@ -49,6 +50,7 @@ def test_up_twice_is_harmless_and_serves_both_databases(home: Path, stack_home: 
     assert pg.port != embedded.EmbeddedPostgres(stack_home).port
 
 
+@pytest.mark.slow
 def test_a_crashed_stack_recovers_on_the_next_up(home: Path) -> None:
     embedded.up(home)
     before = running(home)
@@ -65,6 +67,7 @@ def test_a_crashed_stack_recovers_on_the_next_up(home: Path) -> None:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+@pytest.mark.slow
 def test_down_stops_what_up_started_and_nothing_else(home: Path, stack_home: Path) -> None:
     embedded.up(home)
     with_bouncer = ["pgbouncer"] if pgbouncer.binary() else []  # up runs it when installed

@@ -40,6 +40,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_a_second_migrate_up_waits_for_the_first_and_then_succeeds(tmp_path: Path,
                                                                   pg: str) -> None:
     url = f"chdb://{tmp_path / 'clickhouse'}"
@@ -69,6 +70,7 @@ def test_a_second_migrate_up_waits_for_the_first_and_then_succeeds(tmp_path: Pat
     assert again.returncode == 0 and "waiting" not in err
 
 
+@pytest.mark.slow
 def test_the_wait_is_bounded_and_names_the_holder(tmp_path: Path) -> None:
     url = f"chdb://{tmp_path / 'clickhouse'}"
     first = holder(url)

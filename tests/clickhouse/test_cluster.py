@@ -62,6 +62,7 @@ def test_migrations_written_before_templates_keep_their_applied_statements() -> 
         assert render(migration.sql, Topology.single(), {}) == split(migration.sql)
 
 
+@pytest.mark.slow
 def test_every_migration_renders_and_parses_for_every_topology(ch_empty: Client) -> None:
     known: set[str] = set()
     for migration in MIGRATIONS:
@@ -109,6 +110,7 @@ def test_cluster_ddl_describes_the_same_columns(ch_empty: Client) -> None:
         assert order.index(f"{table}_local") < order.index(table)
 
 
+@pytest.mark.slow
 def test_templates_render_replicated_engines_and_views_over_local_tables() -> None:
     text = ("CREATE TABLE IF NOT EXISTS {{ local(t) }}{{ on_cluster }} (org_id UUID, v UInt64)\n"
             "ENGINE = {{ engine(ReplacingMergeTree(v)) }} ORDER BY org_id;\n"
@@ -188,6 +190,7 @@ def test_rendering_never_touches_names_it_was_not_asked_to(table: str, view: str
                                            f" AS {table}x FROM {table}")
 
 
+@pytest.mark.slow
 def test_lint_parses_every_rendering_and_checks_the_order(tmp_path: Path) -> None:
     folder = tmp_path / "clickhouse" / "migrations"
     folder.mkdir(parents=True)

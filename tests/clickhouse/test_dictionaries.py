@@ -59,6 +59,7 @@ def test_the_dictionary_login_reads_exactly_the_two_views(pg: str) -> None:
     assert provision_login(pg, SECRET[0]) == login  # idempotent: the same password
 
 
+@pytest.mark.slow
 def test_campaign_names_are_keyed_by_org_and_campaign(ch: Client, pg: str) -> None:
     """Campaign ids are unique only within an org: the same id in two orgs keeps two names."""
     a, b, shared = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -74,6 +75,7 @@ def test_campaign_names_are_keyed_by_org_and_campaign(ch: Client, pg: str) -> No
     assert reports.campaign_names(ch, uuid.uuid4(), [shared]) == {}
 
 
+@pytest.mark.slow
 def test_migrate_up_writes_no_owner_credential_into_chdb(tmp_path: Path, pg: str) -> None:
     chdb = tmp_path / "clickhouse"
     home = tmp_path / "home"

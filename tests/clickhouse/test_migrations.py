@@ -26,6 +26,7 @@ def objects(client: Client) -> dict[str, str]:
                 " AND name NOT LIKE 'platformdb_%'")}
 
 
+@pytest.mark.slow
 def test_up_creates_tables_views_and_dictionaries(ch: Client) -> None:
     found = objects(ch)
     assert set(found) >= TABLES
@@ -34,6 +35,7 @@ def test_up_creates_tables_views_and_dictionaries(ch: Client) -> None:
     assert found["organizations_dict"] == "Dictionary"
 
 
+@pytest.mark.slow
 def test_ttl_clauses_have_the_retention_of_each_table(ch: Client) -> None:
     create = dict(table_rows(ch, "SELECT name, create_table_query FROM system.tables"
                                  " WHERE database = currentDatabase()"))
@@ -48,6 +50,7 @@ def test_ttl_clauses_have_the_retention_of_each_table(ch: Client) -> None:
         assert f"TTL {ttl}" in str(create[table]), create[table]
 
 
+@pytest.mark.slow
 def test_status_down_to_zero_and_up_again(ch_empty: Client, pg: str) -> None:
     driver = driver_for(ch_empty, pg)
     migrator = Migrator(driver, MIGRATIONS)
@@ -63,6 +66,7 @@ def test_status_down_to_zero_and_up_again(ch_empty: Client, pg: str) -> None:
     assert migrator.verify() == []
 
 
+@pytest.mark.slow
 def test_the_ledger_is_append_only(ch_empty: Client, pg: str) -> None:
     """Undoing a migration inserts a row; no ledger row is ever deleted or changed."""
     driver = driver_for(ch_empty, pg)
@@ -85,6 +89,7 @@ def test_the_ledger_is_append_only(ch_empty: Client, pg: str) -> None:
     assert mutations == 0
 
 
+@pytest.mark.slow
 def test_a_ledger_from_before_append_only_keeps_working(ch_empty: Client, pg: str) -> None:
     ch_empty.command(f"CREATE TABLE {LEDGER} (version UInt32, name String, checksum String,"
                      " applied_at DateTime64(3, 'UTC'), duration_ms UInt32, applied_by String)"
@@ -119,6 +124,7 @@ def next_number(folder: Path) -> str:
     return f"{len(discover(folder)) + 1:03d}"
 
 
+@pytest.mark.slow
 def test_a_failing_migration_is_undone_and_not_recorded(ch_empty: Client, pg: str,
                                                          tmp_path: Path) -> None:
     folder = copy_migrations(tmp_path)
@@ -135,6 +141,7 @@ def test_a_failing_migration_is_undone_and_not_recorded(ch_empty: Client, pg: st
     assert [r.version for r in migrator.driver.applied()] == list(range(1, int(n)))
 
 
+@pytest.mark.slow
 def test_a_failed_migration_never_drops_a_table_it_did_not_create(
         ch_empty: Client, pg: str, tmp_path: Path) -> None:
     """IF NOT EXISTS adopts an existing table; the down file would drop it with its data."""
@@ -158,6 +165,7 @@ def test_a_failed_migration_never_drops_a_table_it_did_not_create(
     assert int(n) not in [r.version for r in migrator.driver.applied()]
 
 
+@pytest.mark.slow
 def test_edited_applied_migration_and_bad_syntax_are_refused(
         ch_empty: Client, pg: str, tmp_path: Path) -> None:
     folder = copy_migrations(tmp_path)
@@ -176,6 +184,7 @@ def test_edited_applied_migration_and_bad_syntax_are_refused(
         Migrator(driver_for(ch_empty, pg), discover(folder)).up()
 
 
+@pytest.mark.slow
 def test_a_clickhouse_migration_without_down_file_is_refused(
         ch_empty: Client, pg: str, tmp_path: Path) -> None:
     folder = copy_migrations(tmp_path)
@@ -189,6 +198,7 @@ def test_a_clickhouse_migration_without_down_file_is_refused(
     assert "nd" not in objects(ch_empty)
 
 
+@pytest.mark.slow
 def test_reference_ddl_files_are_what_the_migrations_build(ch: Client) -> None:
     """clickhouse/{tables,materialized-views,dictionaries}/ describe the migrated schema:
     each object built from them equals the one the migrations built, as ClickHouse prints it."""

@@ -54,6 +54,7 @@ def rollups_match_raw(client: Client) -> None:
 @settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(raw_rows, min_size=1, max_size=3))
+@pytest.mark.slow
 def test_hourly_and_daily_sums_equal_raw_sums_before_and_after_merges(
         ch: Client, batches: list[list[dict[str, Any]]]) -> None:
     for table in ("campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily"):
@@ -75,6 +76,7 @@ def row(org: uuid.UUID, campaign: uuid.UUID, when: dt.datetime, spend: str,
             "revenue": Decimal(spend) * 3}
 
 
+@pytest.mark.slow
 def test_reports_read_the_rollups_for_one_org_only(ch: Client) -> None:
     writer = MetricsWriter(ch, known_orgs=ORGS)
     day = TODAY - dt.timedelta(days=1, hours=-9)
@@ -102,6 +104,7 @@ def test_reports_read_the_rollups_for_one_org_only(ch: Client) -> None:
     assert other.spend == Decimal("999.99")
 
 
+@pytest.mark.slow
 def test_bad_rows_reject_the_whole_batch_and_name_the_row(ch: Client) -> None:
     writer = MetricsWriter(ch, known_orgs=ORGS)
     good = row(ORGS[0], CAMPAIGNS[0], TODAY, "1.00")
@@ -124,6 +127,7 @@ def test_bad_rows_reject_the_whole_batch_and_name_the_row(ch: Client) -> None:
     assert table_rows(ch, "SELECT count() FROM campaign_metrics_raw") == [(0,)]
 
 
+@pytest.mark.slow
 def test_events_and_api_logs_feed_their_pre_aggregations(ch: Client) -> None:
     writer = MetricsWriter(ch, known_orgs=ORGS)
     now = TODAY
@@ -138,6 +142,7 @@ def test_events_and_api_logs_feed_their_pre_aggregations(ch: Client) -> None:
     assert table_rows(ch, "SELECT sum(requests), sum(errors) FROM api_logs_hourly") == [(3, 1)]
 
 
+@pytest.mark.slow
 def test_known_orgs_come_from_the_postgres_dictionary(ch: Client, pg: str) -> None:
     import psycopg
 

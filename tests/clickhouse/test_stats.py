@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
+import pytest
 from clickhouse_connect.driver import Client
 
 from platformdb.clickhouse.stats import collect, live_rows
@@ -15,6 +16,7 @@ from tests.clickhouse.conftest import scalar
 ORG, OTHER = uuid.UUID(int=0x5A), uuid.UUID(int=0x5B)
 
 
+@pytest.mark.slow
 def test_rows_are_live_rows_after_a_lightweight_delete(ch: Client) -> None:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     MetricsWriter(ch, known_orgs=[ORG, OTHER]).write_raw([

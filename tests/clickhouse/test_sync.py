@@ -55,6 +55,7 @@ def ch_rows(ch: Client) -> set[tuple[Any, ...]]:
         " GROUP BY org_id, campaign_id, date, dsp_type"))
 
 
+@pytest.mark.slow
 def test_sync_matches_clickhouse_to_the_cent_and_is_idempotent(ch: Client, pg: str) -> None:
     a, b, campaigns = seed_pg(pg)
     writer = MetricsWriter(ch, known_orgs=[a, b])
@@ -79,6 +80,7 @@ def test_sync_matches_clickhouse_to_the_cent_and_is_idempotent(ch: Client, pg: s
     assert (a, "succeeded", 2) in jobs
 
 
+@pytest.mark.slow
 def test_two_syncs_at_once_do_not_double_count(ch: Client, pg: str) -> None:
     a, b, campaigns = seed_pg(pg)
     MetricsWriter(ch, known_orgs=[a, b]).write_raw(
@@ -101,6 +103,7 @@ def test_two_syncs_at_once_do_not_double_count(ch: Client, pg: str) -> None:
     assert {r[7] for r in pg_rows(pg)} == {Decimal("7.50")}
 
 
+@pytest.mark.slow
 def test_rows_of_unknown_campaigns_are_skipped_and_bad_ranges_refused(ch: Client, pg: str) -> None:
     a, _b, campaigns = seed_pg(pg)
     MetricsWriter(ch, known_orgs=[a]).write_raw([raw(a, uuid.uuid4(), DAY1, 1, "1.00"),
@@ -111,6 +114,7 @@ def test_rows_of_unknown_campaigns_are_skipped_and_bad_ranges_refused(ch: Client
         sync_daily(ch, pg, DAY2, DAY1)
 
 
+@pytest.mark.slow
 def test_dictionaries_return_postgres_names_and_refresh(ch: Client, pg: str) -> None:
     from platformdb.clickhouse.reports import campaign_names
 
@@ -126,6 +130,7 @@ def test_dictionaries_return_postgres_names_and_refresh(ch: Client, pg: str) -> 
     assert org_name == [("sync-a",)]
 
 
+@pytest.mark.slow
 def test_every_row_read_is_accounted_for(ch: Client, pg: str) -> None:
     a, b, campaigns = seed_pg(pg)
     writer = MetricsWriter(ch, known_orgs=[a, b])
@@ -159,6 +164,7 @@ def big_day(ch: Client, a: uuid.UUID, b: uuid.UUID, campaigns: list[uuid.UUID]) 
          raw(a, campaigns[1], DAY1, 2, "2.00"), raw(b, campaigns[2], DAY2, 3, "3.00")])
 
 
+@pytest.mark.slow
 def test_a_campaign_day_of_1e13_or_more_syncs_since_migration_008(ch: Client, pg: str) -> None:
     """Migration 008 widened campaign_metrics.spend / revenue to numeric(38,2), as wide as
     ClickHouse's rollups: the day that used to be skipped is synced to the cent."""
@@ -193,6 +199,7 @@ def pg_before_008(pg_template: tuple[str, str]) -> Iterator[str]:
     drop_database(admin, name)
 
 
+@pytest.mark.slow
 def test_a_total_postgres_cannot_hold_is_skipped_not_fatal(ch: Client, pg_before_008: str) -> None:
     """Before 008, campaign_metrics.spend is numeric(15,2): a campaign-day of 1e13 or more does
     not fit. It is skipped and named; the rest of the range is synced."""

@@ -58,6 +58,7 @@ rows_strategy = st.lists(st.builds(
 @settings(max_examples=10, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=rows_strategy, batch=st.integers(1, 25))
+@pytest.mark.slow
 def test_the_same_rows_written_twice_with_their_token_count_once(
         ch: Client, rows: list[dict[str, Any]], batch: int) -> None:
     empty(ch)
@@ -70,6 +71,7 @@ def test_the_same_rows_written_twice_with_their_token_count_once(
     assert scalar(ch, "SELECT count() FROM campaign_metrics_raw") == 2 * len(rows)
 
 
+@pytest.mark.slow
 def test_without_a_token_equal_batches_are_both_written(ch: Client) -> None:
     writer = MetricsWriter(ch, known_orgs=[ORG])
     writer.write_raw([metric()])
@@ -78,6 +80,7 @@ def test_without_a_token_equal_batches_are_both_written(ch: Client) -> None:
     assert scalar(ch, "SELECT sum(raw_rows) FROM campaign_metrics_daily") == 2
 
 
+@pytest.mark.slow
 def test_a_check_constraint_failure_raises_with_only_the_complete_batches_counted(
         ch: Client) -> None:
     bad = CAMPAIGNS[5]
@@ -98,6 +101,7 @@ def test_a_check_constraint_failure_raises_with_only_the_complete_batches_counte
     assert retried == state(ch)
 
 
+@pytest.mark.slow
 def test_a_failing_view_raises_and_a_retry_completes_the_rollups_once(ch: Client) -> None:
     """ClickHouse keeps the raw part when a view fails; the token makes the retry exact."""
     rows = [metric(CAMPAIGNS[n % 4], minute=n * 7) for n in range(40)]
@@ -120,6 +124,7 @@ def test_a_failing_view_raises_and_a_retry_completes_the_rollups_once(ch: Client
     assert state(ch) == expected
 
 
+@pytest.mark.slow
 def test_the_largest_accepted_values_never_wrap_after_merges(ch: Client) -> None:
     writer = MetricsWriter(ch, known_orgs=[ORG], batch_size=5_000)
     top = metric(spend=MAX_MONEY, revenue=MAX_MONEY, impressions=MAX_COUNT, clicks=MAX_COUNT,
@@ -152,6 +157,7 @@ def test_the_largest_accepted_values_never_wrap_after_merges(ch: Client) -> None
     ({"conversions": -1}, r"row 1: conversions must be a non-negative integer"),
     ({"impressions": True}, r"row 1: impressions must be a non-negative integer"),
 ])
+@pytest.mark.slow
 def test_values_that_cannot_be_stored_exactly_reject_the_batch(
         ch: Client, change: dict[str, Any], message: str) -> None:
     writer = MetricsWriter(ch, known_orgs=[ORG])
@@ -179,6 +185,7 @@ def columns(**change: Any) -> dict[str, Any]:
     ({"timestamp": pa.array([HOUR, dt.datetime(2200, 1, 1, tzinfo=dt.UTC)],
                             pa.timestamp("s", tz="UTC"))}, "row 1: timestamp is outside"),
 ])
+@pytest.mark.slow
 def test_columns_are_validated_as_exactly_as_rows(ch: Client, change: dict[str, Any],
                                                   message: str) -> None:
     writer = MetricsWriter(ch, known_orgs=[ORG])

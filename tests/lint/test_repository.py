@@ -5,12 +5,15 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from platformdb.lint import blocking, format_text, run_lint
 from platformdb.lint.migration_safety import EXCLUDED_RULES, PG_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_repository_passes_lint() -> None:
     problems = blocking(run_lint(REPO))
     assert problems == [], "\n" + format_text(problems)

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from platformdb.lint import CHECKS
 
 WORKFLOW = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "validate.yaml"
@@ -47,6 +49,7 @@ def schema_check(path: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_workflow_is_valid_for_github_actions(tmp_path: Path) -> None:
     assert schema_check(WORKFLOW).returncode == 0
     broken = tmp_path / "broken.yaml"  # a misspelt key GitHub would reject

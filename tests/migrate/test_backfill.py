@@ -54,6 +54,7 @@ def counts(url: str) -> dict[int, int]:
                                  " GROUP BY 1").fetchall())
 
 
+@pytest.mark.slow
 def test_a_backfill_fills_a_new_column_of_every_partition_in_batches(migrated_url: str) -> None:
     seed(migrated_url)
     seen: list[tuple[int, int | None]] = []
@@ -113,6 +114,7 @@ def test_a_killed_backfill_resumes_without_redoing_or_skipping_a_row(migrated_ur
     assert counts(migrated_url) == {1: ROWS}
 
 
+@pytest.mark.slow
 def test_a_different_update_under_the_same_name_is_refused(migrated_url: str) -> None:
     seed(migrated_url, rows=200)
     backfill(migrated_url, "once", TOUCH, batch_size=1000)
@@ -123,6 +125,7 @@ def test_a_different_update_under_the_same_name_is_refused(migrated_url: str) ->
     assert counts(migrated_url) == {2: 200}
 
 
+@pytest.mark.slow
 def test_a_role_that_row_level_security_binds_is_refused_not_silently_skipped(
         migrated_url: str) -> None:
     """The partitions force RLS with no policy: a role that does not bypass it would update
@@ -148,6 +151,7 @@ def test_a_role_that_row_level_security_binds_is_refused_not_silently_skipped(
     assert counts(migrated_url) == {0: 200}
 
 
+@pytest.mark.slow
 def test_a_backfill_migration_runs_in_batches_through_migrate_up(migrated_url: str,
                                                                  tmp_path: Path) -> None:
     seed(migrated_url, rows=600)
@@ -175,6 +179,7 @@ def test_a_backfill_migration_runs_in_batches_through_migrate_up(migrated_url: s
     assert rows and all(r.done for r in rows)
 
 
+@pytest.mark.slow
 def test_backfill_through_the_cli(migrated_url: str) -> None:
     seed(migrated_url, rows=300)
     env = {"PLATFORMDB_POSTGRES_URL": migrated_url}

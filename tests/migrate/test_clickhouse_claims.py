@@ -38,6 +38,7 @@ def copy_with(tmp_path: Path, files: dict[str, str]) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_the_ledger_is_append_only_under_every_command(ch_empty: Client, pg: str,
                                                        tmp_path: Path) -> None:
     folder = copy_with(tmp_path, {
@@ -70,6 +71,7 @@ def test_the_ledger_is_append_only_under_every_command(ch_empty: Client, pg: str
                             " currentDatabase() AND table = {t:String}", {"t": LEDGER}) == 0
 
 
+@pytest.mark.slow
 def test_a_failed_migration_never_drops_an_adopted_table_even_one_it_altered(
         ch_empty: Client, pg: str, tmp_path: Path) -> None:
     """CREATE ... IF NOT EXISTS adopted `keep`, then ALTERed it, then failed: the ALTER is
@@ -143,6 +145,7 @@ def test_the_clickhouse_runner_lock_waits_a_bounded_time_and_names_its_holder(
         pass
 
 
+@pytest.mark.slow
 def test_plan_sizes_what_clickhouse_statements_rewrite(ch: Client, pg: str,
                                                        tmp_path: Path) -> None:
     ch.command("INSERT INTO api_logs (org_id, timestamp, method, path, status_code,"
@@ -167,6 +170,7 @@ def test_plan_sizes_what_clickhouse_statements_rewrite(ch: Client, pg: str,
     assert "a mutation: rewrites the parts of api_logs" in mutation.why[0]
 
 
+@pytest.mark.slow
 def test_the_recorded_schema_state_is_metadata_not_ledger_rows(ch: Client, pg: str) -> None:
     """The fingerprint lives in the ledger's table comment: recording it adds no row and no
     mutation, and any text survives the round trip."""

@@ -44,6 +44,7 @@ def by_object(found: list[Difference]) -> dict[str, Difference]:
     return {d.object: d for d in found}
 
 
+@pytest.mark.slow
 def test_a_migrated_database_has_no_drift_whatever_months_exist(migrated_copy: str) -> None:
     """Monthly partitions made later by ensure_date_partitions (and old ones dropped by
     retention) are not drift."""
@@ -55,6 +56,7 @@ def test_a_migrated_database_has_no_drift_whatever_months_exist(migrated_copy: s
     assert drift_of(migrated_copy) == []
 
 
+@pytest.mark.slow
 def test_each_hand_made_change_is_named(migrated_copy: str) -> None:
     with psycopg.connect(migrated_copy) as conn:
         month = conn.execute(
@@ -105,6 +107,7 @@ def test_each_hand_made_change_is_named(migrated_copy: str) -> None:
         found["trigger public.campaigns.trg_campaigns_audit"].detail
 
 
+@pytest.mark.slow
 def test_health_notices_drift_from_the_recorded_fingerprint(pg_url: str) -> None:
     store = PostgresStore(pg_url)
     store.migrate_up()
@@ -127,6 +130,7 @@ def test_health_notices_drift_from_the_recorded_fingerprint(pg_url: str) -> None
     assert store.health().healthy
 
 
+@pytest.mark.slow
 def test_migrate_up_over_drift_keeps_it_flagged(pg_url: str) -> None:
     store = PostgresStore(pg_url)
     store.migrate_up(target=7)
@@ -136,6 +140,7 @@ def test_migrate_up_over_drift_keeps_it_flagged(pg_url: str) -> None:
                for p in store.health().problems)
 
 
+@pytest.mark.slow
 def test_verify_drift_through_the_cli(migrated_copy: str) -> None:
     env = {"PLATFORMDB_POSTGRES_URL": migrated_copy}
     clean = cli("migrate", "verify", "--store", "postgresql", "--drift", env=env)
@@ -167,6 +172,7 @@ def psql_f(url: str, *files: str) -> None:
         assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_a_database_built_with_psql_is_baselined_then_migrated(pg_url: str) -> None:
     psql_f(pg_url, "001_init_schema.sql", "002_seed_data.sql")
     env = {"PLATFORMDB_POSTGRES_URL": pg_url}
@@ -184,6 +190,7 @@ def test_a_database_built_with_psql_is_baselined_then_migrated(pg_url: str) -> N
     assert drift_of(pg_url) == []
 
 
+@pytest.mark.slow
 def test_baseline_refuses_a_different_schema_and_lists_the_differences(pg_url: str) -> None:
     psql_f(pg_url, "001_init_schema.sql", "002_seed_data.sql")
     run(pg_url, "CREATE INDEX idx_hand_made ON public.campaigns (name)",
@@ -209,6 +216,7 @@ def test_baseline_refuses_a_different_schema_and_lists_the_differences(pg_url: s
     assert "is not what migrations 001-002 build: 2 difference(s)" in result.stderr
 
 
+@pytest.mark.slow
 def test_baseline_refuses_a_database_that_has_a_ledger(migrated_copy: str) -> None:
     driver = PostgresDriver(migrated_copy)
     try:
@@ -221,6 +229,7 @@ def test_baseline_refuses_a_database_that_has_a_ledger(migrated_copy: str) -> No
 # ------------------------------------------------------------------ ClickHouse
 
 
+@pytest.mark.slow
 def test_clickhouse_baseline_drift_and_health(ch_empty: Client, pg: str) -> None:
     """A ClickHouse database built by hand (the statements run without the engine) is
     baselined; later hand changes (a TTL, an extra table, a dropped view) are named."""
@@ -246,6 +255,7 @@ def test_clickhouse_baseline_drift_and_health(ch_empty: Client, pg: str) -> None
         found["table campaign_metrics_daily"].detail
 
 
+@pytest.mark.slow
 def test_clickhouse_baseline_refuses_a_different_schema(ch_empty: Client, pg: str) -> None:
     driver = driver_for(ch_empty, pg)
     for migration in CH_MIGRATIONS[:2]:
@@ -258,11 +268,13 @@ def test_clickhouse_baseline_refuses_a_different_schema(ch_empty: Client, pg: st
     assert driver.applied() == []
 
 
+@pytest.mark.slow
 def test_a_migrated_clickhouse_database_has_no_drift(ch: Client, pg: str) -> None:
     migrator = Migrator(driver_for(ch, pg), CH_MIGRATIONS)
     assert migrator.drift() == []
 
 
+@pytest.mark.slow
 def test_scratch_url_is_used_for_the_scratch_database(migrated_copy: str,
                                                       pg_admin_url: str) -> None:
     from platformdb.migrate.options import MigrateOptions

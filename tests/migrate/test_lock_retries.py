@@ -64,6 +64,7 @@ def holder(pg_url: str, items: Path) -> Iterator[Holder]:
     held.release()
 
 
+@pytest.mark.slow
 def test_a_blocked_migration_retries_and_applies_once_the_holder_ends(
         pg_url: str, items: Path, holder: Holder, caplog: pytest.LogCaptureFixture) -> None:
     holder.release_after(1.0)
@@ -83,6 +84,7 @@ def test_a_blocked_migration_retries_and_applies_once_the_holder_ends(
     assert any(f"pid {holder.pid}" in m and "nightly-report" in m for m in logged)
 
 
+@pytest.mark.slow
 def test_retries_give_up_after_their_budget_naming_the_holder(
         pg_url: str, items: Path, holder: Holder) -> None:
     options = FAST.with_overrides(lock_retries=2)
@@ -100,6 +102,7 @@ def test_retries_give_up_after_their_budget_naming_the_holder(
     assert [v for v, _ in ledger(pg_url)] == [1]
 
 
+@pytest.mark.slow
 def test_the_time_budget_bounds_the_retries_too(pg_url: str, items: Path,
                                                 holder: Holder) -> None:
     options = FAST.with_overrides(lock_retries=1000, retry_budget_s=0.8)
@@ -149,6 +152,7 @@ def test_a_deadlock_is_retried_and_the_retry_starts_from_scratch(pg_url: str,
         assert conn.execute(f"SELECT count(*) FROM {LEDGER}").fetchone() == (1,)
 
 
+@pytest.mark.slow
 def test_the_runner_lock_wait_is_bounded_and_names_the_holder(pg_url: str, items: Path) -> None:
     other = psycopg.connect(pg_url, autocommit=True)
     other.execute("SET application_name = 'deploy-pipeline-42'")
@@ -175,6 +179,7 @@ def test_the_runner_lock_wait_is_bounded_and_names_the_holder(pg_url: str, items
         other.close()
 
 
+@pytest.mark.slow
 def test_a_running_migration_names_itself_to_a_waiting_runner(pg_url: str, items: Path) -> None:
     first = PostgresDriver(pg_url, options=FAST)
     second = PostgresDriver(pg_url, options=FAST.with_overrides(runner_wait_s=0.3))
@@ -188,6 +193,7 @@ def test_a_running_migration_names_itself_to_a_waiting_runner(pg_url: str, items
         second.close()
 
 
+@pytest.mark.slow
 def test_a_no_transaction_statement_is_retried_alone(pg_url: str, items: Path,
                                                      tmp_path: Path) -> None:
     """The statement that hit the lock is retried (a failed CREATE INDEX CONCURRENTLY's
@@ -215,6 +221,7 @@ def test_a_no_transaction_statement_is_retried_alone(pg_url: str, items: Path,
         assert valid == (True,)
 
 
+@pytest.mark.slow
 def test_readers_queued_behind_a_retrying_migration_wait_at_most_the_lock_timeout(
         pg_url: str, items: Path) -> None:
     """The ALTER needs ACCESS EXCLUSIVE and queues behind a long read; the reads that arrive

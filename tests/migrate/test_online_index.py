@@ -94,6 +94,7 @@ def index_report(conn: psycopg.Connection[Any]) -> tuple[bool, int, int, set[str
             {str(r[0]).split(".")[-1] for r in attached})
 
 
+@pytest.mark.slow
 def test_an_online_index_on_a_live_partitioned_table(migrated_url: str, tmp_path: Path) -> None:
     seed(migrated_url)
     folder = with_online_index(tmp_path)
@@ -208,6 +209,7 @@ def test_an_online_index_file_holds_only_named_create_index(pg_url: str,
         driver.close()
 
 
+@pytest.mark.slow
 def test_the_plan_of_an_online_index_says_it_builds_online(migrated_url: str,
                                                            tmp_path: Path) -> None:
     seed(migrated_url, rows=400)

@@ -42,6 +42,7 @@ def test_settings_come_from_the_environment_and_unknown_ones_are_refused() -> No
         MigrateOptions(lock_timeout_ms=0)
 
 
+@pytest.mark.slow
 def test_a_bad_setting_is_a_one_line_usage_error(pg_url: str) -> None:
     result = cli("migrate", "up", "--store", "postgresql",
                  env={"PLATFORMDB_POSTGRES_URL": pg_url,

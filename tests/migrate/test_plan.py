@@ -300,6 +300,7 @@ def test_migration_008_rewrites_nothing_and_scans_nothing_under_its_lock(
         drop_database(pg_admin_url, name)
 
 
+@pytest.mark.slow
 def test_migrate_plan_through_the_cli_prints_text_when_piped_and_json(pg_url: str,
                                                                       tmp_path: Path) -> None:
     env = {"PLATFORMDB_POSTGRES_URL": pg_url}
@@ -319,6 +320,7 @@ def test_migrate_plan_through_the_cli_prints_text_when_piped_and_json(pg_url: st
     assert "VALIDATE CONSTRAINT" in dry.stdout
 
 
+@pytest.mark.slow
 def test_a_check_added_to_a_live_table_is_flagged_with_its_safe_alternative(
         pg_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"

@@ -196,6 +196,7 @@ def test_lock_timeout_makes_a_blocked_migration_give_up(pg_url: str, tmp_path: P
     assert [v for v, _ in ledger(pg_url)] == [1]
 
 
+@pytest.mark.slow
 def test_concurrent_runners_apply_each_migration_once(pg_url: str, tmp_path: Path) -> None:
     folder = write(tmp_path, {**BASE, "003_slow.sql":
                               "-- slow\nSELECT pg_sleep(0.3);\nCREATE TABLE once_only (id int);"})

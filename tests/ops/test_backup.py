@@ -40,6 +40,7 @@ def target_url(pg_admin_url: str) -> Iterator[str]:
     drop_database(pg_admin_url, name)
 
 
+@pytest.mark.slow
 def test_postgres_round_trip_matches_counts_and_checksums(migrated_url: str, target_url: str,
                                                           tmp_path: Path) -> None:
     fill(migrated_url)
@@ -53,6 +54,7 @@ def test_postgres_round_trip_matches_counts_and_checksums(migrated_url: str, tar
     assert report.tables == pg_backup.table_states(psycopg.connect(migrated_url))
 
 
+@pytest.mark.slow
 def test_writes_during_the_dump_are_in_neither_the_dump_nor_the_manifest(
         migrated_url: str, target_url: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,6 +77,7 @@ def test_writes_during_the_dump_are_in_neither_the_dump_nor_the_manifest(
     assert source["campaigns"].rows == TENANT_ROWS + 1
 
 
+@pytest.mark.slow
 def test_directory_format_with_parallel_jobs_round_trips(migrated_url: str, target_url: str,
                                                          tmp_path: Path) -> None:
     fill(migrated_url)
@@ -83,6 +86,7 @@ def test_directory_format_with_parallel_jobs_round_trips(migrated_url: str, targ
     assert pg_backup.restore(folder, target_url, verify=True).mismatches == []
 
 
+@pytest.mark.slow
 def test_corrupted_or_truncated_backup_is_refused_before_the_target_is_touched(
         migrated_url: str, target_url: str, tmp_path: Path) -> None:
     fill(migrated_url)
@@ -102,6 +106,7 @@ def test_corrupted_or_truncated_backup_is_refused_before_the_target_is_touched(
         assert found.fetchone() is None
 
 
+@pytest.mark.slow
 def test_restore_into_a_non_empty_target_needs_force(migrated_url: str, tmp_path: Path) -> None:
     fill(migrated_url)
     folder = pg_backup.backup(migrated_url, tmp_path)
@@ -115,6 +120,7 @@ def test_restore_into_a_non_empty_target_needs_force(migrated_url: str, tmp_path
     assert report.tables["campaigns"].rows == TENANT_ROWS
 
 
+@pytest.mark.slow
 def test_verify_fails_when_restored_data_differs(migrated_url: str, target_url: str,
                                                  tmp_path: Path) -> None:
     fill(migrated_url)
@@ -141,6 +147,7 @@ def test_find_backups_picks_the_newest_folder_per_store(tmp_path: Path) -> None:
         find_backups(tmp_path / "nothing")
 
 
+@pytest.mark.slow
 def test_a_restored_database_keeps_its_database_level_grants(migrated_url: str,
                                                              target_url: str,
                                                              tmp_path: Path) -> None:

@@ -83,6 +83,7 @@ def databases(client: Client) -> set[str]:
     return {str(name) for (name,) in rows(client, "SELECT name FROM system.databases")}
 
 
+@pytest.mark.slow
 def test_round_trip_restores_tables_views_and_dictionaries(source: Settings, target: Settings,
                                                            tmp_path: Path) -> None:
     folder = ch_backup.backup(target_of(source), tmp_path)
@@ -103,6 +104,7 @@ def test_round_trip_restores_tables_views_and_dictionaries(source: Settings, tar
                             " WHERE campaign_id = {c:UUID}", {"c": uuid.UUID(int=9)}) == [(1,)]
 
 
+@pytest.mark.slow
 def test_backups_are_compressed(source: Settings, tmp_path: Path) -> None:
     folder = ch_backup.backup(target_of(source), tmp_path)
     manifest = json.loads((folder / MANIFEST).read_text())
@@ -114,6 +116,7 @@ def test_backups_are_compressed(source: Settings, tmp_path: Path) -> None:
     assert data.stat().st_size < len(plain)
 
 
+@pytest.mark.slow
 def test_a_backup_with_rows_past_the_ttl_and_unmerged_rollups_restores_exactly(
         source: Settings, target: Settings, tmp_path: Path) -> None:
     """Steady state: raw rows sit at the TTL edge (here: past it, not yet expired) and rollups
@@ -144,6 +147,7 @@ def test_a_backup_with_rows_past_the_ttl_and_unmerged_rollups_restores_exactly(
                             " WHERE timestamp < now() - INTERVAL 90 DAY") == [(0,)]
 
 
+@pytest.mark.slow
 def test_bad_backups_and_non_empty_targets_are_refused_untouched(source: Settings,
                                                                  tmp_path: Path) -> None:
     url = target_of(source)
@@ -162,6 +166,7 @@ def test_bad_backups_and_non_empty_targets_are_refused_untouched(source: Setting
     assert result.tables["user_events"].rows == 5
 
 
+@pytest.mark.slow
 def test_a_failed_verify_changes_nothing_in_the_target(source: Settings, target: Settings,
                                                        tmp_path: Path) -> None:
     folder = ch_backup.backup(target_of(source), tmp_path)
@@ -188,6 +193,7 @@ def test_a_failed_verify_changes_nothing_in_the_target(source: Settings, target:
         assert ch_backup.states(client, str(client.database)) == before
 
 
+@pytest.mark.slow
 def test_stage_switch_undo_and_commit(source: Settings, target: Settings,
                                       tmp_path: Path) -> None:
     """What restore all drives: staged and verified first, switched, undone or committed."""

@@ -209,6 +209,7 @@ def test_a_staging_name_lives_in_its_keys_cluster_slot(key: bytes) -> None:
     assert name.startswith(redis_backup.STAGING) and name.endswith(b":" + key)
 
 
+@pytest.mark.slow
 def test_backup_and_restore_go_through_the_cluster_url(
     redis_cluster: Cluster, tmp_path: Path  # noqa: F811
 ) -> None:

@@ -71,6 +71,7 @@ def database_exists(admin: str, url: str) -> bool:
                             (url.rsplit("/", 1)[1],)).fetchone() is not None
 
 
+@pytest.mark.slow
 def test_backup_all_writes_one_set_naming_each_part_and_its_point(source: Endpoints,
                                                                   tmp_path: Path) -> None:
     (folder,) = stores.backup(source, None, tmp_path / "backups")
@@ -83,6 +84,7 @@ def test_backup_all_writes_one_set_naming_each_part_and_its_point(source: Endpoi
         assert (folder / part["folder"] / MANIFEST).is_file()
 
 
+@pytest.mark.slow
 def test_restore_all_changes_nothing_when_one_store_fails_then_restores_every_store(
         source: Endpoints, target: Endpoints, pg_admin_url: str, tmp_path: Path) -> None:
     (folder,) = stores.backup(source, None, tmp_path / "backups")
@@ -104,6 +106,7 @@ def test_restore_all_changes_nothing_when_one_store_fails_then_restores_every_st
     restored.close()
 
 
+@pytest.mark.slow
 def test_a_forced_restore_keeps_the_old_database_until_every_store_is_in(
         source: Endpoints, migrated_url: str, tmp_path: Path) -> None:
     (folder,) = stores.backup(source, ["postgresql"], tmp_path / "backups")
@@ -118,6 +121,7 @@ def test_a_forced_restore_keeps_the_old_database_until_every_store_is_in(
     assert organizations(migrated_url) == before
 
 
+@pytest.mark.slow
 def test_restore_all_refuses_loose_backups_taken_apart(source: Endpoints,
                                                       tmp_path: Path) -> None:
     stores.backup(source, ["postgresql"], tmp_path / "loose")
@@ -126,6 +130,7 @@ def test_restore_all_refuses_loose_backups_taken_apart(source: Endpoints,
         stores.restore(source, None, tmp_path / "loose")
 
 
+@pytest.mark.slow
 def test_a_failed_backup_leaves_no_folder_behind(source: Endpoints, tmp_path: Path) -> None:
     broken = Endpoints(postgres=source.postgres, clickhouse=source.clickhouse,
                        redis="redis://127.0.0.1:1/0")
@@ -136,6 +141,7 @@ def test_a_failed_backup_leaves_no_folder_behind(source: Endpoints, tmp_path: Pa
     assert list((tmp_path / "backups").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_out_naming_a_file_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     base = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORMDB_")}

@@ -46,6 +46,7 @@ def value(metrics: list[Metric], name: str, **labels: str) -> float:
 # ------------------------------------------------------------------ migrations
 
 
+@pytest.mark.slow
 def test_migration_metrics_count_pending_then_flag_an_edited_ledger_as_drift(pg_url: str) -> None:
     files = discover(migrations_dir("postgresql"))
     before = migration_metrics(PostgresStore(pg_url))
@@ -70,6 +71,7 @@ def test_migration_metrics_count_pending_then_flag_an_edited_ledger_as_drift(pg_
 # ------------------------------------------------------------------ backups
 
 
+@pytest.mark.slow
 def test_a_backup_is_recorded_as_the_last_good_one_and_its_age_reported(
         migrated_url: str, tmp_path: Path) -> None:
     found = Endpoints(postgres=migrated_url, clickhouse=None, redis=None)
@@ -87,6 +89,7 @@ def test_a_backup_is_recorded_as_the_last_good_one_and_its_age_reported(
     assert recorded.folder == folder.name
 
 
+@pytest.mark.slow
 def test_a_backup_whose_files_do_not_match_its_manifest_is_not_recorded(
         migrated_url: str, tmp_path: Path) -> None:
     found = Endpoints(postgres=migrated_url, clickhouse=None, redis=None)
@@ -121,6 +124,7 @@ def org_url(migrated_url: str) -> Iterator[tuple[str, uuid.UUID]]:
     yield migrated_url, org
 
 
+@pytest.mark.slow
 def test_sync_daily_lag_counts_from_the_end_of_the_last_day_synced(
         org_url: tuple[str, uuid.UUID]) -> None:
     url, org = org_url
@@ -139,6 +143,7 @@ def test_sync_daily_lag_counts_from_the_end_of_the_last_day_synced(
     assert value(failed, "sync_daily_lag_seconds") == 30 * 3600  # a failed day is not synced
 
 
+@pytest.mark.slow
 def test_partitions_ahead_count_the_months_after_this_one(migrated_url: str) -> None:
     today = date(2031, 5, 17)
     assert value(partition_metrics(migrated_url, today), "partitions_months_ahead",
@@ -286,6 +291,7 @@ def families(text: str) -> dict[str, Any]:
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
+@pytest.mark.slow
 def test_the_exporter_serves_domain_metrics_and_reports_each_source(
         migrated_url: str, redis_url: str, prefix: str, tmp_path: Path) -> None:
     found = Endpoints(postgres=migrated_url, clickhouse=None, redis=redis_url)
@@ -306,6 +312,7 @@ def test_the_exporter_serves_domain_metrics_and_reports_each_source(
     assert success["backups"] == 1
 
 
+@pytest.mark.slow
 def test_a_failing_domain_source_is_reported_and_the_others_still_are(migrated_url: str) -> None:
     found = Endpoints(postgres=migrated_url, clickhouse=None, redis="redis://127.0.0.1:1/0")
     got = families(exporter.render(found))

@@ -91,6 +91,7 @@ def column_cells(screen: str, column: int) -> list[str]:
     return [" ".join(part for part in parts if part) for parts in rows]
 
 
+@pytest.mark.slow
 def test_the_detail_is_never_cut_on_an_80_column_terminal_or_when_piped(pg_url: str) -> None:
     env = environment({"PLATFORMDB_POSTGRES_URL": pg_url, "COLUMNS": "80", "TERM": "dumb",
                        "NO_COLOR": "1"})

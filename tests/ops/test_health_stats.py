@@ -35,6 +35,7 @@ def migrate_redis(url: str) -> None:
     driver.close()
 
 
+@pytest.mark.slow
 def test_health_exits_1_while_a_store_is_down_and_0_when_it_is_back(
         migrated_url: str, cluster_dir: Path) -> None:
     server = embedded.EmbeddedRedis(cluster_dir)
@@ -55,12 +56,14 @@ def test_health_exits_1_while_a_store_is_down_and_0_when_it_is_back(
         server.stop()
 
 
+@pytest.mark.slow
 def test_health_reports_pending_migrations_as_unhealthy(pg_url: str) -> None:
     result = health({"PLATFORMDB_POSTGRES_URL": pg_url}, "postgresql")
     assert result.returncode == 1
     assert "not applied, first 001_init_schema (pending)" in result.stderr
 
 
+@pytest.mark.slow
 def test_health_does_not_start_the_embedded_stack(cluster_dir: Path) -> None:
     result = health({"PLATFORMDB_HOME": str(cluster_dir / "never-started")}, "postgresql", "redis")
     assert result.returncode == 1
@@ -73,6 +76,7 @@ PG_METRICS = {"connections", "index_hit_ratio", "table_size_bytes", "query_mean_
 REDIS_METRICS = {"memory_used_bytes", "hit_ratio", "command_latency_seconds", "evicted_keys"}
 
 
+@pytest.mark.slow
 def test_stats_return_numbers_for_every_listed_metric(migrated_url: str, redis_url: str,
                                                       tmp_path: Path) -> None:
     found = Endpoints(postgres=migrated_url, clickhouse=None, redis=redis_url)
@@ -86,6 +90,7 @@ def test_stats_return_numbers_for_every_listed_metric(migrated_url: str, redis_u
     assert all(isinstance(m.value, float) and m.value >= 0 for m in metrics)
 
 
+@pytest.mark.slow
 def test_exporter_output_parses_as_prometheus_text(migrated_url: str, redis_url: str,
                                                    tmp_path: Path) -> None:
     text = render(Endpoints(postgres=migrated_url, clickhouse=f"chdb://{tmp_path}/ch",
@@ -106,6 +111,7 @@ def test_exporter_marks_an_unreachable_store_down(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("store", ["postgresql", "redis"])
+@pytest.mark.slow
 def test_stats_json_through_the_cli(store: str, migrated_url: str, redis_url: str) -> None:
     import json
 
@@ -122,6 +128,7 @@ def test_stats_json_through_the_cli(store: str, migrated_url: str, redis_url: st
 CH_METRICS = {"query_time_avg_seconds", "merges_running", "merges", "disk_bytes", "memory_bytes"}
 
 
+@pytest.mark.slow
 def test_clickhouse_health_stats_and_ttl_state(tmp_path: Path) -> None:
     from platformdb.clickhouse import connect
     from platformdb.clickhouse.dictionaries import NOWHERE

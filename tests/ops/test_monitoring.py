@@ -161,6 +161,7 @@ def served(found: Endpoints, config: StatsConfig) -> set[str]:
             for sample in family.samples}
 
 
+@pytest.mark.slow
 def test_alerts_and_dashboard_name_only_metrics_the_exporter_serves(
         populated: tuple[Endpoints, StatsConfig]) -> None:
     found, config = populated

@@ -67,6 +67,7 @@ def orgs_seen(conn: psycopg.Connection[Any]) -> set[uuid.UUID]:
     return {row[0] for row in conn.execute("SELECT org_id FROM campaigns").fetchall()}
 
 
+@pytest.mark.slow
 def test_the_service_login_holds_its_role_and_nothing_more(two_orgs: tuple[str, str]) -> None:
     _, url = two_orgs
     with psycopg.connect(url, prepare_threshold=None) as conn:

@@ -32,6 +32,7 @@ def endpoints(migrated_url: str, redis_url: str, tmp_path: Path) -> Endpoints:
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
+@pytest.mark.slow
 def test_promtool_finds_nothing_to_complain_about(endpoints: Endpoints) -> None:
     text = exporter.render(endpoints)
     assert PROMTOOL is not None
@@ -41,6 +42,7 @@ def test_promtool_finds_nothing_to_complain_about(endpoints: Endpoints) -> None:
     assert result.stdout.strip() == "" and result.stderr.strip() == ""
 
 
+@pytest.mark.slow
 def test_counters_are_counters_and_units_are_base_units(endpoints: Endpoints) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -65,6 +67,7 @@ def served(endpoints: Endpoints) -> Iterator[int]:
 
 @pytest.mark.skipif(PROMETHEUS is None,
                     reason="prometheus not installed (apt-get install prometheus)")
+@pytest.mark.slow
 def test_a_real_prometheus_scrapes_the_exporter(served: int, tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "prometheus.yml").write_text(

@@ -44,6 +44,7 @@ def wait_for(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyp
     return False
 
 
+@pytest.mark.slow
 def test_replication_lag_rises_while_replay_is_paused_and_returns_to_zero(
         primary_and_standby: tuple[embedded.EmbeddedPostgres, embedded.EmbeddedPostgres]) -> None:
     primary, standby = primary_and_standby

@@ -75,6 +75,7 @@ def restore_pg(url: str, path: Path, *, force: bool = False) -> list[object]:
 
 
 @pytest.mark.parametrize("fmt", ["plain", "plain.gz", "custom", "tar"])
+@pytest.mark.slow
 def test_a_pg_dump_file_restores_into_a_new_database(fmt: str, migrated_url: str,
                                                      target_url: str, pg_admin_url: str,
                                                      tmp_path: Path) -> None:
@@ -92,6 +93,7 @@ def test_a_pg_dump_file_restores_into_a_new_database(fmt: str, migrated_url: str
     assert scratch_databases(pg_admin_url) == []
 
 
+@pytest.mark.slow
 def test_a_dump_replaces_a_non_empty_target_only_when_forced(migrated_url: str,
                                                               pg_admin_url: str,
                                                               tmp_path: Path) -> None:
@@ -115,6 +117,7 @@ def urlsplit_db(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
+@pytest.mark.slow
 def test_a_dump_that_fails_halfway_changes_nothing(migrated_url: str, pg_admin_url: str,
                                                    tmp_path: Path) -> None:
     fill(migrated_url, "Original")
@@ -155,6 +158,7 @@ def test_a_dump_of_something_else_than_a_platform_database_is_refused(
     assert scratch_databases(pg_admin_url) == []
 
 
+@pytest.mark.slow
 def test_restore_sh_reads_a_plain_sql_file_like_the_spec_shows(migrated_url: str,
                                                               target_url: str,
                                                               tmp_path: Path) -> None:
@@ -176,6 +180,7 @@ def test_restore_sh_reads_a_plain_sql_file_like_the_spec_shows(migrated_url: str
 # ------------------------------------------------------------------ archives
 
 
+@pytest.mark.slow
 def test_backup_archive_writes_one_tar_that_restores_like_the_folder(
         migrated_url: str, target_url: str, tmp_path: Path) -> None:
     fill(migrated_url, "Archived")
@@ -191,6 +196,7 @@ def test_backup_archive_writes_one_tar_that_restores_like_the_folder(
     assert not list(tmp_path.glob(".platformdb-unpacked-*"))  # the unpacked copy is gone
 
 
+@pytest.mark.slow
 def test_a_tampered_archive_is_refused_before_the_target_is_touched(
         migrated_url: str, target_url: str, pg_admin_url: str, tmp_path: Path) -> None:
     found = Endpoints(postgres=migrated_url, clickhouse=None, redis=None)
@@ -212,6 +218,7 @@ def test_a_tampered_archive_is_refused_before_the_target_is_touched(
                             (urlsplit_db(target_url),)).fetchone() is None
 
 
+@pytest.mark.slow
 def test_clickhouse_backup_tar_restores_on_chdb(stack_home: Path, migrated_template: str,
                                                pg_admin_url: str, tmp_path: Path) -> None:
     pg = with_database(pg_admin_url, migrated_template)

@@ -49,6 +49,7 @@ def stores_env(migrated_url: str, redis_url: str, tmp_path: Path) -> Iterator[di
 # ------------------------------------------------------------------ query
 
 
+@pytest.mark.slow
 def test_query_prints_rows_of_every_store_as_csv_json_or_a_table(
         stores_env: dict[str, str]) -> None:
     sql = "SELECT 1 AS n, 'a,b' AS s, NULL AS nothing"
@@ -67,6 +68,7 @@ def test_query_prints_rows_of_every_store_as_csv_json_or_a_table(
     assert json.loads(status.stdout) == {"status": "CREATE TABLE"}
 
 
+@pytest.mark.slow
 def test_a_refused_statement_exits_1_with_the_store_s_message(stores_env: dict[str, str]) -> None:
     for store, statement in (("postgresql", "SELECT nope"), ("clickhouse", "SELECT nope"),
                              ("redis", "NOSUCHCOMMAND x")):
@@ -81,6 +83,7 @@ def test_a_refused_statement_exits_1_with_the_store_s_message(stores_env: dict[s
 # ------------------------------------------------------------------ shell
 
 
+@pytest.mark.slow
 def test_piped_sql_runs_in_psql_with_the_password_kept_off_the_command_line(
         stores_env: dict[str, str], migrated_url: str) -> None:
     password = urlsplit(migrated_url).password
@@ -96,6 +99,7 @@ def test_piped_sql_runs_in_psql_with_the_password_kept_off_the_command_line(
     assert result.stdout.splitlines() == ["42", urlsplit(migrated_url).path.lstrip("/")]
 
 
+@pytest.mark.slow
 def test_piped_statements_run_in_the_clickhouse_shell_until_the_first_error(
         stores_env: dict[str, str]) -> None:
     script = ("CREATE TABLE t (n UInt8, s String) ENGINE = MergeTree ORDER BY n;\n"
@@ -109,6 +113,7 @@ def test_piped_statements_run_in_the_clickhouse_shell_until_the_first_error(
     assert "error: " in result.stderr and "nope" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_clickhouse_prompt_in_a_terminal_reads_lines_until_a_semicolon(
         stores_env: dict[str, str]) -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORMDB_")}
@@ -149,6 +154,7 @@ def test_the_clickhouse_prompt_in_a_terminal_reads_lines_until_a_semicolon(
     assert "SELECT 6 * 7" in history.read_text()
 
 
+@pytest.mark.slow
 def test_the_redis_shell_reaches_the_configured_server_with_credentials_out_of_argv(
         redis_url: str, stores_env: dict[str, str]) -> None:
     client = connect(redis_url)

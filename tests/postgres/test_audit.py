@@ -59,6 +59,7 @@ def tenant(migrated_url: str) -> Iterator[tuple[str, dict[str, uuid.UUID]]]:
     yield migrated_url, ids
 
 
+@pytest.mark.slow
 def test_only_the_auditor_may_write_audit_rows_and_nobody_may_change_them(
         migrated_url: str) -> None:
     with psycopg.connect(migrated_url) as conn:
@@ -77,6 +78,7 @@ def test_only_the_auditor_may_write_audit_rows_and_nobody_may_change_them(
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(db_user=st.sampled_from(["platform", "postgres", "someone_else"]),
        txid=st.integers(1, 2**40), days_ago=st.integers(0, 5000))
+@pytest.mark.slow
 def test_the_app_cannot_forge_an_audit_row(tenant: Any, db_user: str, txid: int,
                                            days_ago: int) -> None:
     url, ids = tenant
@@ -90,6 +92,7 @@ def test_the_app_cannot_forge_an_audit_row(tenant: Any, db_user: str, txid: int,
                      (ORG, uuid.uuid4(), db_user, txid, days_ago))
 
 
+@pytest.mark.slow
 def test_log_audit_event_needs_a_tenant_and_fills_in_who_and_when(tenant: Any) -> None:
     url, ids = tenant
     with psycopg.connect(url) as conn:
@@ -112,6 +115,7 @@ def test_log_audit_event_needs_a_tenant_and_fills_in_who_and_when(tenant: Any) -
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(config=DOCUMENTS, payload=DOCUMENTS)
+@pytest.mark.slow
 def test_secrets_inside_json_never_reach_the_audit_trail(tenant: Any, config: dict[str, Any],
                                                         payload: dict[str, Any]) -> None:
     url, ids = tenant

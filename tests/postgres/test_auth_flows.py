@@ -29,6 +29,7 @@ def users(migrated_url: str) -> Iterator[tuple[str, dict[str, Any]]]:
     yield migrated_url, ids
 
 
+@pytest.mark.slow
 def test_an_issued_token_is_stored_only_as_its_hash(users: Any) -> None:
     url, ids = users
     with psycopg.connect(url, autocommit=True) as conn:
@@ -49,6 +50,7 @@ def test_an_issued_token_is_stored_only_as_its_hash(users: Any) -> None:
         assert auth.validate_token(conn, issued.token) is None
 
 
+@pytest.mark.slow
 def test_tokens_cannot_be_issued_into_another_tenant(users: Any) -> None:
     url, ids = users
     with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.ForeignKeyViolation):
@@ -58,6 +60,7 @@ def test_tokens_cannot_be_issued_into_another_tenant(users: Any) -> None:
         auth.issue_token(None, ORG, ids["user"], "magic", dt.timedelta(hours=1))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_sign_in_verifies_rehashes_and_audits(users: Any) -> None:
     url, ids = users
     with psycopg.connect(url, autocommit=True) as conn:
@@ -79,12 +82,14 @@ def test_sign_in_verifies_rehashes_and_audits(users: Any) -> None:
     assert trail == [("LOGIN_FAILED",), ("LOGIN_FAILED",), ("LOGIN",)]
 
 
+@pytest.mark.slow
 def test_the_app_role_cannot_sign_in_for_lack_of_the_hash(users: Any) -> None:
     url, _ = users
     with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         auth.authenticate(conn, ORG, "u@c.test", PASSWORD, cost=10, role="platform_app")
 
 
+@pytest.mark.slow
 def test_credentials_round_trip_through_the_app_and_the_connector_roles(users: Any) -> None:
     url, ids = users
     keys = secrets.KeyRing.parse("c1:" + secrets.generate_key())

@@ -43,6 +43,7 @@ def seeded(migrated_url: str) -> Iterator[tuple[str, dict[str, uuid.UUID]]]:
 @settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(names=st.lists(st.sampled_from(SHADOWS), min_size=1, max_size=4, unique=True))
+@pytest.mark.slow
 def test_temporary_objects_do_not_change_what_rls_and_definer_functions_do(
         seeded: Any, names: list[str]) -> None:
     url, ids = seeded
@@ -114,6 +115,7 @@ def leaf_security(url: str) -> dict[str, bool]:
     return dict(rows)
 
 
+@pytest.mark.slow
 def test_every_partition_has_rls_enabled_and_forced_including_new_months(
         migrated_url: str) -> None:
     before = leaf_security(migrated_url)
@@ -205,6 +207,7 @@ def bcrypt_like(cost: int, variant: str = "b") -> str:
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cost=st.integers(min_value=0, max_value=99), variant=st.sampled_from("abyx"))
+@pytest.mark.slow
 def test_password_hashes_must_be_bcrypt_with_cost_10_or_more(migrated_url: str, cost: int,
                                                             variant: str) -> None:
     accepted = variant != "x" and 10 <= cost <= 31
@@ -251,6 +254,7 @@ def store(url: str, connector_id: uuid.UUID, blob: bytes, key_id: str | None) ->
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(plain=st.one_of(JSON.map(lambda v: json.dumps(v).encode()), st.binary(max_size=300)),
        key_id=st.sampled_from(["k-1", "kms-key-1", "t"]))
+@pytest.mark.slow
 def test_clear_text_credentials_are_refused(connector: Any, plain: bytes, key_id: str) -> None:
     url, connector_id = connector
     assert not store(url, connector_id, plain, key_id)
@@ -259,6 +263,7 @@ def test_clear_text_credentials_are_refused(connector: Any, plain: bytes, key_id
 @settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(plain=JSON.map(lambda v: json.dumps(v).encode()))
+@pytest.mark.slow
 def test_sealed_credentials_are_accepted_with_their_own_key_id_only(connector: Any,
                                                                    plain: bytes) -> None:
     url, connector_id = connector

@@ -119,6 +119,7 @@ def test_only_the_definer_roles_hold_select_on_a_secret_column(migrated_url: str
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(role=st.sampled_from(ATTACKERS), tenant=st.sampled_from([ORG_A, ORG_B, None]),
        target=st.sampled_from(SECRET_COLUMNS))
+@pytest.mark.slow
 def test_no_attacker_role_reads_a_secret_column_directly(
         secrets_db: Any, role: str, tenant: uuid.UUID | None, target: tuple[str, str]) -> None:
     url, found = secrets_db
@@ -188,6 +189,7 @@ def test_the_etl_role_sees_every_tenants_connectors_but_no_credentials(secrets_d
 @settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tenant=st.one_of(st.sampled_from([ORG_A, ORG_B]), st.uuids()))
+@pytest.mark.slow
 def test_the_auth_role_gets_a_password_hash_of_its_tenant_only(secrets_db: Any,
                                                               tenant: uuid.UUID) -> None:
     url, found = secrets_db
@@ -216,6 +218,7 @@ def test_without_a_tenant_the_secret_functions_return_nothing(secrets_db: Any) -
 @settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tenant=st.one_of(st.sampled_from([ORG_A, ORG_B]), st.uuids()))
+@pytest.mark.slow
 def test_the_connector_role_decrypts_its_tenants_credentials_only(secrets_db: Any,
                                                                  tenant: uuid.UUID) -> None:
     url, found = secrets_db
@@ -233,6 +236,7 @@ def test_the_connector_role_decrypts_its_tenants_credentials_only(secrets_db: An
                 b'{"client_secret": "s"}')
 
 
+@pytest.mark.slow
 def test_the_dictionary_role_reads_exactly_its_two_views_across_tenants(secrets_db: Any) -> None:
     url, found = secrets_db
     with psycopg.connect(url) as conn:
@@ -293,6 +297,7 @@ def engine_migrated(pg_url: str) -> str:
     return pg_url
 
 
+@pytest.mark.slow
 def test_the_database_is_closed_to_public_and_open_to_the_service_roles(
         engine_migrated: str) -> None:
     with psycopg.connect(engine_migrated) as conn:
@@ -310,6 +315,7 @@ def test_the_database_is_closed_to_public_and_open_to_the_service_roles(
             conn.execute("CREATE TEMP TABLE uuid (x int)")
 
 
+@pytest.mark.slow
 def test_objects_the_owner_creates_later_are_not_open_to_public(engine_migrated: str) -> None:
     with psycopg.connect(engine_migrated) as conn:
         conn.execute("CREATE FUNCTION public.later_fn() RETURNS int LANGUAGE sql AS 'SELECT 1'")

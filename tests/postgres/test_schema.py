@@ -33,6 +33,7 @@ def test_the_twelve_tables_exist_in_public(migrated_url: str) -> None:
     assert {r[0] for r in rows} == TABLES
 
 
+@pytest.mark.slow
 def test_down_to_zero_and_up_again_gives_an_identical_schema(pg_url: str) -> None:
     driver = PostgresDriver(pg_url)
     try:
@@ -54,6 +55,7 @@ def test_down_to_zero_and_up_again_gives_an_identical_schema(pg_url: str) -> Non
         driver.close()
 
 
+@pytest.mark.slow
 def test_every_migration_runs_with_plain_psql_twice(pg_url: str) -> None:
     for _ in range(2):
         for migration in MIGRATIONS:
@@ -63,6 +65,7 @@ def test_every_migration_runs_with_plain_psql_twice(pg_url: str) -> None:
         assert conn.execute("SELECT count(*) FROM permissions").fetchone()[0] > 0  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_migrations_applied_by_psql_match_the_engine(pg_url: str, migrated_url: str) -> None:
     for migration in MIGRATIONS:
         assert psql(pg_url, "-1", "-f", str(migration.path)).returncode == 0
@@ -70,11 +73,13 @@ def test_migrations_applied_by_psql_match_the_engine(pg_url: str, migrated_url: 
 
 
 @pytest.mark.parametrize("path", SQL_TESTS, ids=[p.name for p in SQL_TESTS])
+@pytest.mark.slow
 def test_sql_test_passes_under_psql(migrated_url: str, path: Path) -> None:
     result = psql(migrated_url, "-f", str(path))
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_sql_tests_fail_loudly(migrated_url: str, tmp_path: Path) -> None:
     broken = tmp_path / "broken.sql"
     broken.write_text("BEGIN;\nDO $$ BEGIN ASSERT 1 = 2, 'expected failure'; END $$;\nROLLBACK;\n")

@@ -51,6 +51,7 @@ def stored(url: str) -> list[tuple[Any, ...]]:
 @settings(max_examples=6, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.integers(1, 7))
+@pytest.mark.slow
 def test_rotation_moves_every_credential_to_the_active_key(connectors: Any, batch: int) -> None:
     url, _ = connectors
     ring = secrets.KeyRing.parse(f"{NEW},{OLD}")
@@ -75,6 +76,7 @@ def test_rotation_moves_every_credential_to_the_active_key(connectors: Any, batc
     assert audited is not None and audited[0] >= expected
 
 
+@pytest.mark.slow
 def test_a_value_without_its_key_is_reported_and_left_alone(connectors: Any) -> None:
     url, found = connectors
     ring = secrets.KeyRing.parse(f"{NEW},{STRAY}")  # the old key is missing
@@ -84,6 +86,7 @@ def test_a_value_without_its_key_is_reported_and_left_alone(connectors: Any) -> 
     assert {k for _, _, k, _ in stored(url)} == {"old"}
 
 
+@pytest.mark.slow
 def test_rotation_refuses_a_role_subject_to_row_level_security(connectors: Any) -> None:
     url, _ = connectors
     scoped = f"{url}?options=-c%20role%3Dplatform_app"  # a session acting as platform_app
@@ -97,6 +100,7 @@ def cli(url: str, keys: str, *args: str) -> subprocess.CompletedProcess[str]:
                           env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_the_cli_rotates_and_exits_1_when_a_key_is_missing(connectors: Any) -> None:
     url, found = connectors
     missing = cli(url, NEW)

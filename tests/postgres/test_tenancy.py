@@ -97,6 +97,7 @@ def test_rls_is_enabled_and_forced_on_every_tenant_table(migrated_url: str) -> N
 
 
 @pytest.mark.parametrize("table", TENANT_TABLES)
+@pytest.mark.slow
 def test_other_org_rows_are_invisible_and_untouchable(two_orgs: Any, table: str) -> None:
     url, a, b = two_orgs
     with psycopg.connect(url, autocommit=True) as conn:
@@ -137,6 +138,7 @@ def insert_copy(conn: psycopg.Connection[Any], table: str, data: dict[str, Any])
 
 
 @pytest.mark.parametrize("table", TENANT_TABLES)
+@pytest.mark.slow
 def test_inserting_a_row_for_another_org_is_refused(two_orgs: Any, table: str) -> None:
     url, a, b = two_orgs
     # audit rows are written by the audit trigger only: the app may not insert at all
@@ -149,6 +151,7 @@ def test_inserting_a_row_for_another_org_is_refused(two_orgs: Any, table: str) -
 
 
 @pytest.mark.parametrize("table", TENANT_TABLES)
+@pytest.mark.slow
 def test_with_no_tenant_the_app_role_sees_and_writes_nothing(two_orgs: Any, table: str) -> None:
     url, a, _ = two_orgs
     with psycopg.connect(url, autocommit=True) as conn:
@@ -163,6 +166,7 @@ def test_with_no_tenant_the_app_role_sees_and_writes_nothing(two_orgs: Any, tabl
             insert_copy(conn, table, data)
 
 
+@pytest.mark.slow
 def test_a_malformed_tenant_setting_fails_closed(two_orgs: Any) -> None:
     url, a, _ = two_orgs
     with (psycopg.connect(url) as conn, pytest.raises(psycopg.errors.InvalidTextRepresentation),
@@ -176,6 +180,7 @@ def test_a_malformed_tenant_setting_fails_closed(two_orgs: Any) -> None:
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tenant=st.uuids())
+@pytest.mark.slow
 def test_any_other_tenant_id_sees_none_of_the_seeded_rows(two_orgs: Any, tenant: uuid.UUID) -> None:
     url, a, b = two_orgs
     with psycopg.connect(url) as conn, tenant_transaction(conn, tenant, role=APP_ROLE):

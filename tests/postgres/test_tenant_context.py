@@ -73,6 +73,7 @@ def visible_rows(conn: psycopg.Connection[Any]) -> dict[str, int]:
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(how=st.sampled_from(sorted(SESSION_LEVEL)), org=st.sampled_from([ORG_A, ORG_B]))
+@pytest.mark.slow
 def test_a_session_level_tenant_sees_nothing_and_writes_nothing(
         two_orgs: str, how: str, org: uuid.UUID) -> None:
     with psycopg.connect(two_orgs, autocommit=True) as conn:
@@ -93,6 +94,7 @@ def test_set_local_without_set_tenant_is_not_a_tenant(two_orgs: str) -> None:
         assert set(visible_rows(conn).values()) == {0}
 
 
+@pytest.mark.slow
 def test_set_tenant_scopes_exactly_its_transaction(two_orgs: str) -> None:
     with psycopg.connect(two_orgs, autocommit=True) as conn:
         with tenant_transaction(conn, ORG_A, role=APP_ROLE):
@@ -115,6 +117,7 @@ def test_a_rolled_back_tenant_transaction_leaves_no_tenant(two_orgs: str) -> Non
         assert visible_rows(conn)["campaigns"] == 0
 
 
+@pytest.mark.slow
 def test_the_transaction_binding_is_read_from_memory_not_an_xid(two_orgs: str) -> None:
     """A read-only tenant transaction gets no transaction id (works on a hot standby)."""
     with (psycopg.connect(two_orgs, autocommit=True) as conn,
@@ -141,6 +144,7 @@ STATE = ("SELECT current_setting('app.current_org_id', true),"
 CLEAN = ("", "0", True, 0, None, 0)
 
 
+@pytest.mark.slow
 def test_a_pool_resets_what_a_borrower_left_on_the_connection(two_orgs: str) -> None:
     with create_pool(two_orgs, min_size=1, max_size=1) as pool:
         with pool.connection() as conn:
@@ -154,6 +158,7 @@ def test_a_pool_resets_what_a_borrower_left_on_the_connection(two_orgs: str) -> 
             assert conn.execute(STATE).fetchone() == CLEAN
 
 
+@pytest.mark.slow
 def test_an_async_pool_resets_what_a_borrower_left_on_the_connection(two_orgs: str) -> None:
     async def scenario() -> tuple[Any, ...] | None:
         async with create_async_pool(two_orgs, min_size=1, max_size=1) as pool:
@@ -179,6 +184,7 @@ def sessions(url: str) -> int:
     return row[0] if row else -1
 
 
+@pytest.mark.slow
 def test_a_url_source_shares_one_pool_instead_of_a_connection_per_call(two_orgs: str) -> None:
     backends = set()
     try:
@@ -196,6 +202,7 @@ def test_a_url_source_shares_one_pool_instead_of_a_connection_per_call(two_orgs:
         close_shared_pools()
 
 
+@pytest.mark.slow
 def test_async_tenant_connection_scopes_and_shares_a_pool(two_orgs: str) -> None:
     async def scenario() -> tuple[set[Any], list[Any], Any]:
         backends = set()
@@ -225,6 +232,7 @@ def test_async_tenant_connection_scopes_and_shares_a_pool(two_orgs: str) -> None
     assert after == (True, (0,))
 
 
+@pytest.mark.slow
 def test_async_tenant_transaction_refuses_to_nest_and_rolls_back(two_orgs: str) -> None:
     from platformdb.errors import ValidationError
 
@@ -253,6 +261,7 @@ def test_async_tenant_transaction_refuses_to_nest_and_rolls_back(two_orgs: str) 
 @settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tenant=st.uuids())
+@pytest.mark.slow
 def test_any_tenant_sees_only_its_rows_through_the_async_api(two_orgs: str,
                                                             tenant: uuid.UUID) -> None:
     async def scenario() -> list[Any]:

@@ -223,6 +223,7 @@ def test_the_direct_path_stays_within_the_pool_and_gives_connections_back(
     client.close()
 
 
+@pytest.mark.slow
 def test_the_cli_turns_functions_not_loaded_into_one_line_of_advice() -> None:
     probe = (
         "import sys\n"

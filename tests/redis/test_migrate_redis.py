@@ -108,6 +108,7 @@ def test_one_runner_at_a_time(scratch: Redis, monkeypatch: pytest.MonkeyPatch) -
     assert len(migrator(scratch).up()) == 1
 
 
+@pytest.mark.slow
 def test_cli_migrate_up_status_and_verify_treat_redis_like_the_other_stores(
     scratch_url: str, scratch: Redis
 ) -> None:
@@ -137,6 +138,7 @@ def test_health_fails_until_the_library_is_loaded(
     assert after.healthy and after.detail == "ok"
 
 
+@pytest.mark.slow
 def test_up_loads_the_library_on_every_primary_of_a_cluster(redis_cluster: Cluster) -> None:
     client = connect(redis_cluster.url)
     assert isinstance(client, RedisCluster)

@@ -74,6 +74,7 @@ def test_delayed_job_waits_and_the_claim_says_how_long(
     assert queue._claim(1, None, 100).wait_ms > 4000  # only the lease is left: its deadline
 
 
+@pytest.mark.slow
 def test_time_spent_delayed_or_backing_off_never_counts_against_the_lease(
     redis_client: Redis, redis_prefix: str
 ) -> None:

@@ -57,6 +57,7 @@ def burst(url: str, prefix: str, limit: Limit, calls_per_client: int) -> list[bo
     return results
 
 
+@pytest.mark.slow
 def test_admits_exactly_limit_under_concurrent_clients_and_again_after_window(
     redis_url: str, redis_prefix: str, redis_client: Redis
 ) -> None:

@@ -133,6 +133,7 @@ def test_worker_acks_successes_and_retries_failures(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_a_handler_longer_than_the_lease_runs_once_because_the_heartbeat_renews_it(
     kind: str, redis_url: str, redis_client: Redis, redis_prefix: str, running: list[Running]
 ) -> None:
@@ -154,6 +155,7 @@ def test_a_handler_longer_than_the_lease_runs_once_because_the_heartbeat_renews_
     assert "requeued" not in queue.stats().counters
 
 
+@pytest.mark.slow
 def test_without_renewal_a_second_worker_takes_the_job_and_the_first_cannot_ack(
     redis_url: str, redis_client: Redis, redis_prefix: str
 ) -> None:
@@ -218,6 +220,7 @@ def test_a_handler_is_told_when_its_lease_is_lost_and_is_never_acked(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_an_idle_worker_blocks_and_starts_a_new_job_within_milliseconds(
     kind: str, scratch_url: str, scratch: Redis, running: list[Running]
 ) -> None:
@@ -246,6 +249,7 @@ def start_worker(url: str, prefix: str, *options: str) -> subprocess.Popen[str]:
                             env=src_env(), stdout=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_sigterm_lets_the_running_job_finish_within_the_grace_period(
     redis_url: str, redis_client: Redis, redis_prefix: str
 ) -> None:
@@ -268,6 +272,7 @@ def test_sigterm_lets_the_running_job_finish_within_the_grace_period(
     assert (stats.ready, stats.processing, stats.counters["acked"]) == (0, 0, 1)
 
 
+@pytest.mark.slow
 def test_sigterm_releases_a_job_that_outlives_the_grace_period(
     redis_url: str, redis_client: Redis, redis_prefix: str
 ) -> None:

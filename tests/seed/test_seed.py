@@ -51,6 +51,7 @@ def rows(url: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
         return conn.execute(query, args).fetchall()
 
 
+@pytest.mark.slow
 def test_test_dataset_matches_the_spec_item_by_item(stores: Settings) -> None:
     url = stores.postgres_url or ""
     seed.seed_test(stores)
@@ -85,6 +86,7 @@ def demo_totals(url: str) -> set[tuple[Any, ...]]:
                          " GROUP BY org_id"))
 
 
+@pytest.mark.slow
 def test_demo_is_deterministic_and_the_stores_agree(stores: Settings) -> None:
     url = stores.postgres_url or ""
     seed.seed_demo(stores, seed=7, today=TODAY)
@@ -114,6 +116,7 @@ def test_demo_is_deterministic_and_the_stores_agree(stores: Settings) -> None:
                      " FROM audit_logs WHERE action = 'LOGIN'") == [(3, 3, True)]
 
 
+@pytest.mark.slow
 def test_every_seeded_tenant_row_stays_in_its_tenant(stores: Settings) -> None:
     url = stores.postgres_url or ""
     seed.seed_demo(stores, seed=1, today=TODAY)
@@ -132,6 +135,7 @@ def test_every_seeded_tenant_row_stays_in_its_tenant(stores: Settings) -> None:
                 assert seen == ([(org, owner[0])] if owner and owner[0] else []), table
 
 
+@pytest.mark.slow
 def test_clear_keeps_schema_and_reference_data(stores: Settings) -> None:
     url = stores.postgres_url or ""
     seed.seed_demo(stores, seed=1, today=TODAY)
@@ -148,6 +152,7 @@ def test_clear_keeps_schema_and_reference_data(stores: Settings) -> None:
     seed.seed_test(stores)  # the schema is intact: seeding works again
 
 
+@pytest.mark.slow
 def test_clear_refuses_a_database_that_does_not_look_like_development(
         pg_admin_url: str, migrated_template: str, stores: Settings) -> None:
     from tests.conftest import fresh_name
@@ -178,6 +183,7 @@ def metric_indexes(url: str) -> tuple[list[tuple[Any, ...]], set[tuple[Any, ...]
     return parent, leaves
 
 
+@pytest.mark.slow
 def test_a_small_load_has_the_expected_counts_and_is_refused_twice(stores: Settings) -> None:
     url = stores.postgres_url or ""
     parent_before, _ = metric_indexes(url)
@@ -208,6 +214,7 @@ def test_a_small_load_has_the_expected_counts_and_is_refused_twice(stores: Setti
     assert auth.verify_password("Load#2026", password_hash)
 
 
+@pytest.mark.slow
 def test_a_failed_load_leaves_nothing_behind(stores: Settings) -> None:
     url = stores.postgres_url or ""
 

@@ -44,6 +44,7 @@ def test_every_generated_module_says_so_and_names_its_source() -> None:
                            "tools/async_to_sync.py: do not edit.")
 
 
+@pytest.mark.slow
 def test_check_fails_when_a_generated_module_is_stale(tmp_path: Path) -> None:
     shutil.copy(REPO / "pyproject.toml", tmp_path)
     shutil.copytree(REPO / "src", tmp_path / "src",
@@ -119,6 +120,7 @@ def test_output_that_still_needs_asyncio_is_refused() -> None:
                      {}, "f_async.py")
 
 
+@pytest.mark.slow
 def test_imports_are_sorted_again_after_the_renames() -> None:
     code = tool.convert("from m import AsyncClient, Library\n\nx: AsyncClient | Library\n",
                         {}, "m_async.py")
