@@ -10,7 +10,14 @@ import pytest
 
 from platformdb import tenant
 from platformdb.errors import CheckFailed
-from tests.tenant.conftest import Deployment, add_org, counts, differences, digest
+from tests.tenant.conftest import (
+    Deployment,
+    add_clickhouse_rows,
+    add_org,
+    counts,
+    differences,
+    digest,
+)
 
 
 def native(org: str) -> bytes:
@@ -146,3 +153,27 @@ def test_a_failing_import_leaves_nothing_behind(deployment: Deployment, tmp_path
                              redis_prefix=deployment.prefix)
     assert nothing(counts(deployment, a))
     assert digest(deployment, b) == other
+
+
+def test_rows_written_during_an_export_never_make_its_counts_disagree(
+        deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = add_org(deployment, "alpha")
+    stream = tenant.ch._stream
+    calls: list[str] = []
+
+    def racing(client: object, table: str, org: uuid.UUID, path: Path) -> None:
+        if not calls:  # a writer inserts for the org while the first table streams
+            add_clickhouse_rows(deployment, a, 7)
+        calls.append(table)
+        stream(client, table, org, path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tenant.ch, "_stream", racing)
+    exported = tenant.export_tenant(deployment.endpoints, a, tmp_path / "a.tar",
+                                    redis_prefix=deployment.prefix)
+    assert len(calls) > len(exported.counts["clickhouse"])  # read again, from snapshots
+    assert exported.counts["clickhouse"]["campaign_metrics_raw"] == 57
+    monkeypatch.undo()
+    tenant.delete_tenant(deployment.endpoints, a, yes=True, redis_prefix=deployment.prefix)
+    done = tenant.import_tenant(deployment.endpoints, tmp_path / "a.tar",
+                                redis_prefix=deployment.prefix)  # counts are checked
+    assert done.counts["clickhouse"] == exported.counts["clickhouse"]

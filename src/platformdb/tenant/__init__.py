@@ -25,6 +25,7 @@ import ipaddress
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -204,15 +205,17 @@ class Exported:
 
 def schema_heads(endpoints: Endpoints) -> dict[str, int]:
     """The head of each store's migration ledger (0: never migrated)."""
+    with _clickhouse(endpoints) as client, _redis(endpoints) as redis_client:
+        return _heads(endpoints, client, redis_client)
+
+
+def _heads(endpoints: Endpoints, client: Client, redis_client: SyncClient) -> dict[str, int]:
     from platformdb.migrate.redis import RedisDriver
 
-    heads = {"postgresql": pg.schema_head(_url(endpoints, "postgresql"))}
-    with _clickhouse(endpoints) as client:
-        heads["clickhouse"] = ch.schema_head(client)
-    with _redis(endpoints) as client:
-        applied = RedisDriver(client=client).applied()
-        heads["redis"] = max((m.version for m in applied), default=0)
-    return heads
+    applied = RedisDriver(client=redis_client).applied()
+    return {"postgresql": pg.schema_head(_url(endpoints, "postgresql")),
+            "clickhouse": ch.schema_head(client),
+            "redis": max((m.version for m in applied), default=0)}
 
 
 def export_tenant(endpoints: Endpoints, ref: str, out: Path, *,
@@ -233,24 +236,35 @@ def export_tenant(endpoints: Endpoints, ref: str, out: Path, *,
 
 def _export_into(endpoints: Endpoints, org: pg.Org, folder: Path,
                  redis_prefix: str) -> archive.Manifest:
+    """Every store's files of ``org`` in ``folder``, and the manifest that lists them.
+
+    PostgreSQL is read in a thread of its own while ClickHouse and Redis are read
+    here: the stores work side by side.
+    """
+    from platformdb.migrate.redis import RedisDriver
+
+    with ThreadPoolExecutor(1, thread_name_prefix="tenant-export") as pool:
+        postgres = pool.submit(pg.export, _url(endpoints, "postgresql"), org.id,
+                               folder / "postgresql")
+        with _clickhouse(endpoints) as client, _redis(endpoints) as redis_client:
+            ch_counts = ch.export(client, org.id, folder / "clickhouse")
+            jobs = rd.export_jobs(redis_client, str(org.id), folder / "redis" / "jobs.jsonl",
+                                  prefix=redis_prefix)
+            schema = {"clickhouse": ch.schema_head(client),
+                      "redis": max((m.version for m in RedisDriver(client=redis_client)
+                                    .applied()), default=0)}
+        pg_counts, schema["postgresql"] = postgres.result()
     manifest = archive.Manifest(
         org={"id": str(org.id), "slug": org.slug or "", "name": org.name or ""},
-        schema=schema_heads(endpoints))
-    url = _url(endpoints, "postgresql")
-    pg_counts = pg.export(url, org.id, folder / "postgresql")
+        schema=dict(sorted(schema.items())))
     for table, n in pg_counts.items():  # insertion order: parents first
         manifest.add(folder, f"postgresql/{table}.csv", n)
     manifest.stores["postgresql"] = {"format": "csv", "header": True,
                                      "tables": list(pg_counts),
                                      "snapshot": "repeatable read, read only"}
-    with _clickhouse(endpoints) as client:
-        ch_counts = ch.export(client, org.id, folder / "clickhouse")
     for table, n in ch_counts.items():
         manifest.add(folder, f"clickhouse/{table}.native", n)
     manifest.stores["clickhouse"] = {"format": ch.FORMAT, "tables": list(ch_counts)}
-    with _redis(endpoints) as client:
-        jobs = rd.export_jobs(client, str(org.id), folder / "redis" / "jobs.jsonl",
-                              prefix=redis_prefix)
     manifest.add(folder, "redis/jobs.jsonl", jobs)
     manifest.stores["redis"] = {"format": "jsonl", "kept": list(rd.KEPT),
                                 "skipped": list(rd.SKIPPED)}

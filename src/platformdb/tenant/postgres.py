@@ -103,14 +103,12 @@ class Org:
 def find_org(url: str, ref: str) -> Org | None:
     """The org whose id or slug is ``ref`` (an id is found without its organizations row)."""
     try:
-        org_id: uuid.UUID | None = uuid.UUID(ref)
+        org_id = uuid.UUID(ref)
     except ValueError:
-        org_id = None
-    with connect(url) as conn:
-        if org_id is None:
+        with connect(url) as conn:
             row = conn.execute("SELECT id, slug, name, status FROM public.organizations"
                                " WHERE slug = %s", (ref,)).fetchone()
-            return None if row is None else Org(row[0], row[1], row[2], row[3])
+        return None if row is None else Org(row[0], row[1], row[2], row[3])
     with snapshot(url, org_id) as conn:
         row = conn.execute("SELECT id, slug, name, status FROM public.organizations"
                            " WHERE id = %s", (org_id,)).fetchone()
@@ -181,11 +179,13 @@ def activity(url: str, org: uuid.UUID | None = None) -> dict[uuid.UUID, datetime
 # ------------------------------------------------------------------ export
 
 
-def export(url: str, org: uuid.UUID, folder: Path) -> dict[str, int]:
-    """Every tenant table's rows of ``org`` as ``folder/<table>.csv`` from ONE snapshot."""
+def export(url: str, org: uuid.UUID, folder: Path) -> tuple[dict[str, int], int]:
+    """Every tenant table's rows of ``org`` as ``folder/<table>.csv`` from ONE snapshot,
+    and the schema head that snapshot saw."""
     folder.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     with snapshot(url, org) as conn:
+        schema = head(conn)
         for table in tables(conn):
             statement = sql.SQL("COPY (SELECT * FROM {} {}) TO STDOUT {}").format(
                 sql.Identifier(table.name), table.where(org), COPY_OPTIONS)
@@ -194,7 +194,7 @@ def export(url: str, org: uuid.UUID, folder: Path) -> dict[str, int]:
                     for chunk in copy:
                         out.write(chunk)
                 counts[table.name] = max(cur.rowcount, 0)
-    return counts
+    return counts, schema
 
 
 def head(conn: psycopg.Connection[Any]) -> int:
