@@ -79,10 +79,10 @@ def baseline(endpoints: Endpoints, org: uuid.UUID, out: Path) -> None:
             statement = sql.SQL("COPY (SELECT * FROM {} WHERE {} = {}) TO STDOUT"
                                 " (FORMAT csv, HEADER true)").format(
                 sql.Identifier(table.name), sql.Identifier(table.column), sql.Literal(str(org)))
-            with open(out / f"{table.name}.csv", "wb") as handle, conn.cursor() as cur:
-                with cur.copy(statement) as copy:
-                    for chunk in copy:
-                        handle.write(chunk)
+            with (open(out / f"{table.name}.csv", "wb") as handle, conn.cursor() as cur,
+                  cur.copy(statement) as copy):
+                for chunk in copy:
+                    handle.write(chunk)
     with connect(endpoints.clickhouse) as client:
         for name in tenant_ch.tables(client):
             stream: Any = client.raw_stream(f"SELECT * FROM `{name}` WHERE org_id = {{org:UUID}}",
@@ -128,9 +128,10 @@ def main() -> None:
         prefix = f"bench{uuid.uuid4().hex[:6]}:"
         ours, theirs = [], []
         for i in range(args.rounds):
-            theirs.append(timed(lambda: baseline(endpoints, org, home / f"baseline-{i}")))
-            ours.append(timed(lambda: tenant.export_tenant(
-                endpoints, str(org), home / f"export-{i}.tar", redis_prefix=prefix)))
+            plain, archive = home / f"baseline-{i}", home / f"export-{i}.tar"
+            theirs.append(timed(lambda p=plain: baseline(endpoints, org, p)))
+            ours.append(timed(lambda a=archive: tenant.export_tenant(
+                endpoints, str(org), a, redis_prefix=prefix)))
         size = (home / "export-0.tar").stat().st_size
         ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
         print(f"export of one org ({size / 1e6:.1f} MB archive): tenant export {ours_s:.3f} s;"

@@ -6,18 +6,34 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import psycopg
 import pytest
 from clickhouse_connect.driver import Client
 
 from platformdb import tenant
+from platformdb.clickhouse import connect as ch_connect
+from platformdb.clickhouse.dictionaries import collection_name
+from platformdb.migrate import Migrator
 from platformdb.redis import Cache, JobQueue, Limit, RateLimiter, SessionStore
 from platformdb.redis import connect as redis_connect
 from platformdb.types import Endpoints
-from tests.clickhouse.conftest import ch, ch_empty, ch_target, ch_url, pg, pg_template
+from tests.clickhouse.conftest import (
+    MIGRATIONS,
+    ch,
+    ch_empty,
+    ch_target,
+    ch_url,
+    driver_for,
+    pg,
+    pg_template,
+    url_for,
+)
+from tests.conftest import create_database, drop_database, fresh_name
 from tests.redis.conftest import functions_url, redis_prefix
+from tests.redis.helpers import delete_prefix
 
 __all__ = ["ch", "ch_empty", "ch_target", "ch_url", "functions_url", "pg", "pg_template",
            "redis_prefix"]
@@ -139,3 +155,29 @@ def differences(first: dict[str, dict[str, dict[str, str]]],
                 if a.get(store, {}).get(name) != b.get(store, {}).get(name):
                     found.append(f"{org}/{store}/{name}")
     return found
+
+
+@pytest.fixture
+def elsewhere(deployment: Deployment, pg_template: tuple[str, str], ch_target: str,
+              stack_home: Path) -> Iterator[Deployment]:
+    """A second deployment: its own PostgreSQL and ClickHouse databases, another Redis prefix."""
+    admin, template = pg_template
+    name = fresh_name()
+    url = create_database(admin, name, template=template)
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    target = url_for(ch_target, stack_home, f"t_{uuid.uuid4().hex[:12]}")
+    try:
+        with ch_connect(target) as client:
+            try:
+                Migrator(driver_for(client, url), MIGRATIONS).up()
+                yield Deployment(replace(deployment.endpoints, postgres=url, clickhouse=target),
+                                 prefix, client)
+            finally:
+                client.command(f"DROP DATABASE IF EXISTS {client.database} SYNC")
+                client.command(f"DROP NAMED COLLECTION IF EXISTS "
+                               f"{collection_name(str(client.database))}")
+    finally:
+        redis = deployment.redis()
+        delete_prefix(redis, prefix)
+        redis.close()
+        drop_database(admin, name)

@@ -177,3 +177,44 @@ def test_rows_written_during_an_export_never_make_its_counts_disagree(
     done = tenant.import_tenant(deployment.endpoints, tmp_path / "a.tar",
                                 redis_prefix=deployment.prefix)  # counts are checked
     assert done.counts["clickhouse"] == exported.counts["clickhouse"]
+
+
+def test_an_org_moves_to_another_deployment(deployment: Deployment, elsewhere: Deployment,
+                                            tmp_path: Path) -> None:
+    a = add_org(deployment, "alpha")
+    add_org(elsewhere, "local-org")
+    before = digest(deployment, a)
+    tenant.export_tenant(deployment.endpoints, "alpha", tmp_path / "a.tar",
+                         redis_prefix=deployment.prefix)
+    tenant.import_tenant(elsewhere.endpoints, tmp_path / "a.tar", redis_prefix=elsewhere.prefix)
+    moved = digest(elsewhere, a)
+    assert moved["postgresql"] == before["postgresql"]
+    assert moved["clickhouse"] == before["clickhouse"]
+    assert moved["redis"]["job"] == before["redis"]["job"]
+    assert digest(deployment, a) == before  # an export changes nothing
+
+
+def test_a_failing_replace_puts_the_old_org_back(deployment: Deployment, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    a = add_org(deployment, "alpha")
+    tenant.export_tenant(deployment.endpoints, a, tmp_path / "a.tar",
+                         redis_prefix=deployment.prefix)
+    with deployment.pg() as conn, conn.transaction():  # the org moves on after the export
+        conn.execute("SELECT set_tenant(%s)", (a,))
+        conn.execute("UPDATE campaigns SET name = name || ' (renamed)' WHERE org_id = %s", (a,))
+    add_clickhouse_rows(deployment, a, 5)
+    current = digest(deployment, a)
+    imported: list[int] = []
+    real = tenant.rd.import_jobs
+
+    def fail_once(*args: object, **kwargs: object) -> int:
+        if not imported:
+            imported.append(1)
+            raise CheckFailed("injected: Redis refused")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tenant.rd, "import_jobs", fail_once)
+    with pytest.raises(CheckFailed, match="injected"):
+        tenant.import_tenant(deployment.endpoints, tmp_path / "a.tar", replace=True,
+                             redis_prefix=deployment.prefix)
+    assert differences({a: digest(deployment, a)}, {a: current}) == []

@@ -224,6 +224,9 @@ def export_tenant(endpoints: Endpoints, ref: str, out: Path, *,
     _no_cluster(endpoints, "export")
     archive.refuse_existing(out)
     org = resolve(endpoints, ref)
+    if org.slug is None:
+        raise ValidationError(f"org {org.id} has no organizations row (deleted, or never "
+                              "existed); nothing to export")
     folder = archive.scratch_dir(out, "platformdb-tenant-export")
     try:
         manifest = _export_into(endpoints, org, folder, redis_prefix)
@@ -457,7 +460,9 @@ def _load(endpoints: Endpoints, folder: Path, manifest: archive.Manifest, org: u
                 _compare("clickhouse", ch.counts(client, org), expected["clickhouse"])
                 redis_touched = True
                 if saved is not None:
-                    rd.delete_org(redis_client, str(org), prefix=redis_prefix)
+                    rd.purge_jobs(redis_client, str(org),
+                                  rd.job_queues(redis_client, str(org), prefix=redis_prefix),
+                                  prefix=redis_prefix)
                 written = rd.import_jobs(redis_client, jobs, prefix=redis_prefix)
                 _compare("redis", {"jobs": written}, expected["redis"])
                 # leaving the block commits PostgreSQL: the last step
@@ -467,6 +472,8 @@ def _load(endpoints: Endpoints, folder: Path, manifest: archive.Manifest, org: u
             raise
         finally:
             staged.discard()
+        if saved is not None:  # the replaced org's sessions and cache belong to its old data
+            rd.delete_disposable(redis_client, str(org), prefix=redis_prefix)
     return {"postgresql": loaded, "clickhouse": staged.loaded, "redis": {"jobs": written}}
 
 
@@ -494,7 +501,6 @@ def _undo(client: Client, redis_client: SyncClient, org: uuid.UUID, saved: Path 
         rd.purge_jobs(redis_client, str(org), [str(j["queue"]) for j in jobs],
                       prefix=redis_prefix)
         if saved is not None:
-            rd.delete_org(redis_client, str(org), prefix=redis_prefix)
             rd.import_jobs(redis_client, rd.read_jobs(saved / "redis" / "jobs.jsonl"),
                            prefix=redis_prefix)
 

@@ -100,12 +100,16 @@ def write(folder: Path, manifest: Manifest, path: Path) -> Path:
     refuse_existing(path)
     (folder / MANIFEST).write_text(manifest.to_json())
     partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)  # our own leftover from an interrupted export
+    # owner only: the archive holds password hashes and encrypted credentials
+    handle = os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
     try:
-        with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+        with handle, tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as tar:
             tar.add(folder / MANIFEST, arcname=MANIFEST)
             for name in sorted(manifest.files):
                 tar.add(folder / name, arcname=name, recursive=False)
-        with open(partial, "rb") as handle:
+            tar.close()
+            handle.flush()
             os.fsync(handle.fileno())
         refuse_existing(path)
         os.link(partial, path)  # fails if someone created path meanwhile: never overwrite

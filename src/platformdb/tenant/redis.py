@@ -40,8 +40,8 @@ _FAMILY = re.compile(r"^(session|cache|cachetag|cachelock|cacheidx):\{([^:}]+):"
                      r"|^(ratelimit):\{([^}]+)\}"
                      r"|^queue:\{[^}]+\}:(job):([^:]+):")
 
-__all__ = ["KEPT", "SKIPPED", "all_key_counts", "checksums", "delete_org", "export_jobs",
-           "import_jobs", "key_counts", "purge_jobs"]
+__all__ = ["KEPT", "SKIPPED", "all_key_counts", "checksums", "delete_disposable", "delete_org",
+           "export_jobs", "import_jobs", "job_queues", "key_counts", "purge_jobs"]
 
 
 def key_counts(client: SyncClient, org: str, *, prefix: str = "") -> dict[str, int]:
@@ -161,6 +161,26 @@ def purge_jobs(client: SyncClient, org: str, queues: list[str], *, prefix: str =
                for q in sorted(set(queues)))
 
 
+def job_queues(client: SyncClient, org: str, *, prefix: str = "") -> list[str]:
+    """The queues (``queue:{<type>}``, without the prefix) that hold jobs of ``org``."""
+    return sorted({_queue_of(key)[len(prefix):]
+                   for key in org_keys(client, org, prefix=prefix)["job"]})
+
+
+def delete_disposable(client: SyncClient, org: str, *, prefix: str = "") -> int:
+    """Delete ``org``'s keys an export does not keep (sessions, cache, rate limits)."""
+    redis: Any = client
+    names = [name for family, found in org_keys(client, org, prefix=prefix).items()
+             if family in SKIPPED for name in found]
+    try:
+        pipe: Any = redis.pipeline(transaction=False)
+        for name in names:
+            pipe.unlink(name)  # one key per command: the keys may live in different slots
+        return sum(int(n) for n in pipe.execute()) if names else 0
+    except RedisError as exc:
+        raise translate(exc) from exc
+
+
 def checksums(client: SyncClient, org: str, *, prefix: str = "") -> dict[str, str]:
     """A digest per structure of ``org``'s keys: names, values and, for jobs, state."""
     redis: Any = client
@@ -168,8 +188,8 @@ def checksums(client: SyncClient, org: str, *, prefix: str = "") -> dict[str, st
     try:
         for family, names in org_keys(client, org, prefix=prefix).items():
             digest = hashlib.sha256()
-            for name in names:
-                digest.update(f"{name}\0{_value(redis, name)}\n".encode())
+            for name in names:  # without the prefix: the same org under another prefix
+                digest.update(f"{name[len(prefix):]}\0{_value(redis, name)}\n".encode())
             if family == "job":
                 for ready in sorted({_queue_of(n) for n in names}):
                     digest.update(repr(sorted(_members(redis, ready, org).items())).encode())
