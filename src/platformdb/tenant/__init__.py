@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -140,11 +141,9 @@ def list_tenants(endpoints: Endpoints, *, redis_prefix: str = "") -> list[Tenant
     if endpoints.redis is not None:
         with _redis(endpoints) as client:
             keys = rd.all_key_counts(client, prefix=redis_prefix)
-    ids = set(orgs) | set(ch_sizes) | {_uuid(k) for k in keys if _uuid(k)} - {None}
+    in_redis = {found for found in map(_uuid, keys) if found is not None}
     tenants = []
-    for org_id in ids:
-        if org_id is None:
-            continue
+    for org_id in set(orgs) | set(ch_sizes) | in_redis:
         org = orgs.get(org_id, pg.Org(org_id, None, None, None))
         tenants.append(Tenant(str(org_id), org.slug, org.name, org.status,
                               _tables(pg_sizes.get(org_id, {})),
@@ -507,8 +506,6 @@ def _undo(client: Client, redis_client: SyncClient, org: uuid.UUID, saved: Path 
 
 def _rows(path: Path) -> int:
     """A saved ClickHouse file's row count, from the manifest beside it."""
-    import json
-
     manifest = json.loads((path.parent.parent / archive.MANIFEST).read_text())
     return int(manifest["files"][f"clickhouse/{path.name}"]["rows"])
 

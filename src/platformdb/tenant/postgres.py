@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -240,15 +241,10 @@ def delete(url: str, org: uuid.UUID, *, keep_audit: bool = False) -> dict[str, i
         removed = delete_rows(conn, org, keep_audit=keep_audit)
         if sum(removed.values()):
             conn.execute("SELECT public.log_audit_event(%s, 'organizations', %s, %s::jsonb)",
-                         (ERASED, str(org), _json({"removed": removed,
-                                                   "audit_kept": keep_audit})))
+                         (ERASED, str(org), json.dumps({"removed": removed,
+                                                        "audit_kept": keep_audit},
+                                                       sort_keys=True)))
     return removed
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True)
 
 
 # ------------------------------------------------------------------ import
