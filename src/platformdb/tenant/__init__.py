@@ -51,7 +51,8 @@ DEV_WORDS = ("dev", "test", "demo", "local", "tmp", "scratch", "sandbox")
 
 __all__ = ["DEV_WORDS", "Deleted", "Exported", "Imported", "Tenant", "checksums",
            "delete_tenant", "export_tenant", "import_tenant", "list_tenants",
-           "looks_like_development", "resolve", "show_tenant", "usage_metrics"]
+           "looks_like_development", "remaining", "resolve", "schema_heads", "show_tenant",
+           "usage_metrics"]
 
 
 # ------------------------------------------------------------------ connections
