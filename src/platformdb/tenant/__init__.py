@@ -232,6 +232,7 @@ def export_tenant(endpoints: Endpoints, ref: str, out: Path, *,
         manifest = _export_into(endpoints, org, folder, redis_prefix)
         archive.write(folder, manifest, out)
     finally:
+        archive.forget(folder)
         shutil.rmtree(folder, ignore_errors=True)
     counts = {store: manifest.rows(store) for store in archive.STORES}
     return Exported(out, manifest.org, counts, manifest)
@@ -435,6 +436,7 @@ def _saved(endpoints: Endpoints, org: uuid.UUID, near: Path,
         (scratch / archive.MANIFEST).write_text(manifest.to_json())
         yield scratch
     finally:
+        archive.forget(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -51,10 +51,14 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def add(self, folder: Path, name: str, rows: int) -> None:
-        """Record ``folder/name`` (written already) with its row count and checksum."""
+        """Record ``folder/name`` (written already) with its row count and checksum (the one
+        :class:`HashingWriter` took while writing it, else read back)."""
         path = folder / name
-        self.files[name] = {"rows": rows, "bytes": path.stat().st_size,
-                            "sha256": file_sha256(path)}
+        known = _WRITTEN.pop(path, None)
+        size = path.stat().st_size
+        if known is None or known[1] != size:
+            known = (file_sha256(path), size)
+        self.files[name] = {"rows": rows, "bytes": size, "sha256": known[0]}
 
     def rows(self, prefix: str) -> dict[str, int]:
         """``{stem: rows}`` of the files under ``prefix/`` (``postgresql``...)."""
@@ -71,6 +75,39 @@ class Manifest:
             "created_at": self.created_at, "platformdb_version": self.platformdb_version,
             "org": self.org, "schema": self.schema, "stores": self.stores, "files": self.files,
         }, indent=2, sort_keys=True) + "\n"
+
+
+_WRITTEN: dict[Path, tuple[str, int]] = {}
+"""sha256 and size of files a :class:`HashingWriter` wrote, until the manifest takes them."""
+
+
+class HashingWriter:
+    """A file opened for writing that hashes what goes through it (no second read)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle = open(path, "wb")  # noqa: SIM115 -- closed by __exit__
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+    def __enter__(self) -> HashingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+        if exc[0] is None:
+            _WRITTEN[self.path] = (self.digest.hexdigest(), self.size)
+
+
+def forget(folder: Path) -> None:
+    """Drop what :class:`HashingWriter` recorded under ``folder`` (an export that failed)."""
+    for path in [p for p in _WRITTEN if folder in p.parents]:
+        _WRITTEN.pop(path, None)
 
 
 def file_sha256(path: Path) -> str:

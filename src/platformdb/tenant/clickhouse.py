@@ -26,11 +26,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from platformdb.clickhouse import command, quote_identifier, rows, translated
 from platformdb.clickhouse.ddl import Topology, cluster_clause
 from platformdb.errors import CheckFailed, ValidationError
+from platformdb.tenant.archive import HashingWriter
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver import Client
@@ -179,7 +180,7 @@ def _counts(client: Client, org: uuid.UUID, names: list[str]) -> dict[str, int]:
 
 def _stream(client: Client, table: str, org: uuid.UUID, path: Path) -> None:
     query = f"SELECT * FROM {table} WHERE org_id = {{org:UUID}}"
-    with open(path, "wb") as out, translated():
+    with HashingWriter(path) as out, translated():
         _drain(client.raw_stream(query, parameters={"org": org}, fmt=FORMAT), out)
 
 
@@ -201,7 +202,7 @@ def _export_snapshots(client: Client, org: uuid.UUID, folder: Path,
     return found
 
 
-def _drain(stream: Any, out: BinaryIO) -> None:
+def _drain(stream: Any, out: HashingWriter) -> None:
     try:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             out.write(chunk)

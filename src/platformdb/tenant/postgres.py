@@ -29,6 +29,7 @@ from psycopg import sql
 
 from platformdb.errors import ValidationError
 from platformdb.postgres import connect, tenant_transaction
+from platformdb.tenant.archive import HashingWriter
 
 ORGS = "organizations"
 AUDIT = "audit_logs"
@@ -190,7 +191,7 @@ def export(url: str, org: uuid.UUID, folder: Path) -> tuple[dict[str, int], int]
         for table in tables(conn):
             statement = sql.SQL("COPY (SELECT * FROM {} {}) TO STDOUT {}").format(
                 sql.Identifier(table.name), table.where(org), COPY_OPTIONS)
-            with open(folder / f"{table.name}.csv", "wb") as out, conn.cursor() as cur:
+            with HashingWriter(folder / f"{table.name}.csv") as out, conn.cursor() as cur:
                 with cur.copy(statement) as copy:
                     for chunk in copy:
                         out.write(chunk)
