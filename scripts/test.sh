@@ -7,6 +7,7 @@
 #   ./scripts/test.sh clickhouse    # ClickHouse (chDB)
 #   ./scripts/test.sh redis         # Redis
 #   ./scripts/test.sh -- -k tenant  # no lint; anything after -- goes to pytest
+#   ./scripts/test.sh -- tests/tenant   # ... and named paths run instead of all of tests/
 # PLATFORMDB_TEST_POSTGRES_URL / PLATFORMDB_TEST_REDIS_URL add a second target.
 source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
 suite="${1:-all}"
@@ -31,7 +32,8 @@ case "$suite" in
     all)        run_lint; paths=(tests) ;;
     fast)       paths=(tests); extra=(-m "not slow")
                 unset PLATFORMDB_TEST_POSTGRES_URL PLATFORMDB_TEST_REDIS_URL ;;
-    --)         paths=(tests) ;;
+    --)         paths=(tests)  # unless the arguments name tests themselves
+                for arg in "$@"; do [[ -e "${arg%%::*}" ]] && paths=() && break; done ;;
     postgresql) paths=(tests/migrate tests/postgres tests/test_cli.py) ;;
     clickhouse) paths=(tests/clickhouse) ;;
     redis)      paths=(tests/redis) ;;
@@ -39,7 +41,7 @@ case "$suite" in
 esac
 existing=()
 for p in "${paths[@]}"; do [[ -e "$p" ]] && existing+=("$p"); done
-if [[ ${#existing[@]} -eq 0 ]]; then
+if [[ ${#existing[@]} -eq 0 && "$suite" != "--" ]]; then
     echo "error: no tests for '$suite' yet" >&2
     exit 2
 fi

@@ -10,7 +10,9 @@ Two kinds of source:
 - domain metrics, what generic exporters cannot know
   (:mod:`platformdb.domain_metrics`): migrations, backups, sync-daily,
   partitions ahead, queues, rate-limit decisions, cache hit ratio per
-  namespace, live sessions, and PgBouncer's pools (:mod:`platformdb.pgbouncer`).
+  namespace, live sessions, and PgBouncer's pools (:mod:`platformdb.pgbouncer`);
+- per-tenant usage (:mod:`platformdb.tenant.usage`): rows, bytes and keys of the
+  largest orgs, bounded to the top N (``StatsConfig.tenant_top``).
 
 Every metric is a :class:`~platformdb.types.Metric` with a name, labels and a
 value, so the same list prints as a table, as JSON, or as Prometheus text
@@ -48,6 +50,8 @@ class StatsConfig:
     """Seconds between two walks of the Redis keyspace (live sessions, queue discovery)."""
     memo: Memo = field(default_factory=Memo)
     """Expensive readings kept between scrapes (an exporter keeps one config)."""
+    tenant_top: int = 20
+    """Per-tenant usage: how many of the largest orgs get series of their own."""
 
 
 Reader = Callable[[Endpoints, StatsConfig], list[Metric]]
@@ -103,6 +107,15 @@ def _pgbouncer(endpoints: Endpoints, config: StatsConfig) -> list[Metric]:
     return pgbouncer.pool_metrics(endpoints.pgbouncer)
 
 
+def _tenant_usage(endpoints: Endpoints, config: StatsConfig) -> list[Metric]:
+    from platformdb import tenant
+
+    return config.memo.get(
+        "tenant-usage", config.scan_interval,
+        lambda: tenant.usage_metrics(endpoints, top=config.tenant_top,
+                                     redis_prefix=config.redis_prefix))
+
+
 SOURCES: list[Source] = [
     *(Source(name, name, _own(name), own=True) for name in STORE_NAMES),
     *(Source(f"{name}_migrations", name, _migrations(name)) for name in STORE_NAMES),
@@ -115,8 +128,7 @@ SOURCES: list[Source] = [
     Source("redis_domain", "redis", lambda e, c: domain_metrics.redis_metrics(
         _url(e, "redis"), prefix=c.redis_prefix, queues=c.queues, memo=c.memo,
         scan_interval=c.scan_interval)),
-    # Per-tenant usage goes here: Source("tenant_usage", None,
-    #     lambda e, c: tenant.usage_metrics(e, top=N)) -- bounded to the top N orgs.
+    Source("tenant_usage", "postgresql", _tenant_usage),
 ]
 
 

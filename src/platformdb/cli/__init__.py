@@ -1,7 +1,7 @@
 """The ``platformdb`` command: parse, call one library function, print.
 
 One module per command group (:mod:`.stack`, :mod:`.migrations`, :mod:`.ops`,
-:mod:`.etl`, :mod:`.seed`, :mod:`.maintenance`, :mod:`.dev`), all registered on
+:mod:`.etl`, :mod:`.seed`, :mod:`.maintenance`, :mod:`.tenant`, :mod:`.dev`), all registered on
 the one Typer :data:`app` of :mod:`.base`. Exit codes: 0 success, 1 a check that
 failed, 2 bad usage, configuration or an unreachable server. Errors are one
 line; ``--debug`` adds the traceback and never changes the exit code.
@@ -18,7 +18,18 @@ import typer
 from rich.markup import escape
 
 from platformdb import __version__
-from platformdb.cli import dev, etl, maintenance, migrations, ops, secrets, seed, shell, stack
+from platformdb.cli import (
+    dev,
+    etl,
+    maintenance,
+    migrations,
+    ops,
+    secrets,
+    seed,
+    shell,
+    stack,
+    tenant,
+)
 from platformdb.cli.base import app, err
 from platformdb.errors import PlatformDBError, StoreUnavailable, one_line
 from platformdb.redaction import redact_text
@@ -26,7 +37,7 @@ from platformdb.redis.functions import FunctionsNotLoaded
 from platformdb.stores import Unavailable
 
 __all__ = ["app", "dev", "etl", "main", "maintenance", "migrations", "ops", "secrets", "seed",
-           "shell", "stack"]
+           "shell", "stack", "tenant"]
 
 
 def _print_version(value: bool) -> None:

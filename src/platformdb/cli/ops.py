@@ -43,16 +43,23 @@ ScanIntervalOption = Annotated[
     float, typer.Option("--scan-interval", metavar="SECONDS",
                         help="Walk the Redis keyspace (live sessions, finding queues) at most "
                              "this often.")]
+TenantTopOption = Annotated[
+    int, typer.Option("--tenant-top", metavar="N", envvar="PLATFORMDB_TENANT_TOP",
+                      help="Per-tenant usage: series for the N largest orgs, the rest summed "
+                           "as org=_other.")]
 
 
 def stats_config(backup_dir: Path | None, redis_prefix: str, queues: list[str] | None,
-                 scan_interval: float) -> StatsConfig:
+                 scan_interval: float, tenant_top: int = 20) -> StatsConfig:
     if backup_dir is not None and not backup_dir.is_dir():
         raise ConfigError(f"--backup-dir {backup_dir} is not a folder")
     if scan_interval < 0:
         raise ConfigError("--scan-interval must be 0 or more seconds")
+    if tenant_top < 0:
+        raise ConfigError("--tenant-top must be 0 or more")
     return StatsConfig(backup_dir=backup_dir, redis_prefix=redis_prefix,
-                       queues=tuple(queues or ()), scan_interval=scan_interval)
+                       queues=tuple(queues or ()), scan_interval=scan_interval,
+                       tenant_top=tenant_top)
 
 
 @app.command()
@@ -85,16 +92,18 @@ def health(as_json: JsonOption = False, store: StoreOption = None) -> None:
 @app.command()
 def stats(as_json: JsonOption = False, store: StoreOption = None,
           backup_dir: BackupDirOption = None, redis_prefix: RedisPrefixOption = "",
-          queue: QueueOption = None, scan_interval: ScanIntervalOption = 0.0) -> None:
+          queue: QueueOption = None, scan_interval: ScanIntervalOption = 0.0,
+          tenant_top: TenantTopOption = 20) -> None:
     """Key metrics of each store, and the platform's own (migrations, backups...).
 
     Stores: connections, latency, sizes, hit ratios, replication, memory. The platform:
     migrations, last good backup (--backup-dir), sync-daily lag, partitions ahead, queues,
-    rate-limit decisions, cache hit ratio, live sessions, PgBouncer pools.
+    rate-limit decisions, cache hit ratio, live sessions, PgBouncer pools, the largest
+    tenants' rows, bytes and keys (--tenant-top).
     """
     from platformdb import stats as metrics
 
-    config = stats_config(backup_dir, redis_prefix, queue, scan_interval)
+    config = stats_config(backup_dir, redis_prefix, queue, scan_interval, tenant_top)
     found, errors = metrics.collect(endpoints(start=False, stores=store), store, config)
     if as_json:
         print_json({"metrics": [asdict(m) for m in found], "errors": errors})
@@ -120,11 +129,12 @@ def exporter(
     redis_prefix: RedisPrefixOption = "",
     queue: QueueOption = None,
     scan_interval: ScanIntervalOption = 60.0,
+    tenant_top: TenantTopOption = 20,
 ) -> None:
     """Serve the metrics of `platformdb stats` in Prometheus text format (docs/OPERATIONS.md)."""
     from platformdb import exporter as prom
 
-    config = stats_config(backup_dir, redis_prefix, queue, scan_interval)
+    config = stats_config(backup_dir, redis_prefix, queue, scan_interval, tenant_top)
     found = endpoints(start=False)
     if once:
         print(prom.render(found, config), end="")

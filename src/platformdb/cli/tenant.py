@@ -1,0 +1,154 @@
+"""`platformdb tenant list | show | export | delete | import`: one org across every store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from platformdb.cli.base import JsonOption, app, endpoints, escape_cell, print_json, show
+from platformdb.cli.ops import RedisPrefixOption
+
+tenant_app = typer.Typer(help="One org (tenant) across PostgreSQL, ClickHouse and Redis: "
+                              "sizes, export, delete, import (docs/TENANTS.md).",
+                         no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+
+OrgArgument = Annotated[str, typer.Argument(metavar="ORG", help="The org's id (uuid) or slug.")]
+
+
+def _size(value: int) -> str:
+    if value < 1024:
+        return f"{value:,} B"
+    scaled = float(value)
+    for unit in ("kB", "MB", "GB"):
+        scaled /= 1024
+        if scaled < 1024 or unit == "GB":
+            break
+    return f"{scaled:,.1f} {unit}"
+
+
+@tenant_app.command("list")
+def tenant_list(as_json: JsonOption = False, redis_prefix: RedisPrefixOption = "") -> None:
+    """Every org with its size in each store and its latest activity."""
+    from platformdb import tenant
+
+    found = tenant.list_tenants(endpoints(start=False), redis_prefix=redis_prefix)
+    if as_json:
+        print_json([t.as_dict() for t in found])
+        return
+    table = Table("org", "id", "status", "pg rows", "pg size", "ch rows", "ch size",
+                  "redis keys", "latest activity", "latest metric")
+    for t in found:
+        table.add_row(escape_cell(t.slug or "-"), t.id, t.status or "(deleted)",
+                      f"{t.total('postgresql'):,}", _size(t.total("postgresql", "bytes")),
+                      f"{t.total('clickhouse'):,}", _size(t.total("clickhouse", "bytes")),
+                      f"{sum(t.redis.values()):,}",
+                      t.latest_activity.isoformat(timespec="seconds")
+                      if t.latest_activity else "-",
+                      t.latest_metric_date.isoformat() if t.latest_metric_date else "-")
+    show(table)
+
+
+@tenant_app.command("show")
+def tenant_show(org: OrgArgument, as_json: JsonOption = False,
+                redis_prefix: RedisPrefixOption = "") -> None:
+    """One org: rows and bytes per table, keys per Redis structure, latest activity."""
+    from platformdb import tenant
+
+    found = tenant.show_tenant(endpoints(start=False), org, redis_prefix=redis_prefix)
+    if as_json:
+        print_json(found.as_dict())
+        return
+    show(f"org {escape_cell(found.slug or '(deleted)')} {found.id} "
+         f"({escape_cell(found.name or '-')}, {found.status or 'no organizations row'})")
+    table = Table("store", "table / structure", "rows / keys", "size")
+    for store in ("postgresql", "clickhouse"):
+        tables: dict[str, dict[str, int]] = getattr(found, store)
+        for name, entry in tables.items():
+            table.add_row(store, name, f"{entry['rows']:,}", _size(entry["bytes"]))
+    for name, keys in found.redis.items():
+        table.add_row("redis", name, f"{keys:,}", "-")
+    show(table)
+    show(f"latest activity: {found.latest_activity or '-'}; "
+         f"latest metric date: {found.latest_metric_date or '-'}")
+
+
+def _counts_table(title: str, counts: dict[str, dict[str, int]]) -> Table:
+    table = Table("store", "table / structure", "rows / keys", title=title)
+    for store, found in counts.items():
+        for name, n in found.items():
+            table.add_row(store, name, f"{n:,}")
+    return table
+
+
+@tenant_app.command("export")
+def tenant_export(
+    org: OrgArgument,
+    out: Annotated[Path, typer.Option("--out", metavar="PATH",
+                                      help="The archive to write (a new .tar file).")],
+    as_json: JsonOption = False,
+    redis_prefix: RedisPrefixOption = "",
+) -> None:
+    """Write one org's rows and queued jobs to one archive (never overwrites a file)."""
+    from platformdb import tenant
+
+    done = tenant.export_tenant(endpoints(start=True), org, out, redis_prefix=redis_prefix)
+    if as_json:
+        print_json({"path": done.path, "org": done.org, "counts": done.counts,
+                    "schema": done.manifest.schema})
+        return
+    show(_counts_table(f"exported {done.org['slug'] or done.org['id']} to {done.path}",
+                       done.counts), markup=False)
+
+
+@tenant_app.command("delete")
+def tenant_delete(
+    org: OrgArgument,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: this cannot be undone.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Also on a database that does not "
+                                                        "look like a development one.")] = False,
+    keep_audit: Annotated[bool, typer.Option(
+        "--keep-audit", help="Keep the org's audit trail in PostgreSQL.")] = False,
+    as_json: JsonOption = False,
+    redis_prefix: RedisPrefixOption = "",
+) -> None:
+    """Remove one org from every store, then check that nothing of it is left."""
+    from platformdb import tenant
+
+    done = tenant.delete_tenant(endpoints(start=True), org, yes=yes, force=force,
+                                keep_audit=keep_audit, redis_prefix=redis_prefix)
+    if as_json:
+        print_json({"org": done.org, "removed": done.removed, "remaining": done.remaining})
+        return
+    show(_counts_table(f"deleted {done.org['slug'] or done.org['id']}: nothing is left",
+                       done.removed), markup=False)
+
+
+@tenant_app.command("import")
+def tenant_import(
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="An archive of `tenant export`.")],
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Replace the org if it exists here (its data is put back if the "
+                          "import fails).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="With --replace: also on a database "
+                                                        "that does not look like a development "
+                                                        "one.")] = False,
+    as_json: JsonOption = False,
+    redis_prefix: RedisPrefixOption = "",
+) -> None:
+    """Restore an exported org, all or nothing (checksums first, counts after)."""
+    from platformdb import tenant
+
+    done = tenant.import_tenant(endpoints(start=True), path, replace=replace, force=force,
+                                redis_prefix=redis_prefix)
+    if as_json:
+        result: dict[str, Any] = {"path": done.path, "org": done.org, "counts": done.counts,
+                                  "replaced": done.replaced}
+        print_json(result)
+        return
+    verb = "replaced" if done.replaced else "imported"
+    show(_counts_table(f"{verb} {done.org['slug'] or done.org['id']} from {done.path}",
+                       done.counts), markup=False)
