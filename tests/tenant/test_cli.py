@@ -52,6 +52,7 @@ def one_line_error(result: tuple[int, str, str], text: str) -> None:
     assert "Traceback" not in err and text in err, err
 
 
+@pytest.mark.slow
 def test_list_and_show_as_tables_and_json(cli: Cli, deployment: Deployment) -> None:
     a = add_org(deployment, "alpha")
     add_org(deployment, "bravo")
@@ -71,6 +72,7 @@ def test_list_and_show_as_tables_and_json(cli: Cli, deployment: Deployment) -> N
     assert code == 0 and "campaign_metrics_raw" in out and "users" in out
 
 
+@pytest.mark.slow
 def test_export_delete_import_on_the_command_line(cli: Cli, deployment: Deployment,
                                                   tmp_path: Path) -> None:
     a = add_org(deployment, "alpha")
@@ -96,6 +98,7 @@ def snapshot(deployment: Deployment, orgs: list[str]) -> dict[str, dict[str, dic
     return {org: counts(deployment, org) for org in orgs}
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_changes_nothing(cli: Cli, deployment: Deployment,
                                                    tmp_path: Path) -> None:
     a = add_org(deployment, "alpha")

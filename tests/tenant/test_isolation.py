@@ -22,6 +22,7 @@ from tests.tenant.conftest import Deployment, add_org, counts
 ROUNDS = 40
 
 
+@pytest.mark.slow
 def test_a_delete_loses_no_row_of_other_orgs_writing_at_the_same_time(
         deployment: Deployment) -> None:
     a = add_org(deployment, "alpha", ch_rows=200, jobs=20)
@@ -86,6 +87,7 @@ def test_a_delete_loses_no_row_of_other_orgs_writing_at_the_same_time(
     assert all(n == 0 for found in counts(deployment, a).values() for n in found.values())
 
 
+@pytest.mark.slow
 def test_delete_of_one_org_leaves_another_untouched(deployment: Deployment) -> None:
     a = add_org(deployment, "alpha")
     b = add_org(deployment, "bravo")
@@ -110,6 +112,7 @@ def production(deployment: Deployment) -> Iterator[Endpoints]:
         drop_database(admin, name)
 
 
+@pytest.mark.slow
 def test_delete_refuses_a_database_that_does_not_look_like_development(
         production: Endpoints, deployment: Deployment) -> None:
     org = str(uuid.uuid4())

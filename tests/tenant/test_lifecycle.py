@@ -88,6 +88,7 @@ def test_export_of_one_org_holds_no_row_or_key_of_another(deployment: Deployment
     assert native(a) in blobs["clickhouse/campaign_metrics_raw.native"]
 
 
+@pytest.mark.slow
 def test_an_interrupted_delete_finishes_when_run_again(deployment: Deployment,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     a = add_org(deployment, "alpha")
@@ -118,6 +119,7 @@ def test_an_interrupted_delete_finishes_when_run_again(deployment: Deployment,
     assert digest(deployment, b) == other
 
 
+@pytest.mark.slow
 def test_delete_leaves_one_erasure_record_and_keep_audit_keeps_the_trail(
         deployment: Deployment) -> None:
     a = add_org(deployment, "alpha")
@@ -135,6 +137,7 @@ def test_delete_leaves_one_erasure_record_and_keep_audit_keeps_the_trail(
     assert actions[(b, "DELETE")] > 0 and actions[(b, "INSERT")] > 0
 
 
+@pytest.mark.slow
 def test_a_failing_import_leaves_nothing_behind(deployment: Deployment, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     a = add_org(deployment, "alpha")
@@ -155,6 +158,7 @@ def test_a_failing_import_leaves_nothing_behind(deployment: Deployment, tmp_path
     assert digest(deployment, b) == other
 
 
+@pytest.mark.slow
 def test_rows_written_during_an_export_never_make_its_counts_disagree(
         deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a = add_org(deployment, "alpha")
@@ -179,6 +183,7 @@ def test_rows_written_during_an_export_never_make_its_counts_disagree(
     assert done.counts["clickhouse"] == exported.counts["clickhouse"]
 
 
+@pytest.mark.slow
 def test_an_org_moves_to_another_deployment(deployment: Deployment, elsewhere: Deployment,
                                             tmp_path: Path) -> None:
     a = add_org(deployment, "alpha")
@@ -194,6 +199,7 @@ def test_an_org_moves_to_another_deployment(deployment: Deployment, elsewhere: D
     assert digest(deployment, a) == before  # an export changes nothing
 
 
+@pytest.mark.slow
 def test_a_failing_replace_puts_the_old_org_back(deployment: Deployment, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     a = add_org(deployment, "alpha")

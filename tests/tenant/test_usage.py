@@ -33,6 +33,7 @@ def series(metrics: list[Metric], name: str) -> dict[str, float]:
     return {m.labels["org"]: m.value for m in metrics if m.name == name}
 
 
+@pytest.mark.slow
 def test_only_the_top_orgs_get_series_and_the_rest_is_summed(deployment: Deployment) -> None:
     for i in range(7):
         small_org(deployment, f"org-{i}", campaigns=(i + 1) * 5)
@@ -58,6 +59,7 @@ class Fixed(Collector):
         yield from exporter.families(self.metrics)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
 def test_usage_metrics_pass_promtool(deployment: Deployment) -> None:
     add_org(deployment, "alpha")
@@ -75,6 +77,7 @@ def test_usage_metrics_pass_promtool(deployment: Deployment) -> None:
         result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_stats_reads_tenant_usage_as_one_source(deployment: Deployment) -> None:
     add_org(deployment, "alpha")
     config = stats.StatsConfig(redis_prefix=deployment.prefix, tenant_top=5)
