@@ -7,9 +7,13 @@ one server:
    row counts and checksums) against ``pg_dump -Fc`` (target <= 1.1x);
 2. ``platformdb restore postgresql`` into a new database against
    ``pg_restore -d`` of the plain dump into a new database (target <= 1.1x);
-3. what the directory format with parallel jobs gains.
+3. what the directory format with parallel jobs gains;
+4. a staged ``restore all`` of a backup set (PostgreSQL, ClickHouse on chDB and
+   Redis, the load dataset at ``--all-scale`` plus queued jobs) against the sum
+   of restoring each store of the same set on its own (target <= 1.1x), in
+   alternating rounds.
 
-Run:  .venv/bin/python bench/bench_backup.py [--scale 1]
+Run:  .venv/bin/python bench/bench_backup.py [--scale 1] [--all-scale 0.1] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -27,12 +32,14 @@ from pathlib import Path
 
 import psycopg
 
-from platformdb import embedded
+from platformdb import embedded, stores
 from platformdb.backup import postgres as pg_backup
 from platformdb.config import Settings, load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
 from platformdb.migrate.postgres import PostgresDriver, pg_tool
+from platformdb.redis import JobQueue, connect
 from platformdb.seed import seed_load
+from platformdb.types import STORE_NAMES, Endpoints
 
 
 def admin_url() -> str:
@@ -58,12 +65,64 @@ def timed(action: object) -> float:
     return time.perf_counter() - started
 
 
+def restore_all(admin: str, scale: float, rounds: int) -> None:
+    """Section 4: a staged restore of every store against the sum of single-store ones."""
+    found = embedded.endpoints(load_settings(), start=True, stores=["redis"])
+    redis_url = re.sub(r"/\d*$", "", found.redis or "") + "/9"  # a database of its own
+    work = Path(tempfile.mkdtemp(prefix="platformdb-bench-restore-all-"))
+    source = database(admin)
+    try:
+        ends = Endpoints(postgres=source, clickhouse=f"chdb://{work / 'ch'}", redis=redis_url,
+                         home=work)
+        client = connect(redis_url)
+        client.flushdb()
+        stores.apply_pending(ends)
+        seed_load(Settings(home=work, postgres_url=source, clickhouse_url=ends.clickhouse,
+                           redis_url=redis_url), scale)
+        queue = JobQueue(client, "etl")
+        for start in range(0, 20_000, 1_000):
+            queue.enqueue_many([("org_1", {"n": n}) for n in range(start, start + 1_000)])
+        client.close()
+        folder = stores.backup(ends, None, work / "sets")[0]
+        each: dict[str, list[float]] = {name: [] for name in STORE_NAMES}
+        whole: list[float] = []
+        for round_ in range(rounds):
+            sides = ["each", "all"] if round_ % 2 == 0 else ["all", "each"]
+            for side in sides:
+                if side == "all":
+                    whole.append(timed(lambda: stores.restore(ends, None, folder, force=True,
+                                                              verify=True)))
+                    continue
+                for name in STORE_NAMES:
+                    each[name].append(timed(lambda name=name: stores.restore(
+                        ends, [name], folder, force=True, verify=True)))
+        sums = [sum(each[name][i] for name in STORE_NAMES) for i in range(rounds)]
+        parts = ", ".join(f"{name} {statistics.median(each[name]):.1f} s" for name in STORE_NAMES)
+        ratios = [w / t for w, t in zip(whole, sums, strict=True)]
+        print(f"restore all (staged, --force --verify), load dataset scale {scale} + 20,000 jobs:"
+              f" {statistics.median(whole):.1f} s; each store alone: {parts}, sum"
+              f" {statistics.median(sums):.1f} s; ratio {statistics.median(ratios):.2f}x"
+              f" (target <= 1.1x); rounds {' '.join(f'{r:.2f}' for r in ratios)}")
+    finally:
+        drop(admin, source)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--all-scale", type=float, default=0.1,
+                        help="load dataset scale of the restore-all section (0 skips it)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the restore-all section")
+    parser.add_argument("--skip-postgres", action="store_true",
+                        help="only the restore-all section")
     args = parser.parse_args()
     admin = admin_url()
+    if args.all_scale > 0:
+        restore_all(admin, args.all_scale, args.rounds)
+    if args.skip_postgres:
+        return
     work = Path(tempfile.mkdtemp(prefix="platformdb-bench-backup-"))
     source = database(admin)
     targets: list[str] = []

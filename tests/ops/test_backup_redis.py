@@ -265,3 +265,37 @@ def test_a_switch_whose_staged_copy_was_tampered_with_changes_nothing(
         staged.close()
     finally:
         target.close()
+
+
+@pytest.mark.slow
+def test_a_restore_over_thousands_of_live_keys_switches_in_one_script(
+    source: Redis, target_url: str, tmp_path: Path
+) -> None:
+    """Steady state holds many keys (a job is a key: 20,000 queued jobs). The switch
+    renames them with one server-side script per group; WATCH, whose cost grows with
+    every key already watched, made it quadratic (9 s for 20,000 keys, then a timeout)."""
+    keys = 20_000
+    with source.pipeline(transaction=False) as pipe:
+        for n in range(keys):
+            pipe.hset(f"queue:{{etl}}:job:org_1:{n}", mapping={"n": n})
+        pipe.execute()
+    folder = redis_backup.backup(url_of(source), tmp_path)
+    target = connect(target_url, decode_responses=False)
+    assert isinstance(target, Redis)
+    try:
+        with target.pipeline(transaction=False) as pipe:
+            for n in range(0, keys, 2):  # half of them live in the target, to be replaced
+                pipe.set(f"queue:{{etl}}:job:org_1:{n}", b"old")
+            pipe.execute()
+
+        def calls(command: str) -> int:
+            stats = target.info("commandstats").get(f"cmdstat_{command}", {})
+            return int(stats.get("calls", 0))
+
+        watches, evals = calls("watch"), calls("eval")
+        report = redis_backup.restore(folder, target_url, force=True)
+        assert report.keys == keys and report.mismatches == []
+        assert snapshot(target) == snapshot(source)
+        assert calls("watch") == watches and calls("eval") == evals + 1
+    finally:
+        target.close()
