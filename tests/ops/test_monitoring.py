@@ -144,8 +144,9 @@ def populated(migrated_url: str, redis_url: str, stack_home: Path, tmp_path: Pat
     SessionStore(client, prefix=prefix).create("user_1", org_id="org_1")
     bouncer = embedded.EmbeddedPgBouncer(stack_home)
     if bouncer.pid() is not None:  # a pooled client, so its pool has series to show
-        database = migrated_url.rsplit("/", 1)[-1]
-        with psycopg.connect(bouncer.url("svc_api", database), prepare_threshold=None) as conn:
+        # (the stack's own database: migrated_url may be on the second target's server)
+        with psycopg.connect(bouncer.url("svc_api", "platform_dev"),
+                             prepare_threshold=None) as conn:
             conn.execute("SELECT 1")
     found = Endpoints(postgres=migrated_url, clickhouse=f"chdb://{tmp_path / 'ch'}",
                       redis=redis_url,
