@@ -271,3 +271,10 @@ def test_inspection_commands_never_start_a_stopped_stack(args: list[str], tmp_pa
         assert result.returncode == 0 and "not running" in result.stderr
         return
     assert_one_line_error(result, 2, "is not running; start it with `platformdb up`")
+
+
+@pytest.mark.slow
+def test_a_database_without_the_schema_says_to_migrate(pg_url: str, tmp_path: Path) -> None:
+    result = cli("tenant", "list", env={"PLATFORMDB_POSTGRES_URL": pg_url,
+                                        "PLATFORMDB_HOME": str(tmp_path)})
+    assert_one_line_error(result, 2, "is not migrated; run `platformdb migrate up`")

@@ -15,6 +15,7 @@ import traceback
 from typing import Annotated
 
 import typer
+from psycopg.errors import UndefinedTable
 from rich.markup import escape
 
 from platformdb import __version__
@@ -79,6 +80,11 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except UndefinedTable as exc:  # a command that needs the platform's schema, before it
+        fail(exc, 2, f"{exc.diag.message_primary or exc}: this PostgreSQL database is not "
+                     "migrated; run "
+                     "`platformdb migrate up` (or point PLATFORMDB_POSTGRES_URL at one that is)",
+             debug)
     except Exception as exc:  # one line, not a traceback, for the unexpected too
         fail(exc, 2, f"{type(exc).__name__}: {exc} (rerun with --debug for details)", debug)
 
