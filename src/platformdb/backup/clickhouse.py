@@ -43,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -56,7 +56,14 @@ from platformdb.backup.manifest import (
     new_manifest,
     read_manifest,
 )
-from platformdb.clickhouse import command, connect, quote_identifier, rows, translated
+from platformdb.clickhouse import (
+    command,
+    connect,
+    quote_identifier,
+    rows,
+    scratch_database,
+    translated,
+)
 from platformdb.clickhouse.ddl import Topology, render
 from platformdb.clickhouse.dictionaries import collection_name
 from platformdb.config import mask_password
@@ -123,7 +130,7 @@ def backup(url: str, out_dir: Path) -> Path:
         (folder / "schema.sql").write_text(
             "".join(f"-- {name} ({engine})\n{query};\n\n" for name, engine, query in found))
         tables: dict[str, TableState] = {}
-        with _scratch(client, f"{database}_backup") as snapshots:
+        with scratch_database(client, f"{database}_backup") as snapshots:
             for name, engine, _ in found:
                 if engine.endswith("MergeTree"):
                     tables[name] = _dump(client, database, snapshots, name,
@@ -176,16 +183,6 @@ def _hold(client: Client, table: str) -> None:
 def _release(client: Client, table: str) -> None:
     command(client, f"SYSTEM START MERGES {table}")
     command(client, f"SYSTEM START TTL MERGES {table}")
-
-
-@contextlib.contextmanager
-def _scratch(client: Client, prefix: str) -> Iterator[str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    command(client, f"CREATE DATABASE {quote_identifier(name)}")
-    try:
-        yield name
-    finally:
-        command(client, f"DROP DATABASE IF EXISTS {quote_identifier(name)} SYNC")
 
 
 def _zstd() -> Any:

@@ -33,6 +33,7 @@ import re
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,17 @@ class Target:
     database: str
     chdb_path: Path | None = None
     dsn: str | None = None
+
+
+@contextlib.contextmanager
+def scratch_database(client: Client, prefix: str) -> Iterator[str]:
+    """A database of its own for the duration (``<prefix>_<random>``), dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    command(client, "CREATE DATABASE {d:Identifier}", {"d": name})
+    try:
+        yield name
+    finally:
+        command(client, "DROP DATABASE IF EXISTS {d:Identifier} SYNC", {"d": name})
 
 
 def parse_url(url: str, database: str | None = None) -> Target:

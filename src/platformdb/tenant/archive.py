@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from platformdb import __version__
+from platformdb.backup.manifest import file_sha256
 from platformdb.errors import ValidationError
 
 MANIFEST = "manifest.json"
@@ -108,14 +109,6 @@ def forget(folder: Path) -> None:
     """Drop what :class:`HashingWriter` recorded under ``folder`` (an export that failed)."""
     for path in [p for p in _WRITTEN if folder in p.parents]:
         _WRITTEN.pop(path, None)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def refuse_existing(path: Path) -> None:

@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from platformdb.clickhouse import command, quote_identifier, rows, translated
+from platformdb.clickhouse import command, quote_identifier, rows, scratch_database, translated
 from platformdb.clickhouse.ddl import Topology, cluster_clause
 from platformdb.errors import CheckFailed, ValidationError
 from platformdb.tenant.archive import HashingWriter
@@ -119,16 +117,6 @@ def schema_head(client: Client) -> int:
 # ------------------------------------------------------------------ export
 
 
-@contextmanager
-def _scratch(client: Client, purpose: str) -> Iterator[str]:
-    name = f"{client.database}_{purpose}_{uuid.uuid4().hex[:8]}"
-    command(client, f"CREATE DATABASE {quote_identifier(name)}")
-    try:
-        yield name
-    finally:
-        command(client, f"DROP DATABASE IF EXISTS {quote_identifier(name)} SYNC")
-
-
 def _partitions(client: Client, database: str, table: str) -> list[str]:
     found = [str(p) for (p,) in rows(
         client, "SELECT DISTINCT partition_id FROM system.parts WHERE database = {d:String}"
@@ -192,7 +180,7 @@ def _export_snapshots(client: Client, org: uuid.UUID, folder: Path,
     """The tables read from snapshots: copies that take the parts by hard link, merges off."""
     database = str(client.database)
     found: dict[str, int] = {}
-    with _scratch(client, "tenant_export") as snapshots:
+    with scratch_database(client, f"{client.database}_tenant_export") as snapshots:
         for name in names:
             snapshot = f"{quote_identifier(snapshots)}.{quote_identifier(name)}"
             command(client, f"CREATE TABLE {snapshot} AS {_table(client, name)}")
