@@ -51,6 +51,7 @@ from platformdb.errors import ConfigError, MigrationError
 from platformdb.lint.context import Context
 from platformdb.lint.findings import Finding, Severity
 from platformdb.migrate.files import OUTSIDE_TRANSACTION, parse_directives
+from platformdb.migrate.online_index import online_index_problem
 
 PG_VERSION = "15.0"
 EXCLUDED_RULES: dict[str, str] = {
@@ -150,18 +151,6 @@ def _online_index_findings(ctx: Context, online: set[Path],
 
 ONLINE_INDEX = ("the index is created ON ONLY the parent, built CONCURRENTLY on each partition "
                 "and attached (docs/MIGRATIONS.md, online indexes on partitioned tables)")
-
-
-def online_index_problem(node: Any) -> str:
-    """Why a statement of an online-index file cannot be built online (mirrors the engine's
-    check, without importing it: lint stays independent of the migration engine)."""
-    if not isinstance(node, ast.IndexStmt):
-        return "an online-index migration holds only CREATE INDEX statements"
-    if not node.idxname:
-        return "name the index: a rerun finds it (and its partitions' indexes) by name"
-    if node.relation is not None and not node.relation.inh:
-        return "write CREATE INDEX ... ON the table, not ON ONLY: the directive does that part"
-    return ""
 
 
 def squawk_command(paths: list[Path], assume_in_transaction: bool) -> list[str]:
