@@ -6,6 +6,7 @@ default stack under ``PLATFORMDB_HOME`` (see :mod:`platformdb.embedded`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,23 @@ def check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
     if parts.scheme not in ("chdb", "unix") and not hosts.split(",")[0] and not parts.query:
         raise ConfigError(f"{name} has no host: {mask_password(url)}")
     return url
+
+
+DEV_WORDS = ("dev", "test", "demo", "local", "tmp", "scratch", "sandbox")
+"""Words in a database name that say it holds nothing anyone would miss."""
+
+
+def development_url(url: str) -> bool:
+    """A PostgreSQL URL on a loopback host whose database name says dev/test/demo...
+    (or a test's ``t_...``): what destructive commands accept without ``--force``."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    name = parts.path.lstrip("/").lower()
+    return loopback and (any(word in name for word in DEV_WORDS) or name.startswith("t_"))
 
 
 def mask_password(url: str) -> str:

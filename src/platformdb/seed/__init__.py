@@ -15,16 +15,14 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from psycopg import sql
 
 from platformdb import secrets
-from platformdb.config import Settings, mask_password
+from platformdb.config import DEV_WORDS, Settings, development_url, mask_password
 from platformdb.errors import StoreUnavailable, ValidationError
 from platformdb.postgres import connect
 from platformdb.resources import data_dir
@@ -35,7 +33,6 @@ CLICKHOUSE_TABLES = ("campaign_metrics_raw", "campaign_metrics_hourly", "campaig
                      "user_events", "api_logs", "user_events_daily", "api_logs_hourly")
 REDIS_PATTERNS = ("session:*", "cache:*", "cachetag:*", "cachelock:*", "cacheidx:*",
                   "ratelimit:*", "queue:*")
-DEV_WORDS = ("dev", "test", "demo", "local", "tmp", "scratch", "sandbox")
 # Columns that hold when a row was written, not what it says, and ciphertexts
 # (a fresh random data key and nonces each time): left out of checksums.
 VOLATILE = {"created_at", "updated_at", "last_login_at", "started_at", "finished_at",
@@ -97,16 +94,7 @@ def row_counts(conn: Any) -> dict[str, int]:
 
 def looks_like_development(url: str, settings: Settings) -> bool:
     """The embedded stack, or a loopback server whose database name says dev/test/demo."""
-    if settings.postgres_url is None:
-        return True
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    name = parts.path.lstrip("/").lower()
-    return loopback and (any(word in name for word in DEV_WORDS) or name.startswith("t_"))
+    return settings.postgres_url is None or development_url(url)
 
 
 def clear(settings: Settings, *, force: bool = False) -> SeedReport:

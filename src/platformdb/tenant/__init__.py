@@ -21,7 +21,6 @@ docs/TENANTS.md describes the commands, the archive and every decision.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import shutil
 import uuid
@@ -31,9 +30,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from platformdb.config import mask_password
+from platformdb.config import DEV_WORDS, development_url, mask_password
 from platformdb.errors import CheckFailed, ConfigError, ValidationError
 from platformdb.stores import open_store
 from platformdb.tenant import archive
@@ -47,7 +45,6 @@ if TYPE_CHECKING:
 
     from platformdb.redis.client import SyncClient
 
-DEV_WORDS = ("dev", "test", "demo", "local", "tmp", "scratch", "sandbox")
 
 __all__ = ["DEV_WORDS", "Deleted", "Exported", "Imported", "Tenant", "checksums",
            "delete_tenant", "export_tenant", "import_tenant", "list_tenants",
@@ -291,15 +288,7 @@ class Deleted:
 
 def looks_like_development(endpoints: Endpoints) -> bool:
     """PostgreSQL on a loopback host in a database whose name says dev/test/demo..."""
-    url = _url(endpoints, "postgresql")
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host.startswith("/")  # a Unix socket is this machine too
-    name = parts.path.lstrip("/").lower()
-    return loopback and (any(word in name for word in DEV_WORDS) or name.startswith("t_"))
+    return development_url(_url(endpoints, "postgresql"))
 
 
 def _guard(endpoints: Endpoints, force: bool, what: str) -> None:
