@@ -207,11 +207,16 @@ def schema_heads(endpoints: Endpoints) -> dict[str, int]:
 
 
 def _heads(endpoints: Endpoints, client: Client, redis_client: SyncClient) -> dict[str, int]:
+    return {"postgresql": pg.schema_head(_url(endpoints, "postgresql")),
+            **_other_heads(client, redis_client)}
+
+
+def _other_heads(client: Client, redis_client: SyncClient) -> dict[str, int]:
+    """The ClickHouse and Redis ledger heads (PostgreSQL's is read where its rows are)."""
     from platformdb.migrate.redis import RedisDriver
 
     applied = RedisDriver(client=redis_client).applied()
-    return {"postgresql": pg.schema_head(_url(endpoints, "postgresql")),
-            "clickhouse": ch.schema_head(client),
+    return {"clickhouse": ch.schema_head(client),
             "redis": max((m.version for m in applied), default=0)}
 
 
@@ -242,8 +247,6 @@ def _export_into(endpoints: Endpoints, org: pg.Org, folder: Path,
     PostgreSQL is read in a thread of its own while ClickHouse and Redis are read
     here: the stores work side by side.
     """
-    from platformdb.migrate.redis import RedisDriver
-
     with ThreadPoolExecutor(1, thread_name_prefix="tenant-export") as pool:
         postgres = pool.submit(pg.export, _url(endpoints, "postgresql"), org.id,
                                folder / "postgresql")
@@ -251,9 +254,7 @@ def _export_into(endpoints: Endpoints, org: pg.Org, folder: Path,
             ch_counts = ch.export(client, org.id, folder / "clickhouse")
             jobs = rd.export_jobs(redis_client, str(org.id), folder / "redis" / "jobs.jsonl",
                                   prefix=redis_prefix)
-            schema = {"clickhouse": ch.schema_head(client),
-                      "redis": max((m.version for m in RedisDriver(client=redis_client)
-                                    .applied()), default=0)}
+            schema = _other_heads(client, redis_client)
         pg_counts, schema["postgresql"] = postgres.result()
     manifest = archive.Manifest(
         org={"id": str(org.id), "slug": org.slug or "", "name": org.name or ""},
