@@ -128,8 +128,20 @@ def redis_url(request: pytest.FixtureRequest, stack_home: Path) -> str:
     return embedded.EmbeddedRedis(stack_home).url()
 
 
+@pytest.fixture(scope="session")
+def service_logins(stack_home: Path) -> Path:
+    """The embedded server's service logins (``svc_api``...), created here rather than left
+    to ``platformdb up``, which makes them only where PgBouncer runs; their passwords are
+    kept under the stack's home."""
+    from platformdb import pgbouncer
+
+    pgbouncer.provision_logins(embedded.EmbeddedPostgres(stack_home).url("postgres"), stack_home)
+    return stack_home
+
+
 @pytest.fixture(params=["direct", "pgbouncer"])
-def service_route(request: pytest.FixtureRequest, stack_home: Path) -> Callable[[str], str]:
+def service_route(request: pytest.FixtureRequest, stack_home: Path,
+                  service_logins: Path) -> Callable[[str], str]:
     """How a service reaches a database of the embedded PostgreSQL: ``direct``, or through
     the stack's PgBouncer (transaction pooling); as the ``svc_api`` login (platform_app)
     either way. Call it with a URL of that server to get the service's URL to the same
