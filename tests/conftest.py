@@ -13,6 +13,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -60,6 +61,96 @@ def stack_home() -> Iterator[Path]:
     yield home
     if not was_running and os.environ.get("PLATFORMDB_KEEP_STACK") != "1":
         embedded.down(home)
+
+
+STACK_DATABASES = {"postgres", "template0", "template1", "platform_dev", "platform_test"}
+LEFTOVER_CHECK = os.environ.get("PLATFORMDB_TEST_LEFTOVERS", "embedded")
+"""``embedded`` (default): after the run, the embedded stack holds no database, key or
+folder a test made. ``all`` also checks the second targets (CI, which owns them); ``off``."""
+
+
+def databases_of(admin_url: str) -> set[str]:
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+
+
+def keys_of(url: str) -> set[bytes]:
+    from platformdb.redis import connect
+
+    client = connect(url)
+    try:
+        return set(client.scan_iter(count=1000))
+    finally:
+        client.close()
+
+
+def scratch_folders(home: Path) -> set[str]:
+    """What tests may leave in the stack's home: cluster folders, scratch and staging."""
+    found = {f"test-clusters/{p.name}" for p in (home / "test-clusters").glob("*")}
+    found |= {p.name for p in home.glob(".platformdb-*")}
+    found |= {p.name for p in home.glob("*-scratch-*")}
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind(stack_home: Path) -> Iterator[None]:
+    """Fails the run when a test leaves a database, key or folder behind, even one that
+    errored: the check compares the servers after the last test with before the first."""
+    if LEFTOVER_CHECK == "off":
+        yield
+        return
+    targets: dict[str, tuple[Callable[[str], set[Any]], str]] = {
+        "embedded PostgreSQL": (databases_of, embedded.EmbeddedPostgres(stack_home).url("postgres")),
+        "embedded Redis": (keys_of, embedded.EmbeddedRedis(stack_home).url()),
+    }
+    if LEFTOVER_CHECK == "all":
+        if os.environ.get("PLATFORMDB_TEST_POSTGRES_URL"):
+            targets["second PostgreSQL"] = (
+                databases_of, with_database(os.environ["PLATFORMDB_TEST_POSTGRES_URL"], "postgres"))
+        if os.environ.get("PLATFORMDB_TEST_REDIS_URL"):
+            targets["second Redis"] = (keys_of, os.environ["PLATFORMDB_TEST_REDIS_URL"])
+    before = {name: read(url) for name, (read, url) in targets.items()}
+    folders = scratch_folders(stack_home)
+    yield
+    left: list[str] = []
+    for name, (read, url) in targets.items():
+        extra = read(url) - before[name] - STACK_DATABASES
+        if extra:
+            shown = sorted(x.decode() if isinstance(x, bytes) else x for x in extra)
+            left.append(f"{name}: {len(shown)} left ({', '.join(shown[:8])}"
+                        f"{', ...' if len(shown) > 8 else ''})")
+    extra_folders = scratch_folders(stack_home) - folders
+    if extra_folders:
+        left.append(f"{stack_home}: {', '.join(sorted(extra_folders))}")
+    if left:
+        pytest.fail("tests left things behind: " + "; ".join(left), pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    """End the run with what was skipped for a missing tool and how to install it; with
+    PLATFORMDB_TEST_NO_SKIPS=1 (CI, which installs every tool) any skip fails the run."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple)
+                     else report.longrepr).removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("skipped")
+        for reason, count in sorted(reasons.items()):
+            terminalreporter.write_line(f"{count:4d}  {reason}")
+    if reasons and os.environ.get("PLATFORMDB_TEST_NO_SKIPS") == "1":
+        terminalreporter.write_line(
+            f"error: {sum(reasons.values())} test(s) skipped and PLATFORMDB_TEST_NO_SKIPS=1",
+            red=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if (os.environ.get("PLATFORMDB_TEST_NO_SKIPS") == "1"
+            and session.config.pluginmanager.get_plugin("terminalreporter") is not None
+            and session.config.pluginmanager.get_plugin("terminalreporter").stats.get("skipped")
+            and exitstatus == 0):
+        session.exitstatus = 1
 
 
 @pytest.fixture

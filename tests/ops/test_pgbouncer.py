@@ -56,11 +56,13 @@ def two_orgs(stack_home: Path, embedded_template: str,
     admin = embedded.EmbeddedPostgres(stack_home).url("postgres")
     name = fresh_name("tb")
     owner = create_database(admin, name, template=embedded_template)
-    with psycopg.connect(owner) as conn:
-        seed_org(conn, ORG_A, "a")
-        seed_org(conn, ORG_B, "b")
-    yield owner, service_route(owner)
-    drop_database(admin, name)
+    try:
+        with psycopg.connect(owner) as conn:
+            seed_org(conn, ORG_A, "a")
+            seed_org(conn, ORG_B, "b")
+        yield owner, service_route(owner)
+    finally:
+        drop_database(admin, name)
 
 
 def orgs_seen(conn: psycopg.Connection[Any]) -> set[uuid.UUID]:
