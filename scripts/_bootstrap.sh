@@ -1,20 +1,48 @@
-# Sourced by the other scripts: cd to the repository and make sure .venv is
-# installed and current (re-installed when pyproject.toml changes).
+# Sourced by the other scripts: cd to the repository and make sure .venv holds
+# platformdb with the extras this script needs (PLATFORMDB_EXTRAS, set by the
+# caller; default everything). A first run installs only those: migrate.sh
+# needs the CLI and the embedded stack, test.sh adds the test and lint tools.
+# .venv is brought up to date when pyproject.toml changes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python3}"
 STAMP=".venv/.platformdb-installed"
+EXTRAS="${PLATFORMDB_EXTRAS:-all,test,lint}"
 WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-if [[ ! -x .venv/bin/python ]] || [[ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]]; then
+# The stamp holds pyproject.toml's hash, then the extras installed, one per line.
+have_all() {
+    [[ -x .venv/bin/python && -f "$STAMP" ]] || return 1
+    [[ "$(head -n1 "$STAMP")" == "$WANT" ]] || return 1
+    local extra
+    for extra in ${EXTRAS//,/ }; do
+        grep -qx "$extra" <(tail -n +2 "$STAMP") || return 1
+    done
+}
+if ! have_all; then
     if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
         echo "error: platformdb needs Python 3.11+; set PYTHON=/path/to/python3.11" >&2
         exit 2
     fi
-    echo "setting up .venv (first run or pyproject.toml changed)..." >&2
-    [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[all,test,lint]' >&2
-    echo "$WANT" > "$STAMP"
+    started=$SECONDS
+    installed=()
+    if [[ -f "$STAMP" && "$(head -n1 "$STAMP")" == "$WANT" ]]; then
+        mapfile -t installed < <(tail -n +2 "$STAMP")
+    fi
+    wanted=$(printf '%s\n' "${installed[@]}" ${EXTRAS//,/ } | sed '/^$/d' | sort -u | paste -sd, -)
+    if [[ ! -x .venv/bin/python ]]; then
+        echo "setup: creating .venv with $("$PY" --version)" >&2
+        "$PY" -m venv .venv
+    fi
+    echo "setup: installing platformdb[$wanted] into .venv (first run or pyproject.toml changed; a minute or two)" >&2
+    # pip prints one line per package it installs; show those, not its chatter
+    if ! .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off \
+            -e ".[$wanted]" 2>&1 | { grep -E '^(Successfully installed|ERROR)' || true; } \
+            | sed 's/^Successfully installed/setup: installed/' >&2; then
+        echo "error: installing platformdb[$wanted] failed; run .venv/bin/python -m pip install -e '.[$wanted]' to see why" >&2
+        exit 2
+    fi
+    { echo "$WANT"; printf '%s\n' ${wanted//,/ }; } > "$STAMP"
+    echo "setup: ready in $((SECONDS - started)) s" >&2
 fi
 PLATFORMDB=".venv/bin/platformdb"

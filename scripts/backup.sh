@@ -9,6 +9,7 @@
 #   ./scripts/backup.sh clickhouse --archive   # one .tar file instead of a folder
 # Each backup is checked against its manifest and recorded as the last good one
 # (backups/platformdb-backups.json: the exporter's backup age, --backup-dir backups).
+PLATFORMDB_EXTRAS="${PLATFORMDB_EXTRAS:-cli,embedded}"
 source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
 store="${1:-all}"
 [[ $# -gt 0 ]] && shift

@@ -6,6 +6,7 @@
 #   ./scripts/restore.sh postgresql backup-2026-01-06.sql        # pg_dump > file.sql (or -Fc)
 #   ./scripts/restore.sh clickhouse backup-2026-01-06.tar        # `backup clickhouse --archive`
 # Folders and archives are checked against their manifests first.
+PLATFORMDB_EXTRAS="${PLATFORMDB_EXTRAS:-cli,embedded}"
 source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
 if [[ $# -lt 2 ]]; then
     echo "usage: $0 postgresql|clickhouse|redis|all PATH [--force] [--verify]" >&2

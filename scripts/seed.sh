@@ -5,6 +5,7 @@
 #   ./scripts/seed.sh load [--scale N]  # load-test dataset (scale 1: 10M PG / 50M CH rows)
 #   ./scripts/seed.sh clear [--force]   # remove seed data; schema and reference data stay
 # With no argument: test.
+PLATFORMDB_EXTRAS="${PLATFORMDB_EXTRAS:-cli,embedded,load}"
 source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
 dataset="${1:-test}"
 [[ $# -gt 0 ]] && shift

@@ -23,6 +23,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -537,14 +538,17 @@ def up(home: Path, postgres: bool = True, redis: bool = True) -> list[ServiceSta
     """Start the embedded services (idempotent) and return their states."""
     with stack_lock(home):
         (home / "clickhouse").mkdir(parents=True, exist_ok=True)
-        if postgres:
-            ids = run_as()
-            pg = EmbeddedPostgres(home)
-            pg.init(ids)
-            pg.start(ids)
-            EmbeddedPgBouncer(home).start(pg, ids)  # when pgbouncer is installed
-        if redis:
-            EmbeddedRedis(home).start()
+        # Redis starts in a thread while PostgreSQL initialises (the slow part of a first run)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            redis_started = pool.submit(EmbeddedRedis(home).start) if redis else None
+            if postgres:
+                ids = run_as()
+                pg = EmbeddedPostgres(home)
+                pg.init(ids)
+                pg.start(ids)
+                EmbeddedPgBouncer(home).start(pg, ids)  # when pgbouncer is installed
+            if redis_started is not None:
+                redis_started.result()
     return status(home)
 
 
