@@ -35,8 +35,9 @@ if ! have_all; then
         "$PY" -m venv .venv
     fi
     echo "setup: installing platformdb[$wanted] into .venv (first run or pyproject.toml changed; a minute or two)" >&2
-    # pip prints one line per package it installs; show those, not its chatter
-    if ! .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off \
+    # pip prints one line per package it installs; show those, not its chatter. No byte
+    # compiling of every installed module (half the time): Python compiles what it imports.
+    if ! .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off --no-compile \
             -e ".[$wanted]" 2>&1 | { grep -E '^(Successfully installed|ERROR)' || true; } \
             | sed 's/^Successfully installed/setup: installed/' >&2; then
         echo "error: installing platformdb[$wanted] failed; run .venv/bin/python -m pip install -e '.[$wanted]' to see why" >&2
