@@ -33,12 +33,12 @@ from pathlib import Path
 import psycopg
 
 from platformdb import embedded, stores
-from platformdb.backup import postgres as pg_backup
 from platformdb.config import Settings, load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.postgres import PostgresDriver, pg_tool
 from platformdb.redis import JobQueue, connect
 from platformdb.seed import seed_load
+from platformdb.stores.postgres import backup as pg_backup
+from platformdb.stores.postgres.driver import PostgresDriver, pg_tool
 from platformdb.types import STORE_NAMES, Endpoints
 
 

@@ -40,7 +40,7 @@ from platformdb import embedded
 from platformdb.config import load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
 from platformdb.migrate.options import MigrateOptions, parse_duration
-from platformdb.migrate.postgres import PostgresDriver
+from platformdb.stores.postgres.driver import PostgresDriver
 
 ORGS = 20
 CAMPAIGNS = 100

@@ -41,7 +41,7 @@ import psycopg
 from platformdb import embedded
 from platformdb.config import load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.postgres import PostgresDriver, pg_tool
+from platformdb.stores.postgres.driver import PostgresDriver, pg_tool
 
 ORGS = 100
 CAMPAIGNS_PER_ORG = 200

@@ -185,7 +185,7 @@ class Variant:
 def redis_benchmark(url: str, prefix: str, version: int, opts: argparse.Namespace, depth: int,
                     estimate: float) -> float:
     """``redis-benchmark`` sending the same FCALL for about a slice; its requests/s."""
-    from platformdb.redis import redis_tool
+    from platformdb.binaries import redis_tool
 
     parts = urlsplit(url)
     requests = max(1000, int(estimate * opts.seconds))
@@ -248,7 +248,8 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, str(SRC))
-    from platformdb.redis import HIREDIS_AVAILABLE, connect, functions, library, redis_tool
+    from platformdb.binaries import redis_tool
+    from platformdb.redis import HIREDIS_AVAILABLE, connect, functions, library
 
     url = opts.url or default_url()
     if urlsplit(url).scheme not in ("redis", "rediss"):

@@ -30,8 +30,8 @@ import psycopg
 from platformdb import embedded
 from platformdb.config import load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.postgres import PostgresDriver, pg_tool
 from platformdb.seed.load import plan
+from platformdb.stores.postgres.driver import PostgresDriver, pg_tool
 
 CHILD = """
 import json, resource, sys, time
@@ -40,8 +40,8 @@ from platformdb.config import Settings
 from platformdb.seed import seed_load
 from platformdb.clickhouse import connect
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.clickhouse.dictionaries import NOWHERE
-from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
+from platformdb.stores.clickhouse.dictionaries import NOWHERE
+from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders
 pg, home, scale, ch = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
 settings = Settings(home=home, postgres_url=pg, clickhouse_url=f"chdb://{home}/chdb",
                     redis_url="redis://127.0.0.1:1/0")

@@ -35,15 +35,15 @@ from psycopg import sql
 
 from platformdb import embedded, tenant
 from platformdb.clickhouse import connect
-from platformdb.clickhouse.dictionaries import NOWHERE
 from platformdb.config import Settings, load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
-from platformdb.migrate.postgres import PostgresDriver
 from platformdb.seed import seed_load
 from platformdb.seed.load import org_id, plan
-from platformdb.tenant import clickhouse as tenant_ch
-from platformdb.tenant import postgres as tenant_pg
+from platformdb.stores.clickhouse import tenant as tenant_ch
+from platformdb.stores.clickhouse.dictionaries import NOWHERE
+from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders
+from platformdb.stores.postgres import tenant as tenant_pg
+from platformdb.stores.postgres.driver import PostgresDriver
 from platformdb.types import Endpoints
 
 

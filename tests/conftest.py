@@ -21,7 +21,7 @@ import pytest
 from platformdb import embedded
 from platformdb.config import Settings
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.postgres import PostgresDriver
+from platformdb.stores.postgres.driver import PostgresDriver
 
 REPO = Path(__file__).resolve().parents[1]
 PG_TARGETS = ["embedded"] + (["external"] if os.environ.get("PLATFORMDB_TEST_POSTGRES_URL") else [])
@@ -133,8 +133,7 @@ def service_logins(stack_home: Path) -> Path:
     """The embedded server's service logins (``svc_api``...), created here rather than left
     to ``platformdb up``, which makes them only where PgBouncer runs; their passwords are
     kept under the stack's home."""
-    from platformdb import pgbouncer
-
+    from platformdb.stores.postgres import pgbouncer
     pgbouncer.provision_logins(embedded.EmbeddedPostgres(stack_home).url("postgres"), stack_home)
     return stack_home
 
@@ -146,8 +145,7 @@ def service_route(request: pytest.FixtureRequest, stack_home: Path,
     the stack's PgBouncer (transaction pooling); as the ``svc_api`` login (platform_app)
     either way. Call it with a URL of that server to get the service's URL to the same
     database. The PgBouncer route skips where no pgbouncer binary is installed."""
-    from platformdb import pgbouncer
-
+    from platformdb.stores.postgres import pgbouncer
     bouncer = embedded.EmbeddedPgBouncer(stack_home)
     if request.param == "pgbouncer" and bouncer.pid() is None:
         pytest.skip(f"pgbouncer not installed ({pgbouncer.INSTALL_HINT})"

@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 import redis
-from platformdb import embedded, pgbouncer
+from platformdb import embedded
+from platformdb.stores.postgres import pgbouncer
 
 
 @pytest.fixture

@@ -29,9 +29,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from platformdb.clickhouse.ddl import Topology, formatted, render
 from platformdb.errors import CheckFailed, StoreUnavailable
 from platformdb.postgres import connect
+from platformdb.stores.clickhouse.ddl import Topology, formatted, render
 
 SCHEMA = "public"
 PARTITION_SCHEMA = "partitions"
@@ -552,7 +552,7 @@ def scratch_database(admin_url: str, migrations: Path | None = None) -> Iterator
     """
     from platformdb.migrate import Migrator, migrations_dir
     from platformdb.migrate.files import discover
-    from platformdb.migrate.postgres import PostgresDriver
+    from platformdb.stores.postgres.driver import PostgresDriver
 
     name = f"platformdb_docs_{uuid.uuid4().hex[:12]}"
     with connect(admin_url, autocommit=True) as conn:
@@ -608,7 +608,7 @@ def table_ddl(url: str) -> dict[str, str]:
     Keys, CHECKs, indexes, triggers, policies and grants of the parent table;
     partitions are described by the parent's ``PARTITION BY`` clause.
     """
-    from platformdb.migrate.postgres import pg_tool
+    from platformdb.stores.postgres.driver import pg_tool
 
     with connect(url) as conn:
         names = [row[0] for row in conn.execute(

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from platformdb.backup import state as backup_state
-from platformdb.partitions import DATE_PARTITIONED, add_months, month_start
 from platformdb.postgres import connect
 from platformdb.redis import client as redis_client
 from platformdb.redis import codec
 from platformdb.redis.keys import KeySpace
 from platformdb.stores.base import Store
+from platformdb.stores.postgres.partitions import DATE_PARTITIONED, add_months, month_start
 from platformdb.types import STORE_NAMES, Metric
 
 T = TypeVar("T")

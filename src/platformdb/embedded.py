@@ -26,10 +26,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from platformdb import pgbouncer
 from platformdb.config import Settings
 from platformdb.errors import StoreUnavailable
 from platformdb.extras import MissingExtra
+from platformdb.stores.postgres import pgbouncer
 from platformdb.types import STORE_NAMES, Endpoints
 
 PG_USER = "platform"
@@ -408,7 +408,7 @@ class EmbeddedPgBouncer:
     """PgBouncer under ``home/pgbouncer``, in front of the embedded PostgreSQL.
 
     Runs only when a ``pgbouncer`` binary is installed (it is not on PyPI):
-    ``up`` creates the service logins (:data:`platformdb.pgbouncer.SERVICES`,
+    ``up`` creates the service logins (:data:`platformdb.stores.postgres.pgbouncer.SERVICES`,
     passwords under ``home/secrets/``), writes ``pgbouncer.ini`` and the
     ``auth_file`` and starts it; ``down`` stops it. Clients reach any database of
     the embedded server through it (``*``), as the service logins.

@@ -7,8 +7,8 @@ running is reported down (see :mod:`platformdb.stores`).
 
 from __future__ import annotations
 
-from platformdb import pgbouncer
 from platformdb.stores import open_stores
+from platformdb.stores.postgres import pgbouncer
 from platformdb.types import Endpoints, StoreHealth
 
 __all__ = ["StoreHealth", "check"]

@@ -10,7 +10,7 @@ Two kinds of source:
 - domain metrics, what generic exporters cannot know
   (:mod:`platformdb.domain_metrics`): migrations, backups, sync-daily,
   partitions ahead, queues, rate-limit decisions, cache hit ratio per
-  namespace, live sessions, and PgBouncer's pools (:mod:`platformdb.pgbouncer`);
+  namespace, live sessions, and PgBouncer's pools (:mod:`platformdb.stores.postgres.pgbouncer`);
 - per-tenant usage (:mod:`platformdb.tenant.usage`): rows, bytes and keys of the
   largest orgs, bounded to the top N (``StatsConfig.tenant_top``).
 
@@ -27,10 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from platformdb import domain_metrics, pgbouncer
+from platformdb import domain_metrics
 from platformdb.domain_metrics import Memo
 from platformdb.errors import PlatformDBError
 from platformdb.stores import open_store
+from platformdb.stores.postgres import pgbouncer
 from platformdb.types import STORE_NAMES, Endpoints, Metric, check_stores
 
 __all__ = ["SOURCES", "Metric", "Source", "SourceResult", "StatsConfig", "collect", "run"]

@@ -17,7 +17,9 @@ from clickhouse_connect.driver import Client
 from hypothesis import given
 from hypothesis import strategies as st
 
-from platformdb.clickhouse.ddl import (
+from platformdb.errors import MigrationError
+from platformdb.lint import run_lint
+from platformdb.stores.clickhouse.ddl import (
     Topology,
     check_order,
     cluster_edition,
@@ -26,8 +28,6 @@ from platformdb.clickhouse.ddl import (
     same_statements,
     split,
 )
-from platformdb.errors import MigrationError
-from platformdb.lint import run_lint
 from tests.clickhouse.conftest import MIGRATIONS, driver_for
 
 TOPOLOGIES = [Topology.single(), Topology.on_cluster(), Topology.on_cluster("analytics"),

@@ -20,7 +20,7 @@ import pytest
 from clickhouse_connect.driver import Client
 
 from platformdb.clickhouse import reports
-from platformdb.clickhouse.dictionaries import LOGIN, collection_name, provision_login
+from platformdb.stores.clickhouse.dictionaries import LOGIN, collection_name, provision_login
 from tests.clickhouse.conftest import SECRET, scalar
 
 REPO = Path(__file__).resolve().parents[2]

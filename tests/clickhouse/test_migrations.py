@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver import Client
 
-from platformdb.clickhouse.ddl import Topology, render
-from platformdb.clickhouse.dictionaries import collection_name
 from platformdb.errors import MigrationError
 from platformdb.migrate import Migrator, discover
-from platformdb.migrate.clickhouse import LEDGER
+from platformdb.stores.clickhouse.ddl import Topology, render
+from platformdb.stores.clickhouse.dictionaries import collection_name
+from platformdb.stores.clickhouse.driver import LEDGER
 from tests.clickhouse.conftest import MIGRATIONS, driver_for, scalar, table_rows
 
 TABLES = {"campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily",

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 from clickhouse_connect.driver import Client
 
-from platformdb.clickhouse.stats import collect, live_rows
 from platformdb.clickhouse.writer import MetricsWriter
+from platformdb.stores.clickhouse.metrics import collect, live_rows
 from tests.clickhouse.conftest import scalar
 
 ORG, OTHER = uuid.UUID(int=0x5A), uuid.UUID(int=0x5B)

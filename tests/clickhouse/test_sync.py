@@ -184,7 +184,7 @@ def test_a_campaign_day_of_1e13_or_more_syncs_since_migration_008(ch: Client, pg
 def pg_before_008(pg_template: tuple[str, str]) -> Iterator[str]:
     """A PostgreSQL database migrated up to 007 (money still numeric(15,2))."""
     from platformdb.migrate import Migrator, discover, migrations_dir
-    from platformdb.migrate.postgres import PostgresDriver
+    from platformdb.stores.postgres.driver import PostgresDriver
     from tests.conftest import create_database, drop_database, fresh_name
 
     admin, _ = pg_template

@@ -19,9 +19,9 @@ import pytest
 
 from platformdb.errors import MigrationError
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.backfill import TABLE, backfill, progress_of, run
 from platformdb.migrate.options import MigrateOptions
-from platformdb.migrate.postgres import PostgresDriver
+from platformdb.stores.postgres.backfill import TABLE, backfill, progress_of, run
+from platformdb.stores.postgres.driver import PostgresDriver
 from tests.test_cli import REPO, cli
 
 ROWS = 3_000

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver import Client
 
-from platformdb.clickhouse.ddl import Topology
 from platformdb.errors import MigrationError
 from platformdb.migrate import Migrator, discover
-from platformdb.migrate.clickhouse import LEDGER, ClickHouseDriver
 from platformdb.migrate.options import MigrateOptions
+from platformdb.stores.clickhouse.ddl import Topology
+from platformdb.stores.clickhouse.driver import LEDGER, ClickHouseDriver
 from tests.clickhouse.conftest import MIGRATIONS, driver_for, scalar, table_rows
 
 TOPOLOGIES = [Topology.single(), Topology.on_cluster("analytics"), Topology.managed()]

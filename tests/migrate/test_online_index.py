@@ -15,9 +15,9 @@ import psycopg
 import pytest
 
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.online_index import partition_index_name
 from platformdb.migrate.options import MigrateOptions
-from platformdb.migrate.postgres import LEDGER, PostgresDriver
+from platformdb.stores.postgres.driver import LEDGER, PostgresDriver
+from platformdb.stores.postgres.online_index import partition_index_name
 
 OPTIONS = MigrateOptions(lock_timeout_ms=200, lock_retries=50, backoff_base_s=0.05,
                          backoff_cap_s=0.3)

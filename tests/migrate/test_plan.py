@@ -19,15 +19,15 @@ import pytest
 
 from platformdb.migrate import Migrator, discover, migrations_dir
 from platformdb.migrate.options import MigrateOptions
-from platformdb.migrate.pg_analysis import (
+from platformdb.stores.postgres.analysis import (
     ACCESS_EXCLUSIVE,
     LOCKS,
     analyse,
     binary_compatible,
     type_text,
 )
-from platformdb.migrate.plan import PostgresPlanner
-from platformdb.migrate.postgres import PostgresDriver
+from platformdb.stores.postgres.driver import PostgresDriver
+from platformdb.stores.postgres.plan import PostgresPlanner
 from tests.test_cli import cli
 
 SETUP = """

@@ -14,7 +14,7 @@ from platformdb.errors import MigrationError
 from platformdb.migrate import Migrator, discover
 from platformdb.migrate.base import checksum
 from platformdb.migrate.options import MigrateOptions
-from platformdb.migrate.postgres import LEDGER, PostgresDriver
+from platformdb.stores.postgres.driver import LEDGER, PostgresDriver
 
 BASE = {
     "001_create_items.sql": "-- items\nCREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY);",

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from platformdb.backup import find_backups
-from platformdb.backup import postgres as pg_backup
 from platformdb.backup.manifest import MANIFEST
 from platformdb.errors import CheckFailed, ValidationError
+from platformdb.stores.postgres import backup as pg_backup
 from tests.conftest import drop_database, fresh_name, with_database
 
 TENANT_ROWS = 300
@@ -21,7 +21,7 @@ TENANT_ROWS = 300
 
 def fill(url: str) -> None:
     """Tenants, users and campaigns across partitions, as the owner."""
-    from platformdb.migrate.postgres import pg_tool  # noqa: F401 - ensures tools resolve
+    from platformdb.stores.postgres.driver import pg_tool  # noqa: F401 - ensures tools resolve
 
     with psycopg.connect(url) as conn:
         conn.execute(

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver import Client
 
-from platformdb.backup import clickhouse as ch_backup
 from platformdb.backup.manifest import MANIFEST
 from platformdb.clickhouse import connect, rows, target_of
-from platformdb.clickhouse.dictionaries import NOWHERE
 from platformdb.clickhouse.writer import MetricsWriter
 from platformdb.config import Settings
 from platformdb.errors import CheckFailed, ValidationError
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
 from platformdb.stores import restore as restore_stores
+from platformdb.stores.clickhouse import backup as ch_backup
+from platformdb.stores.clickhouse.dictionaries import NOWHERE
+from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders
 from platformdb.types import Endpoints
 
 ORG = uuid.UUID(int=0xFEED)

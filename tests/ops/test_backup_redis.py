@@ -20,9 +20,9 @@ from redis.client import Redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from platformdb.backup import redis as redis_backup
 from platformdb.errors import StoreUnavailable, ValidationError
 from platformdb.redis import connect
+from platformdb.stores.redis import backup as redis_backup
 from tests.redis.conftest import redis_cluster, scratch, scratch_url  # noqa: F401 - fixtures
 from tests.redis.valkey_cluster import Cluster
 from tests.test_cli import cli

@@ -26,12 +26,12 @@ from platformdb.domain_metrics import (
 )
 from platformdb.errors import ValidationError
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.postgres import PostgresDriver
-from platformdb.partitions import ensure
 from platformdb.redis import Cache, JobQueue, Limit, RateLimiter, SessionStore, connect, functions
-from platformdb.redis.acl import apply_acl_users, roles
 from platformdb.stats import StatsConfig, collect
 from platformdb.stores import PostgresStore
+from platformdb.stores.postgres.driver import PostgresDriver
+from platformdb.stores.postgres.partitions import ensure
+from platformdb.stores.redis.acl import apply_acl_users, roles
 from platformdb.types import Endpoints, Metric
 from tests.redis.helpers import delete_prefix
 

@@ -18,10 +18,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from platformdb import embedded, pgbouncer
+from platformdb import embedded
 from platformdb.health import check
 from platformdb.postgres import create_pool, tenant_connection
 from platformdb.stats import collect
+from platformdb.stores.postgres import pgbouncer
 from platformdb.types import Endpoints
 from tests.conftest import create_database, drop_database, fresh_name, with_database
 from tests.postgres.test_tenancy import seed_org
@@ -36,7 +37,7 @@ needs_pgbouncer = pytest.mark.skipif(pgbouncer.binary() is None,
 def embedded_template(stack_home: Path) -> Iterator[str]:
     """A migrated database on the embedded server (the one PgBouncer pools)."""
     from platformdb.migrate import Migrator, discover, migrations_dir
-    from platformdb.migrate.postgres import PostgresDriver
+    from platformdb.stores.postgres.driver import PostgresDriver
 
     admin = embedded.EmbeddedPostgres(stack_home).url("postgres")
     name = fresh_name("tplb")

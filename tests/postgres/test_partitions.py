@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from platformdb import partitions
 from platformdb.errors import ValidationError
+from platformdb.stores.postgres import partitions
 
 ORG = uuid.UUID("00000000-0000-4000-8000-0000000000aa")
 CAMPAIGN = uuid.UUID("00000000-0000-4000-8000-0000000000cc")

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from redis.client import Redis
 
+from platformdb.binaries import redis_server_binary, redis_tool
 from platformdb.redis import connect, functions
-from platformdb.redis.server_binary import redis_server_binary, redis_tool
 from tests.redis.helpers import delete_prefix
 from tests.redis.servers import server_binaries, start_server
 from tests.redis.valkey_cluster import Cluster, start_cluster

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from redis.client import Redis
 
-from platformdb.redis.server_binary import redis_server_binary
+from platformdb.binaries import redis_server_binary
 
 
 def server_binaries() -> dict[str, Path]:

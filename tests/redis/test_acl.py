@@ -18,7 +18,6 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from platformdb.errors import ConfigError, StoreUnavailable
 from platformdb.migrate import Migrator
-from platformdb.migrate.redis import RedisDriver, migrations
 from platformdb.redis import (
     Cache,
     EventBus,
@@ -28,14 +27,13 @@ from platformdb.redis import (
     RateLimiter,
     SessionStore,
     Worker,
-    acl_commands,
-    apply_acl_users,
     connect,
     delete_org,
     library,
     org_keys,
 )
-from platformdb.redis.acl import roles
+from platformdb.stores.redis.acl import acl_commands, apply_acl_users, roles
+from platformdb.stores.redis.driver import RedisDriver, migrations
 
 SERVICES = ("RATELIMIT", "SESSIONS", "CACHE", "QUEUE", "EVENTS")
 

@@ -10,8 +10,9 @@ import pytest
 from redis.client import Redis
 from redis.connection import SSLConnection, UnixDomainSocketConnection
 
+from platformdb.binaries import redis_server_binary, redis_tool
 from platformdb.errors import ConfigError, StoreUnavailable
-from platformdb.redis import Limit, RateLimiter, connect, ping, redis_server_binary, redis_tool
+from platformdb.redis import Limit, RateLimiter, connect, ping
 from platformdb.redis.client import _split, redact
 
 

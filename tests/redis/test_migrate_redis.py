@@ -13,11 +13,11 @@ from redis.cluster import RedisCluster
 
 from platformdb.errors import MigrationError
 from platformdb.migrate import Migrator
-from platformdb.migrate import redis as redis_migrate
-from platformdb.migrate.redis import LEDGER, RedisDriver, migrations
 from platformdb.redis import connect, functions, library
 from platformdb.redis.functions import read_library, scripts_dir
 from platformdb.stores import RedisStore
+from platformdb.stores.redis import driver as redis_migrate
+from platformdb.stores.redis.driver import LEDGER, RedisDriver, migrations
 from tests.redis.valkey_cluster import Cluster
 from tests.test_cli import assert_one_line_error, cli
 

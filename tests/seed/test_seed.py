@@ -14,14 +14,14 @@ import pytest
 from psycopg import sql
 
 from platformdb import auth, clickhouse, embedded, secrets, seed
-from platformdb.clickhouse.dictionaries import NOWHERE
 from platformdb.config import Settings
 from platformdb.errors import ValidationError
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
-from platformdb.migrate.redis import RedisDriver
-from platformdb.migrate.redis import migrations as redis_migrations
 from platformdb.postgres import APP_ROLE, tenant_transaction
+from platformdb.stores.clickhouse.dictionaries import NOWHERE
+from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders
+from platformdb.stores.redis.driver import RedisDriver
+from platformdb.stores.redis.driver import migrations as redis_migrations
 from tests.conftest import create_database, drop_database
 
 TODAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)

@@ -15,10 +15,10 @@ from clickhouse_connect.driver import Client
 
 from platformdb import tenant
 from platformdb.clickhouse import connect as ch_connect
-from platformdb.clickhouse.dictionaries import collection_name
 from platformdb.migrate import Migrator
 from platformdb.redis import Cache, JobQueue, Limit, RateLimiter, SessionStore
 from platformdb.redis import connect as redis_connect
+from platformdb.stores.clickhouse.dictionaries import collection_name
 from platformdb.types import Endpoints
 from tests.clickhouse.conftest import (
     MIGRATIONS,

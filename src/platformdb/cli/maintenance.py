@@ -33,8 +33,7 @@ def partitions_ensure(
     as_json: JsonOption = False,
 ) -> None:
     """Create this month's partitions and the next ones (idempotent; run it from cron)."""
-    from platformdb import partitions
-
+    from platformdb.stores.postgres import partitions
     found = endpoints(start=True, stores=["postgresql"])
     created = partitions.ensure(postgres_url(found), months_ahead=months)
     if as_json:
@@ -53,8 +52,9 @@ def retention_apply(
     as_json: JsonOption = False,
 ) -> None:
     """Drop months of campaign_metrics / audit_logs past retention; purge dead tokens."""
-    from platformdb import clickhouse, partitions
-    from platformdb.clickhouse.stats import ttl_state
+    from platformdb import clickhouse
+    from platformdb.stores.clickhouse.metrics import ttl_state
+    from platformdb.stores.postgres import partitions
 
     policy = {name: days for name, days in (("campaign_metrics", metrics_days),
                                              ("audit_logs", audit_days),

@@ -29,13 +29,13 @@ from platformdb.cli.base import (
     show,
 )
 from platformdb.errors import CheckFailed, ConfigError
-from platformdb.migrate import backfill as backfills
 from platformdb.migrate.engine import SchemaDiffers
 from platformdb.migrate.options import MigrateOptions, parse_duration
-from platformdb.migrate.plan import MigrationPlan, StatementPlan, Target, size_text
+from platformdb.migrate.planning import MigrationPlan, StatementPlan, Target, size_text
 from platformdb.redaction import redact_text
 from platformdb.stores import PostgresStore, open_store, open_stores
 from platformdb.stores.base import StoreBase
+from platformdb.stores.postgres import backfill as backfills
 from platformdb.types import Endpoints, Step, check_store
 
 migrate_app = typer.Typer(help="Apply and inspect schema migrations.", no_args_is_help=True)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from platformdb import embedded, pgbouncer
+from platformdb import embedded
 from platformdb.cli.base import (
     JsonOption,
     app,
@@ -22,6 +22,7 @@ from platformdb.cli.base import (
 )
 from platformdb.errors import ConfigError
 from platformdb.redaction import redact
+from platformdb.stores.postgres import pgbouncer
 
 # ------------------------------------------------------------ embedded stack
 

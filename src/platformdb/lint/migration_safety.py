@@ -51,7 +51,7 @@ from platformdb.errors import ConfigError, MigrationError
 from platformdb.lint.context import Context
 from platformdb.lint.findings import Finding, Severity
 from platformdb.migrate.files import OUTSIDE_TRANSACTION, parse_directives
-from platformdb.migrate.online_index import online_index_problem
+from platformdb.stores.postgres.online_index import online_index_problem
 
 PG_VERSION = "15.0"
 EXCLUDED_RULES: dict[str, str] = {

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from platformdb.migrate.plan import MigrationPlan
+    from platformdb.migrate.planning import MigrationPlan
     from platformdb.migrate.snapshot import SchemaState, Snapshot
 
 

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 from platformdb.config import DEV_WORDS, development_url, mask_password
 from platformdb.errors import CheckFailed, ConfigError, ValidationError
 from platformdb.stores import open_store
+from platformdb.stores.clickhouse import tenant as ch
+from platformdb.stores.postgres import tenant as pg
+from platformdb.stores.redis import tenant as rd
 from platformdb.tenant import archive
-from platformdb.tenant import clickhouse as ch
-from platformdb.tenant import postgres as pg
-from platformdb.tenant import redis as rd
 from platformdb.types import Endpoints
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ def _heads(endpoints: Endpoints, client: Client, redis_client: SyncClient) -> di
 
 def _other_heads(client: Client, redis_client: SyncClient) -> dict[str, int]:
     """The ClickHouse and Redis ledger heads (PostgreSQL's is read where its rows are)."""
-    from platformdb.migrate.redis import RedisDriver
+    from platformdb.stores.redis.driver import RedisDriver
 
     applied = RedisDriver(client=redis_client).applied()
     return {"clickhouse": ch.schema_head(client),
@@ -326,7 +326,7 @@ def delete_tenant(endpoints: Endpoints, ref: str, *, yes: bool = False, force: b
         raise ValidationError(f"tenant delete removes org {org.slug or org.id} from every "
                               "store and cannot be undone; pass --yes to confirm")
     _guard(endpoints, force, "delete from it")
-    from platformdb.clickhouse.ddl import Topology
+    from platformdb.stores.clickhouse.ddl import Topology
 
     removed = {"postgresql": pg.delete(_url(endpoints, "postgresql"), org.id,
                                        keep_audit=keep_audit)}

@@ -31,19 +31,20 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from platformdb.errors import MigrationError, StoreUnavailable
-from platformdb.migrate.backfill import backfill_settings, parse_update
-from platformdb.migrate.backfill import run as run_backfill
 from platformdb.migrate.base import AppliedMigration, Migration
 from platformdb.migrate.engine import Migrator, who
-from platformdb.migrate.online_index import build_online, online_index_problem
 from platformdb.migrate.options import MigrateOptions, parse_duration
-from platformdb.migrate.pg_analysis import Statement, parse, relations
-from platformdb.migrate.pg_catalog import advisory_holders, describe_holders, relation_holders
-from platformdb.migrate.pg_snapshot import snapshot
-from platformdb.migrate.plan import MigrationPlan, plan_postgres
+from platformdb.migrate.planning import MigrationPlan
 from platformdb.migrate.retry import Attempts, RetriesExhausted, with_lock_retries
 from platformdb.migrate.snapshot import SchemaState, Snapshot
 from platformdb.postgres import connect
+from platformdb.stores.postgres.analysis import Statement, parse, relations
+from platformdb.stores.postgres.backfill import backfill_settings, parse_update
+from platformdb.stores.postgres.backfill import run as run_backfill
+from platformdb.stores.postgres.catalog import advisory_holders, describe_holders, relation_holders
+from platformdb.stores.postgres.online_index import build_online, online_index_problem
+from platformdb.stores.postgres.plan import plan_postgres
+from platformdb.stores.postgres.snapshot import snapshot
 
 log = logging.getLogger("platformdb.migrate")
 
@@ -156,7 +157,8 @@ class PostgresDriver:
     # ------------------------------------------------------------ ledger
 
     def ensure_ledger(self) -> None:
-        ddl = (resources.files("platformdb.migrate") / "sql" / "postgres_ledger.sql").read_text()
+        ddl = (resources.files("platformdb.stores.postgres") / "sql"
+               / "postgres_ledger.sql").read_text()
         with self.conn.transaction():
             self.conn.execute(ddl)
 

@@ -21,7 +21,7 @@ offers:
   already there did not create it, so its data is never dropped, even when
   the migration then altered it (the alteration is undone). Nothing is
   recorded. Every ClickHouse migration therefore needs a down file.
-- **Rendering**: :mod:`platformdb.clickhouse.ddl` renders each file for the
+- **Rendering**: :mod:`platformdb.stores.clickhouse.ddl` renders each file for the
   topology (single node, cluster, managed); ``${...}`` values (the dictionaries'
   least-privilege login and named collection, :func:`dictionary_placeholders`)
   are filled at apply time and never reach the ledger. On a cluster,
@@ -47,7 +47,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from platformdb.clickhouse import ClickHouseError, translated
-from platformdb.clickhouse.ddl import (
+from platformdb.errors import MigrationError
+from platformdb.migrate.base import AppliedMigration, Migration
+from platformdb.migrate.engine import Migrator, who
+from platformdb.migrate.options import MigrateOptions
+from platformdb.migrate.planning import MigrationPlan
+from platformdb.migrate.snapshot import SchemaState, Snapshot
+from platformdb.stores.clickhouse.ddl import (
     Statement,
     Topology,
     check_order,
@@ -58,15 +64,9 @@ from platformdb.clickhouse.ddl import (
     source_for,
     split,
 )
-from platformdb.clickhouse.dictionaries import collection_name, ensure_collection
-from platformdb.errors import MigrationError
-from platformdb.migrate.base import AppliedMigration, Migration
-from platformdb.migrate.ch_plan import plan_statement
-from platformdb.migrate.ch_snapshot import snapshot as ch_snapshot
-from platformdb.migrate.engine import Migrator, who
-from platformdb.migrate.options import MigrateOptions
-from platformdb.migrate.plan import MigrationPlan
-from platformdb.migrate.snapshot import SchemaState, Snapshot
+from platformdb.stores.clickhouse.dictionaries import collection_name, ensure_collection
+from platformdb.stores.clickhouse.plan import plan_statement
+from platformdb.stores.clickhouse.snapshot import snapshot as ch_snapshot
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver import Client
@@ -426,7 +426,7 @@ def dictionary_placeholders(client: Client, login_url: str,
     created or updated here. ``${pg_*}`` (003): the same login's details, so a
     fresh database never has the owner's credentials written into its DDL, not even
     between 003 and 006. ``login_url`` is a least-privilege login
-    (:mod:`platformdb.clickhouse.dictionaries`), never the migration owner.
+    (:mod:`platformdb.stores.clickhouse.dictionaries`), never the migration owner.
     """
     return {**postgres_placeholders(login_url),
             "dictionary_source": ensure_collection(client, login_url, topology)}

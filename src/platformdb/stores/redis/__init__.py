@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from platformdb.backup import redis as redis_backup
 from platformdb.errors import CheckFailed
 from platformdb.migrate.base import Driver, Migration
-from platformdb.migrate.redis import RedisDriver, migrations
 from platformdb.redis import client as redis_client
 from platformdb.stores.base import StoreBase
+from platformdb.stores.redis import backup as redis_backup
+from platformdb.stores.redis.driver import RedisDriver, migrations
 from platformdb.types import Endpoints, Metric, Restored, Step
 
 

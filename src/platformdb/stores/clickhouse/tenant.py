@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from platformdb.clickhouse import command, quote_identifier, rows, scratch_database, translated
-from platformdb.clickhouse.ddl import Topology, cluster_clause
 from platformdb.errors import CheckFailed, ValidationError
+from platformdb.stores.clickhouse.ddl import Topology, cluster_clause
 from platformdb.tenant.archive import HashingWriter
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def checksums(client: Client, org: uuid.UUID) -> dict[str, str]:
 
 
 def schema_head(client: Client) -> int:
-    from platformdb.migrate.clickhouse import ClickHouseDriver
+    from platformdb.stores.clickhouse.driver import ClickHouseDriver
 
     applied = ClickHouseDriver(client).applied()
     return max((m.version for m in applied), default=0)

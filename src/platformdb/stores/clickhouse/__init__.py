@@ -7,18 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from platformdb import clickhouse
-from platformdb.backup import clickhouse as ch_backup
-from platformdb.clickhouse import dictionaries
-from platformdb.clickhouse import stats as ch_stats
-from platformdb.clickhouse.ddl import Topology
 from platformdb.errors import ConfigError
 from platformdb.migrate.base import Driver
-from platformdb.migrate.clickhouse import (
+from platformdb.stores.base import StoreBase, Unavailable
+from platformdb.stores.clickhouse import backup as ch_backup
+from platformdb.stores.clickhouse import dictionaries
+from platformdb.stores.clickhouse import metrics as ch_stats
+from platformdb.stores.clickhouse.ddl import Topology
+from platformdb.stores.clickhouse.driver import (
     ClickHouseDriver,
     dictionary_placeholders,
     postgres_placeholders,
 )
-from platformdb.stores.base import StoreBase, Unavailable
 from platformdb.types import Endpoints, Metric, StoreHealth
 
 HEALTH_WAIT = 5.0
@@ -29,7 +29,7 @@ class ClickHouseStore(StoreBase):
     """The platform's analytics database: a ClickHouse server, or chDB at a path.
 
     The dictionaries read PostgreSQL as their own least-privilege login
-    (:mod:`platformdb.clickhouse.dictionaries`): ``dictionary_login`` when one is
+    (:mod:`platformdb.stores.clickhouse.dictionaries`): ``dictionary_login`` when one is
     configured, else one provisioned with the PostgreSQL owner's URL (its password
     kept under ``home``). ``cluster`` renders DDL for a cluster; ``managed`` for a
     managed service that refuses ``ON CLUSTER``.

@@ -16,8 +16,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from platformdb.clickhouse.ddl import Statement, code_only
-from platformdb.migrate.plan import BACKFILL, StatementPlan, Target, human_bytes
+from platformdb.migrate.planning import BACKFILL, StatementPlan, Target, human_bytes
+from platformdb.stores.clickhouse.ddl import Statement, code_only
 
 _NAME = r"(?:`?\w+`?\.)?`?(?P<table>\w+)`?"
 _ALTER = re.compile(rf"^\s*ALTER\s+TABLE\s+{_NAME}(?:\s+ON\s+CLUSTER\s+\S+)?\s+(?P<rest>.*)$",

@@ -1,18 +1,16 @@
-"""``migrate plan``: what each pending statement will do to the live database.
+"""``migrate plan`` on PostgreSQL: what each pending statement will do to the live database.
 
 For every statement of every pending migration: the lock it takes on each
 relation it touches, whether it rewrites the table, scans it under that lock
 or builds an index, the live size of what it touches (rows and bytes from
-the catalogue, partitions summed), and a verdict -- ``ok``, ``caution`` or
-``danger`` -- with why and the safe alternative. PostgreSQL's facts come from
-the parse tree (:mod:`.pg_analysis`) and the catalogue (:mod:`.pg_catalog`);
-ClickHouse's from :mod:`.ch_plan`. Nothing is executed.
+the catalogue, partitions summed), and a verdict (:mod:`platformdb.migrate.planning`)
+with why and the safe alternative. The facts come from the parse tree
+(:mod:`.analysis`) and the catalogue (:mod:`.catalog`). Nothing is executed.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pglast
@@ -20,7 +18,14 @@ import psycopg
 
 from platformdb.migrate.base import Migration
 from platformdb.migrate.options import MigrateOptions
-from platformdb.migrate.pg_analysis import (
+from platformdb.migrate.planning import (
+    BACKFILL,
+    MigrationPlan,
+    StatementPlan,
+    Target,
+    size_text,
+)
+from platformdb.stores.postgres.analysis import (
     ACCESS_EXCLUSIVE,
     BLOCKS,
     ROW_EXCLUSIVE,
@@ -33,7 +38,8 @@ from platformdb.migrate.pg_analysis import (
     parse,
     relations,
 )
-from platformdb.migrate.pg_catalog import (
+from platformdb.stores.postgres.backfill import DEFAULT_BATCH, backfill_settings
+from platformdb.stores.postgres.catalog import (
     RelationInfo,
     checks_on_column,
     column_type,
@@ -42,73 +48,8 @@ from platformdb.migrate.pg_catalog import (
     relation,
 )
 
-SEVERITIES = ("ok", "caution", "danger")
 ONLINE_INDEX = "`-- platformdb: online-index` (ON ONLY the parent, each partition CONCURRENTLY, " \
     "then attached)"
-BACKFILL = "a batched backfill (`-- platformdb: backfill` or `platformdb migrate backfill`)"
-
-
-@dataclass
-class Target:
-    """One relation a statement touches, with what it does to it and how big it is."""
-
-    relation: str | None
-    lock: str
-    action: str
-    blocks: str = ""
-    rewrite: bool = False
-    scan: bool = False
-    build: bool = False
-    destructive: bool = False
-    exists: bool = False
-    new: bool = False
-    """Created earlier in this plan (or by this statement): empty."""
-    kind: str = ""
-    rows: int | None = None
-    bytes: int = 0
-    partitions: int = 0
-    note: str = ""
-
-
-@dataclass
-class StatementPlan:
-    line: int
-    sql: str
-    statement: str
-    lock: str
-    targets: list[Target] = field(default_factory=list)
-    severity: str = "ok"
-    why: list[str] = field(default_factory=list)
-    instead: list[str] = field(default_factory=list)
-
-    def flag(self, severity: str, why: str, instead: str = "") -> None:
-        if SEVERITIES.index(severity) > SEVERITIES.index(self.severity):
-            self.severity = severity
-        if why and why not in self.why:
-            self.why.append(why)
-        if instead and instead not in self.instead:
-            self.instead.append(instead)
-
-
-@dataclass
-class MigrationPlan:
-    store: str
-    version: int
-    label: str
-    mode: str
-    """``transaction``, ``no-transaction``, ``online-index``, ``backfill`` (ClickHouse:
-    ``statements``)."""
-    statements: list[StatementPlan] = field(default_factory=list)
-
-    @property
-    def severity(self) -> str:
-        worst = [s.severity for s in self.statements] or ["ok"]
-        return max(worst, key=SEVERITIES.index)
-
-    def to_dict(self) -> dict[str, Any]:
-        found = asdict(self)
-        found["severity"] = self.severity
-        return found
 
 
 def mode_of(migration: Migration) -> str:
@@ -116,28 +57,6 @@ def mode_of(migration: Migration) -> str:
         if mode in migration.directives:
             return mode
     return "transaction"
-
-
-def size_text(target: Target) -> str:
-    """``12,345 rows, 3.1 MB (21 partitions)`` -- or ``new``, ``not found``."""
-    if target.new:
-        return "new"
-    if not target.exists:
-        return "not found"
-    if target.kind == "view":
-        return "view"
-    rows = "? rows" if target.rows is None else f"{target.rows:,} rows"
-    parts = f" ({target.partitions} partitions)" if target.partitions else ""
-    return f"{rows}, {human_bytes(target.bytes)}{parts}"
-
-
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def _key(name: str | None) -> str:
@@ -338,8 +257,6 @@ class PostgresPlanner:
         return plan
 
     def backfill(self, line: int, sql: str, node: Any, settings: str) -> StatementPlan:
-        from platformdb.migrate.backfill import DEFAULT_BATCH, backfill_settings
-
         batch = int(backfill_settings(settings).get("batch_size", DEFAULT_BATCH))
         names = relations(node)
         table = names[0] if names else None

@@ -32,9 +32,9 @@ import psycopg
 from psycopg import sql
 
 from platformdb.clickhouse import command, quote_identifier, rows
-from platformdb.clickhouse.ddl import Topology, cluster_clause
 from platformdb.config import mask_password
 from platformdb.errors import ConfigError, MigrationError
+from platformdb.stores.clickhouse.ddl import Topology, cluster_clause
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver import Client

@@ -33,8 +33,8 @@ from platformdb.backup.manifest import (
     read_manifest,
 )
 from platformdb.errors import CheckFailed, StoreUnavailable, ValidationError
-from platformdb.migrate.postgres import LEDGER, LEDGER_ID, pg_tool
 from platformdb.postgres import connect
+from platformdb.stores.postgres.driver import LEDGER, LEDGER_ID, pg_tool
 
 STORE = "postgresql"
 CUSTOM_FILE = "postgresql.dump"

@@ -455,7 +455,7 @@ def _in_child(action: str, statements: Sequence[str]) -> list[str | None]:
     if not statements:
         return []
     result = subprocess.run(
-        [sys.executable, "-m", "platformdb.clickhouse.ddl", action],
+        [sys.executable, "-m", "platformdb.stores.clickhouse.ddl", action],
         input=json.dumps(list(statements)), capture_output=True, text=True,
         timeout=PARSER_TIMEOUT, check=False)
     if result.returncode != 0:

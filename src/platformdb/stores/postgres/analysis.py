@@ -11,7 +11,7 @@ on real servers by the tests.
 
 Some answers need the live catalogue (is ``numeric(15,2)`` to
 ``numeric(38,2)`` binary compatible? which CHECK constraints use the
-column?); :mod:`platformdb.migrate.plan` asks it. This module never connects.
+column?); :mod:`platformdb.stores.postgres.plan` asks it. This module never connects.
 """
 
 from __future__ import annotations

@@ -64,12 +64,12 @@ from platformdb.clickhouse import (
     scratch_database,
     translated,
 )
-from platformdb.clickhouse.ddl import Topology, render
-from platformdb.clickhouse.dictionaries import collection_name
 from platformdb.config import mask_password
 from platformdb.errors import CheckFailed, ValidationError
 from platformdb.migrate import discover, migrations_dir
-from platformdb.migrate.clickhouse import LOCK_TABLE, ClickHouseDriver
+from platformdb.stores.clickhouse.ddl import Topology, render
+from platformdb.stores.clickhouse.dictionaries import collection_name
+from platformdb.stores.clickhouse.driver import LOCK_TABLE, ClickHouseDriver
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver import Client

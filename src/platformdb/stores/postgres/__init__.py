@@ -7,12 +7,12 @@ from typing import Any
 
 import psycopg
 
-from platformdb.backup import postgres as pg_backup
 from platformdb.errors import PlatformDBError
 from platformdb.migrate.base import Driver
-from platformdb.migrate.postgres import PostgresDriver
 from platformdb.postgres import connect
 from platformdb.stores.base import StoreBase, timed
+from platformdb.stores.postgres import backup as pg_backup
+from platformdb.stores.postgres.driver import PostgresDriver
 from platformdb.types import Endpoints, Metric, Restored, StoreHealth
 
 

@@ -40,9 +40,9 @@ from psycopg import sql
 from platformdb.errors import MigrationError
 from platformdb.migrate.base import checksum
 from platformdb.migrate.options import MigrateOptions, Progress
-from platformdb.migrate.pg_catalog import advisory_holders, describe_holders
 from platformdb.migrate.retry import RetriesExhausted, with_lock_retries
 from platformdb.postgres import connect
+from platformdb.stores.postgres.catalog import advisory_holders, describe_holders
 
 DEFAULT_BATCH = 1000
 TABLE = "platformdb.backfills"
@@ -155,7 +155,7 @@ class _Backfill:
     def prepare(self, restart: bool) -> None:
         with self.conn.transaction():
             if self.conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone() == (None,):
-                ddl = (resources.files("platformdb.migrate") / "sql"
+                ddl = (resources.files("platformdb.stores.postgres") / "sql"
                        / "postgres_ledger.sql").read_text()
                 self.conn.execute(ddl)
             if restart:
