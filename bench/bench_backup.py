@@ -33,12 +33,13 @@ from pathlib import Path
 import psycopg
 
 from platformdb import embedded, stores
+from platformdb.binaries import pg_tool
 from platformdb.config import Settings, load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
 from platformdb.redis import JobQueue, connect
 from platformdb.seed import seed_load
 from platformdb.stores.postgres import backup as pg_backup
-from platformdb.stores.postgres.driver import PostgresDriver, pg_tool
+from platformdb.stores.postgres.driver import PostgresDriver
 from platformdb.types import STORE_NAMES, Endpoints
 
 

@@ -39,9 +39,10 @@ import bcrypt
 import psycopg
 
 from platformdb import embedded
+from platformdb.binaries import pg_tool
 from platformdb.config import load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.stores.postgres.driver import PostgresDriver, pg_tool
+from platformdb.stores.postgres.driver import PostgresDriver
 
 ORGS = 100
 CAMPAIGNS_PER_ORG = 200

@@ -28,10 +28,11 @@ from pathlib import Path
 import psycopg
 
 from platformdb import embedded
+from platformdb.binaries import pg_tool
 from platformdb.config import load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
 from platformdb.seed.load import plan
-from platformdb.stores.postgres.driver import PostgresDriver, pg_tool
+from platformdb.stores.postgres.driver import PostgresDriver
 
 CHILD = """
 import json, resource, sys, time

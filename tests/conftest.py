@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from platformdb import embedded
+from platformdb import binaries, embedded
 from platformdb.config import Settings
 from platformdb.migrate import Migrator, discover, migrations_dir
 from platformdb.stores.postgres.driver import PostgresDriver
@@ -148,8 +148,8 @@ def service_route(request: pytest.FixtureRequest, stack_home: Path,
     from platformdb.stores.postgres import pgbouncer
     bouncer = embedded.EmbeddedPgBouncer(stack_home)
     if request.param == "pgbouncer" and bouncer.pid() is None:
-        pytest.skip(f"pgbouncer not installed ({pgbouncer.INSTALL_HINT})"
-                    if pgbouncer.binary() is None else "the stack's PgBouncer is not running")
+        pytest.skip(f"pgbouncer not installed ({binaries.PGBOUNCER_INSTALL_HINT})"
+                    if binaries.pgbouncer() is None else "the stack's PgBouncer is not running")
     server = embedded.EmbeddedPostgres(stack_home)
 
     def route(url: str) -> str:

@@ -12,8 +12,7 @@ import psycopg
 import pytest
 
 import redis
-from platformdb import embedded
-from platformdb.stores.postgres import pgbouncer
+from platformdb import binaries, embedded
 
 
 @pytest.fixture
@@ -25,7 +24,7 @@ def home(cluster_dir: Path) -> Iterator[Path]:
 
 def running(home: Path) -> dict[str, int | None]:
     return {s.name: s.pid for s in embedded.status(home) if s.name != "clickhouse"
-            and (s.name != "pgbouncer" or pgbouncer.binary())}
+            and (s.name != "pgbouncer" or binaries.pgbouncer())}
 
 
 def wait_dead(pid: int) -> None:
@@ -71,7 +70,7 @@ def test_a_crashed_stack_recovers_on_the_next_up(home: Path) -> None:
 @pytest.mark.slow
 def test_down_stops_what_up_started_and_nothing_else(home: Path, stack_home: Path) -> None:
     embedded.up(home)
-    with_bouncer = ["pgbouncer"] if pgbouncer.binary() else []  # up runs it when installed
+    with_bouncer = ["pgbouncer"] if binaries.pgbouncer() else []  # up runs it when installed
     assert sorted(embedded.down(home)) == [*with_bouncer, "postgresql", "redis"]
     assert embedded.down(home) == []
     assert not any(s.running for s in embedded.status(home) if s.name != "clickhouse")

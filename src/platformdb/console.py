@@ -40,11 +40,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from platformdb import clickhouse
-from platformdb.binaries import redis_tool
+from platformdb.binaries import pg_tool, redis_tool
 from platformdb.errors import ConfigError, PlatformDBError, StoreUnavailable
 from platformdb.postgres import connect as pg_connect
 from platformdb.redis import client as redis_client
-from platformdb.stores.postgres.driver import pg_tool
 from platformdb.types import check_store
 
 if TYPE_CHECKING:

@@ -608,7 +608,7 @@ def table_ddl(url: str) -> dict[str, str]:
     Keys, CHECKs, indexes, triggers, policies and grants of the parent table;
     partitions are described by the parent's ``PARTITION BY`` clause.
     """
-    from platformdb.stores.postgres.driver import pg_tool
+    from platformdb.binaries import pg_tool
 
     with connect(url) as conn:
         names = [row[0] for row in conn.execute(

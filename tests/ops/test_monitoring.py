@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.client import Redis
 
-from platformdb import embedded, exporter, stores
+from platformdb import binaries, embedded, exporter, stores
 from platformdb.redis import Cache, JobQueue, Limit, RateLimiter, SessionStore, connect, functions
 from platformdb.stats import StatsConfig
 from platformdb.types import Endpoints
@@ -31,7 +30,7 @@ MONITORING = REPO / "monitoring"
 ALERTS = MONITORING / "alerts.yaml"
 ALERT_TESTS = MONITORING / "alerts_test.yaml"
 DASHBOARD = MONITORING / "grafana" / "platformdb.json"
-PROMTOOL = shutil.which("promtool")
+PROMTOOL = binaries.promtool()
 needs_promtool = pytest.mark.skipif(PROMTOOL is None,
                                     reason="promtool not installed (apt-get install prometheus)")
 

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from platformdb import embedded
+from platformdb import binaries, embedded
 from platformdb.health import check
 from platformdb.postgres import create_pool, tenant_connection
 from platformdb.stats import collect
@@ -29,8 +29,9 @@ from tests.postgres.test_tenancy import seed_org
 
 ORG_A = uuid.UUID("00000000-0000-4000-8000-0000000000a7")
 ORG_B = uuid.UUID("00000000-0000-4000-8000-0000000000b7")
-needs_pgbouncer = pytest.mark.skipif(pgbouncer.binary() is None,
-                                     reason=f"pgbouncer not installed ({pgbouncer.INSTALL_HINT})")
+needs_pgbouncer = pytest.mark.skipif(binaries.pgbouncer() is None,
+                                     reason="pgbouncer not installed "
+                                            f"({binaries.PGBOUNCER_INSTALL_HINT})")
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,7 @@ def test_prepared_statements_work_or_are_refused_as_documented(
     PostgreSQL, or PgBouncer 1.21+, the same sequence works."""
     _, url = two_orgs
     tracked = service_route.kind == "direct" or pgbouncer.supports_prepared_statements(  # type: ignore[attr-defined]
-        pgbouncer.version(pgbouncer.binary() or Path("pgbouncer")))
+        pgbouncer.version(binaries.pgbouncer() or Path("pgbouncer")))
 
     def sequence(prepare_threshold: int | None) -> None:
         with psycopg.connect(url, prepare_threshold=prepare_threshold) as first, \
@@ -210,7 +211,7 @@ def test_up_runs_pgbouncer_in_front_of_postgres_and_down_stops_it(
 def test_health_and_stats_of_the_stack_show_its_pgbouncer(stack_home: Path) -> None:
     bouncer = embedded.EmbeddedPgBouncer(stack_home)
     if bouncer.pid() is None:
-        pytest.skip(f"pgbouncer not installed ({pgbouncer.INSTALL_HINT})")
+        pytest.skip(f"pgbouncer not installed ({binaries.PGBOUNCER_INSTALL_HINT})")
     from platformdb.config import Settings
 
     found = embedded.endpoints(Settings(home=stack_home), start=False, stores=["postgresql"])
@@ -229,7 +230,7 @@ def test_health_and_stats_of_the_stack_show_its_pgbouncer(stack_home: Path) -> N
 def test_the_admin_console_user_cannot_reach_a_database(stack_home: Path) -> None:
     bouncer = embedded.EmbeddedPgBouncer(stack_home)
     if bouncer.pid() is None:
-        pytest.skip(f"pgbouncer not installed ({pgbouncer.INSTALL_HINT})")
+        pytest.skip(f"pgbouncer not installed ({binaries.PGBOUNCER_INSTALL_HINT})")
     console_url = bouncer.admin_url()
     database_url = with_database(console_url, "platform_dev")
     with pytest.raises(psycopg.OperationalError):

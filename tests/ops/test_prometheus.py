@@ -17,11 +17,11 @@ from urllib.parse import quote
 
 import pytest
 
-from platformdb import exporter
+from platformdb import binaries, exporter
 from platformdb.embedded import free_port
 from platformdb.types import Endpoints
 
-PROMTOOL = shutil.which("promtool")
+PROMTOOL = binaries.promtool()
 PROMETHEUS = shutil.which("prometheus")
 
 

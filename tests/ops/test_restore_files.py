@@ -20,11 +20,11 @@ import pytest
 from platformdb import stores
 from platformdb.backup import archive
 from platformdb.backup import state as backup_state
+from platformdb.binaries import pg_tool
 from platformdb.clickhouse import connect, target_of
 from platformdb.config import Settings
 from platformdb.errors import StoreUnavailable, ValidationError
 from platformdb.stores.clickhouse import backup as ch_backup
-from platformdb.stores.postgres.driver import pg_tool
 from platformdb.types import Endpoints
 from tests.conftest import drop_database, fresh_name, with_database
 from tests.ops.test_backup_clickhouse import restore_any, settings_for

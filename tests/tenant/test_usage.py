@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
 
@@ -10,11 +9,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
-from platformdb import exporter, stats, tenant
+from platformdb import binaries, exporter, stats, tenant
 from platformdb.types import Metric
 from tests.tenant.conftest import Deployment, add_clickhouse_rows, add_org
 
-PROMTOOL = shutil.which("promtool")
+PROMTOOL = binaries.promtool()
 
 
 def small_org(dep: Deployment, slug: str, campaigns: int) -> str:

