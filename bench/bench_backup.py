@@ -36,8 +36,8 @@ from platformdb import embedded, stores
 from platformdb.binaries import pg_tool
 from platformdb.config import Settings, load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
+from platformdb.ops.seed import seed_load
 from platformdb.redis import JobQueue, connect
-from platformdb.seed import seed_load
 from platformdb.stores.postgres import backup as pg_backup
 from platformdb.stores.postgres.driver import PostgresDriver
 from platformdb.types import STORE_NAMES, Endpoints

@@ -31,14 +31,14 @@ from platformdb import embedded
 from platformdb.binaries import pg_tool
 from platformdb.config import load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.seed.load import plan
+from platformdb.ops.seed.load import plan
 from platformdb.stores.postgres.driver import PostgresDriver
 
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 from platformdb.config import Settings
-from platformdb.seed import seed_load
+from platformdb.ops.seed import seed_load
 from platformdb.clickhouse import connect
 from platformdb.migrate import Migrator, discover, migrations_dir
 from platformdb.stores.clickhouse.dictionaries import NOWHERE

@@ -4,7 +4,7 @@ Loads the load dataset (``seed load``) at ``--scale`` (default 0.2: 200 orgs,
 2M PostgreSQL and 10M ClickHouse rows) into a fresh migrated PostgreSQL
 database and a scratch chDB path, then times, for one org, in the same run:
 
-- ours: ``platformdb.tenant.export_tenant`` (one REPEATABLE READ snapshot and
+- ours: ``platformdb.ops.tenant.export_tenant`` (one REPEATABLE READ snapshot and
   COPY per PostgreSQL table, a hard-linked snapshot and a Native stream per
   ClickHouse table, the Redis jobs, checksums, the manifest and the tar);
 - baseline: ``COPY (SELECT * FROM t WHERE org_id = ...) TO STDOUT`` of the same
@@ -33,12 +33,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from platformdb import embedded, tenant
+from platformdb import embedded
 from platformdb.clickhouse import connect
 from platformdb.config import Settings, load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.seed import seed_load
-from platformdb.seed.load import org_id, plan
+from platformdb.ops import tenant
+from platformdb.ops.seed import seed_load
+from platformdb.ops.seed.load import org_id, plan
 from platformdb.stores.clickhouse import tenant as tenant_ch
 from platformdb.stores.clickhouse.dictionaries import NOWHERE
 from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders

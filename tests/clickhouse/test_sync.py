@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from clickhouse_connect.driver import Client
 
-from platformdb.clickhouse.sync import sync_daily
 from platformdb.clickhouse.writer import MAX_MONEY, MetricsWriter
 from platformdb.errors import ValidationError
+from platformdb.ops.etl import sync_daily
 from tests.clickhouse.conftest import table_rows
 
 TODAY = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -14,9 +14,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.client import Redis
 
-from platformdb import exporter, stores
+from platformdb import stores
 from platformdb.backup import state as backup_state
-from platformdb.domain_metrics import (
+from platformdb.errors import ValidationError
+from platformdb.migrate import Migrator, discover, migrations_dir
+from platformdb.ops import exporter
+from platformdb.ops.domain_metrics import (
     Memo,
     backup_metrics,
     migration_metrics,
@@ -24,10 +27,8 @@ from platformdb.domain_metrics import (
     redis_metrics,
     sync_metrics,
 )
-from platformdb.errors import ValidationError
-from platformdb.migrate import Migrator, discover, migrations_dir
+from platformdb.ops.stats import StatsConfig, collect
 from platformdb.redis import Cache, JobQueue, Limit, RateLimiter, SessionStore, connect, functions
-from platformdb.stats import StatsConfig, collect
 from platformdb.stores import PostgresStore
 from platformdb.stores.postgres.driver import PostgresDriver
 from platformdb.stores.postgres.partitions import ensure

@@ -11,9 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from platformdb import embedded
-from platformdb.exporter import render
 from platformdb.migrate import Migrator
-from platformdb.stats import collect
+from platformdb.ops.exporter import render
+from platformdb.ops.stats import collect
 from platformdb.stores.redis.driver import RedisDriver, migrations
 from platformdb.types import Endpoints
 

@@ -19,9 +19,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.client import Redis
 
-from platformdb import binaries, embedded, exporter, stores
+from platformdb import binaries, embedded, stores
+from platformdb.ops import exporter
+from platformdb.ops.stats import StatsConfig
 from platformdb.redis import Cache, JobQueue, Limit, RateLimiter, SessionStore, connect, functions
-from platformdb.stats import StatsConfig
 from platformdb.types import Endpoints
 from tests.redis.helpers import delete_prefix
 

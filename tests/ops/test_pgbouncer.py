@@ -19,9 +19,9 @@ import psycopg
 import pytest
 
 from platformdb import binaries, embedded
-from platformdb.health import check
+from platformdb.ops.health import check
+from platformdb.ops.stats import collect
 from platformdb.postgres import create_pool, tenant_connection
-from platformdb.stats import collect
 from platformdb.stores.postgres import pgbouncer
 from platformdb.types import Endpoints
 from tests.conftest import create_database, drop_database, fresh_name, with_database

@@ -17,8 +17,9 @@ from urllib.parse import quote
 
 import pytest
 
-from platformdb import binaries, exporter
+from platformdb import binaries
 from platformdb.embedded import free_port
+from platformdb.ops import exporter
 from platformdb.types import Endpoints
 
 PROMTOOL = binaries.promtool()

@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 import pytest
 from redis.client import Redis
 
-from platformdb import console, embedded
+from platformdb import embedded
 from platformdb.config import Settings
 from platformdb.redis import connect
+from platformdb.stores.clickhouse import console
 from tests.redis.helpers import delete_prefix
 
 REPO = Path(__file__).resolve().parents[2]

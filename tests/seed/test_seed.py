@@ -13,10 +13,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from platformdb import auth, clickhouse, embedded, secrets, seed
+from platformdb import auth, clickhouse, embedded, secrets
 from platformdb.config import Settings
 from platformdb.errors import ValidationError
 from platformdb.migrate import Migrator, discover, migrations_dir
+from platformdb.ops import seed
 from platformdb.postgres import APP_ROLE, tenant_transaction
 from platformdb.stores.clickhouse.dictionaries import NOWHERE
 from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders

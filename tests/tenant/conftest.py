@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from clickhouse_connect.driver import Client
 
-from platformdb import tenant
 from platformdb.clickhouse import connect as ch_connect
 from platformdb.migrate import Migrator
+from platformdb.ops import tenant
 from platformdb.redis import Cache, JobQueue, Limit, RateLimiter, SessionStore
 from platformdb.redis import connect as redis_connect
 from platformdb.stores.clickhouse.dictionaries import collection_name

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from platformdb import tenant
 from platformdb.clickhouse import connect as ch_connect
 from platformdb.errors import ValidationError
+from platformdb.ops import tenant
 from platformdb.redis import JobQueue
 from platformdb.types import Endpoints
 from tests.conftest import drop_database, fresh_name, with_database

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from platformdb import tenant
 from platformdb.errors import CheckFailed
+from platformdb.ops import tenant
 from tests.tenant.conftest import (
     Deployment,
     add_clickhouse_rows,

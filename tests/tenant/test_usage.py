@@ -9,7 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
-from platformdb import binaries, exporter, stats, tenant
+from platformdb import binaries
+from platformdb.ops import exporter, stats, tenant
 from platformdb.types import Metric
 from tests.tenant.conftest import Deployment, add_clickhouse_rows, add_org
 

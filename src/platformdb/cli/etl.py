@@ -44,7 +44,7 @@ def etl_sync_daily(
 ) -> None:
     """Copy ClickHouse daily totals into PostgreSQL campaign_metrics (idempotent)."""
     from platformdb import clickhouse
-    from platformdb.clickhouse.sync import sync_daily
+    from platformdb.ops.etl import sync_daily
 
     if day and (start or end):
         raise ConfigError("give --date or --from/--to, not both")

@@ -24,7 +24,7 @@ from platformdb.cli.base import (
     warn,
 )
 from platformdb.errors import CheckFailed, ConfigError
-from platformdb.stats import StatsConfig
+from platformdb.ops.stats import StatsConfig
 
 BackupDirOption = Annotated[
     Path | None,
@@ -70,8 +70,7 @@ def health(as_json: JsonOption = False, store: StoreOption = None) -> None:
     PostgreSQL (the embedded stack's, or PLATFORMDB_PGBOUNCER_URL), gets its own row.
     Never starts anything: a store whose embedded server is down is reported down.
     """
-    from platformdb import health as checks
-
+    from platformdb.ops import health as checks
     results = checks.check(endpoints(start=False, stores=store), store)
     if as_json:
         print_json([asdict(r) for r in results])
@@ -101,8 +100,7 @@ def stats(as_json: JsonOption = False, store: StoreOption = None,
     rate-limit decisions, cache hit ratio, live sessions, PgBouncer pools, the largest
     tenants' rows, bytes and keys (--tenant-top).
     """
-    from platformdb import stats as metrics
-
+    from platformdb.ops import stats as metrics
     config = stats_config(backup_dir, redis_prefix, queue, scan_interval, tenant_top)
     found, errors = metrics.collect(endpoints(start=False, stores=store), store, config)
     if as_json:
@@ -132,8 +130,7 @@ def exporter(
     tenant_top: TenantTopOption = 20,
 ) -> None:
     """Serve the metrics of `platformdb stats` in Prometheus text format (docs/OPERATIONS.md)."""
-    from platformdb import exporter as prom
-
+    from platformdb.ops import exporter as prom
     config = stats_config(backup_dir, redis_prefix, queue, scan_interval, tenant_top)
     found = endpoints(start=False)
     if once:

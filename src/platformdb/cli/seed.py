@@ -44,8 +44,7 @@ def seed_settings() -> Settings:
 @seed_app.command("test")
 def seed_test(as_json: JsonOption = False) -> None:
     """The spec's test dataset (postgresql/seed/test_data.sql); idempotent."""
-    from platformdb import seed
-
+    from platformdb.ops import seed
     show_seed(seed.seed_test(seed_settings()), as_json)
 
 
@@ -56,8 +55,7 @@ def seed_demo(
     as_json: JsonOption = False,
 ) -> None:
     """A deterministic demo across PostgreSQL, ClickHouse and Redis (replaces an older one)."""
-    from platformdb import seed
-
+    from platformdb.ops import seed
     show_seed(seed.seed_demo(seed_settings(), seed=seed_value), as_json)
 
 
@@ -72,8 +70,7 @@ def seed_load(
     """The load-test dataset, streamed (COPY / Arrow batches), all or nothing."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from platformdb import seed
-
+    from platformdb.ops import seed
     config = seed_settings()
     shape = seed.load.plan(scale)
     totals = {"clickhouse raw": 0 if skip_clickhouse else shape.raw,
@@ -102,6 +99,5 @@ def seed_clear(
     as_json: JsonOption = False,
 ) -> None:
     """Remove seed data from every store; schema and reference data stay."""
-    from platformdb import seed
-
+    from platformdb.ops import seed
     show_seed(seed.clear(seed_settings(), force=force), as_json)

@@ -10,11 +10,12 @@ from typing import Annotated
 
 import typer
 
-from platformdb import clickhouse, console
+from platformdb import clickhouse
 from platformdb.cli.base import app, endpoints, out, print_json, settings, show
 from platformdb.errors import ConfigError
 from platformdb.redaction import redact_text
 from platformdb.stores import open_store
+from platformdb.stores.clickhouse import console
 from platformdb.types import check_store
 
 StoreArgument = Annotated[str, typer.Argument(help="postgresql | clickhouse | redis")]

@@ -33,8 +33,7 @@ def _size(value: int) -> str:
 @tenant_app.command("list")
 def tenant_list(as_json: JsonOption = False, redis_prefix: RedisPrefixOption = "") -> None:
     """Every org with its size in each store and its latest activity."""
-    from platformdb import tenant
-
+    from platformdb.ops import tenant
     found = tenant.list_tenants(endpoints(start=False), redis_prefix=redis_prefix)
     if as_json:
         print_json([t.as_dict() for t in found])
@@ -56,8 +55,7 @@ def tenant_list(as_json: JsonOption = False, redis_prefix: RedisPrefixOption = "
 def tenant_show(org: OrgArgument, as_json: JsonOption = False,
                 redis_prefix: RedisPrefixOption = "") -> None:
     """One org: rows and bytes per table, keys per Redis structure, latest activity."""
-    from platformdb import tenant
-
+    from platformdb.ops import tenant
     found = tenant.show_tenant(endpoints(start=False), org, redis_prefix=redis_prefix)
     if as_json:
         print_json(found.as_dict())
@@ -93,8 +91,7 @@ def tenant_export(
     redis_prefix: RedisPrefixOption = "",
 ) -> None:
     """Write one org's rows and queued jobs to one archive (never overwrites a file)."""
-    from platformdb import tenant
-
+    from platformdb.ops import tenant
     done = tenant.export_tenant(endpoints(start=True), org, out, redis_prefix=redis_prefix)
     if as_json:
         print_json({"path": done.path, "org": done.org, "counts": done.counts,
@@ -116,8 +113,7 @@ def tenant_delete(
     redis_prefix: RedisPrefixOption = "",
 ) -> None:
     """Remove one org from every store, then check that nothing of it is left."""
-    from platformdb import tenant
-
+    from platformdb.ops import tenant
     done = tenant.delete_tenant(endpoints(start=True), org, yes=yes, force=force,
                                 keep_audit=keep_audit, redis_prefix=redis_prefix)
     if as_json:
@@ -140,8 +136,7 @@ def tenant_import(
     redis_prefix: RedisPrefixOption = "",
 ) -> None:
     """Restore an exported org, all or nothing (checksums first, counts after)."""
-    from platformdb import tenant
-
+    from platformdb.ops import tenant
     done = tenant.import_tenant(endpoints(start=True), path, replace=replace, force=force,
                                 redis_prefix=redis_prefix)
     if as_json:

@@ -20,6 +20,13 @@ from typing import Any
 
 from platformdb.backup.archive import opened, pack
 from platformdb.backup.manifest import read_manifest
+from platformdb.backup.sets import (
+    backup_set,
+    part_for,
+    restore_set,
+    set_parts_verified,
+    stage_and_switch,
+)
 from platformdb.backup.state import record, verified
 from platformdb.errors import ValidationError
 from platformdb.migrate.options import MigrateOptions
@@ -28,13 +35,6 @@ from platformdb.stores.clickhouse import ClickHouseStore
 from platformdb.stores.postgres import PostgresStore
 from platformdb.stores.redis import RedisStore
 from platformdb.stores.registry import REGISTRY, open_store, open_stores
-from platformdb.stores.sets import (
-    backup_set,
-    part_for,
-    restore_set,
-    set_parts_verified,
-    stage_and_switch,
-)
 from platformdb.types import Endpoints, Restored, Step, check_stores
 
 __all__ = [

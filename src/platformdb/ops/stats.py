@@ -8,15 +8,15 @@ Two kinds of source:
   replication; ClickHouse query time, merges, disk and memory; Redis memory,
   hit/miss ratio, command latency, evictions;
 - domain metrics, what generic exporters cannot know
-  (:mod:`platformdb.domain_metrics`): migrations, backups, sync-daily,
+  (:mod:`platformdb.ops.domain_metrics`): migrations, backups, sync-daily,
   partitions ahead, queues, rate-limit decisions, cache hit ratio per
   namespace, live sessions, and PgBouncer's pools (:mod:`platformdb.stores.postgres.pgbouncer`);
-- per-tenant usage (:mod:`platformdb.tenant.usage`): rows, bytes and keys of the
+- per-tenant usage (:mod:`platformdb.ops.tenant_usage`): rows, bytes and keys of the
   largest orgs, bounded to the top N (``StatsConfig.tenant_top``).
 
 Every metric is a :class:`~platformdb.types.Metric` with a name, labels and a
 value, so the same list prints as a table, as JSON, or as Prometheus text
-(:mod:`platformdb.exporter`). A source that fails is reported (one line) and
+(:mod:`platformdb.ops.exporter`). A source that fails is reported (one line) and
 the others still run. Adding a source is one entry in :data:`SOURCES`.
 """
 
@@ -27,9 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from platformdb import domain_metrics
-from platformdb.domain_metrics import Memo
 from platformdb.errors import PlatformDBError
+from platformdb.ops import domain_metrics
+from platformdb.ops.domain_metrics import Memo
 from platformdb.stores import open_store
 from platformdb.stores.postgres import pgbouncer
 from platformdb.types import STORE_NAMES, Endpoints, Metric, check_stores
@@ -109,8 +109,7 @@ def _pgbouncer(endpoints: Endpoints, config: StatsConfig) -> list[Metric]:
 
 
 def _tenant_usage(endpoints: Endpoints, config: StatsConfig) -> list[Metric]:
-    from platformdb import tenant
-
+    from platformdb.ops import tenant
     return config.memo.get(
         "tenant-usage", config.scan_interval,
         lambda: tenant.usage_metrics(endpoints, top=config.tenant_top,

@@ -93,8 +93,8 @@ def org_id(n: int) -> uuid.UUID:
 
 def seed_load(settings: Settings, scale: float = 1.0, *, progress: Progress | None = None,
               clickhouse: bool = True, today: dt.date | None = None) -> Any:
-    """Load the dataset at ``scale``; returns a :class:`~platformdb.seed.SeedReport`."""
-    from platformdb.seed import SeedReport, postgres_url
+    """Load the dataset at ``scale``; returns a :class:`~platformdb.ops.seed.SeedReport`."""
+    from platformdb.ops.seed import SeedReport, postgres_url
 
     shape = plan(scale)
     tick = progress or (lambda _what, _n: None)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from platformdb.types import Endpoints, Metric
 
 if TYPE_CHECKING:
-    from platformdb.tenant import Tenant
+    from platformdb.ops.tenant import Tenant
 
 DEFAULT_TOP = 20
 OTHER = "_other"
@@ -41,7 +41,7 @@ def _values(tenant: Tenant) -> dict[str, int]:
 def usage_metrics(endpoints: Endpoints, top: int = DEFAULT_TOP, *,
                   redis_prefix: str = "") -> list[Metric]:
     """Sizes of the ``top`` largest orgs, the rest summed as ``org="_other"``."""
-    from platformdb.tenant import list_tenants
+    from platformdb.ops.tenant import list_tenants
 
     tenants = list_tenants(endpoints, redis_prefix=redis_prefix)
     values = {t.id: _values(t) for t in tenants}

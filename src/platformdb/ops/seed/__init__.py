@@ -176,8 +176,8 @@ def checksums(url: str) -> dict[str, str]:
     return digests
 
 
-from platformdb.seed.demo import seed_demo  # noqa: E402
-from platformdb.seed.load import seed_load  # noqa: E402
+from platformdb.ops.seed.demo import seed_demo  # noqa: E402
+from platformdb.ops.seed.load import seed_load  # noqa: E402
 
 __all__ = [
     "DEV_SECRET_KEYS",

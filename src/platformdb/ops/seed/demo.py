@@ -12,7 +12,7 @@ values come from ``random.Random(seed)``, bcrypt hashes use a fixed salt
 (demo passwords are public anyway) and timestamps derive from ``today``.
 Connector credentials are encrypted with :mod:`platformdb.secrets` under
 ``PLATFORMDB_SECRET_KEYS``, else the public development key
-(:data:`platformdb.seed.DEV_SECRET_KEYS`); their ciphertexts differ from run
+(:data:`platformdb.ops.seed.DEV_SECRET_KEYS`); their ciphertexts differ from run
 to run (fresh data keys and nonces), their clear text does not.
 Re-running replaces the demo organizations' data instead of adding to it.
 """
@@ -124,7 +124,7 @@ def _hourly(rng: random.Random, org: uuid.UUID, campaign: uuid.UUID, dsp: str, s
 
 
 def seed_demo(settings: Settings, seed: int = 2026, today: dt.date | None = None) -> Any:
-    from platformdb.seed import SeedReport, postgres_url, row_counts
+    from platformdb.ops.seed import SeedReport, postgres_url, row_counts
 
     today = today or dt.datetime.now(dt.UTC).date()
     url = postgres_url(settings)
@@ -151,7 +151,7 @@ def demo_credentials(keyring: secrets.KeyRing, org: uuid.UUID, connector: uuid.U
 
 def _write_postgres(url: str, rows: dict[str, list[tuple[Any, ...]]],
                     orgs: list[uuid.UUID]) -> None:
-    from platformdb.seed import seed_keyring
+    from platformdb.ops.seed import seed_keyring
 
     keyring = seed_keyring()
     with connect(url) as conn, conn.transaction():
@@ -186,8 +186,8 @@ def _write_postgres(url: str, rows: dict[str, list[tuple[Any, ...]]],
 def _write_clickhouse(settings: Settings, url: str, raw: list[tuple[Any, ...]],
                       orgs: list[uuid.UUID], today: dt.date) -> str:
     from platformdb import clickhouse
-    from platformdb.clickhouse.sync import sync_daily
     from platformdb.clickhouse.writer import RAW, MetricsWriter
+    from platformdb.ops.etl import sync_daily
 
     with clickhouse.connect(clickhouse.target_of(settings)) as client:
         for table in ("campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily"):
@@ -202,9 +202,9 @@ def _write_clickhouse(settings: Settings, url: str, raw: list[tuple[Any, ...]],
 
 
 def _write_redis(settings: Settings, rows: dict[str, list[tuple[Any, ...]]]) -> str:
+    from platformdb.ops.seed import redis_url
     from platformdb.redis import JobQueue, SessionStore
     from platformdb.redis.client import connect as redis_connect
-    from platformdb.seed import redis_url
 
     client = redis_connect(redis_url(settings))
     try:

@@ -1,6 +1,6 @@
 """``platformdb exporter``: the platform's metrics in Prometheus text format.
 
-Each scrape reads every source of :data:`platformdb.stats.SOURCES` afresh (the
+Each scrape reads every source of :data:`platformdb.ops.stats.SOURCES` afresh (the
 stores' key metrics and the domain metrics) and exposes them as
 ``platformdb_<store or domain>_<metric>``: gauges, and counters ending in
 ``_total``, in base units (seconds, bytes). Besides:
@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.core import Metric as Family
 from prometheus_client.registry import Collector
 
-from platformdb.stats import SourceResult, StatsConfig, run
+from platformdb.ops.stats import SourceResult, StatsConfig, run
 from platformdb.types import STORE_NAMES, Endpoints, Metric
 
 
