@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from platformdb import __version__
-from platformdb.backup import find_backups
+from platformdb.backup import BackupTarget, Staged, find_backups
 from platformdb.backup.manifest import MANIFEST, file_sha256, read_manifest
 from platformdb.backup.state import GoodBackup, verified
 from platformdb.errors import ValidationError
-from platformdb.stores.base import Staged
-from platformdb.stores.registry import open_store, open_stores
-from platformdb.types import Endpoints, Restored, check_stores
+from platformdb.types import Restored
 
 SET_PREFIX = "set-"
 SET_KIND = "platformdb-backup-set"
@@ -56,9 +55,8 @@ def is_set(path: Path) -> bool:
         return False
 
 
-def backup_set(endpoints: Endpoints, out_dir: Path, names: list[str] | None = None,
-               **options: Any) -> Path:
-    """Back up every store of ``names`` (default: all) as one set under ``out_dir``.
+def backup_set(stores: Sequence[BackupTarget], out_dir: Path, **options: Any) -> Path:
+    """Back up every store of ``stores`` as one set under ``out_dir``.
 
     A backup that fails leaves no folder behind.
     """
@@ -67,7 +65,7 @@ def backup_set(endpoints: Endpoints, out_dir: Path, names: list[str] | None = No
     folder.mkdir(parents=True)
     parts: dict[str, dict[str, Any]] = {}
     try:
-        for store in open_stores(endpoints, names):
+        for store in stores:
             started = datetime.now(UTC).isoformat()
             part = store.backup(folder, **options)
             manifest = read_manifest(part, store.name)
@@ -166,23 +164,25 @@ def part_for(path: Path, store: str) -> Path:
     return max(candidates)[1]
 
 
-def restore_set(endpoints: Endpoints, path: Path, names: list[str] | None = None, *,
-                force: bool = False, verify: bool = False) -> list[Restored]:
+def restore_set(stores: Mapping[str, BackupTarget], path: Path, *, force: bool = False,
+                verify: bool = False, every: bool = True) -> list[Restored]:
     """Restore a set (``path`` or the newest set in it): all stores or none.
 
-    ``names`` limits the restore to some stores of the set.
+    ``stores``: the store objects to restore, by name, in the order they are staged.
+    ``every``: the stores are all there are, and the set's parts say which of them
+    are restored; otherwise each of ``stores`` must have its part in the set.
     """
     found = find_set(path)
-    wanted = [name for name in check_stores(names) if names or name in found.parts]
+    wanted = [name for name in stores if not every or name in found.parts]
     for name in wanted:
         if name not in found.parts:
             raise ValidationError(f"the backup set {found.folder} holds no {name} part")
         read_manifest(found.parts[name], name)  # every file of every part, before anything
-    return stage_and_switch([(open_store(name, endpoints), found.parts[name]) for name in wanted],
+    return stage_and_switch([(stores[name], found.parts[name]) for name in wanted],
                             force=force, verify=verify)
 
 
-def stage_and_switch(items: list[tuple[Any, Path]], *, force: bool,
+def stage_and_switch(items: Sequence[tuple[BackupTarget, Path]], *, force: bool,
                      verify: bool) -> list[Restored]:
     """Stage every (store, folder), then switch them all in; all or nothing."""
     staged: list[Staged] = []

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from platformdb.config import DEV_WORDS, development_url, mask_password
 from platformdb.errors import CheckFailed, ConfigError, ValidationError
-from platformdb.tenant import archive
 from platformdb.stores import open_store
 from platformdb.stores.clickhouse import tenant as ch
 from platformdb.stores.postgres import tenant as pg
 from platformdb.stores.redis import tenant as rd
+from platformdb.tenant import archive
 from platformdb.types import Endpoints
 
 if TYPE_CHECKING:

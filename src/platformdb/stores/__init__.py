@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from platformdb.backup import Staged
 from platformdb.backup.archive import opened, pack
 from platformdb.backup.manifest import read_manifest
 from platformdb.backup.sets import (
@@ -30,7 +31,7 @@ from platformdb.backup.sets import (
 from platformdb.backup.state import record, verified
 from platformdb.errors import ValidationError
 from platformdb.migrate.options import MigrateOptions
-from platformdb.stores.base import Staged, Store, StoreBase, Unavailable
+from platformdb.stores.base import Store, StoreBase, Unavailable
 from platformdb.stores.clickhouse import ClickHouseStore
 from platformdb.stores.postgres import PostgresStore
 from platformdb.stores.redis import RedisStore
@@ -79,7 +80,7 @@ def backup(endpoints: Endpoints, names: list[str] | None, out_dir: Path, *,
     ``archive``: each folder becomes one ``.tar`` file (:mod:`platformdb.backup.archive`).
     """
     if names is None:
-        folder = backup_set(endpoints, out_dir, None, **options)
+        folder = backup_set(open_stores(endpoints), out_dir, **options)
         goods = set_parts_verified(out_dir, folder)
         if archive:
             folder = pack(folder)
@@ -114,7 +115,8 @@ def restore(endpoints: Endpoints, names: list[str] | None, path: Path, *,
     """
     with opened(path) as found:
         if names is None:
-            return restore_set(endpoints, found, None, force=force, verify=verify)
+            every = {store.name: store for store in open_stores(endpoints)}
+            return restore_set(every, found, force=force, verify=verify)
         if found.is_file():
             if check_stores(names) != ["postgresql"]:
                 raise ValidationError(f"{path} is a file but no platformdb archive: only "

@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from platformdb.backup import Staged
 from platformdb.errors import PlatformDBError, StoreUnavailable
 from platformdb.migrate.base import Driver, Migration
 from platformdb.migrate.engine import Migrator
@@ -23,25 +24,7 @@ from platformdb.migrate.files import discover
 from platformdb.migrate.options import MigrateOptions
 from platformdb.redaction import redact
 from platformdb.resources import data_dir
-from platformdb.types import Metric, Restored, StatusRow, Step, StoreHealth
-
-
-class Staged(Protocol):
-    """A restore prepared beside its target and verified there; nothing switched yet."""
-
-    report: Restored
-
-    def switch(self) -> None:
-        """Put the staged data in the target's place (the old contents are kept aside)."""
-
-    def undo(self) -> None:
-        """After :meth:`switch`: put the old contents back."""
-
-    def commit(self) -> None:
-        """After :meth:`switch`: drop the old contents; the restore is final."""
-
-    def discard(self) -> None:
-        """Before :meth:`switch`: drop the staged data; the target never changed."""
+from platformdb.types import Metric, StatusRow, Step, StoreHealth
 
 
 class Store(Protocol):
