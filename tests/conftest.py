@@ -28,6 +28,11 @@ PG_TARGETS = ["embedded"] + (["external"] if os.environ.get("PLATFORMDB_TEST_POS
 REDIS_TARGETS = ["embedded"] + (["external"] if os.environ.get("PLATFORMDB_TEST_REDIS_URL") else [])
 
 
+def clickhouse_url(settings: Settings) -> str:
+    """The ClickHouse of ``settings``: the configured one, or the embedded chDB path."""
+    return settings.clickhouse_url or embedded.chdb_url(settings.home)
+
+
 def with_database(url: str, database: str) -> str:
     """``url`` pointing at another database of the same server."""
     return urlsplit(url)._replace(path=f"/{database}").geturl()
@@ -134,6 +139,7 @@ def service_logins(stack_home: Path) -> Path:
     to ``platformdb up``, which makes them only where PgBouncer runs; their passwords are
     kept under the stack's home."""
     from platformdb.stores.postgres import pgbouncer
+
     pgbouncer.provision_logins(embedded.EmbeddedPostgres(stack_home).url("postgres"), stack_home)
     return stack_home
 
@@ -146,6 +152,7 @@ def service_route(request: pytest.FixtureRequest, stack_home: Path,
     either way. Call it with a URL of that server to get the service's URL to the same
     database. The PgBouncer route skips where no pgbouncer binary is installed."""
     from platformdb.stores.postgres import pgbouncer
+
     bouncer = embedded.EmbeddedPgBouncer(stack_home)
     if request.param == "pgbouncer" and bouncer.pid() is None:
         pytest.skip(f"pgbouncer not installed ({binaries.PGBOUNCER_INSTALL_HINT})"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +22,7 @@ ENV_HOME = "PLATFORMDB_HOME"
 ENV_CLICKHOUSE_MANAGED = "PLATFORMDB_CLICKHOUSE_MANAGED"
 ENV_CLICKHOUSE_DICTIONARY = "PLATFORMDB_CLICKHOUSE_DICTIONARY_PG_URL"
 ENV_PGBOUNCER = "PLATFORMDB_PGBOUNCER_URL"
+ENV_SECRET_KEYS = "PLATFORMDB_SECRET_KEYS"  # noqa: S105 - a variable name, not a key
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 CLICKHOUSE_SCHEMES = ("http", "https", "chdb")
@@ -48,6 +49,9 @@ class Settings:
     migrate_env: tuple[tuple[str, str], ...] = ()
     """The ``PLATFORMDB_MIGRATE_*`` values (lock timeout, retries...), checked by
     :meth:`platformdb.migrate.options.MigrateOptions.from_env`."""
+    secret_keys: str | None = field(default=None, repr=False)
+    """``PLATFORMDB_SECRET_KEYS``: the keys that encrypt DSP credentials
+    (:class:`platformdb.secrets.KeyRing`); None when unset."""
 
     @property
     def needs_embedded(self) -> bool:
@@ -146,4 +150,5 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
         pgbouncer_url=url(ENV_PGBOUNCER, POSTGRES_SCHEMES),
         migrate_env=tuple(sorted((k, v) for k, v in merged.items()
                                  if k.startswith("PLATFORMDB_MIGRATE_"))),
+        secret_keys=merged.get(ENV_SECRET_KEYS, "").strip() or None,
     )

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from platformdb.errors import CheckFailed, StoreUnavailable
+from platformdb.errors import CheckFailed, Hint, StoreUnavailable
 from platformdb.postgres import connect
 from platformdb.stores.clickhouse.ddl import Topology, formatted, render
 
@@ -586,8 +586,8 @@ def write_schema_md(text: str, path: Path, check: bool = False) -> bool:
     current = path.read_text(encoding="utf-8") if path.is_file() else None
     if check:
         if current != text:
-            raise CheckFailed(f"{path} is out of date with the schema; run `platformdb docs` "
-                              "and commit the result")
+            raise CheckFailed(f"{path} is out of date with the schema",
+                              hint=Hint(command="platformdb docs", does="and commit the result"))
         return True
     if current == text:
         return False
@@ -639,8 +639,8 @@ def write_table_ddl(files: dict[str, str], folder: Path, check: bool = False) ->
                      if files.get(name) != current.get(name))
     if check:
         if changed:
-            raise CheckFailed(f"{folder} is out of date ({', '.join(changed)}); run "
-                              "`platformdb docs` and commit the result")
+            raise CheckFailed(f"{folder} is out of date ({', '.join(changed)})",
+                              hint=Hint(command="platformdb docs", does="and commit the result"))
         return []
     folder.mkdir(parents=True, exist_ok=True)
     for name in changed:

@@ -21,7 +21,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from platformdb import binaries
 from platformdb.config import Settings
 from platformdb.errors import StoreUnavailable
 from platformdb.stores.postgres import pgbouncer
-from platformdb.types import STORE_NAMES, Endpoints
+from platformdb.types import Endpoints
 
 PG_USER = "platform"
 PG_DATABASES = ("platform_dev", "platform_test")
@@ -536,13 +536,18 @@ def down(home: Path) -> list[str]:
 def status(home: Path) -> list[ServiceState]:
     chdb_path = home / "clickhouse"
     chdb = ServiceState("clickhouse", chdb_path.is_dir(), None, None,
-                        f"chdb://{chdb_path}", f"chDB (in-process) at {chdb_path}")
+                        chdb_url(home), f"chDB (in-process) at {chdb_path}")
     return [EmbeddedPostgres(home).state(), EmbeddedPgBouncer(home).state(),
             EmbeddedRedis(home).state(), chdb]
 
 
+def chdb_url(home: Path) -> str:
+    """The embedded ClickHouse: chDB at ``home/clickhouse``."""
+    return f"chdb://{home / 'clickhouse'}"
+
+
 def endpoints(settings: Settings, *, start: bool,
-              stores: tuple[str, ...] | list[str] = STORE_NAMES) -> Endpoints:
+              stores: Sequence[str] | None = None) -> Endpoints:
     """Where each store is, resolved once at the edge (the CLI).
 
     A configured URL is used as is. An unset one means the embedded stack:
@@ -552,9 +557,10 @@ def endpoints(settings: Settings, *, start: bool,
     ``None`` with the reason in ``why_missing`` -- nothing is started behind
     the caller's back. chDB needs no server: its path is always available.
     """
-    want_pg = "postgresql" in stores or "clickhouse" in stores  # dictionaries read PostgreSQL
+    wanted = set(stores) if stores is not None else {"postgresql", "clickhouse", "redis"}
+    want_pg = bool(wanted & {"postgresql", "clickhouse"})  # dictionaries read PostgreSQL
     need_pg = want_pg and settings.postgres_url is None
-    need_redis = "redis" in stores and settings.redis_url is None
+    need_redis = "redis" in wanted and settings.redis_url is None
     if start and (need_pg or need_redis):
         up(settings.home, postgres=need_pg, redis=need_redis)
     why: dict[str, str] = {}
@@ -572,17 +578,20 @@ def endpoints(settings: Settings, *, start: bool,
             redis = embedded_redis.url()
         else:
             why["redis"] = "embedded Redis is not running"
-    clickhouse = settings.clickhouse_url or f"chdb://{settings.home / 'clickhouse'}"
+    clickhouse = settings.clickhouse_url or chdb_url(settings.home)
     bouncer = settings.pgbouncer_url
     if bouncer is None and settings.postgres_url is None:
         embedded_bouncer = EmbeddedPgBouncer(settings.home)
         if embedded_bouncer.pid() is not None:
             bouncer = embedded_bouncer.admin_url()
+    served = {name for name, configured in (("postgresql", settings.postgres_url),
+                                            ("clickhouse", settings.clickhouse_url),
+                                            ("redis", settings.redis_url)) if configured is None}
     return Endpoints(postgres=postgres, clickhouse=clickhouse, redis=redis,
                      clickhouse_cluster=settings.clickhouse_cluster, why_missing=why,
                      clickhouse_managed=settings.clickhouse_managed,
                      clickhouse_dictionary_login=settings.clickhouse_dictionary_login,
-                     home=settings.home, pgbouncer=bouncer)
+                     home=settings.home, pgbouncer=bouncer, embedded=served)
 
 
 def env_lines(settings: Settings) -> list[str]:

@@ -14,16 +14,17 @@ import pytest
 from clickhouse_connect.driver import Client
 
 from platformdb.backup.manifest import MANIFEST
-from platformdb.clickhouse import connect, rows, target_of
+from platformdb.clickhouse import connect, rows
 from platformdb.clickhouse.writer import MetricsWriter
 from platformdb.config import Settings
 from platformdb.errors import CheckFailed, ValidationError
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.stores import restore as restore_stores
+from platformdb.ops.backup import restore as restore_stores
 from platformdb.stores.clickhouse import backup as ch_backup
 from platformdb.stores.clickhouse.dictionaries import NOWHERE
 from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders
 from platformdb.types import Endpoints
+from tests.conftest import clickhouse_url
 
 ORG = uuid.UUID(int=0xFEED)
 NOW = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
@@ -54,7 +55,7 @@ def source(stack_home: Path, migrated_template: str, pg_admin_url: str) -> Itera
 
     pg = with_database(pg_admin_url, migrated_template)
     config = settings_for(stack_home, pg, f"src_{uuid.uuid4().hex[:8]}")
-    with connect(target_of(config)) as client:
+    with connect(clickhouse_url(config)) as client:
         Migrator(ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE)),
                  discover(migrations_dir("clickhouse"))).up()
         writer = MetricsWriter(client, known_orgs=[ORG])
@@ -75,7 +76,7 @@ def target(source: Settings) -> Iterator[Settings]:
 
 
 def drop(config: Settings) -> None:
-    with connect(target_of(config)) as client:
+    with connect(clickhouse_url(config)) as client:
         client.command(f"DROP DATABASE IF EXISTS {client.database} SYNC")
 
 
@@ -86,13 +87,13 @@ def databases(client: Client) -> set[str]:
 @pytest.mark.slow
 def test_round_trip_restores_tables_views_and_dictionaries(source: Settings, target: Settings,
                                                            tmp_path: Path) -> None:
-    folder = ch_backup.backup(target_of(source), tmp_path)
-    with connect(target_of(source)) as client:
+    folder = ch_backup.backup(clickhouse_url(source), tmp_path)
+    with connect(clickhouse_url(source)) as client:
         before = ch_backup.states(client, str(client.database))
     assert before["campaign_metrics_raw"].rows == 50
     (result,) = restore_any(target, "clickhouse", folder, verify=True)
     assert result.tables == before
-    with connect(target_of(target)) as client:
+    with connect(clickhouse_url(target)) as client:
         kinds = dict(rows(client, "SELECT name, engine FROM system.tables"
                                   " WHERE database = currentDatabase()"))
         assert kinds["campaign_metrics_hourly_mv"] == "MaterializedView"
@@ -106,12 +107,12 @@ def test_round_trip_restores_tables_views_and_dictionaries(source: Settings, tar
 
 @pytest.mark.slow
 def test_backups_are_compressed(source: Settings, tmp_path: Path) -> None:
-    folder = ch_backup.backup(target_of(source), tmp_path)
+    folder = ch_backup.backup(clickhouse_url(source), tmp_path)
     manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["extra"]["compression"] == "zstd"
     data = folder / "data" / "campaign_metrics_raw.native.zst"
     assert data.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # a zstd frame
-    with connect(target_of(source)) as client:
+    with connect(clickhouse_url(source)) as client:
         plain = client.raw_query("SELECT * FROM campaign_metrics_raw", fmt="Native")
     assert data.stat().st_size < len(plain)
 
@@ -121,7 +122,7 @@ def test_a_backup_with_rows_past_the_ttl_and_unmerged_rollups_restores_exactly(
         source: Settings, target: Settings, tmp_path: Path) -> None:
     """Steady state: raw rows sit at the TTL edge (here: past it, not yet expired) and rollups
     have unmerged parts. The restore loads exactly them; the TTL applies afterwards."""
-    with connect(target_of(source)) as client:
+    with connect(clickhouse_url(source)) as client:
         client.command("SYSTEM STOP TTL MERGES campaign_metrics_raw")
         client.command("SYSTEM STOP MERGES campaign_metrics_hourly")
         writer = MetricsWriter(client, known_orgs=[ORG])
@@ -134,14 +135,14 @@ def test_a_backup_with_rows_past_the_ttl_and_unmerged_rollups_restores_exactly(
         parts = rows(client, "SELECT count() FROM system.parts WHERE active"
                              " AND database = currentDatabase()"
                              " AND table = 'campaign_metrics_hourly'")[0][0]
-        folder = ch_backup.backup(target_of(source), tmp_path)
+        folder = ch_backup.backup(clickhouse_url(source), tmp_path)
         before = ch_backup.states(client, str(client.database))
         client.command("SYSTEM START TTL MERGES campaign_metrics_raw")
         client.command("SYSTEM START MERGES campaign_metrics_hourly")
     assert expired == 12 and parts > 1
     (result,) = restore_any(target, "clickhouse", folder, verify=True)
     assert result.tables == before  # the 12 expired rows and every unmerged row came back
-    with connect(target_of(target)) as client:
+    with connect(clickhouse_url(target)) as client:
         client.command("OPTIMIZE TABLE campaign_metrics_raw FINAL")  # the TTL applies as usual
         assert rows(client, "SELECT count() FROM campaign_metrics_raw"
                             " WHERE timestamp < now() - INTERVAL 90 DAY") == [(0,)]
@@ -150,7 +151,7 @@ def test_a_backup_with_rows_past_the_ttl_and_unmerged_rollups_restores_exactly(
 @pytest.mark.slow
 def test_bad_backups_and_non_empty_targets_are_refused_untouched(source: Settings,
                                                                  tmp_path: Path) -> None:
-    url = target_of(source)
+    url = clickhouse_url(source)
     folder = ch_backup.backup(url, tmp_path)
     data = folder / "data" / "campaign_metrics_raw.native.zst"
     original = data.read_bytes()
@@ -169,8 +170,8 @@ def test_bad_backups_and_non_empty_targets_are_refused_untouched(source: Setting
 @pytest.mark.slow
 def test_a_failed_verify_changes_nothing_in_the_target(source: Settings, target: Settings,
                                                        tmp_path: Path) -> None:
-    folder = ch_backup.backup(target_of(source), tmp_path)
-    with connect(target_of(target)) as client:  # a target with data of its own
+    folder = ch_backup.backup(clickhouse_url(source), tmp_path)
+    with connect(clickhouse_url(target)) as client:  # a target with data of its own
         Migrator(ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE)),
                  discover(migrations_dir("clickhouse"))).up()
         MetricsWriter(client, known_orgs=[ORG]).write_raw([metric(NOW, 77, "9.99")])
@@ -189,7 +190,7 @@ def test_a_failed_verify_changes_nothing_in_the_target(source: Settings, target:
         assert ch_backup.objects(client, str(client.database)) == schema
         assert not any(name.startswith(f"{client.database}_restore_") for name in databases(client))
         with pytest.raises(CheckFailed):
-            ch_backup.restore(target_of(target), folder, force=True)
+            ch_backup.restore(clickhouse_url(target), folder, force=True)
         assert ch_backup.states(client, str(client.database)) == before
 
 
@@ -197,30 +198,30 @@ def test_a_failed_verify_changes_nothing_in_the_target(source: Settings, target:
 def test_stage_switch_undo_and_commit(source: Settings, target: Settings,
                                       tmp_path: Path) -> None:
     """What restore all drives: staged and verified first, switched, undone or committed."""
-    folder = ch_backup.backup(target_of(source), tmp_path)
-    with connect(target_of(source)) as client:
+    folder = ch_backup.backup(clickhouse_url(source), tmp_path)
+    with connect(clickhouse_url(source)) as client:
         expected = ch_backup.states(client, str(client.database))
-    with connect(target_of(target)) as client:
+    with connect(clickhouse_url(target)) as client:
         Migrator(ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE)),
                  discover(migrations_dir("clickhouse"))).up()
         MetricsWriter(client, known_orgs=[ORG]).write_raw([metric(NOW, 77, "9.99")])
         own = ch_backup.states(client, str(client.database))
         schema = ch_backup.objects(client, str(client.database))
-    staged = ch_backup.StagedRestore(target_of(target), folder, force=True)
+    staged = ch_backup.StagedRestore(clickhouse_url(target), folder, force=True)
     staged.switch()
     assert ch_backup.states(staged.client, staged.staged.target) == expected
     staged.undo()  # another store failed to switch: this one goes back
     assert ch_backup.states(staged.client, staged.staged.target) == own
     assert ch_backup.objects(staged.client, staged.staged.target) == schema
     staged.discard()
-    with connect(target_of(target)) as client:
+    with connect(clickhouse_url(target)) as client:
         assert ch_backup.states(client, str(client.database)) == own
         assert not any(n.startswith(f"{client.database}_restore_") for n in databases(client))
-    again = ch_backup.StagedRestore(target_of(target), folder, force=True)
+    again = ch_backup.StagedRestore(clickhouse_url(target), folder, force=True)
     again.switch()
     again.commit()
     assert again.report.tables == expected
-    with connect(target_of(target)) as client:
+    with connect(clickhouse_url(target)) as client:
         assert ch_backup.states(client, str(client.database)) == expected
         assert again.staged.scratch not in databases(client)
         assert rows(client, "SELECT count() FROM campaign_metrics_raw"

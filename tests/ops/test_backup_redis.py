@@ -72,8 +72,9 @@ def test_round_trip_keeps_every_type_and_ttl(source: Redis, target_url: str,
         assert target.get("cache:{org_1:campaign}:123") == b'{"id":"123"}\xff'
         assert 3000 < target.ttl("session:{org_1:user_1}") <= 3600
         assert target.ttl("queue:{etl}") == -1
-        with pytest.raises(ValidationError, match="pass --force"):
+        with pytest.raises(ValidationError, match="holds keys") as refused:
             redis_backup.restore(folder, target_url)
+        assert refused.value.hint is not None and refused.value.hint.flag == "--force"
     finally:
         target.close()
 

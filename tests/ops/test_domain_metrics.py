@@ -14,10 +14,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.client import Redis
 
-from platformdb import stores
 from platformdb.backup import state as backup_state
 from platformdb.errors import ValidationError
 from platformdb.migrate import Migrator, discover, migrations_dir
+from platformdb.ops import backup as stores
 from platformdb.ops import exporter
 from platformdb.ops.domain_metrics import (
     Memo,

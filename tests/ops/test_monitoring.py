@@ -19,7 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.client import Redis
 
-from platformdb import binaries, embedded, stores
+from platformdb import binaries, embedded
+from platformdb.ops import backup as stores
 from platformdb.ops import exporter
 from platformdb.ops.stats import StatsConfig
 from platformdb.redis import Cache, JobQueue, Limit, RateLimiter, SessionStore, connect, functions

@@ -21,7 +21,8 @@ from redis.client import Redis
 from platformdb import embedded
 from platformdb.config import Settings
 from platformdb.redis import connect
-from platformdb.stores.clickhouse import console
+from platformdb.stores.postgres.console import psql_command
+from platformdb.stores.redis.console import redis_cli_command
 from tests.redis.helpers import delete_prefix
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,7 +89,7 @@ def test_a_refused_statement_exits_1_with_the_store_s_message(stores_env: dict[s
 def test_piped_sql_runs_in_psql_with_the_password_kept_off_the_command_line(
         stores_env: dict[str, str], migrated_url: str) -> None:
     password = urlsplit(migrated_url).password
-    with console.psql_command(migrated_url, ["-At"]) as program:
+    with psql_command(migrated_url, ["-At"]) as program:
         passfile = Path(program.env.get("PGPASSFILE", "/nonexistent"))
         if password:
             assert all(password not in arg for arg in program.args)
@@ -167,7 +168,7 @@ def test_the_redis_shell_reaches_the_configured_server_with_credentials_out_of_a
     try:
         parts = urlsplit(redis_url)
         url = parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}").geturl()
-        program = console.redis_cli_command(url)
+        program = redis_cli_command(url)
         assert all(password not in arg for arg in program.args)
         assert program.env["REDISCLI_AUTH"] == password
         result = cli({**stores_env, "PLATFORMDB_REDIS_URL": url}, "shell", "redis",

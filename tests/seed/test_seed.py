@@ -14,7 +14,6 @@ import pytest
 from psycopg import sql
 
 from platformdb import auth, clickhouse, embedded, secrets
-from platformdb.config import Settings
 from platformdb.errors import ValidationError
 from platformdb.migrate import Migrator, discover, migrations_dir
 from platformdb.ops import seed
@@ -23,27 +22,28 @@ from platformdb.stores.clickhouse.dictionaries import NOWHERE
 from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders
 from platformdb.stores.redis.driver import RedisDriver
 from platformdb.stores.redis.driver import migrations as redis_migrations
+from platformdb.types import Endpoints
 from tests.conftest import create_database, drop_database
 
 TODAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 
 
 @pytest.fixture
-def stores(migrated_url: str, stack_home: Path) -> Iterator[Settings]:
+def stores(migrated_url: str, stack_home: Path) -> Iterator[Endpoints]:
     """A migrated PostgreSQL database, a migrated ClickHouse database, the embedded Redis."""
     database = f"seed_{uuid.uuid4().hex[:10]}"
-    config = Settings(home=stack_home, postgres_url=migrated_url,
-                      clickhouse_url=f"chdb://{stack_home / 'test-clickhouse'}?database={database}",
-                      redis_url=embedded.EmbeddedRedis(stack_home).url())
-    with clickhouse.connect(clickhouse.target_of(config)) as client:
+    config = Endpoints(postgres=migrated_url,
+                       clickhouse=f"chdb://{stack_home / 'test-clickhouse'}?database={database}",
+                       redis=embedded.EmbeddedRedis(stack_home).url(), home=stack_home)
+    with clickhouse.connect(config.clickhouse) as client:
         driver = ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE))
         Migrator(driver, discover(migrations_dir("clickhouse"))).up()
-    assert config.redis_url is not None
-    redis_driver = RedisDriver(config.redis_url)  # the library the demo's Redis part calls
+    assert config.redis is not None and config.clickhouse is not None
+    redis_driver = RedisDriver(config.redis)  # the library the demo's Redis part calls
     Migrator(redis_driver, redis_migrations()).up()
     redis_driver.close()
     yield config
-    with clickhouse.connect(clickhouse.target_of(config)) as client:
+    with clickhouse.connect(config.clickhouse) as client:
         client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
 
 
@@ -53,8 +53,8 @@ def rows(url: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.slow
-def test_test_dataset_matches_the_spec_item_by_item(stores: Settings) -> None:
-    url = stores.postgres_url or ""
+def test_test_dataset_matches_the_spec_item_by_item(stores: Endpoints) -> None:
+    url = stores.postgres or ""
     seed.seed_test(stores)
     seed.seed_test(stores)  # idempotent
     assert rows(url, "SELECT name FROM organizations") == [("Test Organization",)]
@@ -88,8 +88,8 @@ def demo_totals(url: str) -> set[tuple[Any, ...]]:
 
 
 @pytest.mark.slow
-def test_demo_is_deterministic_and_the_stores_agree(stores: Settings) -> None:
-    url = stores.postgres_url or ""
+def test_demo_is_deterministic_and_the_stores_agree(stores: Endpoints) -> None:
+    url = stores.postgres or ""
     seed.seed_demo(stores, seed=7, today=TODAY)
     first = seed.checksums(url)
     seed.seed_demo(stores, seed=7, today=TODAY)
@@ -98,7 +98,7 @@ def test_demo_is_deterministic_and_the_stores_agree(stores: Settings) -> None:
     assert statuses == {"draft", "pending_approval", "active", "paused", "completed", "archived"}
     assert {r for (r,) in rows(url, "SELECT DISTINCT role FROM user_roles")} == {
         "owner", "admin", "campaign_manager", "analyst", "viewer"}
-    with clickhouse.connect(clickhouse.target_of(stores)) as client:
+    with clickhouse.connect(stores.clickhouse) as client:
         ch = {(o, s, i) for o, s, i in clickhouse.rows(
             client, "SELECT org_id, toDecimal128(sum(spend), 2), sum(impressions)"
             " FROM campaign_metrics_daily GROUP BY org_id")}
@@ -118,8 +118,8 @@ def test_demo_is_deterministic_and_the_stores_agree(stores: Settings) -> None:
 
 
 @pytest.mark.slow
-def test_every_seeded_tenant_row_stays_in_its_tenant(stores: Settings) -> None:
-    url = stores.postgres_url or ""
+def test_every_seeded_tenant_row_stays_in_its_tenant(stores: Endpoints) -> None:
+    url = stores.postgres or ""
     seed.seed_demo(stores, seed=1, today=TODAY)
     seed.seed_test(stores)
     orgs = [o for (o,) in rows(url, "SELECT id FROM organizations")]
@@ -137,15 +137,15 @@ def test_every_seeded_tenant_row_stays_in_its_tenant(stores: Settings) -> None:
 
 
 @pytest.mark.slow
-def test_clear_keeps_schema_and_reference_data(stores: Settings) -> None:
-    url = stores.postgres_url or ""
+def test_clear_keeps_schema_and_reference_data(stores: Endpoints) -> None:
+    url = stores.postgres or ""
     seed.seed_demo(stores, seed=1, today=TODAY)
     reference = rows(url, "SELECT count(*) FROM permissions")
     seed.clear(stores, force=True)
     assert rows(url, "SELECT count(*) FROM organizations") == [(0,)]
     assert rows(url, "SELECT count(*) FROM campaign_metrics") == [(0,)]
     assert rows(url, "SELECT count(*) FROM permissions") == reference
-    with clickhouse.connect(clickhouse.target_of(stores)) as client:
+    with clickhouse.connect(stores.clickhouse) as client:
         assert clickhouse.rows(client, "SELECT count() FROM campaign_metrics_raw") == [(0,)]
         assert clickhouse.rows(client, "SELECT count() FROM system.tables"
                                        " WHERE database = currentDatabase()"
@@ -155,14 +155,13 @@ def test_clear_keeps_schema_and_reference_data(stores: Settings) -> None:
 
 @pytest.mark.slow
 def test_clear_refuses_a_database_that_does_not_look_like_development(
-        pg_admin_url: str, migrated_template: str, stores: Settings) -> None:
+        pg_admin_url: str, migrated_template: str, stores: Endpoints) -> None:
     from tests.conftest import fresh_name
 
     name = fresh_name("platform_prod")
     url = create_database(pg_admin_url, name, template=migrated_template)
     try:
-        prod = Settings(home=stores.home, postgres_url=url, clickhouse_url=stores.clickhouse_url,
-                        redis_url=stores.redis_url)
+        prod = stores.replace(postgres=url)
         with psycopg.connect(url) as conn:
             conn.execute("INSERT INTO organizations (id, name, slug) VALUES (%s, 'Keep', 'keep')",
                          (uuid.uuid4(),))
@@ -185,8 +184,8 @@ def metric_indexes(url: str) -> tuple[list[tuple[Any, ...]], set[tuple[Any, ...]
 
 
 @pytest.mark.slow
-def test_a_small_load_has_the_expected_counts_and_is_refused_twice(stores: Settings) -> None:
-    url = stores.postgres_url or ""
+def test_a_small_load_has_the_expected_counts_and_is_refused_twice(stores: Endpoints) -> None:
+    url = stores.postgres or ""
     parent_before, _ = metric_indexes(url)
     shape = seed.load.plan(0.002)
     seen: dict[str, int] = {}
@@ -207,7 +206,7 @@ def test_a_small_load_has_the_expected_counts_and_is_refused_twice(stores: Setti
     assert {count for _, count in leaves} == {2}
     with pytest.raises(psycopg.errors.UniqueViolation):
         rows(url, "INSERT INTO campaign_metrics SELECT * FROM campaign_metrics LIMIT 1")
-    with clickhouse.connect(clickhouse.target_of(stores)) as client:
+    with clickhouse.connect(stores.clickhouse) as client:
         assert clickhouse.rows(client, "SELECT count() FROM campaign_metrics_raw") == [(100_000,)]
     with pytest.raises(ValidationError, match="already there"):
         seed.seed_load(stores, 0.002, today=TODAY)
@@ -216,8 +215,8 @@ def test_a_small_load_has_the_expected_counts_and_is_refused_twice(stores: Setti
 
 
 @pytest.mark.slow
-def test_a_failed_load_leaves_nothing_behind(stores: Settings) -> None:
-    url = stores.postgres_url or ""
+def test_a_failed_load_leaves_nothing_behind(stores: Endpoints) -> None:
+    url = stores.postgres or ""
 
     def boom(what: str, _n: int) -> None:
         if what == "campaign_metrics":
@@ -228,5 +227,5 @@ def test_a_failed_load_leaves_nothing_behind(stores: Settings) -> None:
         seed.seed_load(stores, 0.001, today=TODAY, progress=boom)
     assert rows(url, "SELECT count(*) FROM organizations") == [(0,)]
     assert metric_indexes(url) == before  # the indexes dropped for the load are rolled back
-    with clickhouse.connect(clickhouse.target_of(stores)) as client:
+    with clickhouse.connect(stores.clickhouse) as client:
         assert clickhouse.rows(client, "SELECT count() FROM campaign_metrics_raw") == [(0,)]

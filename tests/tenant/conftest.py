@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -170,7 +170,7 @@ def elsewhere(deployment: Deployment, pg_template: tuple[str, str], ch_target: s
         with ch_connect(target) as client:
             try:
                 Migrator(driver_for(client, url), MIGRATIONS).up()
-                yield Deployment(replace(deployment.endpoints, postgres=url, clickhouse=target),
+                yield Deployment(deployment.endpoints.replace(postgres=url, clickhouse=target),
                                  prefix, client)
             finally:
                 client.command(f"DROP DATABASE IF EXISTS {client.database} SYNC")

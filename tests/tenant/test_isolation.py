@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from urllib.parse import urlsplit
 
 import psycopg
@@ -107,7 +106,7 @@ def production(deployment: Deployment) -> Iterator[Endpoints]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{urlsplit(url).path.lstrip("/")}"')
     try:
-        yield replace(deployment.endpoints, postgres=with_database(url, name))
+        yield deployment.endpoints.replace(postgres=with_database(url, name))
     finally:
         drop_database(admin, name)
 
@@ -122,7 +121,7 @@ def test_delete_refuses_a_database_that_does_not_look_like_development(
     assert not tenant.looks_like_development(production)
     with pytest.raises(ValidationError, match="does not look like a development database"):
         tenant.delete_tenant(production, "prod", yes=True, redis_prefix=deployment.prefix)
-    assert tenant.show_tenant(production, "prod").postgresql["organizations"]["rows"] == 1
+    assert tenant.show_tenant(production, "prod").table("postgresql")["organizations"]["rows"] == 1
     done = tenant.delete_tenant(production, "prod", yes=True, force=True,
                                 redis_prefix=deployment.prefix)
     assert done.removed["postgresql"]["organizations"] == 1

@@ -10,6 +10,8 @@ import pytest
 
 from platformdb.errors import CheckFailed
 from platformdb.ops import tenant
+from platformdb.stores.clickhouse import tenant as ch_tenant
+from platformdb.stores.redis import tenant as redis_tenant
 from tests.tenant.conftest import (
     Deployment,
     add_clickhouse_rows,
@@ -98,7 +100,7 @@ def test_an_interrupted_delete_finishes_when_run_again(deployment: Deployment,
     def fail(*args: object, **kwargs: object) -> dict[str, int]:
         raise RuntimeError("injected: ClickHouse went away")
 
-    monkeypatch.setattr(tenant.ch, "delete", fail)
+    monkeypatch.setattr(ch_tenant, "delete", fail)
     with pytest.raises(RuntimeError, match="injected"):
         tenant.delete_tenant(deployment.endpoints, "alpha", yes=True,
                              redis_prefix=deployment.prefix)
@@ -150,7 +152,7 @@ def test_a_failing_import_leaves_nothing_behind(deployment: Deployment, tmp_path
     def fail(*args: object, **kwargs: object) -> int:
         raise CheckFailed("injected: Redis refused")
 
-    monkeypatch.setattr(tenant.rd, "import_jobs", fail)
+    monkeypatch.setattr(redis_tenant, "import_jobs", fail)
     with pytest.raises(CheckFailed, match="injected"):
         tenant.import_tenant(deployment.endpoints, tmp_path / "a.tar",
                              redis_prefix=deployment.prefix)
@@ -162,7 +164,7 @@ def test_a_failing_import_leaves_nothing_behind(deployment: Deployment, tmp_path
 def test_rows_written_during_an_export_never_make_its_counts_disagree(
         deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a = add_org(deployment, "alpha")
-    stream = tenant.ch._stream
+    stream = ch_tenant._stream
     calls: list[str] = []
 
     def racing(client: object, database: str, table: str, org: uuid.UUID, path: Path) -> None:
@@ -171,7 +173,7 @@ def test_rows_written_during_an_export_never_make_its_counts_disagree(
         calls.append(table)
         stream(client, database, table, org, path)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tenant.ch, "_stream", racing)
+    monkeypatch.setattr(ch_tenant, "_stream", racing)
     exported = tenant.export_tenant(deployment.endpoints, a, tmp_path / "a.tar",
                                     redis_prefix=deployment.prefix)
     assert len(calls) > len(exported.counts["clickhouse"])  # read again, from snapshots
@@ -211,7 +213,7 @@ def test_a_failing_replace_puts_the_old_org_back(deployment: Deployment, tmp_pat
     add_clickhouse_rows(deployment, a, 5)
     current = digest(deployment, a)
     imported: list[int] = []
-    real = tenant.rd.import_jobs
+    real = redis_tenant.import_jobs
 
     def fail_once(*args: object, **kwargs: object) -> int:
         if not imported:
@@ -219,7 +221,7 @@ def test_a_failing_replace_puts_the_old_org_back(deployment: Deployment, tmp_pat
             raise CheckFailed("injected: Redis refused")
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tenant.rd, "import_jobs", fail_once)
+    monkeypatch.setattr(redis_tenant, "import_jobs", fail_once)
     with pytest.raises(CheckFailed, match="injected"):
         tenant.import_tenant(deployment.endpoints, tmp_path / "a.tar", replace=True,
                              redis_prefix=deployment.prefix)

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
 from platformdb import binaries
-from platformdb.ops import exporter, stats, tenant
+from platformdb.ops import exporter, stats, tenant, tenant_usage
 from platformdb.types import Metric
 from tests.tenant.conftest import Deployment, add_clickhouse_rows, add_org
 
@@ -37,7 +37,8 @@ def series(metrics: list[Metric], name: str) -> dict[str, float]:
 def test_only_the_top_orgs_get_series_and_the_rest_is_summed(deployment: Deployment) -> None:
     for i in range(7):
         small_org(deployment, f"org-{i}", campaigns=(i + 1) * 5)
-    metrics = tenant.usage_metrics(deployment.endpoints, top=3, redis_prefix=deployment.prefix)
+    metrics = tenant_usage.usage_metrics(deployment.endpoints, top=3,
+                                         redis_prefix=deployment.prefix)
     assert {m.store for m in metrics} == {"tenant"}
     rows = series(metrics, "postgresql_rows")
     assert set(rows) == {"org-6", "org-5", "org-4", "_other"}  # the largest three
@@ -47,7 +48,7 @@ def test_only_the_top_orgs_get_series_and_the_rest_is_summed(deployment: Deploym
         assert len(series(metrics, name)) == 4, name
     assert [m.value for m in metrics if m.name == "orgs"] == [7]
     assert all(m.unit == "bytes" for m in metrics if m.name.endswith("_bytes"))
-    assert len(tenant.usage_metrics(deployment.endpoints, top=20,
+    assert len(tenant_usage.usage_metrics(deployment.endpoints, top=20,
                                     redis_prefix=deployment.prefix)) == 1 + 5 * 7
 
 
@@ -65,7 +66,7 @@ def test_usage_metrics_pass_promtool(deployment: Deployment) -> None:
     add_org(deployment, "alpha")
     small_org(deployment, "bravo", 3)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Fixed(tenant.usage_metrics(deployment.endpoints, top=1,
+    registry.register(Fixed(tenant_usage.usage_metrics(deployment.endpoints, top=1,
                                                  redis_prefix=deployment.prefix)))
     text = generate_latest(registry).decode()
     assert 'platformdb_tenant_postgresql_rows{org="alpha"}' in text
@@ -82,6 +83,6 @@ def test_stats_reads_tenant_usage_as_one_source(deployment: Deployment) -> None:
     add_org(deployment, "alpha")
     config = stats.StatsConfig(redis_prefix=deployment.prefix, tenant_top=5)
     [result] = stats.run(deployment.endpoints, ["postgresql"], config,
-                         [s for s in stats.SOURCES if s.name == "tenant_usage"])
+                         [s for s in stats.sources() if s.name == "tenant_usage"])
     assert result.error is None
     assert series(result.metrics, "redis_keys")["alpha"] > 0

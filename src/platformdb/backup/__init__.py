@@ -17,7 +17,20 @@ from platformdb.backup.manifest import MANIFEST
 from platformdb.errors import ValidationError
 from platformdb.types import Restored
 
-__all__ = ["BackupTarget", "Restored", "Staged", "find_backups"]
+__all__ = ["BackupTarget", "Restored", "Staged", "Switchable", "find_backups"]
+
+
+class Switchable(Protocol):
+    """Something staged beside its target that can be switched in, undone, committed or
+    discarded (a restore's part, a tenant import's part)."""
+
+    def switch(self) -> None: ...
+
+    def undo(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def discard(self) -> None: ...
 
 
 class Staged(Protocol):

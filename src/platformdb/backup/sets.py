@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from platformdb import __version__
-from platformdb.backup import BackupTarget, Staged, find_backups
+from platformdb.backup import BackupTarget, Staged, Switchable, find_backups
 from platformdb.backup.manifest import MANIFEST, file_sha256, read_manifest
 from platformdb.backup.state import GoodBackup, verified
-from platformdb.errors import ValidationError
+from platformdb.errors import Hint, ValidationError
 from platformdb.types import Restored
 
 SET_PREFIX = "set-"
@@ -128,9 +128,11 @@ def find_set(path: Path) -> BackupSet:
     sets = sorted(child for child in path.iterdir() if child.name.startswith(SET_PREFIX)
                   and is_set(child)) if path.is_dir() else []
     if not sets:
-        hint = (" (it holds single-store backups: restore them one store at a time, "
-                "e.g. `platformdb restore postgresql PATH`)") if _has_parts(path) else ""
-        raise ValidationError(f"no backup set found at {path}{hint}")
+        if _has_parts(path):
+            raise ValidationError(f"no backup set found at {path} (it holds single-store "
+                                  "backups: restore them one store at a time)",
+                                  hint=Hint(command="platformdb restore STORE PATH"))
+        raise ValidationError(f"no backup set found at {path}")
     return read_set(sets[-1])
 
 
@@ -193,7 +195,15 @@ def stage_and_switch(items: Sequence[tuple[BackupTarget, Path]], *, force: bool,
         for stage in reversed(staged):
             stage.discard()
         raise
-    switched: list[Staged] = []
+    switch_in(staged, [stage.report.store for stage in staged])
+    return [stage.report for stage in staged]
+
+
+def switch_in(staged: Sequence[Switchable], names: Sequence[str]) -> None:
+    """Switch every staged part in, in order, then commit them all. A switch that fails
+    puts the parts already switched back (the first failure is raised, with a note for
+    each part that could not be put back) and discards the others."""
+    switched: list[Switchable] = []
     try:
         for stage in staged:
             stage.switch()
@@ -203,11 +213,10 @@ def stage_and_switch(items: Sequence[tuple[BackupTarget, Path]], *, force: bool,
             try:
                 stage.undo()
             except Exception as exc:  # keep undoing the others; the first failure is raised
-                failure.add_note(f"could not put {stage.report.store} back: {exc}")
+                failure.add_note(f"could not put {names[staged.index(stage)]} back: {exc}")
         for stage in staged:
             if stage not in switched:
                 stage.discard()
         raise
     for stage in switched:
         stage.commit()
-    return [stage.report for stage in staged]

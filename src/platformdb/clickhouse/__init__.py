@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from clickhouse_connect.driver import exceptions as cc_errors
 
-from platformdb.config import Settings, mask_password
+from platformdb.config import mask_password
 from platformdb.errors import ConfigError, PlatformDBError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -61,7 +61,6 @@ __all__ = [
     "connect",
     "quote_identifier",
     "rows",
-    "target_of",
     "translated",
 ]
 
@@ -259,14 +258,6 @@ def _use_database(client: Client, database: str, create: bool) -> None:
             raise ConfigError(f"ClickHouse database {database} does not exist")
         client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
     client.database = database
-
-
-def target_of(settings: Settings) -> str:
-    """The ClickHouse URL of ``settings``: the configured one or the embedded chDB path.
-
-    For the CLI edge only; library functions take the URL.
-    """
-    return settings.clickhouse_url or f"chdb://{Path(settings.home) / 'clickhouse'}"
 
 
 def with_database(url: str, database: str) -> str:

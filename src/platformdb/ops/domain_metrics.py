@@ -32,9 +32,10 @@ from platformdb.postgres import connect
 from platformdb.redis import client as redis_client
 from platformdb.redis import codec
 from platformdb.redis.keys import KeySpace
+from platformdb.stores import registry
 from platformdb.stores.base import Store
 from platformdb.stores.postgres.partitions import DATE_PARTITIONED, add_months, month_start
-from platformdb.types import STORE_NAMES, Metric
+from platformdb.types import Metric
 
 T = TypeVar("T")
 
@@ -91,7 +92,7 @@ def migration_metrics(store: Store) -> list[Metric]:
 # ------------------------------------------------------------------ backups
 
 
-def backup_metrics(backup_dir: Path, stores: Sequence[str] = STORE_NAMES,
+def backup_metrics(backup_dir: Path, stores: Sequence[str] | None = None,
                    now: float | None = None) -> list[Metric]:
     """The last good backup of each store recorded under ``backup_dir``.
 
@@ -101,7 +102,7 @@ def backup_metrics(backup_dir: Path, stores: Sequence[str] = STORE_NAMES,
     found = backup_state.last_good(backup_dir)
     current = time.time() if now is None else now
     metrics: list[Metric] = []
-    for store in stores:
+    for store in registry.names() if stores is None else stores:
         good = found.get(store)
         labels = {"store": store}
         stamp = good.finished_at.timestamp() if good else 0.0

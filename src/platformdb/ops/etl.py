@@ -36,9 +36,12 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from platformdb import clickhouse
 from platformdb.clickhouse import rows as query_rows
 from platformdb.errors import ValidationError
+from platformdb.ops.context import Context, context
 from platformdb.postgres import connect
+from platformdb.types import Endpoints
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver import Client
@@ -236,3 +239,11 @@ def _record(conn: psycopg.Connection[Any], per_org: dict[uuid.UUID, int], report
              org, job))
         jobs.append(job)
     return jobs
+
+
+def sync(target: Context | Endpoints, first: dt.date, last: dt.date) -> SyncReport:
+    """``platformdb etl sync-daily``: :func:`sync_daily` between the context's ClickHouse and
+    PostgreSQL."""
+    ctx = context(target)
+    with clickhouse.connect(ctx.url("clickhouse")) as client:
+        return sync_daily(client, ctx.url("postgresql"), first, last)

@@ -26,23 +26,25 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.core import Metric as Family
 from prometheus_client.registry import Collector
 
+from platformdb.ops.context import Context, context
 from platformdb.ops.stats import SourceResult, StatsConfig, run
-from platformdb.types import STORE_NAMES, Endpoints, Metric
+from platformdb.stores import registry
+from platformdb.types import Endpoints, Metric
 
 
 class PlatformCollector(Collector):
     """Collects on every scrape; a failing source shows as ``..._success 0``, never an error."""
 
-    def __init__(self, endpoints: Endpoints, stores: tuple[str, ...] = STORE_NAMES,
+    def __init__(self, target: Context | Endpoints, stores: tuple[str, ...] | None = None,
                  config: StatsConfig | None = None) -> None:
-        self.endpoints = endpoints
-        self.stores = stores
+        self.ctx = context(target)
+        self.stores = registry.names() if stores is None else stores
         self.config = config or StatsConfig()  # one per exporter: its memo spans scrapes
         self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Family]:
         with self._lock:  # chDB opens its path in one thread at a time
-            results = run(self.endpoints, list(self.stores), self.config)
+            results = run(self.ctx, list(self.stores), self.config)
         yield from scrape_families(results, self.stores)
         metrics = [metric for result in results for metric in result.metrics]
         yield from families(metrics)
@@ -88,27 +90,28 @@ def _unit(name: str, unit: str) -> str:
     return unit if unit in ("seconds", "bytes") and name.endswith(f"_{unit}") else ""
 
 
-def registry(endpoints: Endpoints, config: StatsConfig | None = None) -> CollectorRegistry:
+def collector_registry(target: Context | Endpoints,
+                       config: StatsConfig | None = None) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(PlatformCollector(endpoints, config=config))
+    reg.register(PlatformCollector(target, config=config))
     return reg
 
 
-def render(endpoints: Endpoints, config: StatsConfig | None = None) -> str:
+def render(target: Context | Endpoints, config: StatsConfig | None = None) -> str:
     """One scrape's output as Prometheus text."""
-    return generate_latest(registry(endpoints, config)).decode()
+    return generate_latest(collector_registry(target, config)).decode()
 
 
-def start(endpoints: Endpoints, port: int, addr: str = "127.0.0.1",
+def start(target: Context | Endpoints, port: int, addr: str = "127.0.0.1",
           config: StatsConfig | None = None) -> tuple[WSGIServer, threading.Thread]:
     """Serve ``/metrics`` on ``addr:port`` in a background thread; stop with ``shutdown()``."""
-    return start_http_server(port, addr=addr, registry=registry(endpoints, config))
+    return start_http_server(port, addr=addr, registry=collector_registry(target, config))
 
 
-def serve(endpoints: Endpoints, port: int, addr: str = "127.0.0.1",
+def serve(target: Context | Endpoints, port: int, addr: str = "127.0.0.1",
           config: StatsConfig | None = None) -> None:
     """Serve ``/metrics`` on ``addr:port`` until interrupted."""
-    server, thread = start(endpoints, port, addr, config)
+    server, thread = start(target, port, addr, config)
     try:
         thread.join()
     finally:

@@ -1,4 +1,4 @@
-"""Health checks: the spec's ``SELECT 1`` / ``SELECT 1`` / ``PING`` with latency,
+"""``platformdb health``: the spec's ``SELECT 1`` / ``SELECT 1`` / ``PING`` with latency,
 plus each store's migration ledger (pending migrations, drift).
 
 A health check never starts anything: a store whose embedded server is not
@@ -7,19 +7,13 @@ running is reported down (see :mod:`platformdb.stores`).
 
 from __future__ import annotations
 
-from platformdb.stores import open_stores
-from platformdb.stores.postgres import pgbouncer
+from platformdb.ops.context import Context, context
 from platformdb.types import Endpoints, StoreHealth
 
 __all__ = ["StoreHealth", "check"]
 
 
-def check(endpoints: Endpoints, stores: list[str] | None = None) -> list[StoreHealth]:
-    """The health of ``stores`` (default: every store), in registry order; PgBouncer's
-    right after PostgreSQL's when one pools it (``endpoints.pgbouncer``)."""
-    results = []
-    for store in open_stores(endpoints, stores):
-        results.append(store.health())
-        if store.name == "postgresql" and endpoints.pgbouncer is not None:
-            results.append(pgbouncer.health(endpoints.pgbouncer))
-    return results
+def check(target: Context | Endpoints, stores: list[str] | None = None) -> list[StoreHealth]:
+    """The health of ``stores`` (default: every store), in registry order, each followed by
+    what serves it (PostgreSQL: PgBouncer's pools, when one pools it)."""
+    return [row for store in context(target).stores(stores) for row in store.health_rows()]

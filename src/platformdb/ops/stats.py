@@ -17,7 +17,8 @@ Two kinds of source:
 Every metric is a :class:`~platformdb.types.Metric` with a name, labels and a
 value, so the same list prints as a table, as JSON, or as Prometheus text
 (:mod:`platformdb.ops.exporter`). A source that fails is reported (one line) and
-the others still run. Adding a source is one entry in :data:`SOURCES`.
+the others still run. Adding a source is one entry in :func:`sources` (each
+registered store brings its own key metrics and migration state).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from pathlib import Path
 
 from platformdb.errors import PlatformDBError
 from platformdb.ops import domain_metrics
+from platformdb.ops.context import Context, context
 from platformdb.ops.domain_metrics import Memo
-from platformdb.stores import open_store
+from platformdb.ops.tenant_usage import usage_metrics
+from platformdb.stores import registry
 from platformdb.stores.postgres import pgbouncer
-from platformdb.types import STORE_NAMES, Endpoints, Metric, check_stores
+from platformdb.types import Endpoints, Metric
 
-__all__ = ["SOURCES", "Metric", "Source", "SourceResult", "StatsConfig", "collect", "run"]
+__all__ = ["Metric", "Source", "SourceResult", "StatsConfig", "collect", "run", "sources"]
 
 
 @dataclass
@@ -55,11 +58,11 @@ class StatsConfig:
     """Per-tenant usage: how many of the largest orgs get series of their own."""
 
 
-Reader = Callable[[Endpoints, StatsConfig], list[Metric]]
-Condition = Callable[[Endpoints, StatsConfig], bool]
+Reader = Callable[[Context, StatsConfig], list[Metric]]
+Condition = Callable[[Context, StatsConfig], bool]
 
 
-def _always(endpoints: Endpoints, config: StatsConfig) -> bool:
+def _always(ctx: Context, config: StatsConfig) -> bool:
     return True
 
 
@@ -87,77 +90,75 @@ class SourceResult:
 
 
 def _own(name: str) -> Reader:
-    return lambda endpoints, config: open_store(name, endpoints).metrics()
+    return lambda ctx, config: ctx.store(name).metrics()
 
 
 def _migrations(name: str) -> Reader:
-    return lambda endpoints, config: domain_metrics.migration_metrics(open_store(name, endpoints))
+    return lambda ctx, config: domain_metrics.migration_metrics(ctx.store(name))
 
 
-def _backups(endpoints: Endpoints, config: StatsConfig) -> list[Metric]:
+def _backups(ctx: Context, config: StatsConfig) -> list[Metric]:
     assert config.backup_dir is not None
-    return domain_metrics.backup_metrics(config.backup_dir)
+    return domain_metrics.backup_metrics(config.backup_dir, registry.names())
 
 
-def _url(endpoints: Endpoints, store: str) -> str:
-    return open_store(store, endpoints).require_url()
+def _pgbouncer(ctx: Context, config: StatsConfig) -> list[Metric]:
+    assert ctx.endpoints.pgbouncer is not None
+    return pgbouncer.pool_metrics(ctx.endpoints.pgbouncer)
 
 
-def _pgbouncer(endpoints: Endpoints, config: StatsConfig) -> list[Metric]:
-    assert endpoints.pgbouncer is not None
-    return pgbouncer.pool_metrics(endpoints.pgbouncer)
-
-
-def _tenant_usage(endpoints: Endpoints, config: StatsConfig) -> list[Metric]:
-    from platformdb.ops import tenant
+def _tenant_usage(ctx: Context, config: StatsConfig) -> list[Metric]:
     return config.memo.get(
         "tenant-usage", config.scan_interval,
-        lambda: tenant.usage_metrics(endpoints, top=config.tenant_top,
-                                     redis_prefix=config.redis_prefix))
+        lambda: usage_metrics(ctx, top=config.tenant_top, redis_prefix=config.redis_prefix))
 
 
-SOURCES: list[Source] = [
-    *(Source(name, name, _own(name), own=True) for name in STORE_NAMES),
-    *(Source(f"{name}_migrations", name, _migrations(name)) for name in STORE_NAMES),
-    Source("backups", None, _backups, applies=lambda e, c: c.backup_dir is not None),
-    Source("sync_daily", "postgresql",
-           lambda e, c: domain_metrics.sync_metrics(_url(e, "postgresql"))),
-    Source("partitions", "postgresql",
-           lambda e, c: domain_metrics.partition_metrics(_url(e, "postgresql"))),
-    Source("pgbouncer", "postgresql", _pgbouncer, applies=lambda e, c: e.pgbouncer is not None),
-    Source("redis_domain", "redis", lambda e, c: domain_metrics.redis_metrics(
-        _url(e, "redis"), prefix=c.redis_prefix, queues=c.queues, memo=c.memo,
-        scan_interval=c.scan_interval)),
-    Source("tenant_usage", "postgresql", _tenant_usage),
-]
+def sources() -> list[Source]:
+    """Every source, in order: each registered store's key metrics, then its migrations,
+    then the platform's domain sources."""
+    return [
+        *(Source(name, name, _own(name), own=True) for name in registry.names()),
+        *(Source(f"{name}_migrations", name, _migrations(name)) for name in registry.names()),
+        Source("backups", None, _backups, applies=lambda ctx, c: c.backup_dir is not None),
+        Source("sync_daily", "postgresql",
+               lambda ctx, c: domain_metrics.sync_metrics(ctx.url("postgresql"))),
+        Source("partitions", "postgresql",
+               lambda ctx, c: domain_metrics.partition_metrics(ctx.url("postgresql"))),
+        Source("pgbouncer", "postgresql", _pgbouncer,
+               applies=lambda ctx, c: ctx.endpoints.pgbouncer is not None),
+        Source("redis_domain", "redis", lambda ctx, c: domain_metrics.redis_metrics(
+            ctx.url("redis"), prefix=c.redis_prefix, queues=c.queues, memo=c.memo,
+            scan_interval=c.scan_interval)),
+        Source("tenant_usage", "postgresql", _tenant_usage),
+    ]
 
 
-def _wanted(source: Source, endpoints: Endpoints, config: StatsConfig,
-            stores: list[str]) -> bool:
-    if not source.applies(endpoints, config):
+def _wanted(source: Source, ctx: Context, config: StatsConfig, stores: list[str]) -> bool:
+    if not source.applies(ctx, config):
         return False
     if source.store is None:
         return True
     if source.store not in stores:
         return False
-    return source.own or endpoints.url(source.store) is not None
+    return source.own or ctx.endpoints.url(source.store) is not None
 
 
-def run(endpoints: Endpoints, stores: list[str] | None = None,
+def run(target: Context | Endpoints, stores: list[str] | None = None,
         config: StatsConfig | None = None,
-        sources: list[Source] | None = None) -> list[SourceResult]:
+        chosen: list[Source] | None = None) -> list[SourceResult]:
     """Read every source that applies to ``stores`` (default: all), in order."""
+    ctx = context(target)
     config = config or StatsConfig()
-    selected = check_stores(stores)
+    selected = registry.check_stores(stores)
     results = []
-    for source in sources if sources is not None else SOURCES:
-        if not _wanted(source, endpoints, config, selected):
+    for source in chosen if chosen is not None else sources():
+        if not _wanted(source, ctx, config, selected):
             continue
         started = time.perf_counter()
         error: str | None = None
         metrics: list[Metric] = []
         try:
-            metrics = source.read(endpoints, config)
+            metrics = source.read(ctx, config)
         except (PlatformDBError, OSError, ImportError) as exc:
             error = str(exc)
         except Exception as exc:  # a driver's error is reported, not fatal
@@ -166,12 +167,12 @@ def run(endpoints: Endpoints, stores: list[str] | None = None,
     return results
 
 
-def collect(endpoints: Endpoints, stores: list[str] | None = None,
+def collect(target: Context | Endpoints, stores: list[str] | None = None,
             config: StatsConfig | None = None) -> tuple[list[Metric], list[str]]:
     """Metrics of every source that could be read, and one line per source that could not."""
     metrics: list[Metric] = []
     errors: list[str] = []
-    for result in run(endpoints, stores, config):
+    for result in run(target, stores, config):
         metrics.extend(result.metrics)
         if result.error is not None:
             errors.append(f"{result.source.name}: {result.error}")

@@ -1,7 +1,7 @@
 """Per-tenant usage as metrics, for ``platformdb stats`` and the Prometheus exporter.
 
-Label cardinality is bounded: only the ``top`` orgs by size (PostgreSQL plus
-ClickHouse bytes, then rows) get a series of their own, labelled ``org`` =
+Label cardinality is bounded: only the ``top`` orgs by size (bytes in every
+store, then rows) get a series of their own, labelled ``org`` =
 their slug (their id when the organizations row is gone); every other org is
 summed into one series labelled ``org="_other"`` (no slug can start with ``_``).
 Names follow the exporter: ``platformdb_tenant_<store>_<rows|bytes|keys>``,
@@ -11,54 +11,51 @@ rows).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from platformdb.ops.context import Context
+from platformdb.ops.tenant import Tenant, list_tenants
 from platformdb.types import Endpoints, Metric
-
-if TYPE_CHECKING:
-    from platformdb.ops.tenant import Tenant
 
 DEFAULT_TOP = 20
 OTHER = "_other"
-_SERIES = (
-    ("postgresql_rows", "rows of the org in PostgreSQL's tenant tables"),
-    ("postgresql_bytes", "estimated bytes of the org's rows in PostgreSQL (table size times "
-                         "its share of rows)"),
-    ("clickhouse_rows", "rows of the org in ClickHouse's tables"),
-    ("clickhouse_bytes", "estimated compressed bytes of the org's rows in ClickHouse"),
-    ("redis_keys", "keys of the org in Redis (sessions, cache, rate limits, jobs)"),
-)
 
 
-def _values(tenant: Tenant) -> dict[str, int]:
-    return {"postgresql_rows": tenant.total("postgresql"),
-            "postgresql_bytes": tenant.total("postgresql", "bytes"),
-            "clickhouse_rows": tenant.total("clickhouse"),
-            "clickhouse_bytes": tenant.total("clickhouse", "bytes"),
-            "redis_keys": sum(tenant.redis.values())}
+def _series(tenant: Tenant) -> dict[str, tuple[int, str]]:
+    """Each series of ``tenant``: its value and help, from what each store counts."""
+    found: dict[str, tuple[int, str]] = {}
+    for store, unit in tenant.units.items():
+        if unit == "keys":
+            found[f"{store}_keys"] = (tenant.total(store), f"keys of the org in {store}")
+            continue
+        found[f"{store}_rows"] = (tenant.total(store), f"rows of the org in {store}'s tables")
+        found[f"{store}_bytes"] = (tenant.total(store, "bytes"),
+                                   f"estimated bytes of the org's rows in {store} (table size "
+                                   "times its share of rows)")
+    return found
 
 
-def usage_metrics(endpoints: Endpoints, top: int = DEFAULT_TOP, *,
+def usage_metrics(target: Context | Endpoints, top: int = DEFAULT_TOP, *,
                   redis_prefix: str = "") -> list[Metric]:
     """Sizes of the ``top`` largest orgs, the rest summed as ``org="_other"``."""
-    from platformdb.ops.tenant import list_tenants
+    tenants = list_tenants(target, redis_prefix=redis_prefix)
+    series = {t.id: _series(t) for t in tenants}
 
-    tenants = list_tenants(endpoints, redis_prefix=redis_prefix)
-    values = {t.id: _values(t) for t in tenants}
-    ranked = sorted(tenants, key=lambda t: (-(values[t.id]["postgresql_bytes"]
-                                              + values[t.id]["clickhouse_bytes"]),
-                                            -(values[t.id]["postgresql_rows"]
-                                              + values[t.id]["clickhouse_rows"]), t.label))
+    def weight(tenant: Tenant, what: str) -> int:
+        return sum(value for name, (value, _) in series[tenant.id].items()
+                   if name.endswith(f"_{what}"))
+
+    ranked = sorted(tenants, key=lambda t: (-weight(t, "bytes"), -weight(t, "rows"), t.label))
     shown, rest = ranked[:max(top, 0)], ranked[max(top, 0):]
     metrics = [Metric("tenant", "orgs", float(len(tenants)),
                       "orgs with data in any store (all of them, not only the top N)")]
-    for name, help_text in _SERIES:
+    names = dict.fromkeys(name for t in tenants for name in series[t.id])
+    for name in names:
         unit = "bytes" if name.endswith("_bytes") else ""
+        help_text = next(series[t.id][name][1] for t in tenants if name in series[t.id])
         for tenant in shown:
-            metrics.append(Metric("tenant", name, float(values[tenant.id][name]), help_text,
-                                  {"org": tenant.label}, unit=unit))
+            metrics.append(Metric("tenant", name, float(series[tenant.id].get(name, (0, ""))[0]),
+                                  help_text, {"org": tenant.label}, unit=unit))
         if rest:
             metrics.append(Metric("tenant", name,
-                                  float(sum(values[t.id][name] for t in rest)), help_text,
-                                  {"org": OTHER}, unit=unit))
+                                  float(sum(series[t.id].get(name, (0, ""))[0] for t in rest)),
+                                  help_text, {"org": OTHER}, unit=unit))
     return metrics

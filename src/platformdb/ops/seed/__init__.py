@@ -15,20 +15,24 @@
 from __future__ import annotations
 
 import hashlib
-import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import sql
 
-from platformdb import secrets
-from platformdb.config import DEV_WORDS, Settings, development_url, mask_password
-from platformdb.errors import StoreUnavailable, ValidationError
+from platformdb.config import DEV_WORDS, development_url, mask_password
+from platformdb.errors import Hint, ValidationError
+from platformdb.ops.context import Context, context
+from platformdb.ops.seed.base import (
+    DEV_SECRET_KEYS,
+    TENANT_TABLES,
+    SeedReport,
+    row_counts,
+    seed_keyring,
+)
 from platformdb.postgres import connect
 from platformdb.resources import data_dir
+from platformdb.types import Endpoints
 
-TENANT_TABLES = ("organizations", "users", "user_roles", "auth_tokens", "dsp_connectors",
-                 "campaigns", "campaign_metrics", "etl_jobs", "notifications", "audit_logs")
 CLICKHOUSE_TABLES = ("campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily",
                      "user_events", "api_logs", "user_events_daily", "api_logs_hourly")
 REDIS_PATTERNS = ("session:*", "cache:*", "cachetag:*", "cachelock:*", "cacheidx:*",
@@ -37,44 +41,9 @@ REDIS_PATTERNS = ("session:*", "cache:*", "cachetag:*", "cachelock:*", "cacheidx
 # (a fresh random data key and nonces each time): left out of checksums.
 VOLATILE = {"created_at", "updated_at", "last_login_at", "started_at", "finished_at",
             "scheduled_at", "sent_at", "read_at", "expires_at", "credentials_encrypted"}
-# The key that encrypts the seeds' DSP credentials when PLATFORMDB_SECRET_KEYS
-# is not set (postgresql/seed/test_data.sql is encrypted with it too). It is
-# public, for development data only: platformdb.secrets has no default key.
-DEV_SECRET_KEYS = "dev-seed-2026:YtMLYZvmcZHqHEvIKLzX77Juwr3nuNZ7eS/zbZEoqDg="  # noqa: S105 - a public development key, documented as such
-
-
-@dataclass
-class SeedReport:
-    dataset: str
-    counts: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-def seed_keyring() -> secrets.KeyRing:
-    """``PLATFORMDB_SECRET_KEYS`` when set, else the public development key."""
-    value = os.environ.get(secrets.ENV_VAR, "").strip()
-    return secrets.KeyRing.parse(value or DEV_SECRET_KEYS,
-                                 source=secrets.ENV_VAR if value else "DEV_SECRET_KEYS")
-
-
-def postgres_url(settings: Settings) -> str:
-    """The PostgreSQL URL the caller resolved (seeding never starts a server)."""
-    return require_url(settings.postgres_url, "PostgreSQL")
-
-
-def redis_url(settings: Settings) -> str:
-    return require_url(settings.redis_url, "Redis")
-
-
-def require_url(url: str | None, store: str) -> str:
-    if url is None:
-        raise StoreUnavailable(f"no {store} URL was given to the seed")
-    return url
-
-
-def seed_test(settings: Settings) -> SeedReport:
+def seed_test(target: Context | Endpoints) -> SeedReport:
     """The spec's test dataset, from postgresql/seed/test_data.sql (idempotent)."""
-    url = postgres_url(settings)
+    url = context(target).url("postgresql")
     script = (data_dir("postgresql") / "seed" / "test_data.sql").read_text(encoding="utf-8")
     statements = "\n".join(line for line in script.splitlines() if not line.startswith("\\"))
     with connect(url, autocommit=True) as conn:
@@ -83,42 +52,35 @@ def seed_test(settings: Settings) -> SeedReport:
     return SeedReport("test", counts)
 
 
-def row_counts(conn: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for table in (*TENANT_TABLES, "permissions", "role_permissions"):
-        row = conn.execute(
-            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
-        counts[table] = int(row[0]) if row else 0
-    return counts
-
-
-def looks_like_development(url: str, settings: Settings) -> bool:
+def looks_like_development(ctx: Context) -> bool:
     """The embedded stack, or a loopback server whose database name says dev/test/demo."""
-    return settings.postgres_url is None or development_url(url)
+    return "postgresql" in ctx.endpoints.embedded or development_url(ctx.url("postgresql"))
 
 
-def clear(settings: Settings, *, force: bool = False) -> SeedReport:
+def clear(target: Context | Endpoints, *, force: bool = False) -> SeedReport:
     """Remove seeded rows from every store; schema and reference data stay."""
-    url = postgres_url(settings)
-    if not force and not looks_like_development(url, settings):
+    ctx = context(target)
+    url = ctx.url("postgresql")
+    if not force and not looks_like_development(ctx):
         raise ValidationError(
             f"{mask_password(url)} does not look like a development database (loopback host and "
-            f"a name with {'/'.join(DEV_WORDS[:3])}...); pass --force to clear it anyway")
+            f"a name with {'/'.join(DEV_WORDS[:3])}...)",
+            hint=Hint(flag="--force", does="to clear it anyway"))
     report = SeedReport("clear")
     with connect(url) as conn:
         conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(
             sql.SQL(", ").join(sql.Identifier(t) for t in TENANT_TABLES)))
         conn.commit()
         report.counts = row_counts(conn)
-    report.notes.append(_clear_clickhouse(settings))
-    report.notes.append(_clear_redis(settings))
+    report.notes.append(_clear_clickhouse(ctx.url("clickhouse")))
+    report.notes.append(_clear_redis(ctx.url("redis")))
     return report
 
 
-def _clear_clickhouse(settings: Settings) -> str:
+def _clear_clickhouse(url: str) -> str:
     from platformdb import clickhouse
 
-    with clickhouse.connect(clickhouse.target_of(settings)) as client:
+    with clickhouse.connect(url) as client:
         present = {name for (name,) in clickhouse.rows(
             client, "SELECT name FROM system.tables WHERE database = currentDatabase()")}
         for table in CLICKHOUSE_TABLES:
@@ -127,10 +89,10 @@ def _clear_clickhouse(settings: Settings) -> str:
     return f"clickhouse: truncated {len(present & set(CLICKHOUSE_TABLES))} tables"
 
 
-def _clear_redis(settings: Settings) -> str:
+def _clear_redis(url: str) -> str:
     from platformdb.redis.client import connect as redis_connect
 
-    client = redis_connect(redis_url(settings))
+    client = redis_connect(url)
     removed = 0
     try:
         for pattern in REDIS_PATTERNS:

@@ -29,8 +29,10 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from platformdb import secrets
-from platformdb.config import Settings
+from platformdb.ops.context import Context, context
+from platformdb.ops.seed.base import SeedReport, row_counts, seed_keyring
 from platformdb.postgres import connect
+from platformdb.types import Endpoints
 
 NAMESPACE = uuid.UUID("5eed0000-0000-4000-8000-00000000de30")
 # the hash of "Demo#2026"
@@ -123,17 +125,17 @@ def _hourly(rng: random.Random, org: uuid.UUID, campaign: uuid.UUID, dsp: str, s
     return out
 
 
-def seed_demo(settings: Settings, seed: int = 2026, today: dt.date | None = None) -> Any:
-    from platformdb.ops.seed import SeedReport, postgres_url, row_counts
-
+def seed_demo(target: Context | Endpoints, seed: int = 2026,
+              today: dt.date | None = None) -> Any:
+    ctx = context(target)
     today = today or dt.datetime.now(dt.UTC).date()
-    url = postgres_url(settings)
+    url = ctx.url("postgresql")
     rows = plan(seed, today)
     orgs = demo_org_ids()
-    _write_postgres(url, rows, orgs)
+    _write_postgres(url, rows, orgs, seed_keyring(ctx.secret_keys))
     report = SeedReport("demo")
-    report.notes.append(_write_clickhouse(settings, url, rows["raw"], orgs, today))
-    report.notes.append(_write_redis(settings, rows))
+    report.notes.append(_write_clickhouse(ctx.url("clickhouse"), url, rows["raw"], orgs, today))
+    report.notes.append(_write_redis(ctx.url("redis"), rows))
     with connect(url) as conn:
         report.counts = row_counts(conn)
     report.counts["clickhouse_raw_rows"] = len(rows["raw"])
@@ -150,10 +152,7 @@ def demo_credentials(keyring: secrets.KeyRing, org: uuid.UUID, connector: uuid.U
 
 
 def _write_postgres(url: str, rows: dict[str, list[tuple[Any, ...]]],
-                    orgs: list[uuid.UUID]) -> None:
-    from platformdb.ops.seed import seed_keyring
-
-    keyring = seed_keyring()
+                    orgs: list[uuid.UUID], keyring: secrets.KeyRing) -> None:
     with connect(url) as conn, conn.transaction():
         conn.execute("DELETE FROM organizations WHERE id = ANY(%s)", (orgs,))  # re-run: replace
         conn.execute("DELETE FROM audit_logs WHERE org_id = ANY(%s)", (orgs,))
@@ -183,13 +182,13 @@ def _write_postgres(url: str, rows: dict[str, list[tuple[Any, ...]]],
             conn.execute("SELECT log_audit_event('LOGIN', 'users', %s)", (str(user),))
 
 
-def _write_clickhouse(settings: Settings, url: str, raw: list[tuple[Any, ...]],
+def _write_clickhouse(clickhouse_url: str, url: str, raw: list[tuple[Any, ...]],
                       orgs: list[uuid.UUID], today: dt.date) -> str:
     from platformdb import clickhouse
     from platformdb.clickhouse.writer import RAW, MetricsWriter
     from platformdb.ops.etl import sync_daily
 
-    with clickhouse.connect(clickhouse.target_of(settings)) as client:
+    with clickhouse.connect(clickhouse_url) as client:
         for table in ("campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily"):
             client.command("DELETE FROM {table:Identifier} WHERE org_id IN {orgs:Array(UUID)}",
                            parameters={"table": table, "orgs": orgs})
@@ -201,12 +200,11 @@ def _write_clickhouse(settings: Settings, url: str, raw: list[tuple[Any, ...]],
             " synced from the rollup")
 
 
-def _write_redis(settings: Settings, rows: dict[str, list[tuple[Any, ...]]]) -> str:
-    from platformdb.ops.seed import redis_url
+def _write_redis(redis_url: str, rows: dict[str, list[tuple[Any, ...]]]) -> str:
     from platformdb.redis import JobQueue, SessionStore
     from platformdb.redis.client import connect as redis_connect
 
-    client = redis_connect(redis_url(settings))
+    client = redis_connect(redis_url)
     try:
         sessions = SessionStore(client, idle_ttl=7 * 86400, absolute_ttl=30 * 86400)
         for org, user, *_ in rows["users"][::5]:

@@ -37,9 +37,11 @@ import numpy as np
 import pyarrow as pa
 from psycopg import sql
 
-from platformdb.config import Settings
-from platformdb.errors import ValidationError
+from platformdb.errors import Hint, ValidationError
+from platformdb.ops.context import Context, context
+from platformdb.ops.seed.base import SeedReport
 from platformdb.postgres import connect
+from platformdb.types import Endpoints
 
 USERS_PER_ORG = 50
 CAMPAIGNS_PER_ORG = 100
@@ -91,30 +93,30 @@ def org_id(n: int) -> uuid.UUID:
     return uuid.UUID(int=ORG_BASE + n)
 
 
-def seed_load(settings: Settings, scale: float = 1.0, *, progress: Progress | None = None,
+def seed_load(target: Context | Endpoints, scale: float = 1.0, *, progress: Progress | None = None,
               clickhouse: bool = True, today: dt.date | None = None) -> Any:
     """Load the dataset at ``scale``; returns a :class:`~platformdb.ops.seed.SeedReport`."""
-    from platformdb.ops.seed import SeedReport, postgres_url
+    ctx = context(target)
 
     shape = plan(scale)
     tick = progress or (lambda _what, _n: None)
     last_day = today or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    url = postgres_url(settings)
+    url = ctx.url("postgresql")
     report = SeedReport("load")
     started = time.monotonic()
     with connect(url) as conn:
         if conn.execute("SELECT 1 FROM organizations WHERE id = %s", (org_id(0),)).fetchone():
-            raise ValidationError("a load dataset is already there; run `platformdb seed clear` "
-                                  "first")
+            raise ValidationError("a load dataset is already there",
+                                  hint=Hint(command="platformdb seed clear", does="first"))
         try:
             if clickhouse:
-                _clickhouse(settings, shape, last_day, tick)
+                _clickhouse(ctx.url("clickhouse"), shape, last_day, tick)
             _postgres(conn, shape, last_day, tick)
             conn.commit()
         except BaseException:
             conn.rollback()
             if clickhouse:
-                _undo_clickhouse(settings, shape)
+                _undo_clickhouse(ctx.url("clickhouse"), shape)
             raise
     seconds = time.monotonic() - started
     report.counts = {"organizations": shape.orgs, "users": shape.users,
@@ -306,12 +308,12 @@ def _uuid_bytes(base: int, offsets: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- ClickHouse
 
-def _clickhouse(settings: Settings, shape: LoadPlan, last_day: dt.date, tick: Progress) -> None:
+def _clickhouse(clickhouse_url: str, shape: LoadPlan, last_day: dt.date, tick: Progress) -> None:
     from platformdb import clickhouse
     from platformdb.clickhouse.writer import MetricsWriter
 
     first = dt.datetime.combine(last_day - dt.timedelta(days=RAW_DAYS - 1), dt.time(), dt.UTC)
-    with clickhouse.connect(clickhouse.target_of(settings)) as client:
+    with clickhouse.connect(clickhouse_url) as client:
         writer = MetricsWriter(client, known_orgs=[org_id(n) for n in range(shape.orgs)])
         for start in range(0, shape.orgs, CHUNK_ORGS):
             orgs = range(start, min(start + CHUNK_ORGS, shape.orgs))
@@ -347,11 +349,11 @@ def _uuids(base: int, offsets: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(16), offsets.size, [None, pa.py_buffer(data)])
 
 
-def _undo_clickhouse(settings: Settings, shape: LoadPlan) -> None:
+def _undo_clickhouse(clickhouse_url: str, shape: LoadPlan) -> None:
     from platformdb import clickhouse
 
     ids = [org_id(n) for n in range(shape.orgs)]
-    with clickhouse.connect(clickhouse.target_of(settings)) as client:
+    with clickhouse.connect(clickhouse_url) as client:
         for table in ("campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily"):
             for start in range(0, len(ids), 1000):
                 client.command("DELETE FROM {table:Identifier} WHERE org_id IN {orgs:Array(UUID)}",

@@ -1,17 +1,30 @@
-"""ClickHouse as a store: migrations, health, key metrics, backup and restore."""
+"""ClickHouse as a store: migrations, health, key metrics, backup and restore, tenants,
+queries and the prompt.
+
+Everything about operating ClickHouse lives in this folder: the migration driver
+(:mod:`.driver`, :mod:`.plan`, :mod:`.snapshot`), the DDL templates
+(:mod:`.ddl`) and the dictionaries' PostgreSQL login (:mod:`.dictionaries`),
+backups (:mod:`.backup`), one org's rows (:mod:`.tenant`), key metrics
+(:mod:`.metrics`) and the prompt (:mod:`.console`).
+"""
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import copy
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from platformdb import clickhouse
-from platformdb.errors import ConfigError
+from platformdb.config import ENV_CLICKHOUSE
+from platformdb.errors import ConfigError, Unavailable
 from platformdb.migrate.base import Driver
-from platformdb.stores.base import StoreBase, Unavailable
+from platformdb.migrate.options import MigrateOptions
+from platformdb.stores.base import StoreBase, TenantData, query_only
 from platformdb.stores.clickhouse import backup as ch_backup
-from platformdb.stores.clickhouse import dictionaries
+from platformdb.stores.clickhouse import console, dictionaries
 from platformdb.stores.clickhouse import metrics as ch_stats
 from platformdb.stores.clickhouse.ddl import Topology
 from platformdb.stores.clickhouse.driver import (
@@ -19,7 +32,8 @@ from platformdb.stores.clickhouse.driver import (
     dictionary_placeholders,
     postgres_placeholders,
 )
-from platformdb.types import Endpoints, Metric, StoreHealth
+from platformdb.stores.clickhouse.tenant import ClickHouseTenant
+from platformdb.types import Endpoints, Metric, QueryResult, StoreHealth
 
 HEALTH_WAIT = 5.0
 """Seconds a health check waits for a chDB path another process has open."""
@@ -36,28 +50,39 @@ class ClickHouseStore(StoreBase):
     """
 
     name = "clickhouse"
+    url_variable = ENV_CLICKHOUSE
 
     def __init__(self, url: str | None, why_missing: str = "", *,
                  postgres_url: str | None = None, cluster: str | None = None,
                  managed: bool = False, dictionary_login: str | None = None,
-                 home: Path | None = None) -> None:
-        super().__init__(url, why_missing)
+                 home: Path | None = None, options: MigrateOptions | None = None,
+                 wait: float = clickhouse.CHDB_WAIT,
+                 why_missing_postgres: str = "no PostgreSQL server is configured") -> None:
+        super().__init__(url, why_missing, options=options)
         self.postgres_url = postgres_url
-        self.why_missing_postgres = "no PostgreSQL server is configured"
+        self.why_missing_postgres = why_missing_postgres
         self.cluster = cluster
         self.managed = managed
         self.dictionary_login = dictionary_login
         self.home = home
-        self.wait = clickhouse.CHDB_WAIT
+        self.wait = wait
+        """Seconds to wait for a chDB path another process holds."""
 
     @classmethod
-    def from_endpoints(cls, endpoints: Endpoints) -> ClickHouseStore:
-        store = cls(endpoints.clickhouse, endpoints.missing(cls.name),
-                    postgres_url=endpoints.postgres, cluster=endpoints.clickhouse_cluster,
-                    managed=endpoints.clickhouse_managed,
-                    dictionary_login=endpoints.clickhouse_dictionary_login, home=endpoints.home)
-        store.why_missing_postgres = endpoints.missing("postgresql")
-        return store
+    def from_endpoints(cls, endpoints: Endpoints,
+                       options: MigrateOptions | None = None) -> ClickHouseStore:
+        return cls(endpoints.clickhouse, endpoints.missing(cls.name),
+                   postgres_url=endpoints.postgres, cluster=endpoints.clickhouse_cluster,
+                   managed=endpoints.clickhouse_managed,
+                   dictionary_login=endpoints.clickhouse_dictionary_login, home=endpoints.home,
+                   options=options, why_missing_postgres=endpoints.missing("postgresql"))
+
+    def waiting(self, wait: float) -> ClickHouseStore:
+        """A copy of this store that waits ``wait`` seconds for a chDB path another process
+        holds (this one is left as it was built)."""
+        probe = copy.copy(self)
+        probe.wait = wait
+        return probe
 
     def topology(self, database: str) -> Topology:
         if self.cluster:
@@ -91,11 +116,8 @@ class ClickHouseStore(StoreBase):
     def health(self) -> StoreHealth:
         """On chDB the detail says the lock's state: free (the check opened the path), or
         which process holds it (after waiting :data:`HEALTH_WAIT` seconds for it)."""
-        self.wait = HEALTH_WAIT  # a check waits briefly for a chDB path another process holds
-        try:
-            result = super().health()
-        finally:
-            self.wait = clickhouse.CHDB_WAIT
+        # a check waits briefly for a chDB path another process holds
+        result = StoreBase.health(self.waiting(HEALTH_WAIT))
         if result.healthy and self.url is not None and self.url.startswith("chdb:"):
             result.detail = "ok (chDB: the path was free, no other process holds it)"
         return result
@@ -111,3 +133,25 @@ class ClickHouseStore(StoreBase):
         return ch_backup.StagedRestore(
             self.require_url(), folder, force=force, verify_after=verify,
             placeholders=lambda: postgres_placeholders(self.dictionary_login_url()))
+
+    def query(self, statement: str) -> QueryResult:
+        with clickhouse.connect(self.require_url(), wait=self.wait) as client:
+            return console.clickhouse_query(client, query_only(statement))
+
+    def shell(self, args: list[str], *, history: Path | None = None) -> int:
+        """The prompt (no client program: chDB runs inside this process); piped input runs
+        as a script. On chDB the prompt holds the path: other commands wait until it quits."""
+        if args:
+            raise ConfigError("the ClickHouse prompt takes no extra arguments")
+        with clickhouse.connect(self.require_url(), wait=self.wait) as client:
+            prompt = console.ClickHouseConsole(client, history=history)
+            if not sys.stdin.isatty():
+                return prompt.run_script(sys.stdin.read())
+            return prompt.interact()
+
+    @contextmanager
+    def tenant(self, *, prefix: str = "") -> Iterator[TenantData]:
+        with clickhouse.connect(self.require_url(), wait=self.wait) as client:
+            topology = (Topology.on_cluster(self.cluster, str(client.database))
+                        if self.cluster and not self.managed else None)
+            yield ClickHouseTenant(client, topology)

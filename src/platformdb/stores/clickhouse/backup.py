@@ -65,7 +65,7 @@ from platformdb.clickhouse import (
     translated,
 )
 from platformdb.config import mask_password
-from platformdb.errors import CheckFailed, ValidationError
+from platformdb.errors import CheckFailed, Hint, ValidationError
 from platformdb.migrate import discover, migrations_dir
 from platformdb.stores.clickhouse.ddl import Topology, render
 from platformdb.stores.clickhouse.dictionaries import collection_name
@@ -218,7 +218,7 @@ def stage(client: Client, folder: Path, *, force: bool = False) -> Staged:
     if existing and not force:
         raise ValidationError(
             f"ClickHouse database {target} is not empty ({len(existing)} objects); restore "
-            "into an empty one or pass --force to replace it")
+            "into an empty one", hint=Hint(flag="--force", does="to replace it"))
     staged = Staged(folder, manifest, source, target, f"{target}_restore_{uuid.uuid4().hex[:8]}",
                     statements=_schema(folder))
     command(client, f"CREATE DATABASE {quote_identifier(staged.scratch)}")

@@ -20,16 +20,18 @@ rollups. Queries take the org as a server-side parameter (``{org:UUID}``).
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from platformdb.clickhouse import command, quote_identifier, rows, scratch_database, translated
-from platformdb.errors import CheckFailed, ValidationError
+from platformdb.errors import CheckFailed, ConfigError, ValidationError
+from platformdb.stores.base import Org, Size, TenantPart, compare
 from platformdb.stores.clickhouse.ddl import Topology, cluster_clause
-from platformdb.tenant.archive import HashingWriter
+from platformdb.tenant.archive import MANIFEST, HashingWriter
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver import Client
@@ -270,3 +272,114 @@ def stage(client: Client, folder: Path, expected: dict[str, int]) -> Staged:
         raise
     return staged
 
+
+
+# ------------------------------------------------------------------ the store's facet
+
+
+class ClickHouseTenant:
+    """Orgs' data in ClickHouse (:class:`platformdb.stores.base.TenantData`) on one client.
+
+    ``topology``: the cluster a delete runs ``ON CLUSTER`` of; export and import do not
+    support a cluster yet (docs/TENANTS.md) and refuse it.
+    """
+
+    unit = "rows"
+    activity_label = "latest_metric_date"
+
+    def __init__(self, client: Client, topology: Topology | None = None) -> None:
+        self.client = client
+        self.topology = topology
+
+    def orgs(self) -> list[Org]:
+        return []
+
+    def find_org(self, ref: str) -> Org | None:
+        return None
+
+    def sizes(self, org: uuid.UUID | None = None) -> dict[uuid.UUID, dict[str, Size]]:
+        return {key: {name: Size(n, b) for name, (n, b) in found.items()}
+                for key, found in sizes(self.client, org).items()}
+
+    def activity(self, org: uuid.UUID | None = None) -> dict[uuid.UUID, datetime | date]:
+        found: dict[uuid.UUID, datetime | date] = dict(activity(self.client, org))
+        return found
+
+    def counts(self, org: uuid.UUID, *, keep_audit: bool = False) -> dict[str, int]:
+        return counts(self.client, org)
+
+    def checksums(self, org: uuid.UUID) -> dict[str, str]:
+        return checksums(self.client, org)
+
+    def schema_head(self) -> int:
+        return schema_head(self.client)
+
+    def delete(self, org: uuid.UUID, *, keep_audit: bool = False) -> dict[str, int]:
+        return delete(self.client, org, self.topology)
+
+    def _no_cluster(self, what: str) -> None:
+        if self.topology is not None:
+            raise ConfigError(f"tenant {what} does not support a ClickHouse cluster yet "
+                              "(tenant delete does); see docs/TENANTS.md")
+
+    def export(self, org: uuid.UUID, folder: Path) -> TenantPart:
+        self._no_cluster("export")
+        found = export(self.client, org, folder)
+        return TenantPart({f"{name}.native": n for name, n in found.items()},
+                          {"format": FORMAT, "tables": list(found)}, self.schema_head())
+
+    def stage_import(self, org: uuid.UUID, folder: Path, expected: dict[str, int], *,
+                     info: dict[str, Any], saved: Path | None) -> ClickHouseImport:
+        self._no_cluster("import")
+        return ClickHouseImport(self.client, org, stage(self.client, folder, expected),
+                                expected, saved)
+
+
+class ClickHouseImport:
+    """The archive's rows in a staging database; switching attaches their parts."""
+
+    store = "clickhouse"
+    last = False
+
+    def __init__(self, client: Client, org: uuid.UUID, staged: Staged,
+                 expected: dict[str, int], saved: Path | None) -> None:
+        self.client = client
+        self.org = org
+        self.staged = staged
+        self.loaded = staged.loaded
+        self.expected = expected
+        self.saved = saved
+
+    def switch(self) -> None:
+        try:
+            if self.saved is not None:
+                delete(self.client, self.org)
+            self.staged.attach()
+            compare("clickhouse", counts(self.client, self.org), self.expected)
+        except BaseException:
+            self.undo()
+            raise
+
+    def undo(self) -> None:
+        """Take out what the import attached; put a replaced org's rows back."""
+        delete(self.client, self.org)
+        if self.saved is not None:
+            old = stage(self.client, self.saved, _saved_rows(self.saved))
+            try:
+                old.attach()
+            finally:
+                old.discard()
+
+    def commit(self) -> None:
+        self.staged.discard()
+
+    def discard(self) -> None:
+        self.staged.discard()
+
+
+def _saved_rows(folder: Path) -> dict[str, int]:
+    """A saved part's row counts, from the manifest of the archive folder it is in."""
+    manifest = json.loads((folder.parent / MANIFEST).read_text())
+    return {name.removeprefix(f"{folder.name}/").split(".", 1)[0]: int(entry["rows"])
+            for name, entry in manifest["files"].items()
+            if name.startswith(f"{folder.name}/")}

@@ -1,29 +1,52 @@
-"""PostgreSQL as a store: migrations, health, key metrics, backup and restore."""
+"""PostgreSQL as a store: migrations, health, key metrics, backup and restore, tenants,
+queries and psql.
+
+Everything about operating PostgreSQL lives in this folder: the migration driver
+(:mod:`.driver`) and planner (:mod:`.plan`, :mod:`.analysis`, :mod:`.catalog`,
+:mod:`.snapshot`, :mod:`.online_index`, :mod:`.backfill`), backups
+(:mod:`.backup`), one org's data (:mod:`.tenant`), the client (:mod:`.console`),
+and its tools: date partitions (:mod:`.partitions`) and PgBouncer (:mod:`.pgbouncer`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from platformdb.config import ENV_POSTGRES
 from platformdb.errors import PlatformDBError
 from platformdb.migrate.base import Driver
+from platformdb.migrate.options import MigrateOptions
 from platformdb.postgres import connect
-from platformdb.stores.base import StoreBase, timed
+from platformdb.stores.base import StoreBase, TenantData, query_only, run_client, timed
 from platformdb.stores.postgres import backup as pg_backup
+from platformdb.stores.postgres import console, pgbouncer
 from platformdb.stores.postgres.driver import PostgresDriver
-from platformdb.types import Endpoints, Metric, Restored, StoreHealth
+from platformdb.stores.postgres.tenant import PostgresTenant
+from platformdb.types import Endpoints, Metric, QueryResult, Restored, StoreHealth
 
 
 class PostgresStore(StoreBase):
     """The platform's OLTP database at one URL."""
 
     name = "postgresql"
+    url_variable = ENV_POSTGRES
+
+    def __init__(self, url: str | None, why_missing: str = "", *,
+                 options: MigrateOptions | None = None, pgbouncer: str | None = None) -> None:
+        super().__init__(url, why_missing, options=options)
+        self.pgbouncer = pgbouncer
+        """PgBouncer's admin console when one pools this server (health and stats)."""
 
     @classmethod
-    def from_endpoints(cls, endpoints: Endpoints) -> PostgresStore:
-        return cls(endpoints.postgres, endpoints.missing(cls.name))
+    def from_endpoints(cls, endpoints: Endpoints,
+                       options: MigrateOptions | None = None) -> PostgresStore:
+        return cls(endpoints.postgres, endpoints.missing(cls.name), options=options,
+                   pgbouncer=endpoints.pgbouncer)
 
     def driver(self) -> Driver:
         return PostgresDriver(self.require_url(), options=self.migrate_options)
@@ -45,6 +68,13 @@ class PostgresStore(StoreBase):
                          else f"{result.detail}; {replication}")
         return result
 
+    def health_rows(self) -> list[StoreHealth]:
+        """This server's health, then its PgBouncer's when one pools it."""
+        rows = [self.health()]
+        if self.pgbouncer is not None:
+            rows.append(pgbouncer.health(self.pgbouncer))
+        return rows
+
     def write_backup(self, out_dir: Path, **options: Any) -> Path:
         return pg_backup.backup(self.require_url(), out_dir,
                                 directory_format=bool(options.get("directory_format")),
@@ -54,6 +84,17 @@ class PostgresStore(StoreBase):
         staged = pg_backup.stage(folder, self.require_url(), force=force, verify=verify)
         return StagedDatabase(staged, Restored(self.name, self.target, dict(staged.report.tables),
                                                staged.report.mismatches))
+
+    def query(self, statement: str) -> QueryResult:
+        return console.query(self.require_url(), query_only(statement))
+
+    def shell(self, args: list[str], *, history: Path | None = None) -> int:
+        with console.psql_command(self.require_url(), args) as program:
+            return run_client(program)
+
+    @contextmanager
+    def tenant(self, *, prefix: str = "") -> Iterator[TenantData]:
+        yield PostgresTenant(self.require_url())
 
 
 class StagedDatabase:

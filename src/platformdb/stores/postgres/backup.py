@@ -33,7 +33,7 @@ from platformdb.backup.manifest import (
     read_manifest,
 )
 from platformdb.binaries import pg_tool
-from platformdb.errors import CheckFailed, StoreUnavailable, ValidationError
+from platformdb.errors import CheckFailed, Hint, StoreUnavailable, ValidationError
 from platformdb.postgres import connect
 from platformdb.stores.postgres.driver import LEDGER, LEDGER_ID
 
@@ -298,8 +298,8 @@ def stage(folder: Path, url: str, *, force: bool = False, verify: bool = False) 
     name = _database(url)
     if _exists(url) and not is_empty(url) and not force:
         raise ValidationError(
-            f"target database {name} is not empty; restore into a new database "
-            "or pass --force to replace its contents")
+            f"target database {name} is not empty; restore into a new database",
+            hint=Hint(flag="--force", does="to replace its contents"))
     scratch = _with_database(url, f"{name[:40]}_restore_{uuid.uuid4().hex[:8]}")
     _ensure_database(scratch)
     try:
@@ -364,8 +364,8 @@ def stage_dump(path: Path, url: str, *, force: bool = False) -> Staged:
     name = _database(url)
     if _exists(url) and not is_empty(url) and not force:
         raise ValidationError(
-            f"target database {name} is not empty; restore into a new database "
-            "or pass --force to replace its contents")
+            f"target database {name} is not empty; restore into a new database",
+            hint=Hint(flag="--force", does="to replace its contents"))
     acl = _target_acl(url)
     scratch = _with_database(url, f"{name[:40]}_restore_{uuid.uuid4().hex[:8]}")
     _ensure_database(scratch)

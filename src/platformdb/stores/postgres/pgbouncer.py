@@ -38,7 +38,7 @@ import psycopg
 from psycopg import sql
 
 from platformdb.config import mask_password
-from platformdb.errors import ConfigError, StoreUnavailable
+from platformdb.errors import ConfigError, Hint, StoreUnavailable
 from platformdb.types import Metric, StoreHealth
 
 SERVICES: dict[str, str] = {
@@ -289,8 +289,9 @@ def service_url(home: Path, login: str, host: str, port: int, database: str) -> 
     """A service login's URL through PgBouncer (its password read from ``home``)."""
     password = read_password(home, login)
     if password is None:
-        raise ConfigError(f"no password kept for {login} under {home / SECRETS}; "
-                          "run `platformdb up` (it creates the service logins)")
+        raise ConfigError(f"no password kept for {login} under {home / SECRETS}",
+                          hint=Hint(command="platformdb up",
+                                    does="(it creates the service logins)"))
     return f"postgresql://{login}:{quote(password, safe='')}@{host}:{port}/{database}"
 
 

@@ -18,9 +18,9 @@ import io
 import json
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from psycopg import sql
 
 from platformdb.errors import ValidationError
 from platformdb.postgres import connect, tenant_transaction
+from platformdb.stores.base import Org, Size, TenantPart, compare
 from platformdb.tenant.archive import HashingWriter
 
 ORGS = "organizations"
@@ -92,14 +93,6 @@ def snapshot(url: str, org: uuid.UUID) -> Iterator[psycopg.Connection[Any]]:
 
 
 # ------------------------------------------------------------------ finding orgs
-
-
-@dataclass(frozen=True)
-class Org:
-    id: uuid.UUID
-    slug: str | None
-    name: str | None
-    status: str | None
 
 
 def find_org(url: str, ref: str) -> Org | None:
@@ -326,3 +319,88 @@ def checksums(url: str, org: uuid.UUID) -> dict[str, str]:
             value = "" if rows is None or rows[0] is None else str(rows[0])
             digests[table.name] = hashlib.sha256(value.encode()).hexdigest()[:16]
     return digests
+
+
+# ------------------------------------------------------------------ the store's facet
+
+
+class PostgresTenant:
+    """Orgs' data in PostgreSQL (:class:`platformdb.stores.base.TenantData`), which also
+    keeps the org directory (``organizations``)."""
+
+    unit = "rows"
+    activity_label = "latest_activity"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def orgs(self) -> list[Org]:
+        return all_orgs(self.url)
+
+    def find_org(self, ref: str) -> Org | None:
+        return find_org(self.url, ref)
+
+    def sizes(self, org: uuid.UUID | None = None) -> dict[uuid.UUID, dict[str, Size]]:
+        return {key: {name: Size(n, b) for name, (n, b) in found.items()}
+                for key, found in sizes(self.url, org).items()}
+
+    def activity(self, org: uuid.UUID | None = None) -> dict[uuid.UUID, datetime | date]:
+        found: dict[uuid.UUID, datetime | date] = dict(activity(self.url, org))
+        return found
+
+    def counts(self, org: uuid.UUID, *, keep_audit: bool = False) -> dict[str, int]:
+        found = row_counts(self.url, org)
+        if keep_audit:
+            found.pop(AUDIT, None)
+        return found
+
+    def checksums(self, org: uuid.UUID) -> dict[str, str]:
+        return checksums(self.url, org)
+
+    def schema_head(self) -> int:
+        return schema_head(self.url)
+
+    def delete(self, org: uuid.UUID, *, keep_audit: bool = False) -> dict[str, int]:
+        return delete(self.url, org, keep_audit=keep_audit)
+
+    def export(self, org: uuid.UUID, folder: Path) -> TenantPart:
+        counts, head = export(self.url, org, folder)
+        return TenantPart({f"{table}.csv": n for table, n in counts.items()},  # parents first
+                          {"format": "csv", "header": True, "tables": list(counts),
+                           "snapshot": "repeatable read, read only"}, head)
+
+    def stage_import(self, org: uuid.UUID, folder: Path, expected: dict[str, int], *,
+                     info: dict[str, Any], saved: Path | None) -> PostgresImport:
+        return PostgresImport(self.url, org, folder, expected,
+                              list(info.get("tables", expected)), replace=saved is not None)
+
+
+class PostgresImport:
+    """The archive's rows loaded into ONE open transaction; switching commits it, so it
+    is switched last: the other stores are in before PostgreSQL shows the org."""
+
+    store = "postgresql"
+    last = True
+
+    def __init__(self, url: str, org: uuid.UUID, folder: Path, expected: dict[str, int],
+                 order: list[str], *, replace: bool) -> None:
+        self._stack = ExitStack()
+        self.loaded = self._stack.enter_context(
+            loading(url, org, folder, order, replace=replace))
+        try:
+            compare("postgresql", self.loaded, expected)
+        except BaseException:
+            self.discard()
+            raise
+
+    def switch(self) -> None:
+        self._stack.close()  # leaving loading() commits
+
+    def undo(self) -> None:
+        """Nothing to undo: the commit is the last switch of an import."""
+
+    def commit(self) -> None:
+        """Committed by :meth:`switch`."""
+
+    def discard(self) -> None:
+        self._stack.__exit__(ValidationError, ValidationError("import discarded"), None)

@@ -1,18 +1,28 @@
 """Redis as a store: the functions library (its migration), health, key metrics,
-backup and restore."""
+backup and restore, tenants' keys and jobs, commands and valkey-cli.
+
+Everything about operating Redis lives in this folder: the migration driver
+(:mod:`.driver`), backups (:mod:`.backup`), one org's keys and jobs
+(:mod:`.tenant`), the client (:mod:`.console`) and the ACL users (:mod:`.acl`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from platformdb.config import ENV_REDIS
 from platformdb.errors import CheckFailed
 from platformdb.migrate.base import Driver, Migration
 from platformdb.redis import client as redis_client
-from platformdb.stores.base import StoreBase
+from platformdb.stores.base import StoreBase, TenantData, query_only, run_client
 from platformdb.stores.redis import backup as redis_backup
+from platformdb.stores.redis import console
 from platformdb.stores.redis.driver import RedisDriver, migrations
-from platformdb.types import Endpoints, Metric, Restored, Step
+from platformdb.stores.redis.tenant import RedisTenant
+from platformdb.types import Metric, QueryResult, Restored, Step
 
 
 class RedisStore(StoreBase):
@@ -24,10 +34,8 @@ class RedisStore(StoreBase):
     """
 
     name = "redis"
-
-    @classmethod
-    def from_endpoints(cls, endpoints: Endpoints) -> RedisStore:
-        return cls(endpoints.redis, endpoints.missing(cls.name))
+    url_variable = ENV_REDIS
+    numbered = False
 
     def migrations(self) -> list[Migration]:
         return migrations()
@@ -58,6 +66,23 @@ class RedisStore(StoreBase):
             raise
         return StagedKeys(staged, Restored(self.name, self.target, dict(staged.manifest.tables),
                                            []))
+
+    def query(self, statement: str) -> QueryResult:
+        return console.query(self.require_url(), query_only(statement))
+
+    def shell(self, args: list[str], *, history: Path | None = None) -> int:
+        return run_client(console.redis_cli_command(self.require_url(), args))
+
+    @contextmanager
+    def tenant(self, *, prefix: str = "") -> Iterator[TenantData]:
+        client = redis_client.connect(self.require_url())
+        try:
+            def head() -> int:
+                return max((m.version for m in RedisDriver(client=client).applied()), default=0)
+
+            yield RedisTenant(client, head, prefix)
+        finally:
+            client.close()
 
 
 class StagedKeys:

@@ -58,7 +58,7 @@ from platformdb.backup.manifest import (
     read_manifest,
 )
 from platformdb.config import mask_password
-from platformdb.errors import CheckFailed, StoreUnavailable, ValidationError
+from platformdb.errors import CheckFailed, Hint, StoreUnavailable, ValidationError
 from platformdb.redis import connect
 from platformdb.redis.client import SyncClient, is_cluster
 
@@ -305,7 +305,7 @@ def stage(folder: Path, url: str, *, force: bool = False) -> Staged:
             if present is not None:
                 raise ValidationError(
                     f"target Redis {staged.target} holds keys matching {staged.match!r} "
-                    f"(e.g. {_text(present)!r}); pass --force to replace them")
+                    f"(e.g. {_text(present)!r})", hint=Hint(flag="--force", does="to replace them"))
         token = secrets.token_hex(8).encode()
         for start in range(0, len(entries), BATCH):
             pipe = conn.pipeline(transaction=False)

@@ -20,18 +20,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from collections import Counter
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
 
+from platformdb.errors import ValidationError
 from platformdb.redis import codec
 from platformdb.redis._fcall import fcall
 from platformdb.redis.client import SyncClient
 from platformdb.redis.functions import library, translate
 from platformdb.redis.keys import KeySpace
 from platformdb.redis.tenant import SCAN_COUNT, delete_org, org_keys
+from platformdb.stores.base import Org, Size, TenantPart, compare
 
 KEPT = ("job",)
 SKIPPED = ("session", "cache", "cachetag", "cachelock", "cacheidx", "ratelimit")
@@ -212,3 +216,112 @@ def _value(redis: Any, name: str) -> str:
     if kind == "zset":
         return repr([(codec.text(m), s) for m, s in redis.zrange(name, 0, -1, withscores=True)])
     return kind
+
+
+# ------------------------------------------------------------------ the store's facet
+
+
+class RedisTenant:
+    """Orgs' keys and queued jobs in Redis (:class:`platformdb.stores.base.TenantData`);
+    ``prefix``: the deployment's key prefix. ``schema_head``: the functions library's
+    ledger (``head``, read by the caller that has the driver)."""
+
+    unit = "keys"
+    activity_label = ""
+
+    def __init__(self, client: SyncClient, head: Any, prefix: str = "") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._head = head
+
+    def orgs(self) -> list[Org]:
+        return []
+
+    def find_org(self, ref: str) -> Org | None:
+        return None
+
+    def sizes(self, org: uuid.UUID | None = None) -> dict[uuid.UUID, dict[str, Size]]:
+        if org is not None:
+            held = {k: Size(v) for k, v in key_counts(self.client, str(org),
+                                                       prefix=self.prefix).items() if v}
+            return {org: held} if held else {}
+        found: dict[uuid.UUID, dict[str, Size]] = {}
+        for key, families in all_key_counts(self.client, prefix=self.prefix).items():
+            try:
+                found[uuid.UUID(key)] = {k: Size(v) for k, v in sorted(families.items())}
+            except ValueError:
+                continue  # not an org id: nothing of a tenant
+        return found
+
+    def activity(self, org: uuid.UUID | None = None) -> dict[uuid.UUID, datetime | date]:
+        return {}
+
+    def counts(self, org: uuid.UUID, *, keep_audit: bool = False) -> dict[str, int]:
+        return key_counts(self.client, str(org), prefix=self.prefix)
+
+    def checksums(self, org: uuid.UUID) -> dict[str, str]:
+        return checksums(self.client, str(org), prefix=self.prefix)
+
+    def schema_head(self) -> int:
+        return int(self._head())
+
+    def delete(self, org: uuid.UUID, *, keep_audit: bool = False) -> dict[str, int]:
+        before = key_counts(self.client, str(org), prefix=self.prefix)
+        delete_org(self.client, str(org), prefix=self.prefix)
+        return before
+
+    def export(self, org: uuid.UUID, folder: Path) -> TenantPart:
+        jobs = export_jobs(self.client, str(org), folder / "jobs.jsonl", prefix=self.prefix)
+        return TenantPart({"jobs.jsonl": jobs},
+                          {"format": "jsonl", "kept": list(KEPT), "skipped": list(SKIPPED)},
+                          self.schema_head())
+
+    def stage_import(self, org: uuid.UUID, folder: Path, expected: dict[str, int], *,
+                     info: dict[str, Any], saved: Path | None) -> RedisImport:
+        jobs = read_jobs(folder / "jobs.jsonl")
+        if len(jobs) != expected.get("jobs", 0):
+            raise ValidationError("redis/jobs.jsonl does not hold the jobs its manifest counts")
+        return RedisImport(self.client, str(org), jobs, expected, saved, self.prefix)
+
+
+class RedisImport:
+    """The archive's jobs, read; switching writes them into their queues."""
+
+    store = "redis"
+    last = False
+
+    def __init__(self, client: SyncClient, org: str, jobs: list[dict[str, Any]],
+                 expected: dict[str, int], saved: Path | None, prefix: str) -> None:
+        self.client = client
+        self.org = org
+        self.jobs = jobs
+        self.expected = expected
+        self.saved = saved
+        self.prefix = prefix
+        self.loaded: dict[str, int] = {}
+
+    def switch(self) -> None:
+        try:
+            if self.saved is not None:
+                purge_jobs(self.client, self.org,
+                           job_queues(self.client, self.org, prefix=self.prefix),
+                           prefix=self.prefix)
+            self.loaded = {"jobs": import_jobs(self.client, self.jobs, prefix=self.prefix)}
+            compare("redis", self.loaded, self.expected)
+        except BaseException:
+            self.undo()
+            raise
+
+    def undo(self) -> None:
+        """Take out the jobs the import wrote; put a replaced org's jobs back."""
+        purge_jobs(self.client, self.org, [str(j["queue"]) for j in self.jobs],
+                   prefix=self.prefix)
+        if self.saved is not None:
+            import_jobs(self.client, read_jobs(self.saved / "jobs.jsonl"), prefix=self.prefix)
+
+    def commit(self) -> None:
+        if self.saved is not None:  # the replaced org's sessions and cache belong to its old data
+            delete_disposable(self.client, self.org, prefix=self.prefix)
+
+    def discard(self) -> None:
+        """Nothing was written yet."""
