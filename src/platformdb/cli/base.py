@@ -141,8 +141,3 @@ def number(value: float) -> str:
 def store_or_all(store: str) -> list[str] | None:
     """``all`` (every store) or one store's name (checked where the context is made)."""
     return None if store == "all" else [store]
-
-
-def escape_cell(text: str) -> str:
-    """A table cell that may hold brackets, shown as written."""
-    return escape(text)

@@ -17,11 +17,10 @@ from platformdb.cli.base import (
     settings,
     show,
 )
-from platformdb.embedded import ServiceState
 from platformdb.errors import ConfigError
 from platformdb.ops import stack
+from platformdb.ops.stack import SERVICES, PoolSettings, ServiceState
 from platformdb.redaction import redact
-from platformdb.stores.postgres.pgbouncer import SERVICES, PoolSettings
 
 # ------------------------------------------------------------ embedded stack
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from platformdb.cli.base import JsonOption, app, context, escape_cell, print_json, show
+from platformdb.cli.base import JsonOption, app, context, print_json, show
 from platformdb.cli.ops import RedisPrefixOption
 from platformdb.ops import tenant
 
@@ -48,7 +49,7 @@ def tenant_list(as_json: JsonOption = False, redis_prefix: RedisPrefixOption = "
         cells = [cell for store, unit in units.items()
                  for cell in ((f"{t.total(store):,}",) if unit == "keys"
                               else (f"{t.total(store):,}", _size(t.total(store, "bytes"))))]
-        table.add_row(escape_cell(t.slug or "-"), t.id, t.status or "(deleted)", *cells,
+        table.add_row(escape(t.slug or "-"), t.id, t.status or "(deleted)", *cells,
                       _when(t.latest_activity), _when(t.latest_metric_date))
     show(table)
 
@@ -67,8 +68,8 @@ def tenant_show(org: OrgArgument, as_json: JsonOption = False,
     if as_json:
         print_json(found.as_dict())
         return
-    show(f"org {escape_cell(found.slug or '(deleted)')} {found.id} "
-         f"({escape_cell(found.name or '-')}, {found.status or 'no organizations row'})")
+    show(f"org {escape(found.slug or '(deleted)')} {found.id} "
+         f"({escape(found.name or '-')}, {found.status or 'no organizations row'})")
     table = Table("store", "table / structure", "rows / keys", "size")
     for store, sizes in found.sizes.items():
         for name, size in sizes.items():

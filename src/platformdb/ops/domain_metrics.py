@@ -70,9 +70,8 @@ def migration_metrics(store: Store) -> list[Metric]:
     with store.open_migrator() as migrator:
         rows = migrator.status()
         problems = migrator.problems(migrator.driver.applied())
-        # Schema drift (objects changed outside the migrations) is the migration
-        # engine's to detect: when ``Migrator`` reports it, add its findings to
-        # ``problems`` here and the drift gauge and its alert follow.
+        # The gauge is about the ledger and the files (edited, missing, gaps); schema
+        # drift against the recorded fingerprint is health's (Migrator.recorded_drift).
     labels = {"store": store.name}
     pending = sum(1 for row in rows if row.state in PENDING_STATES)
     applied = sum(1 for row in rows if row.state == "applied")

@@ -8,13 +8,18 @@ from pathlib import Path
 
 from platformdb import binaries, embedded
 from platformdb.config import Settings
+from platformdb.embedded import ServiceState
 from platformdb.errors import ConfigError
 from platformdb.ops.context import Context, context
 from platformdb.stores.postgres import pgbouncer
+from platformdb.stores.postgres.pgbouncer import SERVICES, PoolSettings
 from platformdb.types import Endpoints
 
+__all__ = ["SERVICES", "Logins", "PoolSettings", "ServiceState", "down", "env",
+           "pgbouncer_config", "pgbouncer_logins", "status", "up"]
 
-def up(settings: Settings) -> list[embedded.ServiceState]:
+
+def up(settings: Settings) -> list[ServiceState]:
     """Start the embedded stack (idempotent); the state of each service."""
     return embedded.up(settings.home)
 
@@ -24,7 +29,7 @@ def down(settings: Settings) -> list[str]:
     return embedded.down(settings.home)
 
 
-def status(settings: Settings) -> list[embedded.ServiceState]:
+def status(settings: Settings) -> list[ServiceState]:
     return embedded.status(settings.home)
 
 
@@ -33,7 +38,7 @@ def env(settings: Settings) -> list[str]:
     return embedded.env_lines(settings)
 
 
-def pgbouncer_config(target: Context | Endpoints, pool: pgbouncer.PoolSettings) -> str:
+def pgbouncer_config(target: Context | Endpoints, pool: PoolSettings) -> str:
     """pgbouncer.ini for the context's PostgreSQL, for the installed PgBouncer's version
     (1.21's features when none is installed)."""
     ctx = context(target)

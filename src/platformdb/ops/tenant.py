@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from platformdb.backup.sets import switch_in
-from platformdb.config import DEV_WORDS, development_url, mask_password
+from platformdb.config import DEV_WORDS, development_url
 from platformdb.errors import CheckFailed, Hint, ValidationError
 from platformdb.ops.context import Context, context
+from platformdb.redaction import redact
 from platformdb.stores.base import Org, Size, Store, TenantData, TenantImport
 from platformdb.tenant import archive
 from platformdb.types import Endpoints
@@ -257,7 +258,7 @@ def _guard(ctx: Context, force: bool, what: str) -> None:
     if force or looks_like_development(ctx):
         return
     raise ValidationError(
-        f"{mask_password(ctx.url(DIRECTORY))} does not look like a development database"
+        f"{redact(ctx.url(DIRECTORY))} does not look like a development database"
         " (loopback host and a name with dev/test/demo...)",
         hint=Hint(flag="--force", does=f"to {what} anyway"))
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from psycopg import sql
 
-from platformdb.config import DEV_WORDS, development_url, mask_password
+from platformdb.config import DEV_WORDS, development_url
 from platformdb.errors import Hint, ValidationError
 from platformdb.ops.context import Context, context
 from platformdb.ops.seed.base import (
@@ -30,6 +30,7 @@ from platformdb.ops.seed.base import (
     seed_keyring,
 )
 from platformdb.postgres import connect
+from platformdb.redaction import redact
 from platformdb.resources import data_dir
 from platformdb.types import Endpoints
 
@@ -63,7 +64,7 @@ def clear(target: Context | Endpoints, *, force: bool = False) -> SeedReport:
     url = ctx.url("postgresql")
     if not force and not looks_like_development(ctx):
         raise ValidationError(
-            f"{mask_password(url)} does not look like a development database (loopback host and "
+            f"{redact(url)} does not look like a development database (loopback host and "
             f"a name with {'/'.join(DEV_WORDS[:3])}...)",
             hint=Hint(flag="--force", does="to clear it anyway"))
     report = SeedReport("clear")

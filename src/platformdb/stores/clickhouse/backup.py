@@ -64,9 +64,9 @@ from platformdb.clickhouse import (
     scratch_database,
     translated,
 )
-from platformdb.config import mask_password
 from platformdb.errors import CheckFailed, Hint, ValidationError
 from platformdb.migrate import discover, migrations_dir
+from platformdb.redaction import redact
 from platformdb.stores.clickhouse.ddl import Topology, render
 from platformdb.stores.clickhouse.dictionaries import collection_name
 from platformdb.stores.clickhouse.driver import LOCK_TABLE, ClickHouseDriver
@@ -390,7 +390,7 @@ class StagedRestore:
             self._stack.close()
             raise
         self.switched: Switched | None = None
-        self.report = Restored(STORE, f"{mask_password(url)}#{self.staged.target}",
+        self.report = Restored(STORE, f"{redact(url)}#{self.staged.target}",
                                _expected(self.staged.manifest), [])
 
     def switch(self) -> None:

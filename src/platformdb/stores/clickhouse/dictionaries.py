@@ -32,8 +32,8 @@ import psycopg
 from psycopg import sql
 
 from platformdb.clickhouse import command, quote_identifier, rows
-from platformdb.config import mask_password
 from platformdb.errors import ConfigError, MigrationError
+from platformdb.redaction import redact
 from platformdb.stores.clickhouse.ddl import Topology, cluster_clause
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def provision_login(owner_url: str, secret: Path) -> str:
                 sql.Identifier(str(database[0])), sql.Identifier(LOGIN)))
     except psycopg.Error as exc:
         raise MigrationError(f"cannot provision the ClickHouse dictionaries' PostgreSQL login at "
-                             f"{mask_password(owner_url)}: {str(exc).strip().splitlines()[0]}"
+                             f"{redact(owner_url)}: {str(exc).strip().splitlines()[0]}"
                              ) from exc
     _write_secret(secret, password)
     parts = urlsplit(owner_url)
@@ -116,7 +116,7 @@ def ensure_collection(client: Client, login_url: str, topology: Topology | None 
     parts = urlsplit(login_url)
     if parts.scheme not in ("postgres", "postgresql") or not parts.username:
         raise ConfigError(f"the dictionaries' PostgreSQL login must be a postgresql:// URL with "
-                          f"a user, got {mask_password(login_url)}")
+                          f"a user, got {redact(login_url)}")
     name = collection_name(str(client.database))
     quote_identifier(name)
     values = {

@@ -30,10 +30,10 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from platformdb.binaries import pg_tool
-from platformdb.errors import MigrationError, StoreUnavailable
+from platformdb.errors import Hint, MigrationError, StoreUnavailable
 from platformdb.migrate.base import AppliedMigration, Migration
 from platformdb.migrate.engine import Migrator, who
-from platformdb.migrate.options import MigrateOptions, parse_duration
+from platformdb.migrate.options import ENV_SCRATCH_URL, MigrateOptions, parse_duration
 from platformdb.migrate.planning import MigrationPlan
 from platformdb.migrate.retry import Attempts, RetriesExhausted, with_lock_retries
 from platformdb.migrate.snapshot import SchemaState, Snapshot
@@ -43,7 +43,7 @@ from platformdb.stores.postgres.backfill import backfill_settings, parse_update
 from platformdb.stores.postgres.backfill import run as run_backfill
 from platformdb.stores.postgres.catalog import advisory_holders, describe_holders, relation_holders
 from platformdb.stores.postgres.online_index import build_online, online_index_problem
-from platformdb.stores.postgres.plan import plan_postgres
+from platformdb.stores.postgres.plan import PostgresPlanner
 from platformdb.stores.postgres.snapshot import snapshot
 
 log = logging.getLogger("platformdb.migrate")
@@ -374,7 +374,7 @@ class PostgresDriver:
         return MigrationError(f"{name} failed: line {failed.line}: {message}{hint}")
 
     def plan(self, migrations: list[Migration]) -> list[MigrationPlan]:
-        return plan_postgres(self.conn, migrations, self.options)
+        return PostgresPlanner(self.conn, self.options).plan(migrations)
 
     # ------------------------------------------------------------ schema
 
@@ -384,28 +384,12 @@ class PostgresDriver:
     def expected_snapshot(self, migrations: list[Migration]) -> Snapshot:
         """What ``migrations`` build, in a scratch database on this server (or on
         ``options.scratch_url``'s), dropped afterwards."""
-        admin = self.options.scratch_url or self.url
-        name = f"platformdb_scratch_{uuid.uuid4().hex[:12]}"
-        try:
-            with connect(admin, autocommit=True) as conn:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except psycopg.Error as exc:
-            reason = exc.diag.message_primary or str(exc)
-            raise MigrationError(
-                f"cannot create the scratch database the comparison needs ({reason}); set"
-                " PLATFORMDB_MIGRATE_SCRATCH_URL to a server where this role may CREATE DATABASE"
-            ) from exc
-        try:
-            scratch = PostgresDriver(make_conninfo(admin, dbname=name))
+        with scratch_database(self.options.scratch_url or self.url, migrations) as url:
+            driver = PostgresDriver(url)
             try:
-                Migrator(scratch, migrations).up()
-                return scratch.snapshot()
+                return driver.snapshot()
             finally:
-                scratch.close()
-        finally:
-            with connect(admin, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(name)))
+                driver.close()
 
     def schema_state(self) -> SchemaState | None:
         if self.conn.execute("SELECT to_regclass(%s)", (STATE,)).fetchone() == (None,):
@@ -472,10 +456,16 @@ def check_directives(migration: Migration, statements: list[Statement]) -> None:
             raise MigrationError(f"{migration.path.name}:{statements[0].line}: {exc}") from exc
 
 
-_RESTRICT = re.compile(r"^\\(un)?restrict ")
-# Some server builds stamp every column with an attribute option that records
-# when it was created; pg_dump prints it, and it differs on every run.
-_ATTVER = re.compile(r"^ALTER TABLE ONLY .* ALTER COLUMN .* SET \(pg_attver=\d+\);$")
+DUMP_NOISE = re.compile(r"^(\\(un)?restrict |-- Dumped |ALTER TABLE ONLY .* ALTER COLUMN .* "
+                        r"SET \(pg_attver=\d+\);$)")
+"""pg_dump lines that differ from run to run on the same schema: the random
+``\\restrict`` key, the tool versions, and the attribute option some server builds
+stamp on every column with the time it was created."""
+
+
+def without_dump_noise(text: str) -> str:
+    """``text`` (pg_dump's output) without :data:`DUMP_NOISE`."""
+    return "\n".join(line for line in text.splitlines() if not DUMP_NOISE.match(line)) + "\n"
 
 
 def dump_schema(url: str, exclude_schemas: tuple[str, ...] = ("platformdb",)) -> str:
@@ -486,9 +476,33 @@ def dump_schema(url: str, exclude_schemas: tuple[str, ...] = ("platformdb",)) ->
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise StoreUnavailable(f"pg_dump failed: {result.stderr.strip().splitlines()[-1:]}")
-    lines = [
-        line for line in result.stdout.splitlines()
-        if not _RESTRICT.match(line) and not _ATTVER.match(line)
-        and not line.startswith("-- Dumped ")
-    ]
-    return "\n".join(lines) + "\n"
+    return without_dump_noise(result.stdout)
+
+
+@contextmanager
+def scratch_database(admin_url: str, migrations: list[Migration], *,
+                     prefix: str = "platformdb_scratch") -> Iterator[str]:
+    """A new database on ``admin_url``'s server (which needs CREATEDB) with ``migrations``
+    applied; its URL, and it is dropped on exit (``WITH (FORCE)``)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        with connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        reason = exc.diag.message_primary or str(exc)
+        raise MigrationError(
+            f"cannot create the scratch database the comparison needs ({reason}); it needs a "
+            "server where this role may CREATE DATABASE",
+            hint=Hint(variable=ENV_SCRATCH_URL)) from exc
+    try:
+        url = make_conninfo(admin_url, dbname=name)
+        driver = PostgresDriver(url)
+        try:
+            Migrator(driver, migrations).up()
+        finally:
+            driver.close()
+        yield url
+    finally:
+        with connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))

@@ -37,8 +37,8 @@ from urllib.parse import quote, urlsplit
 import psycopg
 from psycopg import sql
 
-from platformdb.config import mask_password
 from platformdb.errors import ConfigError, Hint, StoreUnavailable
+from platformdb.redaction import redact
 from platformdb.types import Metric, StoreHealth
 
 SERVICES: dict[str, str] = {
@@ -246,7 +246,7 @@ def provision_logins(owner_url: str, home: Path) -> dict[str, str]:
                 secrets_by_login[login] = secret
     except psycopg.Error as exc:
         raise StoreUnavailable(
-            f"cannot create the PgBouncer service logins at {mask_password(owner_url)}: "
+            f"cannot create the PgBouncer service logins at {redact(owner_url)}: "
             f"{str(exc).strip().splitlines()[0]}", store="postgresql") from exc
     secrets_by_login[ADMIN_USER] = scram_secret(_password(home, ADMIN_USER))
     return secrets_by_login
@@ -313,7 +313,7 @@ def console(url: str, command: str) -> list[dict[str, Any]]:
             names = [column.name for column in cursor.description or []]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     except psycopg.Error as exc:
-        raise StoreUnavailable(f"PgBouncer at {mask_password(url)} did not answer {command}: "
+        raise StoreUnavailable(f"PgBouncer at {redact(url)} did not answer {command}: "
                                f"{str(exc).strip().splitlines()[0]}",
                                store="postgresql") from exc
 
@@ -369,7 +369,7 @@ def pool_metrics(url: str) -> list[Metric]:
 
 def health(url: str) -> StoreHealth:
     """PgBouncer's row of ``platformdb health``: answering, pooling, who waits."""
-    target = mask_password(url)
+    target = redact(url)
     started = time.perf_counter()
     try:
         pools = [row for row in console(url, "SHOW POOLS") if row.get("database") != "pgbouncer"]

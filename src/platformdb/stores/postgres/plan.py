@@ -291,8 +291,3 @@ def _scan_instead(effect: Effect) -> str:
         return ("add a CHECK matching the partition bound to the table first (NOT VALID, then "
                 "VALIDATE): ATTACH then skips its scan")
     return ""
-
-
-def plan_postgres(conn: psycopg.Connection[Any], migrations: list[Migration],
-                  options: MigrateOptions | None = None) -> list[MigrationPlan]:
-    return PostgresPlanner(conn, options or MigrateOptions()).plan(migrations)

@@ -57,8 +57,8 @@ from platformdb.backup.manifest import (
     new_manifest,
     read_manifest,
 )
-from platformdb.config import mask_password
 from platformdb.errors import CheckFailed, Hint, StoreUnavailable, ValidationError
+from platformdb.redaction import redact
 from platformdb.redis import connect
 from platformdb.redis.client import SyncClient, is_cluster
 
@@ -91,7 +91,7 @@ def client(url: str) -> SyncClient:
     try:
         conn.ping()
     except RedisError as exc:
-        raise StoreUnavailable(f"cannot reach Redis at {mask_password(url)}: {exc}") from exc
+        raise StoreUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from exc
     return conn
 
 
@@ -241,7 +241,7 @@ class Staged:
 
     @property
     def target(self) -> str:
-        return mask_password(self.url)
+        return redact(self.url)
 
     def close(self) -> None:
         self.conn.close()
