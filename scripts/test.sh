@@ -37,9 +37,9 @@ case "$suite" in
                 unset PLATFORMDB_TEST_POSTGRES_URL PLATFORMDB_TEST_REDIS_URL ;;
     --)         paths=(tests)  # unless the arguments name tests themselves
                 for arg in "$@"; do [[ -e "${arg%%::*}" ]] && paths=() && break; done ;;
-    postgresql) paths=(tests/migrate tests/postgres tests/test_cli.py) ;;
-    clickhouse) paths=(tests/clickhouse) ;;
-    redis)      paths=(tests/redis) ;;
+    postgresql) paths=(tests/migrate tests/postgres tests/stores/postgres tests/test_cli.py) ;;
+    clickhouse) paths=(tests/clickhouse tests/stores/clickhouse) ;;
+    redis)      paths=(tests/redis tests/stores/redis) ;;
     *) echo "usage: $0 [all|fast|lint|postgresql|clickhouse|redis] [-- pytest args]" >&2; exit 2 ;;
 esac
 existing=()

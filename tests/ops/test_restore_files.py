@@ -27,7 +27,7 @@ from platformdb.ops import backup as stores
 from platformdb.stores.clickhouse import backup as ch_backup
 from platformdb.types import Endpoints
 from tests.conftest import clickhouse_url, drop_database, fresh_name, with_database
-from tests.ops.test_backup_clickhouse import restore_any, settings_for
+from tests.stores.clickhouse.test_backup import restore_any, settings_for
 
 REPO = Path(__file__).resolve().parents[2]
 ORG = uuid.UUID(int=0xBEEF)

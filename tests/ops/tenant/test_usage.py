@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 from platformdb import binaries
 from platformdb.ops import exporter, stats, tenant, tenant_usage
 from platformdb.types import Metric
-from tests.tenant.conftest import Deployment, add_clickhouse_rows, add_org
+from tests.ops.tenant.conftest import Deployment, add_clickhouse_rows, add_org
 
 PROMTOOL = binaries.promtool()
 

@@ -19,7 +19,7 @@ from platformdb.errors import MigrationError
 from platformdb.migrate import Migrator, discover
 from platformdb.migrate.options import MigrateOptions
 from platformdb.stores.postgres.driver import LEDGER, LOCK_KEY, PostgresDriver
-from tests.migrate.test_postgres_engine import BASE, ledger, write
+from tests.stores.postgres.test_driver import BASE, ledger, write
 
 FAST = MigrateOptions(lock_timeout_ms=150, lock_retries=30, backoff_base_s=0.05,
                       backoff_cap_s=0.2, runner_wait_s=5)

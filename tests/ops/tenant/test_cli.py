@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tenant.conftest import Deployment, add_org, counts
+from tests.ops.tenant.conftest import Deployment, add_org, counts
 
 
 class Cli:

@@ -23,7 +23,7 @@ from platformdb.clickhouse import reports
 from platformdb.stores.clickhouse.dictionaries import LOGIN, collection_name, provision_login
 from tests.clickhouse.conftest import SECRET, scalar
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def create(ch: Client) -> str:

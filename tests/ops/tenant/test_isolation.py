@@ -16,7 +16,7 @@ from platformdb.ops import tenant
 from platformdb.redis import JobQueue
 from platformdb.types import Endpoints
 from tests.conftest import drop_database, fresh_name, with_database
-from tests.tenant.conftest import Deployment, add_org, counts
+from tests.ops.tenant.conftest import Deployment, add_org, counts
 
 ROUNDS = 40
 

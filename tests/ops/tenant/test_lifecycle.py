@@ -12,7 +12,7 @@ from platformdb.errors import CheckFailed
 from platformdb.ops import tenant
 from platformdb.stores.clickhouse import tenant as ch_tenant
 from platformdb.stores.redis import tenant as redis_tenant
-from tests.tenant.conftest import (
+from tests.ops.tenant.conftest import (
     Deployment,
     add_clickhouse_rows,
     add_org,
