@@ -1,4 +1,4 @@
-"""The tenant lifecycle across the three stores: list, show, export, delete, import.
+"""The tenant lifecycle across every store: list, show, export, delete, import.
 
 The org is the platform's unit: its ``organizations.id`` is the ``org_id`` of
 every PostgreSQL row, every ClickHouse row and (inside the hash tag) every Redis
@@ -9,8 +9,9 @@ export, delete, staged import); they take a :class:`~platformdb.ops.context.Cont
 server) and the deployment's Redis key prefix (``""`` by default).
 
 - :func:`list_tenants` / :func:`show_tenant`: sizes per store and recent activity.
-- :func:`export_tenant`: one archive (:mod:`.archive`): PostgreSQL rows from one
-  snapshot (CSV), ClickHouse rows (Native), queued jobs (JSON lines), a manifest.
+- :func:`export_tenant`: one archive (:mod:`platformdb.tenant.archive`): PostgreSQL
+  rows from one snapshot (CSV), ClickHouse rows (Native), queued jobs (JSON lines),
+  a manifest.
 - :func:`delete_tenant`: PostgreSQL in one transaction, then ClickHouse, then Redis;
   each step finds what is left, so an interrupted delete finishes when re-run.
 - :func:`import_tenant`: all or nothing; PostgreSQL stays uncommitted until

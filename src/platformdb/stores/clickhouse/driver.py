@@ -310,7 +310,7 @@ class ClickHouseDriver:
         return duration
 
     def plan(self, migrations: list[Migration]) -> list[MigrationPlan]:
-        """Each statement as it would run here, classified and sized (:mod:`.ch_plan`)."""
+        """Each statement as it would run here, classified and sized (:mod:`.plan`)."""
         plans = []
         for migration in migrations:
             found = MigrationPlan(self.store, migration.version, migration.label, "statements")
