@@ -18,7 +18,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -250,9 +250,8 @@ class StoreBase:
     def shell(self, args: list[str], *, history: Path | None = None) -> int:
         raise ConfigError(f"{self.name} has no interactive client")
 
-    @contextmanager
-    def tenant(self, *, prefix: str = "") -> Iterator[TenantData]:
-        yield NoTenantData()
+    def tenant(self, *, prefix: str = "") -> AbstractContextManager[TenantData]:
+        return nullcontext(NoTenantData())
 
     def backup(self, out_dir: Path, **options: Any) -> Path:
         """One backup folder under ``out_dir``; a backup that fails leaves nothing behind."""

@@ -1,19 +1,10 @@
-"""ClickHouse as a store: migrations, health, key metrics, backup and restore, tenants,
-queries and the prompt.
-
-Everything about operating ClickHouse lives in this folder: the migration driver
-(:mod:`.driver`, :mod:`.plan`, :mod:`.snapshot`), the DDL templates
-(:mod:`.ddl`) and the dictionaries' PostgreSQL login (:mod:`.dictionaries`),
-backups (:mod:`.backup`), one org's rows (:mod:`.tenant`), key metrics
-(:mod:`.metrics`) and the prompt (:mod:`.console`).
-"""
+"""ClickHouse as a store: migrations, health, key metrics, backup and restore (and, in
+this folder, its DDL templates, dictionaries, tenants' rows and the prompt)."""
 
 from __future__ import annotations
 
 import copy
-import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +23,7 @@ from platformdb.stores.clickhouse.driver import (
     dictionary_placeholders,
     postgres_placeholders,
 )
-from platformdb.stores.clickhouse.tenant import ClickHouseTenant
+from platformdb.stores.clickhouse.tenant import opened
 from platformdb.types import Endpoints, Metric, QueryResult, StoreHealth
 
 HEALTH_WAIT = 5.0
@@ -135,23 +126,11 @@ class ClickHouseStore(StoreBase):
             placeholders=lambda: postgres_placeholders(self.dictionary_login_url()))
 
     def query(self, statement: str) -> QueryResult:
-        with clickhouse.connect(self.require_url(), wait=self.wait) as client:
-            return console.clickhouse_query(client, query_only(statement))
+        return console.query(self.require_url(), query_only(statement), wait=self.wait)
 
     def shell(self, args: list[str], *, history: Path | None = None) -> int:
-        """The prompt (no client program: chDB runs inside this process); piped input runs
-        as a script. On chDB the prompt holds the path: other commands wait until it quits."""
-        if args:
-            raise ConfigError("the ClickHouse prompt takes no extra arguments")
-        with clickhouse.connect(self.require_url(), wait=self.wait) as client:
-            prompt = console.ClickHouseConsole(client, history=history)
-            if not sys.stdin.isatty():
-                return prompt.run_script(sys.stdin.read())
-            return prompt.interact()
+        return console.shell(self.require_url(), args, history=history, wait=self.wait)
 
-    @contextmanager
-    def tenant(self, *, prefix: str = "") -> Iterator[TenantData]:
-        with clickhouse.connect(self.require_url(), wait=self.wait) as client:
-            topology = (Topology.on_cluster(self.cluster, str(client.database))
-                        if self.cluster and not self.managed else None)
-            yield ClickHouseTenant(client, topology)
+    def tenant(self, *, prefix: str = "") -> AbstractContextManager[TenantData]:
+        return opened(self.require_url(), wait=self.wait,
+                      cluster=None if self.managed else self.cluster)

@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 from rich.console import Console
 
 from platformdb import clickhouse
-from platformdb.errors import PlatformDBError, QueryFailed, StoreUnavailable
+from platformdb.errors import ConfigError, PlatformDBError, QueryFailed, StoreUnavailable
 from platformdb.render import FORMATS, as_csv, as_json, as_table
 from platformdb.types import QueryResult
 
@@ -48,6 +48,26 @@ def clickhouse_query(client: Client, statement: str) -> QueryResult:
             raise
         raise QueryFailed(str(exc)) from exc
     return QueryResult(status="OK")
+
+
+def query(url: str, statement: str, *, wait: float = clickhouse.CHDB_WAIT) -> QueryResult:
+    """One statement on the ClickHouse at ``url`` (opened and closed for it)."""
+    with clickhouse.connect(url, wait=wait) as client:
+        return clickhouse_query(client, statement)
+
+
+def shell(url: str, args: list[str], *, history: Path | None = None,
+          wait: float = clickhouse.CHDB_WAIT) -> int:
+    """The prompt on ``url`` (no client program: chDB runs inside this process); piped
+    input runs as a script. On chDB the prompt holds the path: other commands wait until
+    it quits."""
+    if args:
+        raise ConfigError("the ClickHouse prompt takes no extra arguments")
+    with clickhouse.connect(url, wait=wait) as client:
+        prompt = ClickHouseConsole(client, history=history)
+        if not sys.stdin.isatty():
+            return prompt.run_script(sys.stdin.read())
+        return prompt.interact()
 
 
 # ------------------------------------------------------------------ the ClickHouse console

@@ -20,14 +20,23 @@ rollups. Queries take the org as a server-side parameter (``{org:UUID}``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from platformdb.clickhouse import command, quote_identifier, rows, scratch_database, translated
+from platformdb.clickhouse import (
+    command,
+    connect,
+    quote_identifier,
+    rows,
+    scratch_database,
+    translated,
+)
 from platformdb.errors import CheckFailed, ConfigError, ValidationError
 from platformdb.stores.base import Org, Size, TenantPart, compare
 from platformdb.stores.clickhouse.ddl import Topology, cluster_clause
@@ -275,6 +284,15 @@ def stage(client: Client, folder: Path, expected: dict[str, int]) -> Staged:
 
 
 # ------------------------------------------------------------------ the store's facet
+
+
+@contextlib.contextmanager
+def opened(url: str, *, wait: float, cluster: str | None = None) -> Iterator[ClickHouseTenant]:
+    """The facet on a client of ``url`` (closed on exit); ``cluster``: deletes run
+    ``ON CLUSTER`` it."""
+    with connect(url, wait=wait) as client:
+        topology = Topology.on_cluster(cluster, str(client.database)) if cluster else None
+        yield ClickHouseTenant(client, topology)
 
 
 class ClickHouseTenant:
