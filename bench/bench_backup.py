@@ -27,36 +27,20 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
+from _common import admin_url, drop_database, fresh_database, stack_url
 
-from platformdb import embedded, stores
-from platformdb.backup import postgres as pg_backup
-from platformdb.config import Settings, load_settings
+from platformdb.binaries import pg_tool
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.postgres import PostgresDriver, pg_tool
+from platformdb.ops import backup, migrations
+from platformdb.ops.context import store_names
+from platformdb.ops.seed import seed_load
 from platformdb.redis import JobQueue, connect
-from platformdb.seed import seed_load
-from platformdb.types import STORE_NAMES, Endpoints
-
-
-def admin_url() -> str:
-    url = embedded.endpoints(load_settings(), start=True, stores=["postgresql"]).postgres or ""
-    return re.sub(r"/[^/]*$", "/postgres", url)
-
-
-def database(admin: str, name: str | None = None) -> str:
-    name = name or f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return re.sub(r"/[^/]*$", f"/{name}", admin)
-
-
-def drop(admin: str, url: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+from platformdb.stores.postgres import backup as pg_backup
+from platformdb.stores.postgres.driver import PostgresDriver
+from platformdb.types import Endpoints
 
 
 def timed(action: object) -> float:
@@ -67,44 +51,43 @@ def timed(action: object) -> float:
 
 def restore_all(admin: str, scale: float, rounds: int) -> None:
     """Section 4: a staged restore of every store against the sum of single-store ones."""
-    found = embedded.endpoints(load_settings(), start=True, stores=["redis"])
-    redis_url = re.sub(r"/\d*$", "", found.redis or "") + "/9"  # a database of its own
+    redis_url = re.sub(r"/\d*$", "", stack_url("redis")) + "/9"  # a database of its own
     work = Path(tempfile.mkdtemp(prefix="platformdb-bench-restore-all-"))
-    source = database(admin)
+    source = fresh_database(admin)
     try:
         ends = Endpoints(postgres=source, clickhouse=f"chdb://{work / 'ch'}", redis=redis_url,
                          home=work)
         client = connect(redis_url)
         client.flushdb()
-        stores.apply_pending(ends)
-        seed_load(Settings(home=work, postgres_url=source, clickhouse_url=ends.clickhouse,
-                           redis_url=redis_url), scale)
+        migrations.up(ends)
+        seed_load(ends, scale)
         queue = JobQueue(client, "etl")
         for start in range(0, 20_000, 1_000):
             queue.enqueue_many([("org_1", {"n": n}) for n in range(start, start + 1_000)])
         client.close()
-        folder = stores.backup(ends, None, work / "sets")[0]
-        each: dict[str, list[float]] = {name: [] for name in STORE_NAMES}
+        folder = backup.backup(ends, None, work / "sets")[0]
+        each: dict[str, list[float]] = {name: [] for name in store_names()}
         whole: list[float] = []
         for round_ in range(rounds):
             sides = ["each", "all"] if round_ % 2 == 0 else ["all", "each"]
             for side in sides:
                 if side == "all":
-                    whole.append(timed(lambda: stores.restore(ends, None, folder, force=True,
+                    whole.append(timed(lambda: backup.restore(ends, None, folder, force=True,
                                                               verify=True)))
                     continue
-                for name in STORE_NAMES:
-                    each[name].append(timed(lambda name=name: stores.restore(
+                for name in store_names():
+                    each[name].append(timed(lambda name=name: backup.restore(
                         ends, [name], folder, force=True, verify=True)))
-        sums = [sum(each[name][i] for name in STORE_NAMES) for i in range(rounds)]
-        parts = ", ".join(f"{name} {statistics.median(each[name]):.1f} s" for name in STORE_NAMES)
+        sums = [sum(each[name][i] for name in store_names()) for i in range(rounds)]
+        parts = ", ".join(f"{name} {statistics.median(each[name]):.1f} s"
+                          for name in store_names())
         ratios = [w / t for w, t in zip(whole, sums, strict=True)]
         print(f"restore all (staged, --force --verify), load dataset scale {scale} + 20,000 jobs:"
               f" {statistics.median(whole):.1f} s; each store alone: {parts}, sum"
               f" {statistics.median(sums):.1f} s; ratio {statistics.median(ratios):.2f}x"
               f" (target <= 1.1x); rounds {' '.join(f'{r:.2f}' for r in ratios)}")
     finally:
-        drop(admin, source)
+        drop_database(admin, source)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -124,13 +107,13 @@ def main() -> None:
     if args.skip_postgres:
         return
     work = Path(tempfile.mkdtemp(prefix="platformdb-bench-backup-"))
-    source = database(admin)
+    source = fresh_database(admin)
     targets: list[str] = []
     try:
         driver = PostgresDriver(source)
         Migrator(driver, discover(migrations_dir("postgresql"))).up()
         driver.close()
-        seed_load(Settings(home=work, postgres_url=source), args.scale, clickhouse=False)
+        seed_load(Endpoints(postgres=source, home=work), args.scale, clickhouse=False)
         with psycopg.connect(source) as conn:
             size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))"
                                 ).fetchone()[0]  # type: ignore[index]
@@ -151,10 +134,10 @@ def main() -> None:
         print(f"backup, directory format -j {args.jobs}: {directory:.1f} s"
               f" ({plain / directory:.2f}x the speed of pg_dump -Fc)")
 
-        plain_target, our_target, dir_target = (database(admin) for _ in range(3))
+        plain_target, our_target, dir_target = (fresh_database(admin) for _ in range(3))
         targets += [plain_target, our_target, dir_target]
-        drop(admin, our_target)  # restore creates it
-        drop(admin, dir_target)
+        drop_database(admin, our_target)  # restore creates it
+        drop_database(admin, dir_target)
         base = timed(lambda: subprocess.run(
             [pg_tool("pg_restore", plain_target), "--single-transaction", "--no-owner", "-d",
              plain_target, str(plain_file)], check=True, capture_output=True))
@@ -165,7 +148,7 @@ def main() -> None:
         print(f"restore, directory format: {par:.1f} s")
     finally:
         for url in (source, *targets):
-            drop(admin, url)
+            drop_database(admin, url)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -32,10 +32,10 @@ from clickhouse_connect.driver import Client
 
 from platformdb.clickhouse import connect, reports
 from platformdb.clickhouse import rows as query_rows
-from platformdb.clickhouse.dictionaries import NOWHERE
 from platformdb.clickhouse.writer import MetricsWriter
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
+from platformdb.stores.clickhouse.dictionaries import NOWHERE
+from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders
 
 ORGS = 4  # large advertisers: ~290 campaigns each at 10M rows
 DAYS = 90

@@ -32,38 +32,16 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psycopg
+from _common import admin_url, drop_database, fresh_database
 
-from platformdb import embedded
-from platformdb.config import load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
 from platformdb.migrate.options import MigrateOptions, parse_duration
-from platformdb.migrate.postgres import PostgresDriver
+from platformdb.stores.postgres.driver import PostgresDriver
 
 ORGS = 20
 CAMPAIGNS = 100
-
-
-def admin_url() -> str:
-    url = embedded.endpoints(load_settings(), start=True, stores=["postgresql"]).postgres
-    assert url is not None
-    return urlsplit(url)._replace(path="/postgres").geturl()
-
-
-def fresh_db(admin: str, template: str | None = None) -> str:
-    name = f"bench_mig_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        copy = f' TEMPLATE "{urlsplit(template).path.lstrip("/")}"' if template else ""
-        conn.execute(f'CREATE DATABASE "{name}"{copy}')
-    return urlsplit(admin)._replace(path=f"/{name}").geturl()
-
-
-def drop_db(admin: str, url: str) -> None:
-    name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def prepare(url: str) -> list[tuple[uuid.UUID, uuid.UUID]]:
@@ -184,7 +162,7 @@ def main() -> None:
     args = parser.parse_args()
     lock_timeout_ms = parse_duration(args.lock_timeout)
     admin = admin_url()
-    url = fresh_db(admin)
+    url = fresh_database(admin, "bench_mig")
     work = Path(tempfile.mkdtemp(prefix="bench_migrations_"))
     try:
         keys = prepare(url)
@@ -202,11 +180,12 @@ def main() -> None:
                 ("baseline", None, retrying),
                 ("retrying", migration_folder(work, "retrying"), retrying),
                 ("queueing", migration_folder(work, "queueing"), queueing)):
-            copy = fresh_db(admin, template=url)  # each run on the same data, no ledger clash
+            # each run on the same data, no ledger clash
+            copy = fresh_database(admin, "bench_mig", template=url)
             try:
                 runs.append(one_run(copy, keys, name, folder, options, args.hold, args.readers))
             finally:
-                drop_db(admin, copy)
+                drop_database(admin, copy)
         for run in runs:
             print(run.line())
         worst = max(runs[1].latencies)
@@ -216,7 +195,7 @@ def main() -> None:
               f" baseline: {max(runs[0].latencies) / target:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        drop_db(admin, url)
+        drop_database(admin, url)
 
 
 if __name__ == "__main__":

@@ -37,38 +37,19 @@ from urllib.parse import urlsplit
 
 import bcrypt
 import psycopg
+from _common import admin_url, drop_database, fresh_database
 
-from platformdb import embedded
-from platformdb.config import load_settings
+from platformdb.binaries import pg_tool
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.postgres import PostgresDriver, pg_tool
+from platformdb.stores.postgres.driver import PostgresDriver
 
 ORGS = 100
 CAMPAIGNS_PER_ORG = 200
 USERS_PER_ORG = 20
 
 
-def admin_url() -> str:
-    url = embedded.endpoints(load_settings(), start=True, stores=["postgresql"]).postgres
-    assert url is not None
-    return urlsplit(url)._replace(path="/postgres").geturl()
-
-
-def fresh_db(admin: str) -> str:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlsplit(admin)._replace(path=f"/{name}").geturl()
-
-
-def drop_db(admin: str, url: str) -> None:
-    name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def time_engine(admin: str) -> float:
-    url = fresh_db(admin)
+    url = fresh_database(admin)
     try:
         started = time.perf_counter()
         driver = PostgresDriver(url)
@@ -76,11 +57,11 @@ def time_engine(admin: str) -> float:
         driver.close()
         return time.perf_counter() - started
     finally:
-        drop_db(admin, url)
+        drop_database(admin, url)
 
 
 def time_psql(admin: str) -> float:
-    url = fresh_db(admin)
+    url = fresh_database(admin)
     files = [str(m.path) for m in discover(migrations_dir("postgresql"))]
     args = [pg_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", url]
     for path in files:
@@ -90,7 +71,7 @@ def time_psql(admin: str) -> float:
         subprocess.run(args, check=True, capture_output=True)
         return time.perf_counter() - started
     finally:
-        drop_db(admin, url)
+        drop_database(admin, url)
 
 
 def load_tenants(url: str) -> None:
@@ -241,7 +222,7 @@ def main() -> None:
     print(f"migrate up (all files): engine {e * 1000:.0f} ms, psql -1 -f {b * 1000:.0f} ms,"
           f" ratio {e / b:.2f}x (target <= 1.5x)")
 
-    url = fresh_db(admin)
+    url = fresh_database(admin)
     copies: list[str] = []
     try:
         driver = PostgresDriver(url)
@@ -265,8 +246,8 @@ def main() -> None:
                       f" {o:.0f} tps vs platform_app with RLS {r2:.0f} tps: {ratio2:.2f}x")
     finally:
         for copy in copies:
-            drop_db(admin, copy)
-        drop_db(admin, url)
+            drop_database(admin, copy)
+        drop_database(admin, url)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _common import stack_url
 from redis.client import Redis
 
 from platformdb.redis import Job, JobQueue, Worker, connect, functions
@@ -154,15 +155,6 @@ def cleanup(client: Any, prefix: str) -> None:
         client.unlink(*batch[i: i + 500])
 
 
-def default_url() -> str:
-    from platformdb import embedded
-    from platformdb.config import load_settings
-
-    url = embedded.endpoints(load_settings(), start=True, stores=["redis"]).redis
-    assert url is not None
-    return url
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--url", default=os.environ.get("PLATFORMDB_REDIS_URL"))
@@ -171,7 +163,7 @@ def main() -> int:
     parser.add_argument("--job-ms", type=float, default=20.0, help="the lease rounds' job length")
     parser.add_argument("--rounds", type=int, default=3)
     opts = parser.parse_args()
-    url = opts.url or default_url()
+    url = opts.url or stack_url("redis")
     client = connect(url)
     functions.load(client)
     server = client.info("server")

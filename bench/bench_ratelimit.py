@@ -45,6 +45,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from _common import stack_url
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 LIMIT_REQUESTS, LIMIT_WINDOW = 1_000_000, 1.0  # never refuses: every call runs the admit path
 DSP = "dv360"
@@ -185,7 +187,7 @@ class Variant:
 def redis_benchmark(url: str, prefix: str, version: int, opts: argparse.Namespace, depth: int,
                     estimate: float) -> float:
     """``redis-benchmark`` sending the same FCALL for about a slice; its requests/s."""
-    from platformdb.redis import redis_tool
+    from platformdb.binaries import redis_tool
 
     parts = urlsplit(url)
     requests = max(1000, int(estimate * opts.seconds))
@@ -207,15 +209,6 @@ def redis_benchmark(url: str, prefix: str, version: int, opts: argparse.Namespac
 
 
 # ---------------------------------------------------------------------- main
-
-
-def default_url() -> str:
-    from platformdb import embedded
-    from platformdb.config import load_settings
-
-    url = embedded.endpoints(load_settings(), start=True, stores=["redis"]).redis
-    assert url is not None
-    return url
 
 
 def cleanup(client: Any, patterns: list[str]) -> None:
@@ -248,9 +241,10 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, str(SRC))
-    from platformdb.redis import HIREDIS_AVAILABLE, connect, functions, library, redis_tool
+    from platformdb.binaries import redis_tool
+    from platformdb.redis import HIREDIS_AVAILABLE, connect, functions, library
 
-    url = opts.url or default_url()
+    url = opts.url or stack_url("redis")
     if urlsplit(url).scheme not in ("redis", "rediss"):
         parser.error("the benchmark needs a standalone redis:// URL")
     client = connect(url)

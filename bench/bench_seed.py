@@ -17,36 +17,32 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
+from _common import admin_url, drop_database, fresh_database
 
-from platformdb import embedded
-from platformdb.config import load_settings
-from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.postgres import PostgresDriver, pg_tool
-from platformdb.seed.load import plan
+from platformdb.binaries import pg_tool
+from platformdb.ops.seed.load import plan
 
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from platformdb.config import Settings
-from platformdb.seed import seed_load
+from platformdb.ops.seed import seed_load
+from platformdb.types import Endpoints
 from platformdb.clickhouse import connect
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.clickhouse.dictionaries import NOWHERE
-from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
+from platformdb.stores.clickhouse.dictionaries import NOWHERE
+from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders
 pg, home, scale, ch = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
-settings = Settings(home=home, postgres_url=pg, clickhouse_url=f"chdb://{home}/chdb",
-                    redis_url="redis://127.0.0.1:1/0")
+settings = Endpoints(postgres=pg, clickhouse=f"chdb://{home}/chdb", redis="redis://127.0.0.1:1/0",
+                     home=home)
 if ch:
-    with connect(settings.clickhouse_url) as client:
+    with connect(f"chdb://{home}/chdb") as client:
         driver = ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE))
         Migrator(driver, discover(migrations_dir("clickhouse"))).up()
 started = time.perf_counter()
@@ -57,30 +53,8 @@ print(json.dumps({"seconds": seconds,
 """
 
 
-def admin_url() -> str:
-    url = embedded.endpoints(load_settings(), start=True, stores=["postgresql"]).postgres or ""
-    return re.sub(r"/[^/]*$", "/postgres", url)
-
-
-def fresh_db(admin: str, migrate: bool) -> str:
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = re.sub(r"/[^/]*$", f"/{name}", admin)
-    if migrate:
-        driver = PostgresDriver(url)
-        Migrator(driver, discover(migrations_dir("postgresql"))).up()
-        driver.close()
-    return url
-
-
-def drop_db(admin: str, url: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-
-
 def load(admin: str, scale: float, clickhouse: bool) -> dict[str, float]:
-    url = fresh_db(admin, migrate=True)
+    url = fresh_database(admin, migrate=True)
     home = Path(tempfile.mkdtemp(prefix="platformdb-bench-seed-"))
     try:
         result = subprocess.run([sys.executable, "-c", CHILD, url, str(home), str(scale),
@@ -89,19 +63,19 @@ def load(admin: str, scale: float, clickhouse: bool) -> dict[str, float]:
         values: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
         return values
     finally:
-        drop_db(admin, url)
+        drop_database(admin, url)
         subprocess.run(["rm", "-rf", str(home)], check=False)
 
 
 def pgbench_init(admin: str, pgbench_scale: int, steps: str = "dtg") -> float:
-    url = fresh_db(admin, migrate=False)
+    url = fresh_database(admin)
     try:
         started = time.perf_counter()
         subprocess.run([pg_tool("pgbench"), "-i", "-I", steps, "-q", "-s", str(pgbench_scale), url],
                        check=True, capture_output=True)
         return time.perf_counter() - started
     finally:
-        drop_db(admin, url)
+        drop_database(admin, url)
 
 
 def pg_rows(scale: float) -> int:

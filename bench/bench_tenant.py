@@ -4,7 +4,7 @@ Loads the load dataset (``seed load``) at ``--scale`` (default 0.2: 200 orgs,
 2M PostgreSQL and 10M ClickHouse rows) into a fresh migrated PostgreSQL
 database and a scratch chDB path, then times, for one org, in the same run:
 
-- ours: ``platformdb.tenant.export_tenant`` (one REPEATABLE READ snapshot and
+- ours: ``platformdb.ops.tenant.export_tenant`` (one REPEATABLE READ snapshot and
   COPY per PostgreSQL table, a hard-linked snapshot and a Native stream per
   ClickHouse table, the Redis jobs, checksums, the manifest and the tar);
 - baseline: ``COPY (SELECT * FROM t WHERE org_id = ...) TO STDOUT`` of the same
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shutil
 import statistics
 import tempfile
@@ -31,43 +30,19 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from _common import admin_url, drop_database, fresh_database, stack_url
 from psycopg import sql
 
-from platformdb import embedded, tenant
 from platformdb.clickhouse import connect
-from platformdb.clickhouse.dictionaries import NOWHERE
-from platformdb.config import Settings, load_settings
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
-from platformdb.migrate.postgres import PostgresDriver
-from platformdb.seed import seed_load
-from platformdb.seed.load import org_id, plan
-from platformdb.tenant import clickhouse as tenant_ch
-from platformdb.tenant import postgres as tenant_pg
+from platformdb.ops import tenant
+from platformdb.ops.seed import seed_load
+from platformdb.ops.seed.load import org_id, plan
+from platformdb.stores.clickhouse import tenant as tenant_ch
+from platformdb.stores.clickhouse.dictionaries import NOWHERE
+from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders
+from platformdb.stores.postgres import tenant as tenant_pg
 from platformdb.types import Endpoints
-
-
-def stack() -> tuple[str, str]:
-    found = embedded.endpoints(load_settings(), start=True, stores=["postgresql", "redis"])
-    assert found.postgres is not None and found.redis is not None
-    return re.sub(r"/[^/]*$", "/postgres", found.postgres), found.redis
-
-
-def fresh_db(admin: str) -> str:
-    name = f"bench_tenant_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = re.sub(r"/[^/]*$", f"/{name}", admin)
-    driver = PostgresDriver(url)
-    Migrator(driver, discover(migrations_dir("postgresql"))).up()
-    driver.close()
-    return url
-
-
-def drop_db(admin: str, url: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(url.rsplit("/", 1)[1])))
 
 
 def baseline(endpoints: Endpoints, org: uuid.UUID, out: Path) -> None:
@@ -104,8 +79,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.2)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    admin, redis_url = stack()
-    url = fresh_db(admin)
+    admin, redis_url = admin_url(), stack_url("redis")
+    url = fresh_database(admin, "bench_tenant", migrate=True)
     home = Path(tempfile.mkdtemp(prefix="platformdb-bench-tenant-"))
     chdb = f"chdb://{home / 'chdb'}"
     try:
@@ -118,8 +93,8 @@ def main() -> None:
                      discover(migrations_dir("clickhouse"))).up()
         shape = plan(args.scale)
         started = time.perf_counter()
-        seed_load(Settings(home=home, postgres_url=url, clickhouse_url=chdb,
-                           redis_url=redis_url), args.scale)
+        seed_load(Endpoints(postgres=url, clickhouse=chdb, redis=redis_url, home=home),
+                  args.scale)
         print(f"loaded scale {args.scale}: {shape.orgs} orgs, {shape.metrics:,} PostgreSQL"
               f" metric rows, {shape.raw:,} ClickHouse raw rows in"
               f" {time.perf_counter() - started:.0f} s")
@@ -138,7 +113,7 @@ def main() -> None:
               f" COPY + FORMAT Native of the same tables {theirs_s:.3f} s;"
               f" ratio {ours_s / theirs_s:.2f}x (target <= 1.3x)")
     finally:
-        drop_db(admin, url)
+        drop_database(admin, url)
         shutil.rmtree(home, ignore_errors=True)
 
 

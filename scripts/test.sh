@@ -2,7 +2,8 @@
 # Run the test suite against real servers (the embedded stack by default).
 #   ./scripts/test.sh               # everything: lint and static checks, then every test
 #   ./scripts/test.sh fast          # the inner loop (< 2 min): no slow tests, embedded stack only
-#   ./scripts/test.sh lint          # lint only: platformdb lint, ruff, mypy, workflow checks
+#   ./scripts/test.sh lint          # lint only: platformdb lint, ruff, mypy, import contracts,
+#                                   #   generated code, workflow checks
 #   ./scripts/test.sh postgresql    # PostgreSQL: engine, schema, SQL tests
 #   ./scripts/test.sh clickhouse    # ClickHouse (chDB)
 #   ./scripts/test.sh redis         # Redis
@@ -20,6 +21,8 @@ run_lint() {
     .venv/bin/ruff check .
     echo "== mypy --strict (src)" >&2
     .venv/bin/mypy
+    echo "== import contracts (tools/contracts.py)" >&2
+    .venv/bin/python tools/contracts.py
     if [[ -f tools/async_to_sync.py ]]; then
         echo "== generated sync code is current" >&2
         .venv/bin/python tools/async_to_sync.py --check
@@ -34,9 +37,9 @@ case "$suite" in
                 unset PLATFORMDB_TEST_POSTGRES_URL PLATFORMDB_TEST_REDIS_URL ;;
     --)         paths=(tests)  # unless the arguments name tests themselves
                 for arg in "$@"; do [[ -e "${arg%%::*}" ]] && paths=() && break; done ;;
-    postgresql) paths=(tests/migrate tests/postgres tests/test_cli.py) ;;
-    clickhouse) paths=(tests/clickhouse) ;;
-    redis)      paths=(tests/redis) ;;
+    postgresql) paths=(tests/migrate tests/postgres tests/stores/postgres tests/test_cli.py) ;;
+    clickhouse) paths=(tests/clickhouse tests/stores/clickhouse) ;;
+    redis)      paths=(tests/redis tests/stores/redis) ;;
     *) echo "usage: $0 [all|fast|lint|postgresql|clickhouse|redis] [-- pytest args]" >&2; exit 2 ;;
 esac
 existing=()

@@ -19,14 +19,19 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from platformdb import embedded
+from platformdb import binaries, embedded
 from platformdb.config import Settings
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.postgres import PostgresDriver
+from platformdb.stores.postgres.driver import PostgresDriver
 
 REPO = Path(__file__).resolve().parents[1]
 PG_TARGETS = ["embedded"] + (["external"] if os.environ.get("PLATFORMDB_TEST_POSTGRES_URL") else [])
 REDIS_TARGETS = ["embedded"] + (["external"] if os.environ.get("PLATFORMDB_TEST_REDIS_URL") else [])
+
+
+def clickhouse_url(settings: Settings) -> str:
+    """The ClickHouse of ``settings``: the configured one, or the embedded chDB path."""
+    return settings.clickhouse_url or embedded.chdb_url(settings.home)
 
 
 def with_database(url: str, database: str) -> str:
@@ -100,7 +105,8 @@ def nothing_left_behind(stack_home: Path) -> Iterator[None]:
         yield
         return
     targets: dict[str, tuple[Callable[[str], set[Any]], str]] = {
-        "embedded PostgreSQL": (databases_of, embedded.EmbeddedPostgres(stack_home).url("postgres")),
+        "embedded PostgreSQL": (databases_of,
+                                embedded.EmbeddedPostgres(stack_home).url("postgres")),
         "embedded Redis": (keys_of, embedded.EmbeddedRedis(stack_home).url()),
     }
     if LEFTOVER_CHECK == "all":
@@ -224,7 +230,7 @@ def service_logins(stack_home: Path) -> Path:
     """The embedded server's service logins (``svc_api``...), created here rather than left
     to ``platformdb up``, which makes them only where PgBouncer runs; their passwords are
     kept under the stack's home."""
-    from platformdb import pgbouncer
+    from platformdb.stores.postgres import pgbouncer
 
     pgbouncer.provision_logins(embedded.EmbeddedPostgres(stack_home).url("postgres"), stack_home)
     return stack_home
@@ -237,12 +243,12 @@ def service_route(request: pytest.FixtureRequest, stack_home: Path,
     the stack's PgBouncer (transaction pooling); as the ``svc_api`` login (platform_app)
     either way. Call it with a URL of that server to get the service's URL to the same
     database. The PgBouncer route skips where no pgbouncer binary is installed."""
-    from platformdb import pgbouncer
+    from platformdb.stores.postgres import pgbouncer
 
     bouncer = embedded.EmbeddedPgBouncer(stack_home)
     if request.param == "pgbouncer" and bouncer.pid() is None:
-        pytest.skip(f"pgbouncer not installed ({pgbouncer.INSTALL_HINT})"
-                    if pgbouncer.binary() is None else "the stack's PgBouncer is not running")
+        pytest.skip(f"pgbouncer not installed ({binaries.PGBOUNCER_INSTALL_HINT})"
+                    if binaries.pgbouncer() is None else "the stack's PgBouncer is not running")
     server = embedded.EmbeddedPostgres(stack_home)
 
     def route(url: str) -> str:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from platformdb.config import load_settings, mask_password, read_dotenv
+from platformdb.config import load_settings, read_dotenv
 from platformdb.errors import ConfigError
+from platformdb.redaction import redact
 
 
 def test_unset_urls_mean_the_embedded_stack(tmp_path: Path) -> None:
@@ -44,9 +45,9 @@ def test_bad_urls_are_refused_before_connecting(tmp_path: Path, name: str, url: 
         load_settings({name: url}, cwd=tmp_path)
 
 
-def test_mask_password_hides_only_the_password() -> None:
-    assert mask_password("postgresql://u:s3cret@h:5432/db") == "postgresql://u:***@h:5432/db"
-    assert mask_password("redis://h:6379/0") == "redis://h:6379/0"
+def test_a_printed_url_hides_only_the_password() -> None:
+    assert redact("postgresql://u:s3cret@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert redact("redis://h:6379/0") == "redis://h:6379/0"
 
 
 @pytest.mark.parametrize(("name", "url"), [

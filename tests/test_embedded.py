@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import redis
-from platformdb import embedded, pgbouncer
+from platformdb import binaries, embedded
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def home(cluster_dir: Path) -> Iterator[Path]:
 
 def running(home: Path) -> dict[str, int | None]:
     return {s.name: s.pid for s in embedded.status(home) if s.name != "clickhouse"
-            and (s.name != "pgbouncer" or pgbouncer.binary())}
+            and (s.name != "pgbouncer" or binaries.pgbouncer())}
 
 
 def wait_dead(pid: int) -> None:
@@ -38,8 +38,8 @@ def test_up_twice_is_harmless_and_serves_both_databases(home: Path, stack_home: 
     first = embedded.up(home)
     pids = running(home)
     assert all(pids.values())
-    again = {s.name: s.pid for s in embedded.up(home)}
-    assert running(home) == {name: again[name] for name in pids}
+    again = embedded.up(home)
+    assert running(home) == {s.name: s.pid for s in again if s.name in pids}
     pg = embedded.EmbeddedPostgres(home)
     for database in ("platform_dev", "platform_test"):
         with psycopg.connect(pg.url(database)) as conn:
@@ -71,7 +71,7 @@ def test_a_crashed_stack_recovers_on_the_next_up(home: Path) -> None:
 @pytest.mark.slow
 def test_down_stops_what_up_started_and_nothing_else(home: Path, stack_home: Path) -> None:
     embedded.up(home)
-    with_bouncer = ["pgbouncer"] if pgbouncer.binary() else []  # up runs it when installed
+    with_bouncer = ["pgbouncer"] if binaries.pgbouncer() else []  # up runs it when installed
     assert sorted(embedded.down(home)) == [*with_bouncer, "postgresql", "redis"]
     assert embedded.down(home) == []
     assert not any(s.running for s in embedded.status(home) if s.name != "clickhouse")

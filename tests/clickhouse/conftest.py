@@ -18,10 +18,10 @@ import pytest
 from clickhouse_connect.driver import Client
 
 from platformdb.clickhouse import connect, with_database
-from platformdb.clickhouse.ddl import Topology
-from platformdb.clickhouse.dictionaries import collection_name, provision_login
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
+from platformdb.stores.clickhouse.ddl import Topology
+from platformdb.stores.clickhouse.dictionaries import collection_name, provision_login
+from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders
 
 CH_TARGETS = ["chdb"] + (["server"] if os.environ.get("PLATFORMDB_TEST_CLICKHOUSE_URL") else [])
 MIGRATIONS = discover(migrations_dir("clickhouse"))
@@ -106,7 +106,7 @@ def add_dictionary_views(url: str) -> None:
 def pg_template(stack_home: Path) -> Iterator[tuple[str, str]]:
     """A migrated PostgreSQL template on the embedded server (ClickHouse tests need one PG)."""
     from platformdb import embedded
-    from platformdb.migrate.postgres import PostgresDriver
+    from platformdb.stores.postgres.driver import PostgresDriver
     from tests.conftest import create_database, drop_database, fresh_name
 
     admin = embedded.EmbeddedPostgres(stack_home).url("postgres")

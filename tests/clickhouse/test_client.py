@@ -70,7 +70,7 @@ def test_the_client_and_the_writers_row_path_import_nothing_heavy() -> None:
     code = (
         "import sys, datetime as dt, uuid\n"
         "import platformdb.clickhouse, platformdb.clickhouse.writer as w\n"
-        "import platformdb.clickhouse.reports, platformdb.clickhouse.ddl\n"
+        "import platformdb.clickhouse.reports, platformdb.stores.clickhouse.ddl\n"
         "rows = [{'timestamp': dt.datetime(2026, 1, 1), 'org_id': uuid.UUID(int=1),\n"
         "         'campaign_id': uuid.UUID(int=2), 'dsp_type': 'dv360', 'impressions': 1,\n"
         "         'clicks': 0, 'conversions': 0, 'spend': '1.25', 'revenue': '0'}]\n"

@@ -5,7 +5,7 @@ database grants."""
 import psycopg
 import pytest
 
-from platformdb.backup.postgres import apply_database_acl, database_acl
+from platformdb.stores.postgres.backup import apply_database_acl, database_acl
 from tests.clickhouse.conftest import (  # noqa: F401 -- fixtures, found by name
     ch,
     ch_empty,

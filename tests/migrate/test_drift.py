@@ -14,11 +14,12 @@ import psycopg
 import pytest
 from clickhouse_connect.driver import Client
 
+from platformdb.binaries import pg_tool
 from platformdb.migrate import Migrator, discover, migrations_dir
 from platformdb.migrate.engine import SchemaDiffers
-from platformdb.migrate.postgres import LEDGER, PostgresDriver, pg_tool
 from platformdb.migrate.snapshot import Difference
 from platformdb.stores import PostgresStore
+from platformdb.stores.postgres.driver import LEDGER, PostgresDriver
 from tests.clickhouse.conftest import MIGRATIONS as CH_MIGRATIONS
 from tests.clickhouse.conftest import driver_for
 from tests.test_cli import cli

@@ -13,9 +13,12 @@ import psycopg
 import pytest
 
 import redis
-from platformdb import embedded, stores
+from platformdb import embedded
 from platformdb.backup.manifest import MANIFEST
 from platformdb.errors import PlatformDBError, StoreUnavailable, ValidationError
+from platformdb.ops import backup as stores
+from platformdb.ops import migrations
+from platformdb.stores import open_store
 from platformdb.types import Endpoints
 from tests.clickhouse.conftest import add_dictionary_views
 from tests.conftest import drop_database, fresh_name, with_database
@@ -41,7 +44,7 @@ def source(migrated_url: str, redis_pair: tuple[str, str], tmp_path: Path) -> En
     add_dictionary_views(migrated_url)  # until the PostgreSQL migration creates them
     found = Endpoints(postgres=migrated_url, clickhouse=f"chdb://{tmp_path / 'source-ch'}",
                       redis=redis_pair[0], home=tmp_path)
-    stores.apply_pending(found, ["clickhouse"])
+    migrations.up(found, ["clickhouse"])
     with psycopg.connect(migrated_url) as conn:
         conn.execute("INSERT INTO organizations (name, slug) VALUES ('Set Org', 'set-org')")
     client = redis.Redis.from_url(redis_pair[0])
@@ -91,8 +94,9 @@ def test_restore_all_changes_nothing_when_one_store_fails_then_restores_every_st
     assert target.redis is not None and target.postgres is not None
     blocker = redis.Redis.from_url(target.redis)
     blocker.set("already:here", "1")  # a non-empty Redis target refuses without --force
-    with pytest.raises(PlatformDBError, match="pass --force"):
+    with pytest.raises(PlatformDBError, match="holds keys") as refused:
         stores.restore(target, None, tmp_path / "backups")
+    assert refused.value.hint is not None and refused.value.hint.flag == "--force"
     assert not database_exists(pg_admin_url, target.postgres), "PostgreSQL was left restored"
     assert blocker.keys("*") == [b"already:here"]
     blocker.delete("already:here")
@@ -113,7 +117,7 @@ def test_a_forced_restore_keeps_the_old_database_until_every_store_is_in(
     with psycopg.connect(migrated_url) as conn:
         conn.execute("INSERT INTO organizations (name, slug) VALUES ('Later', 'later')")
     before = organizations(migrated_url)
-    staged = stores.open_store("postgresql", source).stage(folder, force=True, verify=True)
+    staged = open_store("postgresql", source).stage(folder, force=True, verify=True)
     assert organizations(migrated_url) == before, "staging touched the target"
     staged.switch()
     assert "later" not in organizations(migrated_url)

@@ -14,9 +14,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.client import Redis
 
-from platformdb import exporter, stores
 from platformdb.backup import state as backup_state
-from platformdb.domain_metrics import (
+from platformdb.errors import ValidationError
+from platformdb.migrate import Migrator, discover, migrations_dir
+from platformdb.ops import backup as stores
+from platformdb.ops import exporter
+from platformdb.ops.domain_metrics import (
     Memo,
     backup_metrics,
     migration_metrics,
@@ -24,14 +27,12 @@ from platformdb.domain_metrics import (
     redis_metrics,
     sync_metrics,
 )
-from platformdb.errors import ValidationError
-from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.postgres import PostgresDriver
-from platformdb.partitions import ensure
+from platformdb.ops.stats import StatsConfig, collect
 from platformdb.redis import Cache, JobQueue, Limit, RateLimiter, SessionStore, connect, functions
-from platformdb.redis.acl import apply_acl_users, roles
-from platformdb.stats import StatsConfig, collect
 from platformdb.stores import PostgresStore
+from platformdb.stores.postgres.driver import PostgresDriver
+from platformdb.stores.postgres.partitions import ensure
+from platformdb.stores.redis.acl import apply_acl_users, roles
 from platformdb.types import Endpoints, Metric
 from tests.redis.helpers import delete_prefix
 

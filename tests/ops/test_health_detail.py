@@ -47,7 +47,7 @@ def test_replicas_and_their_lag_are_named_on_the_primary_and_the_standby(
 
 def test_chdb_health_says_the_path_was_free(tmp_path: Path) -> None:
     from platformdb.migrate import Migrator, discover, migrations_dir
-    from platformdb.migrate.clickhouse import ClickHouseDriver
+    from platformdb.stores.clickhouse.driver import ClickHouseDriver
 
     url = f"chdb://{tmp_path / 'ch'}"
     from platformdb.clickhouse import connect

@@ -11,10 +11,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from platformdb import embedded
-from platformdb.exporter import render
 from platformdb.migrate import Migrator
-from platformdb.migrate.redis import RedisDriver, migrations
-from platformdb.stats import collect
+from platformdb.ops.exporter import render
+from platformdb.ops.stats import collect
+from platformdb.stores.redis.driver import RedisDriver, migrations
 from platformdb.types import Endpoints
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,10 +131,10 @@ CH_METRICS = {"query_time_avg_seconds", "merges_running", "merges", "disk_bytes"
 @pytest.mark.slow
 def test_clickhouse_health_stats_and_ttl_state(tmp_path: Path) -> None:
     from platformdb.clickhouse import connect
-    from platformdb.clickhouse.dictionaries import NOWHERE
-    from platformdb.clickhouse.stats import ttl_state
     from platformdb.migrate import Migrator, discover, migrations_dir
-    from platformdb.migrate.clickhouse import ClickHouseDriver, dictionary_placeholders
+    from platformdb.stores.clickhouse.dictionaries import NOWHERE
+    from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders
+    from platformdb.stores.clickhouse.metrics import ttl_state
 
     url = f"chdb://{tmp_path / 'chdb'}"
     pending = health({"PLATFORMDB_CLICKHOUSE_URL": url, "PLATFORMDB_HOME": str(tmp_path)},

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -20,9 +19,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.client import Redis
 
-from platformdb import embedded, exporter, stores
+from platformdb import binaries, embedded
+from platformdb.ops import backup as stores
+from platformdb.ops import exporter
+from platformdb.ops.stats import StatsConfig
 from platformdb.redis import Cache, JobQueue, Limit, RateLimiter, SessionStore, connect, functions
-from platformdb.stats import StatsConfig
 from platformdb.types import Endpoints
 from tests.redis.helpers import delete_prefix
 
@@ -31,7 +32,7 @@ MONITORING = REPO / "monitoring"
 ALERTS = MONITORING / "alerts.yaml"
 ALERT_TESTS = MONITORING / "alerts_test.yaml"
 DASHBOARD = MONITORING / "grafana" / "platformdb.json"
-PROMTOOL = shutil.which("promtool")
+PROMTOOL = binaries.promtool()
 needs_promtool = pytest.mark.skipif(PROMTOOL is None,
                                     reason="promtool not installed (apt-get install prometheus)")
 

@@ -17,11 +17,12 @@ from urllib.parse import quote
 
 import pytest
 
-from platformdb import exporter
+from platformdb import binaries
 from platformdb.embedded import free_port
+from platformdb.ops import exporter
 from platformdb.types import Endpoints
 
-PROMTOOL = shutil.which("promtool")
+PROMTOOL = binaries.promtool()
 PROMETHEUS = shutil.which("prometheus")
 
 

@@ -17,17 +17,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from platformdb import stores
 from platformdb.backup import archive
-from platformdb.backup import clickhouse as ch_backup
 from platformdb.backup import state as backup_state
-from platformdb.clickhouse import connect, target_of
+from platformdb.binaries import pg_tool
+from platformdb.clickhouse import connect
 from platformdb.config import Settings
 from platformdb.errors import StoreUnavailable, ValidationError
-from platformdb.migrate.postgres import pg_tool
+from platformdb.ops import backup as stores
+from platformdb.stores.clickhouse import backup as ch_backup
 from platformdb.types import Endpoints
-from tests.conftest import drop_database, fresh_name, with_database
-from tests.ops.test_backup_clickhouse import restore_any, settings_for
+from tests.conftest import clickhouse_url, drop_database, fresh_name, with_database
+from tests.stores.clickhouse.test_backup import restore_any, settings_for
 
 REPO = Path(__file__).resolve().parents[2]
 ORG = uuid.UUID(int=0xBEEF)
@@ -225,20 +225,20 @@ def test_clickhouse_backup_tar_restores_on_chdb(stack_home: Path, migrated_templ
     source = settings_for(stack_home, pg, f"src_{uuid.uuid4().hex[:8]}")
     target = settings_for(stack_home, pg, f"dst_{uuid.uuid4().hex[:8]}")
     try:
-        with connect(target_of(source)) as client:
+        with connect(clickhouse_url(source)) as client:
             client.command("CREATE TABLE facts (id UInt32, note String)"
                            " ENGINE = MergeTree ORDER BY id")
             client.command("INSERT INTO facts SELECT number, toString(number)"
                            " FROM numbers(1000)")
             before = ch_backup.states(client, str(client.database))
-        found = Endpoints(postgres=None, clickhouse=target_of(source), redis=None)
+        found = Endpoints(postgres=None, clickhouse=clickhouse_url(source), redis=None)
         [tar] = stores.backup(found, ["clickhouse"], tmp_path, archive=True)
         renamed = tar.rename(tmp_path / "backup-2026-01-06.tar")
         (result,) = restore_any(target, "clickhouse", renamed, verify=True)
         assert result.tables == before
     finally:
         for config in (source, target):
-            with connect(target_of(config)) as client:
+            with connect(clickhouse_url(config)) as client:
                 client.command(f"DROP DATABASE IF EXISTS {client.database} SYNC")
 
 

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from platformdb import partitions, secrets
+from platformdb import secrets
+from platformdb.stores.postgres import partitions
 from tests.conftest import fresh_name
 from tests.postgres.test_tenancy import TENANT_TABLES, seed_org
 

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from platformdb import secrets
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.postgres import PostgresDriver
+from platformdb.stores.postgres.driver import PostgresDriver
 from tests.postgres.test_tenancy import seed_org
 
 ATTACKERS = ["platform_app", "platform_readonly", "platform_etl"]

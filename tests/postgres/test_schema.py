@@ -8,8 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from platformdb.binaries import pg_tool
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.migrate.postgres import PostgresDriver, dump_schema, pg_tool
+from platformdb.stores.postgres.driver import PostgresDriver, dump_schema
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS = discover(migrations_dir("postgresql"))

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from redis.client import Redis
 
+from platformdb.binaries import redis_tool
 from platformdb.redis import connect, functions
-from platformdb.redis.server_binary import redis_server_binary, redis_tool
 from tests.redis.helpers import delete_prefix
 from tests.redis.servers import server_binaries, start_server
 from tests.redis.valkey_cluster import Cluster, start_cluster
@@ -95,7 +95,7 @@ def scratch(scratch_url: str) -> Iterator[Redis]:
 def redis_cluster() -> Iterator[Cluster]:
     """A real 3-master Redis Cluster on free loopback ports, torn down at the end."""
     root = Path(tempfile.mkdtemp(prefix="platformdb-cluster-"))
-    cluster = start_cluster(root, redis_server_binary(), redis_tool("cli"))
+    cluster = start_cluster(root, redis_tool("server"), redis_tool("cli"))
     try:
         yield cluster
     finally:

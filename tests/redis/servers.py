@@ -15,12 +15,12 @@ from pathlib import Path
 
 from redis.client import Redis
 
-from platformdb.redis.server_binary import redis_server_binary
+from platformdb.binaries import redis_tool
 
 
 def server_binaries() -> dict[str, Path]:
     """Each server kind found on this machine: the embedded Valkey, and redis-server."""
-    found = {"valkey": redis_server_binary()}
+    found = {"valkey": redis_tool("server")}
     system = shutil.which("redis-server")
     if system and Path(system).resolve() != found["valkey"].resolve():
         found["redis"] = Path(system)

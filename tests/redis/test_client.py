@@ -10,8 +10,9 @@ import pytest
 from redis.client import Redis
 from redis.connection import SSLConnection, UnixDomainSocketConnection
 
+from platformdb.binaries import redis_tool
 from platformdb.errors import ConfigError, StoreUnavailable
-from platformdb.redis import Limit, RateLimiter, connect, ping, redis_server_binary, redis_tool
+from platformdb.redis import Limit, RateLimiter, connect, ping
 from platformdb.redis.client import _split, redact
 
 
@@ -70,7 +71,7 @@ def test_ping_a_live_server(redis_client: Redis) -> None:
 
 
 def test_server_binaries_are_found() -> None:
-    server = redis_server_binary()
+    server = redis_tool("server")
     assert server.is_file() and os.access(server, os.X_OK)
     version = subprocess.run([str(server), "--version"], capture_output=True, text=True).stdout
     assert "v=" in version

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from platformdb.backup.manifest import MANIFEST
-from platformdb.errors import ValidationError
+from platformdb.errors import Hint, ValidationError
 
 SUFFIX = ".tar"
 
@@ -87,7 +87,8 @@ def opened(path: Path) -> Iterator[Path]:
             f"{path} is a ClickHouse BACKUP archive, not a platformdb one; restore it with "
             "ClickHouse itself on a server whose backups.allowed_path holds it (RESTORE "
             "DATABASE platform AS platform_restored FROM File('...')), or restore a platformdb "
-            "backup (`platformdb backup clickhouse --archive` writes one)")
+            "backup", hint=Hint(command="platformdb backup clickhouse --archive",
+                                does="to write one"))
     if found == "pg_dump":
         yield path  # pg_restore reads tar-format dumps itself
         return

@@ -17,16 +17,15 @@ verify, is never recorded.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 from platformdb.backup.manifest import read_manifest
+from platformdb.locks import exclusive
 
 STATE_FILE = "platformdb-backups.json"
 
@@ -112,12 +111,5 @@ def _write(backup_dir: Path, entries: dict[str, GoodBackup]) -> None:
         raise
 
 
-@contextlib.contextmanager
-def _locked(backup_dir: Path) -> Iterator[None]:
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    with open(backup_dir / ".platformdb-backups.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _locked(backup_dir: Path) -> contextlib.AbstractContextManager[None]:
+    return exclusive(backup_dir / ".platformdb-backups.lock")

@@ -32,10 +32,9 @@ from platformdb.cli import (
     tenant,
 )
 from platformdb.cli.base import app, err
-from platformdb.errors import PlatformDBError, StoreUnavailable, one_line
+from platformdb.errors import Hint, PlatformDBError, StoreUnavailable, Unavailable, one_line
+from platformdb.ops.context import url_variable
 from platformdb.redaction import redact_text
-from platformdb.redis.functions import FunctionsNotLoaded
-from platformdb.stores import Unavailable
 
 __all__ = ["app", "dev", "etl", "main", "maintenance", "migrations", "ops", "secrets", "seed",
            "shell", "stack", "tenant"]
@@ -89,17 +88,18 @@ def main() -> None:
         fail(exc, 2, f"{type(exc).__name__}: {exc} (rerun with --debug for details)", debug)
 
 
-URL_VARIABLES = {"postgresql": "PLATFORMDB_POSTGRES_URL", "clickhouse": "PLATFORMDB_CLICKHOUSE_URL",
-                 "redis": "PLATFORMDB_REDIS_URL"}
-
-
 def with_advice(exc: PlatformDBError) -> str:
-    """The error's message plus what to do about it on the command line."""
+    """The error's message plus what to do about it on the command line: its hint as a
+    flag or a command, or for a store that cannot be reached, where to look."""
     message = str(exc)
-    if isinstance(exc, FunctionsNotLoaded):
-        return f"{message}: run `platformdb migrate up`"
+    hint = exc.hint or Hint()
+    if hint.flag:
+        return f"{message}; pass {hint.flag}" + (f" {hint.does}" if hint.does else "")
+    if hint.command:
+        return f"{message}: run `{hint.command}`" + (f" {hint.does}" if hint.does else "")
     if isinstance(exc, StoreUnavailable):
-        variable = URL_VARIABLES.get(exc.store or "", "the store's PLATFORMDB_*_URL")
+        variable = (hint.variable or url_variable(exc.store)
+                    or "the store's PLATFORMDB_*_URL")
         if isinstance(exc, Unavailable):
             return f"{message}; start it with `platformdb up`, or set {variable}"
         return f"{message}; check {variable}, or run `platformdb up` for the embedded stack"

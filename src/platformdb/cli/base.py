@@ -1,5 +1,5 @@
 """What every command module shares: the app, options, output, and the edge where
-configuration turns into endpoints.
+configuration turns into a context (:func:`context`, once per command).
 
 Output goes through :func:`show` / :func:`print_json` / :func:`warn`: secrets are
 masked, and when stdout is not a terminal nothing is wrapped or cut.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,11 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from platformdb import embedded
-from platformdb.config import Settings, load_settings
+from platformdb.config import Settings
+from platformdb.ops import context as contexts
+from platformdb.ops.context import Context
 from platformdb.redaction import redact_text
-from platformdb.stores import open_store
-from platformdb.types import Endpoints, check_stores
 
 COMMAND_ORDER = ("up", "down", "status", "env", "migrate", "seed", "etl", "backup", "restore",
                  "health", "stats", "exporter", "partitions", "retention", "tenant", "shell",
@@ -70,13 +68,17 @@ out = Console(width=None if sys.stdout.isatty() else _PIPED_WIDTH, highlight=Fal
 err = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPED_WIDTH,
               highlight=False)
 
+STORES = " | ".join(contexts.store_names())
+"""The stores, as help lists them (the registry's, in its order)."""
+NUMBERED = " | ".join(contexts.numbered_store_names())
+
 StoreOption = Annotated[
     list[str] | None,
     typer.Option("--store", "-s", metavar="STORE",
-                 help="postgresql | clickhouse | redis (repeatable; default: every store)"),
+                 help=f"{STORES} (repeatable; default: every store)"),
 ]
 OneStoreOption = Annotated[
-    str, typer.Option("--store", "-s", metavar="STORE", help="postgresql | clickhouse")]
+    str, typer.Option("--store", "-s", metavar="STORE", help=NUMBERED)]
 ClusterOption = Annotated[
     str | None,
     typer.Option("--cluster", metavar="NAME",
@@ -89,28 +91,20 @@ DryRunOption = Annotated[bool, typer.Option("--dry-run",
 
 
 def settings(cluster: str | None = None) -> Settings:
-    loaded = load_settings()
-    return replace(loaded, clickhouse_cluster=cluster) if cluster else loaded
+    """The configuration, read here at the edge (commands of the stack itself take it)."""
+    return contexts.settings(cluster)
 
 
-def endpoints(*, start: bool, stores: list[str] | None = None,
-              cluster: str | None = None) -> Endpoints:
-    """Where the stores are: configuration turned into URLs once, here at the edge.
+def context(*, start: bool, stores: list[str] | None = None, cluster: str | None = None,
+            migrate: dict[str, object] | None = None) -> Context:
+    """Where the stores are and how migrations behave: configuration turned into a
+    context once, here at the edge.
 
     ``start``: commands that do work start the embedded servers they need;
-    inspection commands (status, health, stats) never do.
+    inspection commands (status, health, stats) never do. ``migrate``: a migration
+    command's flags (over the environment's ``PLATFORMDB_MIGRATE_*``).
     """
-    return embedded.endpoints(settings(cluster), start=start, stores=check_stores(stores))
-
-
-def resolved_settings(found: Endpoints) -> Settings:
-    """Settings whose every URL is set, for library calls that take Settings."""
-    return replace(settings(found.clickhouse_cluster), postgres_url=found.postgres,
-                   redis_url=found.redis, clickhouse_url=found.clickhouse)
-
-
-def postgres_url(found: Endpoints) -> str:
-    return open_store("postgresql", found).require_url()
+    return contexts.resolve(settings(cluster), start=start, stores=stores, migrate=migrate)
 
 
 def print_json(value: Any) -> None:
@@ -145,10 +139,5 @@ def number(value: float) -> str:
 
 
 def store_or_all(store: str) -> list[str] | None:
-    """``all`` (every store) or one store's name, checked."""
-    return None if store == "all" else [check_stores([store])[0]]
-
-
-def escape_cell(text: str) -> str:
-    """A table cell that may hold brackets, shown as written."""
-    return escape(text)
+    """``all`` (every store) or one store's name (checked where the context is made)."""
+    return None if store == "all" else [store]

@@ -11,8 +11,7 @@ import typer
 from platformdb.cli.base import (
     JsonOption,
     app,
-    endpoints,
-    postgres_url,
+    context,
     show,
 )
 from platformdb.errors import CheckFailed, ConfigError
@@ -25,24 +24,14 @@ def docs(
     root_dir: Annotated[Path | None, typer.Option("--root", help="Repository root.")] = None,
 ) -> None:
     """Regenerate docs/SCHEMA.md from a scratch database built by the migrations."""
-    from platformdb import docs_gen
-    from platformdb.lint import find_root
+    from platformdb.ops import dev  # pglast and the linters: only these commands
 
-    repo = find_root(root_dir)
-    found = endpoints(start=True, stores=["postgresql"])
-    with docs_gen.scratch_database(postgres_url(found), repo / "postgresql" / "migrations") as url:
-        text = docs_gen.generate_schema_md(
-            url, docs_gen.clickhouse_tables_from_ddl(repo / "clickhouse"),
-            repo / "redis" / "schemas")
-        tables = docs_gen.table_ddl(url)
-    target = repo / "docs" / "SCHEMA.md"
-    changed = docs_gen.write_schema_md(text, target, check=check)
-    renewed = docs_gen.write_table_ddl(tables, repo / "postgresql" / "schemas", check=check)
+    done = dev.docs(context(start=True, stores=["postgresql"]), root_dir, check=check)
     if check:
-        show(f"{target} and postgresql/schemas/ are up to date")
+        show(f"{done.schema_md} and postgresql/schemas/ are up to date")
         return
-    show(f"{target} {'written' if changed else 'unchanged'}; "
-              f"postgresql/schemas/: {len(renewed)} file(s) written")
+    show(f"{done.schema_md} {'written' if done.changed else 'unchanged'}; "
+         f"postgresql/schemas/: {len(done.tables)} file(s) written")
 
 
 @app.command()
@@ -55,21 +44,17 @@ def lint(
     fmt: Annotated[str, typer.Option("--format", help="text | json (json is for tools).")] = "text",
 ) -> None:
     """Lint SQL, Lua and Python: syntax, migration safety, injection, order, conventions."""
-    from platformdb import lint as linter
+    from platformdb.lint.findings import blocking, format_json, format_text
+    from platformdb.ops import dev  # pglast and the linters: only these commands
 
     if fmt not in ("text", "json"):
         raise ConfigError(f"--format must be text or json, not {fmt!r}")
     if root_dir is not None and not root_dir.is_dir():
         raise ConfigError(f"--root {root_dir} is not a folder")
-    # An explicit --root is the tree to lint; otherwise walk up from the cwd.
-    repo = root_dir.resolve() if root_dir is not None else linter.find_root()
-    findings = linter.run_lint(repo, rules=check, paths=paths)
+    findings = dev.lint(root_dir, rules=check, paths=paths)
     if as_json or fmt == "json":
-        print(linter.format_json(findings))
+        print(format_json(findings))
     else:
-        sys.stdout.write(linter.format_text(findings))
-    if linter.blocking(findings):
-        raise CheckFailed(f"lint: {len(linter.blocking(findings))} problem(s)")
-
-
-# ---------------------------------------------------------------------- main
+        sys.stdout.write(format_text(findings))
+    if blocking(findings):
+        raise CheckFailed(f"lint: {len(blocking(findings))} problem(s)")

@@ -11,13 +11,12 @@ import typer
 from platformdb.cli.base import (
     JsonOption,
     app,
-    endpoints,
-    postgres_url,
+    context,
     print_json,
     show,
 )
 from platformdb.errors import CheckFailed, ConfigError
-from platformdb.stores import open_store
+from platformdb.ops import etl
 
 # ---------------------------------------------------------------------- ETL
 
@@ -43,9 +42,6 @@ def etl_sync_daily(
     as_json: JsonOption = False,
 ) -> None:
     """Copy ClickHouse daily totals into PostgreSQL campaign_metrics (idempotent)."""
-    from platformdb import clickhouse
-    from platformdb.clickhouse.sync import sync_daily
-
     if day and (start or end):
         raise ConfigError("give --date or --from/--to, not both")
     if bool(start) != bool(end):
@@ -56,9 +52,7 @@ def etl_sync_daily(
         first, last = parse_day(start, "--from"), parse_day(end, "--to")
     else:
         first = last = datetime.now(UTC).date() - timedelta(days=1)
-    found = endpoints(start=True, stores=["postgresql", "clickhouse"])
-    with clickhouse.connect(open_store("clickhouse", found).require_url()) as client:
-        report = sync_daily(client, postgres_url(found), first, last)
+    report = etl.sync(context(start=True, stores=["postgresql", "clickhouse"]), first, last)
     if as_json:
         print_json({**asdict(report), "written": report.written})
     else:

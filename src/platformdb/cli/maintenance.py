@@ -10,12 +10,11 @@ from platformdb.cli.base import (
     DryRunOption,
     JsonOption,
     app,
-    endpoints,
-    postgres_url,
+    context,
     print_json,
     show,
 )
-from platformdb.stores import open_store
+from platformdb.ops import maintenance
 
 # ------------------------------------------------------------- maintenance
 
@@ -33,10 +32,7 @@ def partitions_ensure(
     as_json: JsonOption = False,
 ) -> None:
     """Create this month's partitions and the next ones (idempotent; run it from cron)."""
-    from platformdb import partitions
-
-    found = endpoints(start=True, stores=["postgresql"])
-    created = partitions.ensure(postgres_url(found), months_ahead=months)
+    created = maintenance.ensure_partitions(context(start=True, stores=["postgresql"]), months)
     if as_json:
         print_json({"created": created})
         return
@@ -53,16 +49,12 @@ def retention_apply(
     as_json: JsonOption = False,
 ) -> None:
     """Drop months of campaign_metrics / audit_logs past retention; purge dead tokens."""
-    from platformdb import clickhouse, partitions
-    from platformdb.clickhouse.stats import ttl_state
-
     policy = {name: days for name, days in (("campaign_metrics", metrics_days),
                                              ("audit_logs", audit_days),
                                              ("auth_tokens", token_days)) if days is not None}
-    found = endpoints(start=True, stores=["postgresql", "clickhouse"])
-    report = partitions.apply_retention(postgres_url(found), policy, dry_run=dry_run)
-    with clickhouse.connect(open_store("clickhouse", found).require_url()) as client:
-        ttls = ttl_state(client)
+    done = maintenance.apply_retention(context(start=True, stores=["postgresql", "clickhouse"]),
+                                       policy, dry_run=dry_run)
+    report, ttls = done.report, done.clickhouse_ttl
     if as_json:
         print_json({"dry_run": dry_run, "dropped_partitions": report.dropped_partitions,
                     "cutoffs": report.cutoffs, "deleted_tokens": report.deleted_tokens,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-from contextlib import AbstractContextManager
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +12,6 @@ from rich.markup import escape
 from rich.progress import Progress, TextColumn
 from rich.table import Table
 
-from platformdb import embedded, migrate, stores
 from platformdb.cli.base import (
     ClusterOption,
     DryRunOption,
@@ -21,22 +19,16 @@ from platformdb.cli.base import (
     OneStoreOption,
     StoreOption,
     app,
-    endpoints,
+    context,
     err,
-    postgres_url,
     print_json,
-    settings,
     show,
 )
 from platformdb.errors import CheckFailed, ConfigError
-from platformdb.migrate import backfill as backfills
-from platformdb.migrate.engine import SchemaDiffers
-from platformdb.migrate.options import MigrateOptions, parse_duration
-from platformdb.migrate.plan import MigrationPlan, StatementPlan, Target, size_text
+from platformdb.migrate.planning import MigrationPlan, StatementPlan, Target, size_text
+from platformdb.ops import migrations as ops
 from platformdb.redaction import redact_text
-from platformdb.stores import PostgresStore, open_store, open_stores
-from platformdb.stores.base import StoreBase
-from platformdb.types import Endpoints, Step, check_store
+from platformdb.types import Step
 
 migrate_app = typer.Typer(help="Apply and inspect schema migrations.", no_args_is_help=True)
 app.add_typer(migrate_app, name="migrate")
@@ -53,25 +45,6 @@ RunnerWaitOption = Annotated[str | None, typer.Option(
     "--runner-wait", metavar="DURATION",
     help="How long to wait for another runner's migration lock "
          "(PLATFORMDB_MIGRATE_RUNNER_WAIT, default 5min).")]
-
-
-def migrate_options(lock_timeout: str | None = None, lock_retries: int | None = None,
-                    runner_wait: str | None = None) -> MigrateOptions:
-    """The environment's PLATFORMDB_MIGRATE_* settings with the command line's on top."""
-    base = MigrateOptions.from_env(dict(settings().migrate_env))
-    return base.with_overrides(
-        lock_timeout_ms=parse_duration(lock_timeout, "--lock-timeout") if lock_timeout else None,
-        lock_retries=lock_retries,
-        runner_wait_s=parse_duration(runner_wait, "--runner-wait") / 1000 if runner_wait
-        else None)
-
-
-def migrator_for(name: str, found: Endpoints, options: MigrateOptions) -> AbstractContextManager[
-        migrate.Migrator]:
-    store = open_store(name, found)
-    if isinstance(store, StoreBase):
-        store.migrate_options = options
-    return store.open_migrator()
 
 
 def show_steps(steps: list[Step], dry_run: bool, as_json: bool = False) -> None:
@@ -156,18 +129,6 @@ def plan_text(statement: StatementPlan) -> str:
     return "\n".join(lines)
 
 
-def store_plans(found: Endpoints, names: list[str] | None, target: int | None,
-                options: MigrateOptions) -> list[MigrationPlan]:
-    plans: list[MigrationPlan] = []
-    for store in open_stores(found, names):
-        if isinstance(store, StoreBase):
-            store.migrate_options = options
-        with store.open_migrator() as migrator:
-            plans.extend(migrator.plan(target if store.name in migrate.NUMBERED_STORES
-                                       else None))
-    return plans
-
-
 @migrate_app.command("plan")
 def migrate_plan(
     store: StoreOption = None,
@@ -187,8 +148,8 @@ def migrate_plan(
       platformdb migrate plan -s postgresql --json
       platformdb migrate plan --strict            exit 1 on a dangerous statement
     """
-    found = endpoints(start=False, stores=store, cluster=cluster)
-    plans = store_plans(found, store, to, migrate_options())
+    ctx = context(start=False, stores=store, cluster=cluster, migrate=ops.flags())
+    plans = ops.plan(ctx, store, to=to)
     show_plans(plans, as_json)
     dangerous = [f"{p.label} line {s.line}" for p in plans for s in p.statements
                  if s.severity == "danger"]
@@ -217,33 +178,12 @@ def migrate_up(
       platformdb migrate up -s postgresql --to 3  PostgreSQL up to 003
       platformdb migrate up --dry-run             what would run (= migrate plan)
     """
-    options = migrate_options(lock_timeout, lock_retries, runner_wait)
-    found = endpoints(start=True, stores=store, cluster=cluster)
+    flags = ops.flags(lock_timeout, lock_retries, runner_wait)
+    ctx = context(start=True, stores=store, cluster=cluster, migrate=flags)
     if dry_run:
-        show_plans(store_plans(found, store, to, options), as_json)
+        show_plans(ops.plan(ctx, store, to=to), as_json)
         return
-    steps = stores.apply_pending(found, store, target=to, dry_run=dry_run, options=options)
-    steps.extend(migrate_test_database(store, to, options))
-    show_steps(steps, dry_run, as_json)
-
-
-TEST_DATABASE = "platform_test"
-
-
-def migrate_test_database(names: list[str] | None, target: int | None,
-                          options: MigrateOptions) -> list[Step]:
-    """On the embedded stack, ``platform_test`` gets the same PostgreSQL migrations as
-    ``platform_dev``, so the spec's ``psql ... -d platform_test -f postgresql/tests/...``
-    runs against the schema. A configured server (PLATFORMDB_POSTGRES_URL) is left alone."""
-    if settings().postgres_url is not None or (names and "postgresql" not in names):
-        return []
-    server = embedded.EmbeddedPostgres(settings().home)
-    if server.pid() is None:
-        return []
-    test_store = PostgresStore(server.url(TEST_DATABASE))
-    test_store.migrate_options = options
-    return [replace(step, store=f"postgresql/{TEST_DATABASE}")
-            for step in test_store.migrate_up(target=target)]
+    show_steps(ops.up(ctx, store, to=to), dry_run, as_json)
 
 
 @migrate_app.command("down")
@@ -252,10 +192,9 @@ def migrate_down(store: OneStoreOption = "postgresql", dry_run: DryRunOption = F
                  lock_retries: LockRetriesOption = None,
                  runner_wait: RunnerWaitOption = None) -> None:
     """Revert the last applied migration through its .down.sql."""
-    name = migrate.check_numbered(check_store(store))
-    options = migrate_options(lock_timeout, lock_retries, runner_wait)
-    with migrator_for(name, endpoints(start=True, stores=[name]), options) as migrator:
-        show_steps([migrator.down(dry_run=dry_run)], dry_run, as_json)
+    ctx = context(start=True, stores=[store],
+                  migrate=ops.flags(lock_timeout, lock_retries, runner_wait))
+    show_steps([ops.down(ctx, store, dry_run=dry_run)], dry_run, as_json)
 
 
 @migrate_app.command("run")
@@ -271,18 +210,16 @@ def migrate_run(
     """Apply exactly one migration (every earlier one must be applied)."""
     if not number.isdigit():
         raise ConfigError(f"{number!r} is not a migration number like 001")
-    name = migrate.check_numbered(check_store(store))
-    options = migrate_options(lock_timeout, lock_retries, runner_wait)
-    with migrator_for(name, endpoints(start=True, stores=[name]), options) as migrator:
-        show_steps([migrator.run(int(number), dry_run=dry_run)], dry_run, as_json)
+    ctx = context(start=True, stores=[store],
+                  migrate=ops.flags(lock_timeout, lock_retries, runner_wait))
+    show_steps([ops.run(ctx, store, int(number), dry_run=dry_run)], dry_run, as_json)
 
 
 @migrate_app.command("status")
 def migrate_status(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Show each migration: applied, baselined, pending, edited or missing (Redis: changed,
     not on server)."""
-    found = endpoints(start=False, stores=store)
-    report = {s.name: s.migration_status() for s in open_stores(found, store)}
+    report = ops.status(context(start=False, stores=store), store)
     if as_json:
         print_json({name: [asdict(row) for row in rows] for name, rows in report.items()})
         return
@@ -324,20 +261,14 @@ def migrate_verify(
                                                   grant, function, view, trigger (ClickHouse:
                                                   tables, engines, TTLs, views, dictionaries)
     """
-    found = endpoints(start=False, stores=store, cluster=cluster)
-    options = migrate_options().with_overrides(scratch_url=scratch_url)
-    problems: list[str] = []
-    differences: dict[str, list[dict[str, str]]] = {}
-    for s in open_stores(found, store):
-        problems.extend(f"{s.name}: {problem}" for problem in s.verify())
-        if drift and s.name in migrate.NUMBERED_STORES:
-            with migrator_for(s.name, found, options) as migrator:
-                differences[s.name] = [asdict(d) for d in migrator.drift()]
-    drifted = [f"{name}: {d['object']}: {d['detail']}" for name, items in differences.items()
-               for d in items]
+    ctx = context(start=False, stores=store, cluster=cluster,
+                  migrate=ops.flags(scratch_url=scratch_url))
+    found = ops.verify(ctx, store, drift=drift)
+    problems, drifted = found.problems, found.drifted
     if as_json:
-        print_json({"ok": not problems and not drifted, "problems": problems,
-                    "drift": differences})
+        print_json({"ok": found.ok, "problems": problems,
+                    "drift": {name: [asdict(d) for d in items]
+                              for name, items in found.differences.items()}})
     elif not problems and not drifted:
         show("ok: every applied migration matches its file"
              + ("; the live schema is what they build" if drift else ""))
@@ -370,20 +301,18 @@ def migrate_baseline(
       platformdb migrate baseline --to 2          a database made with 001 and 002 by psql
       platformdb migrate baseline -s clickhouse
     """
-    name = migrate.check_numbered(check_store(store))
-    options = migrate_options().with_overrides(scratch_url=scratch_url)
-    found = endpoints(start=False, stores=[name], cluster=cluster)
-    with migrator_for(name, found, options) as migrator:
-        try:
-            steps = migrator.baseline(to)
-        except SchemaDiffers as exc:
-            if as_json:
-                print_json({"ok": False, "differences": [asdict(d) for d in exc.differences]})
-            else:
-                for difference in exc.differences[1:]:
-                    err.print(f"[red]differs:[/] {escape(redact_text(difference.describe()))}",
-                              soft_wrap=True)
-            raise
+    ctx = context(start=False, stores=[store], cluster=cluster,
+                  migrate=ops.flags(scratch_url=scratch_url))
+    try:
+        steps = ops.baseline(ctx, store, to=to)
+    except ops.SchemaDiffers as exc:
+        if as_json:
+            print_json({"ok": False, "differences": [asdict(d) for d in exc.differences]})
+        else:
+            for difference in exc.differences[1:]:
+                err.print(f"[red]differs:[/] {escape(redact_text(difference.describe()))}",
+                          soft_wrap=True)
+        raise
     if as_json:
         print_json([asdict(step) for step in steps])
         return
@@ -423,9 +352,10 @@ def migrate_backfill(
           SET spend_cents = spend * 100 WHERE spend_cents IS NULL" --batch-size 5000
       platformdb migrate backfill spend_cents --status
     """
-    url = postgres_url(endpoints(start=not status, stores=["postgresql"]))
+    ctx = context(start=not status, stores=["postgresql"],
+                  migrate=None if status else ops.flags(lock_timeout, lock_retries))
     if status:
-        rows = backfills.progress_of(url, name)
+        rows = ops.backfill_progress(ctx, name)
         if as_json:
             print_json([asdict(row) for row in rows])
             return
@@ -440,7 +370,6 @@ def migrate_backfill(
     if (update is None) == (file is None):
         raise ConfigError("give the UPDATE with --sql or --file (one of them)")
     text = update if update is not None else Path(str(file)).read_text(encoding="utf-8")
-    options = migrate_options(lock_timeout, lock_retries)
     with Progress(*Progress.get_default_columns(), TextColumn("{task.fields[rows]}"),
                   console=err, transient=False, disable=not err.is_terminal) as bar:
         task = bar.add_task(f"backfill {name}", total=None, rows="")
@@ -448,8 +377,8 @@ def migrate_backfill(
         def advance(what: str, done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total, rows=f"{done:,} rows")
 
-        report = backfills.backfill(url, name, text, batch_size=batch_size, pause=pause,
-                                    options=options, progress=advance, restart=restart)
+        report = ops.backfill(ctx, name, text, batch_size=batch_size, pause=pause,
+                              progress=advance, restart=restart)
     if as_json:
         print_json(asdict(report))
         return
@@ -464,5 +393,5 @@ def migrate_new(
     store: OneStoreOption = "postgresql",
 ) -> None:
     """Create the next numbered migration and its down file."""
-    up_path, down_path = migrate.new_migration(check_store(store), name)
+    up_path, down_path = ops.new(store, name)
     show(f"created {up_path}\ncreated {down_path}")

@@ -10,13 +10,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from platformdb import stores
-from platformdb.backup.archive import has_manifest
 from platformdb.cli.base import (
+    STORES,
     JsonOption,
     StoreOption,
     app,
-    endpoints,
+    context,
     number,
     print_json,
     show,
@@ -24,7 +23,10 @@ from platformdb.cli.base import (
     warn,
 )
 from platformdb.errors import CheckFailed, ConfigError
-from platformdb.stats import StatsConfig
+from platformdb.ops import backup as backups
+from platformdb.ops import health as checks
+from platformdb.ops import stats as metrics
+from platformdb.ops.stats import StatsConfig
 
 BackupDirOption = Annotated[
     Path | None,
@@ -70,9 +72,7 @@ def health(as_json: JsonOption = False, store: StoreOption = None) -> None:
     PostgreSQL (the embedded stack's, or PLATFORMDB_PGBOUNCER_URL), gets its own row.
     Never starts anything: a store whose embedded server is down is reported down.
     """
-    from platformdb import health as checks
-
-    results = checks.check(endpoints(start=False, stores=store), store)
+    results = checks.check(context(start=False, stores=store), store)
     if as_json:
         print_json([asdict(r) for r in results])
     else:
@@ -101,10 +101,8 @@ def stats(as_json: JsonOption = False, store: StoreOption = None,
     rate-limit decisions, cache hit ratio, live sessions, PgBouncer pools, the largest
     tenants' rows, bytes and keys (--tenant-top).
     """
-    from platformdb import stats as metrics
-
     config = stats_config(backup_dir, redis_prefix, queue, scan_interval, tenant_top)
-    found, errors = metrics.collect(endpoints(start=False, stores=store), store, config)
+    found, errors = metrics.collect(context(start=False, stores=store), store, config)
     if as_json:
         print_json({"metrics": [asdict(m) for m in found], "errors": errors})
         return
@@ -132,10 +130,10 @@ def exporter(
     tenant_top: TenantTopOption = 20,
 ) -> None:
     """Serve the metrics of `platformdb stats` in Prometheus text format (docs/OPERATIONS.md)."""
-    from platformdb import exporter as prom
+    from platformdb.ops import exporter as prom  # prometheus_client: only this command
 
     config = stats_config(backup_dir, redis_prefix, queue, scan_interval, tenant_top)
-    found = endpoints(start=False)
+    found = context(start=False)
     if once:
         print(prom.render(found, config), end="")
         return
@@ -145,7 +143,7 @@ def exporter(
 
 @app.command()
 def backup(
-    store: Annotated[str, typer.Argument(help="postgresql | clickhouse | redis | all")] = "all",
+    store: Annotated[str, typer.Argument(help=f"{STORES} | all")] = "all",
     out_dir: Annotated[Path, typer.Option("--out", metavar="DIR",
                                           help="Folder for the backups.")] = Path("backups"),
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT",
@@ -168,8 +166,8 @@ def backup(
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file; name a folder for the backups")
     names = store_or_all(store)
-    folders = stores.backup(endpoints(start=True, stores=names), names, out_dir,
-                            archive=archive, directory_format=fmt == "directory", jobs=jobs)
+    folders = backups.backup(context(start=True, stores=names), names, out_dir,
+                             archive=archive, directory_format=fmt == "directory", jobs=jobs)
     if as_json:
         print_json({"backups": [str(folder) for folder in folders]})
         return
@@ -179,7 +177,7 @@ def backup(
 
 @app.command()
 def restore(
-    store: Annotated[str, typer.Argument(help="postgresql | clickhouse | redis | all")],
+    store: Annotated[str, typer.Argument(help=f"{STORES} | all")],
     path: Annotated[Path, typer.Argument(
         help="A backup folder, a folder of backups, a .tar from `backup --archive`, or for "
              "postgresql a pg_dump file (plain SQL or custom format).")],
@@ -197,9 +195,9 @@ def restore(
     switched in.
     """
     names = store_or_all(store)
-    compared = has_manifest(path)
-    results = stores.restore(endpoints(start=True, stores=names), names, path, force=force,
-                             verify=verify)
+    compared = backups.has_manifest(path)
+    results = backups.restore(context(start=True, stores=names), names, path, force=force,
+                              verify=verify)
     if as_json:
         print_json([asdict(result) for result in results])
         return

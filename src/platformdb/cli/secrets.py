@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,14 +11,13 @@ from platformdb.cli.base import (
     DryRunOption,
     JsonOption,
     app,
-    endpoints,
-    postgres_url,
+    context,
     print_json,
     show,
     warn,
 )
-from platformdb.config import read_dotenv
 from platformdb.errors import CheckFailed
+from platformdb.ops import secrets
 
 secrets_app = typer.Typer(help="Encrypted secrets (DSP credentials) and their keys.",
                           no_args_is_help=True)
@@ -35,12 +32,8 @@ def secrets_rotate(
     as_json: JsonOption = False,
 ) -> None:
     """Re-encrypt every DSP credential under the first key of PLATFORMDB_SECRET_KEYS."""
-    from platformdb import secrets  # the only module that imports cryptography
-
-    keys = secrets.KeyRing.from_environment({**read_dotenv(Path.cwd() / ".env"), **os.environ})
-    found = endpoints(start=True, stores=["postgresql"])
-    report = secrets.rotate_dsp_credentials(postgres_url(found), keys, batch_size=batch_size,
-                                            dry_run=dry_run)
+    report = secrets.rotate(context(start=True, stores=["postgresql"]), batch_size=batch_size,
+                            dry_run=dry_run)
     if as_json:
         print_json(asdict(report))
     else:

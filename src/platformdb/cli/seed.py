@@ -10,13 +10,12 @@ from rich.table import Table
 from platformdb.cli.base import (
     JsonOption,
     app,
-    endpoints,
+    context,
     err,
     print_json,
-    resolved_settings,
     show,
 )
-from platformdb.config import Settings
+from platformdb.ops.context import Context
 
 # ---------------------------------------------------------------------- seed
 
@@ -36,17 +35,17 @@ def show_seed(report: Any, as_json: bool = False) -> None:
         show(note)
 
 
-def seed_settings() -> Settings:
-    """Seeds write every store: start what is needed, then hand over the URLs."""
-    return resolved_settings(endpoints(start=True))
+def seed_context() -> Context:
+    """Seeds write every store: start what is needed, then hand over the context."""
+    return context(start=True)
 
 
 @seed_app.command("test")
 def seed_test(as_json: JsonOption = False) -> None:
     """The spec's test dataset (postgresql/seed/test_data.sql); idempotent."""
-    from platformdb import seed
+    from platformdb.ops import seed
 
-    show_seed(seed.seed_test(seed_settings()), as_json)
+    show_seed(seed.seed_test(seed_context()), as_json)
 
 
 @seed_app.command("demo")
@@ -56,9 +55,9 @@ def seed_demo(
     as_json: JsonOption = False,
 ) -> None:
     """A deterministic demo across PostgreSQL, ClickHouse and Redis (replaces an older one)."""
-    from platformdb import seed
+    from platformdb.ops import seed
 
-    show_seed(seed.seed_demo(seed_settings(), seed=seed_value), as_json)
+    show_seed(seed.seed_demo(seed_context(), seed=seed_value), as_json)
 
 
 @seed_app.command("load")
@@ -72,9 +71,9 @@ def seed_load(
     """The load-test dataset, streamed (COPY / Arrow batches), all or nothing."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from platformdb import seed
+    from platformdb.ops import seed
 
-    config = seed_settings()
+    config = seed_context()
     shape = seed.load.plan(scale)
     totals = {"clickhouse raw": 0 if skip_clickhouse else shape.raw,
               "organizations": shape.orgs, "users": shape.users, "user_roles": shape.users,
@@ -102,6 +101,6 @@ def seed_clear(
     as_json: JsonOption = False,
 ) -> None:
     """Remove seed data from every store; schema and reference data stay."""
-    from platformdb import seed
+    from platformdb.ops import seed
 
-    show_seed(seed.clear(seed_settings(), force=force), as_json)
+    show_seed(seed.clear(seed_context(), force=force), as_json)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from platformdb import clickhouse, console
-from platformdb.cli.base import app, endpoints, out, print_json, settings, show
+from platformdb.cli.base import STORES, app, context, out, print_json, show
 from platformdb.errors import ConfigError
+from platformdb.ops import query as queries
 from platformdb.redaction import redact_text
-from platformdb.stores import open_store
-from platformdb.types import check_store
+from platformdb.render import FORMATS, as_csv, as_table, json_value
 
-StoreArgument = Annotated[str, typer.Argument(help="postgresql | clickhouse | redis")]
+StoreArgument = Annotated[str, typer.Argument(help=STORES)]
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -33,37 +29,7 @@ def shell(
     command line. Piped input runs as a script: `echo 'SELECT 1;' | platformdb shell clickhouse`.
     On chDB the prompt holds the path: other commands wait until you quit.
     """
-    name = check_store(store)
-    found = endpoints(start=True, stores=[name])
-    url = open_store(name, found).require_url()
-    if name == "clickhouse":
-        if args:
-            raise ConfigError("the ClickHouse prompt takes no extra arguments")
-        raise typer.Exit(clickhouse_shell(url, settings().home))
-    if name == "postgresql":
-        with console.psql_command(url, args or []) as program:
-            raise typer.Exit(run_program(program))
-    raise typer.Exit(run_program(console.redis_cli_command(url, args or [])))
-
-
-def run_program(program: console.Program) -> int:
-    """Run a client program on this terminal; Ctrl-C goes to it, not to us."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        try:
-            return subprocess.run(program.args, env=program.env, check=False).returncode
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{program.args[0]} is not installed") from exc
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def clickhouse_shell(url: str, home: Path) -> int:
-    with clickhouse.connect(url) as client:
-        prompt = console.ClickHouseConsole(client, history=home / "clickhouse_history")
-        if not sys.stdin.isatty():
-            return prompt.run_script(sys.stdin.read())
-        return prompt.interact()
+    raise typer.Exit(queries.shell(context(start=True, stores=[store]), store, args or []))
 
 
 @app.command()
@@ -76,17 +42,15 @@ def query(
         help="table | csv | json (default: table on a terminal, csv when piped).")] = None,
 ) -> None:
     """Run one statement and print its result; it takes effect at once (autocommit)."""
-    name = check_store(store)
     chosen = fmt or ("table" if sys.stdout.isatty() else "csv")
-    if chosen not in console.FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(console.FORMATS)}")
-    found = endpoints(start=True, stores=[name])
-    result = console.run_query(name, open_store(name, found).require_url(), statement)
+    if chosen not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}")
+    result = queries.query(context(start=True, stores=[store]), store, statement)
     if chosen == "json":
-        print_json(console.json_value(result))
+        print_json(json_value(result))
     elif chosen == "csv":
-        sys.stdout.write(redact_text(console.as_csv(result)))
+        sys.stdout.write(redact_text(as_csv(result)))
     else:
-        show(console.as_table(result))
+        show(as_table(result))
         if result.columns and out.is_terminal:
             show(f"[dim]({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})[/]")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -10,17 +9,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from platformdb import embedded, pgbouncer
 from platformdb.cli.base import (
     JsonOption,
     app,
-    endpoints,
-    postgres_url,
+    context,
     print_json,
     settings,
     show,
 )
 from platformdb.errors import ConfigError
+from platformdb.ops import stack
+from platformdb.ops.stack import SERVICES, PoolSettings, ServiceState
 from platformdb.redaction import redact
 
 # ------------------------------------------------------------ embedded stack
@@ -33,13 +32,13 @@ def up(as_json: JsonOption = False) -> None:
     With a pgbouncer binary installed (apt-get install pgbouncer), PgBouncer runs in
     front of PostgreSQL too, with one login per service (`platformdb pgbouncer config`).
     """
-    show_states(embedded.up(settings().home), as_json)
+    show_states(stack.up(settings()), as_json)
 
 
 @app.command()
 def down(as_json: JsonOption = False) -> None:
     """Stop what `up` started, and nothing else."""
-    stopped = embedded.down(settings().home)
+    stopped = stack.down(settings())
     if as_json:
         print_json({"stopped": stopped})
         return
@@ -49,17 +48,17 @@ def down(as_json: JsonOption = False) -> None:
 @app.command()
 def status(as_json: JsonOption = False) -> None:
     """Show the embedded stack's services."""
-    show_states(embedded.status(settings().home), as_json)
+    show_states(stack.status(settings()), as_json)
 
 
 @app.command()
 def env() -> None:
     """Print `export` lines; `eval "$(platformdb env)"` points psql at the stack."""
-    for line in embedded.env_lines(settings()):
+    for line in stack.env(settings()):
         print(line)
 
 
-def show_states(states: list[embedded.ServiceState], as_json: bool) -> None:
+def show_states(states: list[ServiceState], as_json: bool) -> None:
     if as_json:
         print_json([{**asdict(state), "url": redact(state.url) if state.url else None}
                     for state in states])
@@ -109,13 +108,10 @@ def pgbouncer_config(
                         ("--max-client-conn", max_client_conn), ("--port", port)):
         if value < 1:
             raise ConfigError(f"{name} must be at least 1")
-    url = postgres_url(endpoints(start=False, stores=["postgresql"]))
-    program = pgbouncer.binary()
-    text = pgbouncer.config_text(
-        url, settings=pgbouncer.PoolSettings(
+    text = stack.pgbouncer_config(
+        context(start=False, stores=["postgresql"]), PoolSettings(
             listen_addr=listen, listen_port=port, default_pool_size=pool_size,
-            max_db_connections=max_db_connections, max_client_conn=max_client_conn),
-        pgbouncer_version=pgbouncer.version(program) if program else (1, 21))
+            max_db_connections=max_db_connections, max_client_conn=max_client_conn))
     if out_dir is None:
         print(text, end="")
         return
@@ -133,23 +129,15 @@ def pgbouncer_logins(out_dir: OutOption = None, as_json: JsonOption = False) -> 
     generated once and kept 0600 in $PLATFORMDB_HOME/secrets/; the server and the
     auth_file get their SCRAM secrets only. Needs a role that may create roles.
     """
-    home = settings().home
-    url = postgres_url(endpoints(start=True, stores=["postgresql"]))
-    secrets_by_login = pgbouncer.provision_logins(url, home)
-    listing = {login: str(pgbouncer.secret_file(home, login)) for login in secrets_by_login}
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        target = out_dir / "userlist.txt"
-        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(pgbouncer.userlist(secrets_by_login))
+    done = stack.pgbouncer_logins(context(start=True, stores=["postgresql"]), out_dir)
+    listing = {login: str(path) for login, path in done.password_files.items()}
     if as_json:
-        print_json({"logins": listing, "auth_file": str(out_dir / "userlist.txt")
-                    if out_dir else None})
+        print_json({"logins": listing, "auth_file": str(done.auth_file)
+                    if done.auth_file else None})
         return
     table = Table("login", "role", "password kept in")
     for login, path in listing.items():
-        table.add_row(login, pgbouncer.SERVICES.get(login, "(admin console only)"), path)
+        table.add_row(login, SERVICES.get(login, "(admin console only)"), path)
     show(table)
-    if out_dir is not None:
-        show(f"auth_file written: {out_dir / 'userlist.txt'} (0600)")
+    if done.auth_file is not None:
+        show(f"auth_file written: {done.auth_file} (0600)")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from platformdb.cli.base import JsonOption, app, endpoints, escape_cell, print_json, show
+from platformdb.cli.base import JsonOption, app, context, print_json, show
 from platformdb.cli.ops import RedisPrefixOption
+from platformdb.ops import tenant
 
 tenant_app = typer.Typer(help="One org (tenant) across PostgreSQL, ClickHouse and Redis: "
                               "sizes, export, delete, import (docs/TENANTS.md).",
@@ -33,44 +36,45 @@ def _size(value: int) -> str:
 @tenant_app.command("list")
 def tenant_list(as_json: JsonOption = False, redis_prefix: RedisPrefixOption = "") -> None:
     """Every org with its size in each store and its latest activity."""
-    from platformdb import tenant
-
-    found = tenant.list_tenants(endpoints(start=False), redis_prefix=redis_prefix)
+    found = tenant.list_tenants(context(start=False), redis_prefix=redis_prefix)
     if as_json:
         print_json([t.as_dict() for t in found])
         return
-    table = Table("org", "id", "status", "pg rows", "pg size", "ch rows", "ch size",
-                  "redis keys", "latest activity", "latest metric")
+    units = found[0].units if found else {}
+    columns = [heading for store, unit in units.items()
+               for heading in ((f"{store} keys",) if unit == "keys"
+                               else (f"{store} rows", f"{store} size"))]
+    table = Table("org", "id", "status", *columns, "latest activity", "latest metric")
     for t in found:
-        table.add_row(escape_cell(t.slug or "-"), t.id, t.status or "(deleted)",
-                      f"{t.total('postgresql'):,}", _size(t.total("postgresql", "bytes")),
-                      f"{t.total('clickhouse'):,}", _size(t.total("clickhouse", "bytes")),
-                      f"{sum(t.redis.values()):,}",
-                      t.latest_activity.isoformat(timespec="seconds")
-                      if t.latest_activity else "-",
-                      t.latest_metric_date.isoformat() if t.latest_metric_date else "-")
+        cells = [cell for store, unit in units.items()
+                 for cell in ((f"{t.total(store):,}",) if unit == "keys"
+                              else (f"{t.total(store):,}", _size(t.total(store, "bytes"))))]
+        table.add_row(escape(t.slug or "-"), t.id, t.status or "(deleted)", *cells,
+                      _when(t.latest_activity), _when(t.latest_metric_date))
     show(table)
+
+
+def _when(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    return value.isoformat() if isinstance(value, date) else "-"
 
 
 @tenant_app.command("show")
 def tenant_show(org: OrgArgument, as_json: JsonOption = False,
                 redis_prefix: RedisPrefixOption = "") -> None:
     """One org: rows and bytes per table, keys per Redis structure, latest activity."""
-    from platformdb import tenant
-
-    found = tenant.show_tenant(endpoints(start=False), org, redis_prefix=redis_prefix)
+    found = tenant.show_tenant(context(start=False), org, redis_prefix=redis_prefix)
     if as_json:
         print_json(found.as_dict())
         return
-    show(f"org {escape_cell(found.slug or '(deleted)')} {found.id} "
-         f"({escape_cell(found.name or '-')}, {found.status or 'no organizations row'})")
+    show(f"org {escape(found.slug or '(deleted)')} {found.id} "
+         f"({escape(found.name or '-')}, {found.status or 'no organizations row'})")
     table = Table("store", "table / structure", "rows / keys", "size")
-    for store in ("postgresql", "clickhouse"):
-        tables: dict[str, dict[str, int]] = getattr(found, store)
-        for name, entry in tables.items():
-            table.add_row(store, name, f"{entry['rows']:,}", _size(entry["bytes"]))
-    for name, keys in found.redis.items():
-        table.add_row("redis", name, f"{keys:,}", "-")
+    for store, sizes in found.sizes.items():
+        for name, size in sizes.items():
+            table.add_row(store, name, f"{size.count:,}",
+                          _size(size.bytes) if size.bytes is not None else "-")
     show(table)
     show(f"latest activity: {found.latest_activity or '-'}; "
          f"latest metric date: {found.latest_metric_date or '-'}")
@@ -93,9 +97,7 @@ def tenant_export(
     redis_prefix: RedisPrefixOption = "",
 ) -> None:
     """Write one org's rows and queued jobs to one archive (never overwrites a file)."""
-    from platformdb import tenant
-
-    done = tenant.export_tenant(endpoints(start=True), org, out, redis_prefix=redis_prefix)
+    done = tenant.export_tenant(context(start=True), org, out, redis_prefix=redis_prefix)
     if as_json:
         print_json({"path": done.path, "org": done.org, "counts": done.counts,
                     "schema": done.manifest.schema})
@@ -116,9 +118,7 @@ def tenant_delete(
     redis_prefix: RedisPrefixOption = "",
 ) -> None:
     """Remove one org from every store, then check that nothing of it is left."""
-    from platformdb import tenant
-
-    done = tenant.delete_tenant(endpoints(start=True), org, yes=yes, force=force,
+    done = tenant.delete_tenant(context(start=True), org, yes=yes, force=force,
                                 keep_audit=keep_audit, redis_prefix=redis_prefix)
     if as_json:
         print_json({"org": done.org, "removed": done.removed, "remaining": done.remaining})
@@ -140,9 +140,7 @@ def tenant_import(
     redis_prefix: RedisPrefixOption = "",
 ) -> None:
     """Restore an exported org, all or nothing (checksums first, counts after)."""
-    from platformdb import tenant
-
-    done = tenant.import_tenant(endpoints(start=True), path, replace=replace, force=force,
+    done = tenant.import_tenant(context(start=True), path, replace=replace, force=force,
                                 redis_prefix=redis_prefix)
     if as_json:
         result: dict[str, Any] = {"path": done.path, "org": done.org, "counts": done.counts,

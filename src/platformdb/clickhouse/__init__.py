@@ -42,8 +42,8 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from clickhouse_connect.driver import exceptions as cc_errors
 
-from platformdb.config import Settings, mask_password
 from platformdb.errors import ConfigError, PlatformDBError, StoreUnavailable
+from platformdb.redaction import redact
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver import Client
@@ -61,7 +61,6 @@ __all__ = [
     "connect",
     "quote_identifier",
     "rows",
-    "target_of",
     "translated",
 ]
 
@@ -126,7 +125,7 @@ def translated(target: str | None = None) -> Iterator[None]:
         yield
     except cc_errors.Error as exc:
         if _is_transport(exc):
-            where = f" at {mask_password(target)}" if target else ""
+            where = f" at {redact(target)}" if target else ""
             raise StoreUnavailable(f"cannot reach ClickHouse{where}: {one_line(exc)}") from exc
         raise ClickHouseError(one_line(exc), code=exc.code, name=exc.name) from exc
 
@@ -189,7 +188,7 @@ def parse_url(url: str, database: str | None = None) -> Target:
         # the database is chosen after it is known to exist: keep it out of the DSN
         dsn = parts._replace(path="/").geturl()
         return Target(url, name, dsn=dsn)
-    raise ConfigError(f"unsupported ClickHouse URL {mask_password(url)}; "
+    raise ConfigError(f"unsupported ClickHouse URL {redact(url)}; "
                       "use http(s)://host:8123/db or chdb:///path")
 
 
@@ -234,13 +233,13 @@ def _open(target: Target, settings: dict[str, Any]) -> Client:
                           "or point PLATFORMDB_CLICKHOUSE_URL at a server") from exc
     except cc_errors.ProgrammingError as exc:
         if target.chdb_path is None:
-            raise StoreUnavailable(f"cannot connect to ClickHouse at {mask_password(target.url)}: "
+            raise StoreUnavailable(f"cannot connect to ClickHouse at {redact(target.url)}: "
                                    f"{one_line(exc)}") from exc
         raise StoreUnavailable(
             f"cannot open chDB at {target.chdb_path}: {one_line(exc)}; a process can have one "
             "chDB path open at a time") from exc
     except cc_errors.Error as exc:
-        raise StoreUnavailable(f"cannot connect to ClickHouse at {mask_password(target.url)}: "
+        raise StoreUnavailable(f"cannot connect to ClickHouse at {redact(target.url)}: "
                                f"{one_line(exc)}") from exc
 
 
@@ -259,14 +258,6 @@ def _use_database(client: Client, database: str, create: bool) -> None:
             raise ConfigError(f"ClickHouse database {database} does not exist")
         client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
     client.database = database
-
-
-def target_of(settings: Settings) -> str:
-    """The ClickHouse URL of ``settings``: the configured one or the embedded chDB path.
-
-    For the CLI edge only; library functions take the URL.
-    """
-    return settings.clickhouse_url or f"chdb://{Path(settings.home) / 'clickhouse'}"
 
 
 def with_database(url: str, database: str) -> str:

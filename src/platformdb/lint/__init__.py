@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from platformdb.errors import ConfigError
+from platformdb.errors import ConfigError, Hint
 from platformdb.lint import (
     ch_syntax,
     conventions,
@@ -112,4 +112,4 @@ def find_root(start: Path | None = None) -> Path:
     if checkout is not None:
         return checkout
     raise ConfigError(f"no postgresql/migrations folder in {here} or its parents; "
-                      "run platformdb lint inside the repository or pass --root")
+                      "lint inside the repository", hint=Hint(flag="--root", does="to name it"))

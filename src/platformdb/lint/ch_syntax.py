@@ -2,14 +2,14 @@
 
 Each statement of ``clickhouse/**/*.sql`` goes through ``SELECT
 formatQuery('...')``, which parses without executing, so nothing needs to
-exist. Templates (:mod:`platformdb.clickhouse.ddl`) are rendered first: for a
+exist. Templates (:mod:`platformdb.stores.clickhouse.ddl`) are rendered first: for a
 single node, for a cluster (``ON CLUSTER``, Replicated and Distributed
 engines) and for managed ClickHouse (no ``ON CLUSTER``), and each rendering is
 parsed. Migrations written before templates are parsed as they are, and their
 cluster editions (``migrations/cluster/``) for a cluster. Across the
 migrations folder, every Distributed table must come after its local table.
 
-The parser runs in a child process (:func:`platformdb.clickhouse.ddl.parse_errors`):
+The parser runs in a child process (:func:`platformdb.stores.clickhouse.ddl.parse_errors`):
 a lint run never collides with a chDB path the calling process has open.
 """
 
@@ -19,7 +19,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from platformdb.clickhouse.ddl import (
+from platformdb.errors import MigrationError
+from platformdb.lint.context import CLICKHOUSE_DIR, Context
+from platformdb.lint.findings import Finding
+from platformdb.stores.clickhouse.ddl import (
     CLUSTER_EDITIONS,
     Statement,
     Topology,
@@ -30,9 +33,6 @@ from platformdb.clickhouse.ddl import (
     render,
     split,
 )
-from platformdb.errors import MigrationError
-from platformdb.lint.context import CLICKHOUSE_DIR, Context
-from platformdb.lint.findings import Finding
 
 RULE = "ch-syntax"
 RULE_CLUSTER = "ch-syntax-cluster"

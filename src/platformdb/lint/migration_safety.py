@@ -39,19 +39,18 @@ drops, ``int`` counters, ``timestamp`` without time zone...
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from pglast import ast
 
+from platformdb import binaries
 from platformdb.errors import ConfigError, MigrationError
 from platformdb.lint.context import Context
 from platformdb.lint.findings import Finding, Severity
 from platformdb.migrate.files import OUTSIDE_TRANSACTION, parse_directives
-from platformdb.migrate.online_index import online_index_problem
+from platformdb.stores.postgres.online_index import online_index_problem
 
 PG_VERSION = "15.0"
 EXCLUDED_RULES: dict[str, str] = {
@@ -70,18 +69,6 @@ EXCLUDED_RULES: dict[str, str] = {
     ),
 }
 SQUAWK_TIMEOUT = 300
-
-
-def squawk_binary() -> str:
-    """The ``squawk`` of this environment (the ``lint`` extra), else PATH's."""
-    beside = Path(sys.executable).parent / "squawk"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("squawk")
-    if found is None:
-        raise ConfigError("squawk is not installed; run pip install 'platformdb[lint]' "
-                          "(the squawk-cli wheel)")
-    return found
 
 
 def check(ctx: Context) -> list[Finding]:
@@ -155,7 +142,7 @@ ONLINE_INDEX = ("the index is created ON ONLY the parent, built CONCURRENTLY on 
 
 def squawk_command(paths: list[Path], assume_in_transaction: bool) -> list[str]:
     return [
-        squawk_binary(), "--reporter", "json", "--pg-version", PG_VERSION,
+        binaries.squawk(), "--reporter", "json", "--pg-version", PG_VERSION,
         "--config", str(_empty_config()),
         "--exclude", ",".join(sorted(EXCLUDED_RULES)),
         "--assume-in-transaction" if assume_in_transaction else "--no-assume-in-transaction",

@@ -2,7 +2,8 @@
 
 Like dbmate's driver interface, a store is about ten small methods; the
 engine (:mod:`platformdb.migrate.engine`) holds every rule about ordering,
-checksums and refusals, so a new store is one new file plus one registry line.
+checksums and refusals, so a new store's driver is one file in its folder
+(``stores/<store>/driver.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from platformdb.migrate.plan import MigrationPlan
+    from platformdb.migrate.planning import MigrationPlan
     from platformdb.migrate.snapshot import SchemaState, Snapshot
 
 

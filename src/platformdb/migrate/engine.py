@@ -29,7 +29,7 @@ from platformdb.migrate.base import (
     PlanningDriver,
     SchemaDriver,
 )
-from platformdb.migrate.plan import MigrationPlan
+from platformdb.migrate.planning import MigrationPlan
 from platformdb.migrate.snapshot import Difference, SchemaState, diff, fingerprint
 from platformdb.types import StatusRow, Step
 

@@ -10,11 +10,11 @@ Directives are comment lines at the top of a file:
     (PostgreSQL) every statement is a ``CREATE INDEX``, built without blocking
     writes: ``CONCURRENTLY`` on a plain table; on a partitioned table ``ON
     ONLY`` the parent, concurrently on each leaf partition, then attached
-    (:mod:`platformdb.migrate.online_index`); resumable;
+    (:mod:`platformdb.stores.postgres.online_index`); resumable;
 ``-- platformdb: backfill [batch-size=N] [pause=SECONDS]``
     (PostgreSQL) the file is one ``UPDATE``, run in key-range batches of its
     table's primary key, partition by partition, each batch its own
-    transaction with its progress (:mod:`platformdb.migrate.backfill`); resumable.
+    transaction with its progress (:mod:`platformdb.stores.postgres.backfill`); resumable.
 
 A file with any of the last three runs outside a transaction.
 """

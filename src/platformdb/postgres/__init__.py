@@ -19,7 +19,6 @@ from typing import Any
 import psycopg
 from psycopg.rows import TupleRow
 
-from platformdb.config import mask_password
 from platformdb.errors import StoreUnavailable, one_line
 from platformdb.postgres._common import APP_ROLE, CONNECT_TIMEOUT, RESET_SQL, parse_org_id
 from platformdb.postgres._tenancy import (
@@ -38,6 +37,7 @@ from platformdb.postgres._tenancy_async import (
     async_tenant_transaction,
     create_async_pool,
 )
+from platformdb.redaction import redact
 
 __all__ = [
     "APP_ROLE",
@@ -69,8 +69,8 @@ def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Con
     except psycopg.OperationalError as exc:
         reason = one_line(str(exc)) or type(exc).__name__
         raise StoreUnavailable(
-            f"cannot connect to PostgreSQL at {mask_password(url)}: {reason}",
+            f"cannot connect to PostgreSQL at {redact(url)}: {reason}",
             store="postgresql") from exc
     except psycopg.ProgrammingError as exc:
-        raise StoreUnavailable(f"invalid PostgreSQL URL {mask_password(url)}: {exc}",
+        raise StoreUnavailable(f"invalid PostgreSQL URL {redact(url)}: {exc}",
                                store="postgresql") from exc

@@ -19,7 +19,6 @@ from platformdb.redis._events import Event
 from platformdb.redis._queue import Job, JobInfo, Lease, QueueStats
 from platformdb.redis._ratelimit import Decision, Limit
 from platformdb.redis._sessions import Session
-from platformdb.redis.acl import acl_commands, apply_acl_users
 from platformdb.redis.cache import Cache
 from platformdb.redis.cache_async import AsyncCache
 from platformdb.redis.client import HIREDIS_AVAILABLE, connect, connect_async, ping
@@ -31,7 +30,6 @@ from platformdb.redis.queue import JobQueue, Worker
 from platformdb.redis.queue_async import AsyncJobQueue, AsyncWorker
 from platformdb.redis.ratelimit import RateLimiter
 from platformdb.redis.ratelimit_async import AsyncRateLimiter
-from platformdb.redis.server_binary import redis_server_binary, redis_tool
 from platformdb.redis.sessions import SessionStore
 from platformdb.redis.sessions_async import AsyncSessionStore
 from platformdb.redis.tenant import delete_org, org_keys
@@ -63,14 +61,10 @@ __all__ = [
     "SessionStore",
     "Subscription",
     "Worker",
-    "acl_commands",
-    "apply_acl_users",
     "connect",
     "connect_async",
     "delete_org",
     "library",
     "org_keys",
     "ping",
-    "redis_server_binary",
-    "redis_tool",
 ]

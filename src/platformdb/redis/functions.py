@@ -36,7 +36,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from platformdb.errors import PlatformDBError, StoreUnavailable, ValidationError
+from platformdb.errors import Hint, PlatformDBError, StoreUnavailable, ValidationError
 from platformdb.redis import codec
 from platformdb.redis.client import SyncClient, is_cluster
 from platformdb.resources import data_dir
@@ -59,7 +59,8 @@ class FunctionsNotLoaded(StoreUnavailable):
         self.loaded = loaded
         self.needed = needed
         state = "not loaded" if loaded is None else f"version {loaded} < {needed}"
-        super().__init__(f"Redis functions library '{LIBRARY}' {state}")
+        super().__init__(f"Redis functions library '{LIBRARY}' {state}", store="redis",
+                         hint=Hint(command="platformdb migrate up"))
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,76 @@
-"""The registry of store objects: adding a store is one line here."""
+"""The registry of store objects: the only list of stores. Adding a store is one folder
+under ``stores/`` and one line here.
+
+Everything that names the stores is derived from it: the names commands accept
+and visit (in this order), the settings that locate them, which have numbered
+migrations, and the command line's choices.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from platformdb.stores.base import Store
+from platformdb.errors import ConfigError
+from platformdb.migrate.options import MigrateOptions
+from platformdb.stores.base import Store, StoreBase
 from platformdb.stores.clickhouse import ClickHouseStore
 from platformdb.stores.postgres import PostgresStore
 from platformdb.stores.redis import RedisStore
-from platformdb.types import STORE_NAMES, Endpoints, check_store, check_stores
+from platformdb.types import Endpoints
 
-REGISTRY: dict[str, Callable[[Endpoints], Store]] = {
-    "postgresql": PostgresStore.from_endpoints,
-    "clickhouse": ClickHouseStore.from_endpoints,
-    "redis": RedisStore.from_endpoints,
+REGISTRY: dict[str, type[StoreBase]] = {
+    "postgresql": PostgresStore,
+    "clickhouse": ClickHouseStore,
+    "redis": RedisStore,
 }
-assert tuple(REGISTRY) == STORE_NAMES
 
 
-def open_store(name: str, endpoints: Endpoints) -> Store:
-    """The store object ``name`` for ``endpoints`` (nothing is connected yet)."""
-    return REGISTRY[check_store(name)](endpoints)
+def names() -> tuple[str, ...]:
+    """Every store platformdb owns, in the order commands visit them."""
+    return tuple(REGISTRY)
 
 
-def open_stores(endpoints: Endpoints, names: list[str] | None = None) -> list[Store]:
-    """The store objects of ``names`` (default: every store), in registry order."""
-    return [open_store(name, endpoints) for name in check_stores(names)]
+def numbered_names() -> tuple[str, ...]:
+    """Stores whose migrations are numbered files (``NNN_name.sql``)."""
+    return tuple(name for name, kind in REGISTRY.items() if kind.numbered)
+
+
+def url_variable(name: str) -> str | None:
+    """The setting that names ``name``'s server, when it is a registered store."""
+    kind = REGISTRY.get(name)
+    return kind.url_variable or None if kind is not None else None
+
+
+def check_store(name: str, allowed: tuple[str, ...] | None = None) -> str:
+    """``name`` if it names a store, else a :class:`ConfigError` (exit 2) listing the choices."""
+    allowed = names() if allowed is None else allowed
+    if name not in allowed:
+        raise ConfigError(f"unknown store {name!r}; choose one of {', '.join(allowed)}")
+    return name
+
+
+def check_stores(chosen: list[str] | None, allowed: tuple[str, ...] | None = None) -> list[str]:
+    """The stores a command visits: ``chosen`` checked and de-duplicated, or all of them."""
+    allowed = names() if allowed is None else allowed
+    if not chosen:
+        return list(allowed)
+    return list(dict.fromkeys(check_store(name, allowed) for name in chosen))
+
+
+def check_numbered(name: str) -> str:
+    """``name`` if it has numbered migration files, else a :class:`ConfigError`."""
+    if name not in numbered_names():
+        raise ConfigError(f"{name} has no numbered migrations; choose one of "
+                          f"{', '.join(numbered_names())}")
+    return name
+
+
+def open_store(name: str, endpoints: Endpoints, *,
+               options: MigrateOptions | None = None) -> Store:
+    """The store object ``name`` for ``endpoints`` (nothing is connected yet); ``options``:
+    how its migrations behave (lock timeout, retries, runner wait...)."""
+    return REGISTRY[check_store(name)].from_endpoints(endpoints, options)
+
+
+def open_stores(endpoints: Endpoints, chosen: list[str] | None = None, *,
+                options: MigrateOptions | None = None) -> list[Store]:
+    """The store objects of ``chosen`` (default: every store), in registry order."""
+    return [open_store(name, endpoints, options=options) for name in check_stores(chosen)]

@@ -1,0 +1,497 @@
+"""ClickHouse backups: every table in ClickHouse's Native format (zstd), DDL and a manifest.
+
+The same logical format on chDB and on a server (``BACKUP ... TO Disk`` needs
+a backup disk configured on the server; this works against any server the URL
+reaches, and on chDB). A folder holds ``schema.sql`` (the CREATE statements),
+``data/<table>.native.zst`` per MergeTree table (the migration ledger
+included) and ``manifest.json`` with row counts and checksums.
+
+**Backup.** Each table is read from a snapshot: an empty copy in a scratch
+database, merges and TTL stopped on it, takes the table's parts by hard link
+(``ATTACH PARTITION ... FROM``). Counting, checksumming and dumping read the
+same parts, while the live table keeps merging and taking inserts. Each table
+is consistent in itself (the tables are read one after another).
+
+**Restore** is separately callable steps, so that ``restore all`` can stage
+every store before it switches any (:class:`StagedRestore` holds them together
+with the connection):
+
+1. :func:`stage` creates the tables in a scratch database, stops merges and
+   TTL on them and loads the data with ``optimize_on_insert = 0`` and
+   deduplication off: exactly the rows that were backed up, unmerged
+   rollup parts and rows past their TTL included. No materialized view exists
+   there, so nothing is counted twice.
+2. :func:`verify` compares each scratch table's row count and content
+   checksum (``cityHash64`` of its columns; ``AggregateFunction`` states are
+   left out) with the manifest. With merges and TTL stopped, the comparison is
+   exact: a row at the TTL edge or an unmerged rollup row is still there.
+3. :func:`switch` drops the target's views and dictionaries, exchanges each
+   table with its staged copy (``EXCHANGE TABLES``, atomic per table; the old
+   tables wait in the scratch database), creates the views after the data and
+   recreates the dictionaries. :func:`undo` puts the old contents back.
+4. :func:`commit` starts merges and TTL on the restored tables and drops the
+   old ones: rows past their TTL expire from then on, as they would have on the
+   source, and rollup parts fold.
+
+A failed :func:`stage` or :func:`verify` leaves the target untouched
+(:func:`discard` drops the scratch database); a failure inside :func:`switch`
+puts the old contents back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from platformdb.backup import Restored
+from platformdb.backup.manifest import (
+    Manifest,
+    TableState,
+    backup_folder,
+    new_manifest,
+    read_manifest,
+)
+from platformdb.clickhouse import (
+    command,
+    connect,
+    quote_identifier,
+    rows,
+    scratch_database,
+    translated,
+)
+from platformdb.errors import CheckFailed, Hint, ValidationError
+from platformdb.migrate import discover, migrations_dir
+from platformdb.redaction import redact
+from platformdb.stores.clickhouse.ddl import Topology, render
+from platformdb.stores.clickhouse.dictionaries import collection_name
+from platformdb.stores.clickhouse.driver import LOCK_TABLE, ClickHouseDriver
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver import Client
+
+STORE = "clickhouse"
+FORMAT = "Native"
+COMPRESSION = "zstd"
+ZSTD_LEVEL = 3
+LOAD_SETTINGS = {
+    "optimize_on_insert": 0,  # a SummingMergeTree would fold unmerged rows while loading
+    "insert_deduplicate": 0,  # two equal blocks in a backup are two blocks of data
+    "async_insert": 0,
+    "max_partitions_per_insert_block": 0,
+}
+_PARTITION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+Placeholders = Mapping[str, str] | Callable[[], Mapping[str, str]] | None
+
+
+def objects(client: Client, database: str) -> list[tuple[str, str, str]]:
+    """(name, engine, create query) of the database, tables before views."""
+    found = rows(
+        client,
+        "SELECT name, engine, create_table_query FROM system.tables"
+        " WHERE database = {db:String} AND name != {lock:String} AND NOT is_temporary"
+        " ORDER BY engine = 'MaterializedView', engine = 'Dictionary', name",
+        {"db": database, "lock": LOCK_TABLE})
+    return [(str(n), str(e), str(q)) for n, e, q in found]
+
+
+def table_state(client: Client, database: str, table: str) -> TableState:
+    columns = [str(name) for (name,) in rows(
+        client,
+        "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}"
+        " AND type NOT LIKE 'AggregateFunction%' ORDER BY position",
+        {"db": database, "t": table})]
+    hashed = ", ".join(quote_identifier(c) for c in columns)
+    # every name quoted by quote_identifier; the column list cannot be one parameter
+    row = rows(client, f"SELECT count(), toString(sum(cityHash64({hashed})))"  # noqa: S608
+                       f" FROM {quote_identifier(database)}.{quote_identifier(table)}")[0]
+    return TableState(rows=int(row[0]), checksum=str(row[1]))
+
+
+def states(client: Client, database: str) -> dict[str, TableState]:
+    return {name: table_state(client, database, name)
+            for name, engine, _ in objects(client, database) if engine.endswith("MergeTree")}
+
+
+# ------------------------------------------------------------------ backup
+
+
+def backup(url: str, out_dir: Path) -> Path:
+    """Back up the ClickHouse database at ``url`` into a new folder under ``out_dir``."""
+    folder = backup_folder(out_dir, STORE)
+    (folder / "data").mkdir()
+    with connect(url) as client:
+        database = str(client.database)
+        found = objects(client, database)
+        (folder / "schema.sql").write_text(
+            "".join(f"-- {name} ({engine})\n{query};\n\n" for name, engine, query in found))
+        tables: dict[str, TableState] = {}
+        with scratch_database(client, f"{database}_backup") as snapshots:
+            for name, engine, _ in found:
+                if engine.endswith("MergeTree"):
+                    tables[name] = _dump(client, database, snapshots, name,
+                                         folder / "data" / f"{name}.native.zst")
+        version = str(rows(client, "SELECT version()")[0][0])
+        labels = [f"{r.version:03d}_{r.name}" for r in ClickHouseDriver(client).applied()]
+    manifest = new_manifest(
+        STORE, tools={"clickhouse": version}, schema_version=len(labels) or None,
+        migrations=labels, tables=tables,
+        extra={"database": database, "format": FORMAT, "compression": COMPRESSION,
+               "objects": [[name, engine] for name, engine, _ in found]})
+    manifest.write(folder)
+    return folder
+
+
+def _dump(client: Client, database: str, snapshots: str, table: str, path: Path) -> TableState:
+    """The table's parts, hard-linked into a snapshot with merges stopped, counted and dumped."""
+    live = f"{quote_identifier(database)}.{quote_identifier(table)}"
+    snapshot = f"{quote_identifier(snapshots)}.{quote_identifier(table)}"
+    command(client, f"CREATE TABLE {snapshot} AS {live}")
+    _hold(client, snapshot)
+    partitions = [str(p) for (p,) in rows(
+        client, "SELECT DISTINCT partition_id FROM system.parts WHERE database = {d:String}"
+                " AND table = {t:String} AND active", {"d": database, "t": table})]
+    for partition in partitions:
+        if not _PARTITION_ID.match(partition):
+            raise ValidationError(f"unexpected partition id {partition!r} in {table}")
+        command(client, f"ALTER TABLE {snapshot} ATTACH PARTITION ID '{partition}' FROM {live}")
+    state = table_state(client, snapshots, table)
+    with open(path, "wb") as out, translated():
+        compressor = _zstd().ZstdCompressor(level=ZSTD_LEVEL)
+        stream: Any = client.raw_stream("SELECT * FROM {d:Identifier}.{t:Identifier}",
+                                        parameters={"d": snapshots, "t": table}, fmt=FORMAT)
+        try:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                out.write(compressor.compress(chunk))
+        finally:
+            stream.close()
+        out.write(compressor.flush())
+    command(client, f"DROP TABLE {snapshot} SYNC")
+    return state
+
+
+def _hold(client: Client, table: str) -> None:
+    """No merge and no TTL on ``table``: its rows stay exactly as they are loaded."""
+    command(client, f"SYSTEM STOP MERGES {table}")
+    command(client, f"SYSTEM STOP TTL MERGES {table}")
+
+
+def _release(client: Client, table: str) -> None:
+    command(client, f"SYSTEM START MERGES {table}")
+    command(client, f"SYSTEM START TTL MERGES {table}")
+
+
+def _zstd() -> Any:
+    try:  # Python 3.14+
+        from compression import zstd  # type: ignore[import-not-found]
+    except ImportError:  # clickhouse-connect depends on the backport below 3.14
+        from backports import zstd
+    return zstd
+
+
+# ------------------------------------------------------------------ restore
+
+
+@dataclass
+class Staged:
+    """A backup loaded into a scratch database, waiting for :func:`switch`."""
+
+    folder: Path
+    manifest: Manifest
+    source: str
+    target: str
+    scratch: str
+    tables: list[str] = field(default_factory=list)
+    statements: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def stage(client: Client, folder: Path, *, force: bool = False) -> Staged:
+    """Load the backup in ``folder`` into a scratch database; the target is not touched."""
+    manifest = read_manifest(folder, STORE)
+    source = str(manifest.extra.get("database", "platform"))
+    target = str(client.database)
+    existing = objects(client, target)
+    if existing and not force:
+        raise ValidationError(
+            f"ClickHouse database {target} is not empty ({len(existing)} objects); restore "
+            "into an empty one", hint=Hint(flag="--force", does="to replace it"))
+    staged = Staged(folder, manifest, source, target, f"{target}_restore_{uuid.uuid4().hex[:8]}",
+                    statements=_schema(folder))
+    command(client, f"CREATE DATABASE {quote_identifier(staged.scratch)}")
+    try:
+        for name, engine, query in staged.statements:
+            if not engine.endswith("MergeTree"):
+                continue
+            command(client, _in_database(query, source, staged.scratch))
+            table = f"{quote_identifier(staged.scratch)}.{quote_identifier(name)}"
+            _hold(client, table)
+            _load(client, table, manifest, folder / "data")
+            staged.tables.append(name)
+    except BaseException:
+        discard(client, staged)
+        raise
+    return staged
+
+
+def _load(client: Client, table: str, manifest: Manifest, data: Path) -> None:
+    name = table.rsplit(".", 1)[1].strip("`")
+    compressed = manifest.extra.get("compression") == COMPRESSION
+    path = data / (f"{name}.native.zst" if compressed else f"{name}.native")
+    if path.stat().st_size == 0:
+        return
+    with open(path, "rb") as handle, translated():
+        block: BinaryIO | bytes = handle if not compressed else handle.read()
+        client.raw_insert(table, insert_block=block, fmt=FORMAT, settings=LOAD_SETTINGS,
+                          compression=COMPRESSION if compressed else None)
+
+
+def verify(client: Client, staged: Staged) -> None:
+    """Raise :class:`CheckFailed` unless every staged table equals the manifest."""
+    problems = _compare(staged.manifest, states(client, staged.scratch))
+    if problems:
+        raise CheckFailed(f"restored ClickHouse data differs from the manifest: {problems[0]}")
+
+
+def discard(client: Client, staged: Staged) -> None:
+    """Drop the scratch database of ``staged`` (what a failed restore leaves behind)."""
+    command(client, f"DROP DATABASE IF EXISTS {quote_identifier(staged.scratch)} SYNC")
+
+
+@dataclass
+class Switched:
+    """A switched restore: the target holds the backup; the old contents wait in scratch."""
+
+    staged: Staged
+    before: list[tuple[str, str, str]]
+    exchanged: list[str] = field(default_factory=list)
+    renamed_in: list[str] = field(default_factory=list)
+    moved_out: list[str] = field(default_factory=list)
+    tables: dict[str, TableState] = field(default_factory=dict)
+
+
+def switch(client: Client, staged: Staged, *, placeholders: Placeholders = None,
+           verify_after: bool = False) -> Switched:
+    """Put the staged tables in the target's place; the old ones stay in scratch.
+
+    Views and dictionaries of the target are dropped first (nothing writes into the
+    tables while they move); each table is exchanged with its staged copy
+    (``EXCHANGE TABLES``, atomic per table) or renamed in; the backup's views are created
+    after the data and its dictionaries recreated. A failure puts everything back.
+    Merges and TTL stay stopped on the restored tables until :func:`commit`.
+    """
+    target, scratch = quote_identifier(staged.target), quote_identifier(staged.scratch)
+    before = objects(client, staged.target)
+    switched = Switched(staged, before)
+    present = {name for name, engine, _ in before if engine.endswith("MergeTree")}
+    try:
+        _drop_derived(client, staged.target)
+        for name in staged.tables:
+            here = f"{target}.{quote_identifier(name)}"
+            there = f"{scratch}.{quote_identifier(name)}"
+            if name in present:
+                command(client, f"EXCHANGE TABLES {there} AND {here}")
+                switched.exchanged.append(name)
+            else:
+                command(client, f"RENAME TABLE {there} TO {here}")
+                switched.renamed_in.append(name)
+        for name in sorted(present - set(staged.tables)):  # not in the backup: replaced by nothing
+            command(client, f"RENAME TABLE {target}.{quote_identifier(name)}"
+                            f" TO {scratch}.{quote_identifier(f'old_{name}')}")
+            switched.moved_out.append(name)
+        for _name, engine, query in staged.statements:
+            if engine in ("MaterializedView", "View"):  # after the data: rollups are not recounted
+                command(client, _in_database(query, staged.source, staged.target))
+        _recreate_dictionaries(client, staged, placeholders)
+        switched.tables = states(client, staged.target)
+        if verify_after:
+            problems = _compare(staged.manifest, switched.tables)
+            if problems:
+                raise CheckFailed(f"restored ClickHouse data differs: {problems[0]}")
+    except BaseException:
+        undo(client, switched)
+        raise
+    return switched
+
+
+def undo(client: Client, switched: Switched) -> None:
+    """After :func:`switch`: put the target's old tables, views and dictionaries back."""
+    staged = switched.staged
+    target, scratch = quote_identifier(staged.target), quote_identifier(staged.scratch)
+    _drop_derived(client, staged.target)
+    for name in reversed(switched.moved_out):
+        command(client, f"RENAME TABLE {scratch}.{quote_identifier(f'old_{name}')}"
+                        f" TO {target}.{quote_identifier(name)}")
+    for name in reversed(switched.renamed_in):
+        command(client, f"RENAME TABLE {target}.{quote_identifier(name)}"
+                        f" TO {scratch}.{quote_identifier(name)}")
+    for name in reversed(switched.exchanged):
+        command(client, f"EXCHANGE TABLES {scratch}.{quote_identifier(name)}"
+                        f" AND {target}.{quote_identifier(name)}")
+    switched.moved_out, switched.renamed_in, switched.exchanged = [], [], []
+    for _name, engine, query in switched.before:
+        if engine in ("MaterializedView", "View", "Dictionary"):
+            command(client, query)
+
+
+def commit(client: Client, switched: Switched) -> dict[str, TableState]:
+    """After :func:`switch`: start merges and TTL on the restored tables, drop the old ones."""
+    target = quote_identifier(switched.staged.target)
+    for name in switched.staged.tables:  # from now on merges fold rollups and the TTL expires rows
+        _release(client, f"{target}.{quote_identifier(name)}")
+    discard(client, switched.staged)
+    return switched.tables
+
+
+def _drop_derived(client: Client, database: str) -> None:
+    for name, engine, _ in objects(client, database):
+        if engine in ("MaterializedView", "Dictionary", "View"):
+            kind = "DICTIONARY" if engine == "Dictionary" else "VIEW"
+            command(client, f"DROP {kind} IF EXISTS {quote_identifier(database)}."
+                            f"{quote_identifier(name)} SYNC")
+
+
+def restore(url: str, folder: Path, *, force: bool = False, verify_after: bool = False,
+            placeholders: Placeholders = None) -> Restored:
+    """Stage, verify, switch and commit: the backup in ``folder`` replaces the database."""
+    staged = StagedRestore(url, folder, force=force, verify_after=verify_after,
+                           placeholders=placeholders)
+    try:
+        staged.switch()
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
+    return staged.report
+
+
+class StagedRestore:
+    """A ClickHouse restore staged and verified beside its target, holding its connection.
+
+    ``switch()`` puts it in place, ``undo()`` puts the old contents back, ``commit()``
+    makes it final, ``discard()`` (before a switch) drops it; the connection closes with
+    ``commit()`` or ``discard()``. This is the shape ``restore all`` drives: stage every
+    store, then switch them all.
+    """
+
+    def __init__(self, url: str, folder: Path, *, force: bool = False,
+                 verify_after: bool = False, placeholders: Placeholders = None) -> None:
+        self._stack = contextlib.ExitStack()
+        self.client = self._stack.enter_context(connect(url))
+        self.placeholders = placeholders
+        self.verify_after = verify_after
+        try:
+            self.staged = stage(self.client, folder, force=force)
+            verify(self.client, self.staged)
+        except BaseException:
+            self._stack.close()
+            raise
+        self.switched: Switched | None = None
+        self.report = Restored(STORE, f"{redact(url)}#{self.staged.target}",
+                               _expected(self.staged.manifest), [])
+
+    def switch(self) -> None:
+        self.switched = switch(self.client, self.staged, placeholders=self.placeholders,
+                               verify_after=self.verify_after)
+
+    def undo(self) -> None:
+        if self.switched is not None:
+            undo(self.client, self.switched)
+            self.switched = None
+
+    def commit(self) -> None:
+        try:
+            if self.switched is not None:
+                tables = commit(self.client, self.switched)
+                self.report = Restored(self.report.store, self.report.target, tables, [])
+        finally:
+            self._stack.close()
+
+    def discard(self) -> None:
+        try:
+            if self.switched is not None:
+                self.undo()
+            discard(self.client, self.staged)
+        finally:
+            self._stack.close()
+
+
+def _expected(manifest: Manifest) -> dict[str, TableState]:
+    return dict(manifest.tables)
+
+
+def _in_database(query: str, source: str, target: str) -> str:
+    """``query`` with ``source.`` object prefixes pointed at ``target``."""
+    return re.sub(rf"(?<![\w.`]){re.escape(source)}\.", f"{target}.", query.replace(
+        f"`{source}`.", f"{target}."))
+
+
+def _schema(folder: Path) -> list[tuple[str, str, str]]:
+    """(name, engine, create query) from the backup's schema.sql."""
+    schema = (folder / "schema.sql").read_text()
+    return [(n, e, q) for n, e, q in
+            re.findall(r"^-- (\S+) \((\w+)\)\n(.*?);\n\n", schema, re.S | re.M)]
+
+
+def _recreate_dictionaries(client: Client, staged: Staged, placeholders: Placeholders) -> None:
+    """Dictionaries as backed up; one whose dump hides a secret comes from its migration."""
+    wanted = [(name, query) for name, engine, query in staged.statements if engine == "Dictionary"]
+    if not wanted:
+        return
+    from_migrations: dict[str, str] | None = None
+    # a dictionary reads PostgreSQL through its database's named collection: restored into
+    # another database, it uses that database's collection when there is one
+    source_collection, target_collection = (collection_name(staged.source),
+                                            collection_name(staged.target))
+    has_target_collection = bool(rows(
+        client, "SELECT count() FROM system.named_collections WHERE name = {n:String}",
+        {"n": target_collection})[0][0])
+    for name, query in wanted:
+        if "[HIDDEN]" not in query:
+            if has_target_collection:
+                query = re.sub(rf"\bNAME {source_collection}\b", f"NAME {target_collection}",
+                               query)
+            command(client, _in_database(query, staged.source, staged.target))
+            continue
+        if from_migrations is None:
+            from_migrations = _migration_dictionaries(staged.manifest, placeholders)
+        statement = from_migrations.get(name)
+        if statement is None:
+            raise ValidationError(f"dictionary {name} hides its credentials in the backup and "
+                                  "no applied migration defines it")
+        command(client, _qualified_create(statement, staged.target))
+
+
+_CREATE_DICTIONARY = re.compile(r"^\s*CREATE\s+DICTIONARY\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.I)
+
+
+def _migration_dictionaries(manifest: Manifest, placeholders: Placeholders) -> dict[str, str]:
+    """The last CREATE DICTIONARY of each name among the backup's applied migrations."""
+    values = dict(placeholders() if callable(placeholders) else placeholders or {})
+    applied = set(manifest.migrations)
+    found: dict[str, str] = {}
+    for migration in discover(migrations_dir("clickhouse")):
+        if migration.label not in applied:
+            continue
+        for statement in render(migration.sql, Topology.single(), values):
+            match = _CREATE_DICTIONARY.match(statement.text)
+            if match:
+                found[match[1]] = statement.text
+    return found
+
+
+def _qualified_create(statement: str, database: str) -> str:
+    match = _CREATE_DICTIONARY.match(statement)
+    assert match is not None
+    return (statement[:match.start(1)] + f"{quote_identifier(database)}."
+            + statement[match.start(1):])
+
+
+def _compare(manifest: Manifest, restored: dict[str, TableState]) -> list[str]:
+    return [f"{table}: expected {state.rows} rows (checksum {state.checksum}), found "
+            f"{restored[table].rows if table in restored else 'no table'}"
+            + (f" (checksum {restored[table].checksum})" if table in restored else "")
+            for table, state in manifest.tables.items() if restored.get(table) != state]

@@ -1,0 +1,558 @@
+"""PostgreSQL backup and restore through pg_dump / pg_restore.
+
+The dump, the row counts and the checksums all come from one exported
+snapshot, so the manifest describes exactly what the dump holds even while the
+platform keeps writing. A restore checks the manifest first, refuses a
+non-empty target unless forced, and runs ``pg_restore --single-transaction``:
+a restore that fails leaves the target as it was.
+
+Backups and restores need a superuser (or a role with BYPASSRLS): row-level
+security is forced on every tenant table.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import sql
+
+from platformdb.backup.manifest import (
+    Manifest,
+    TableState,
+    backup_folder,
+    new_manifest,
+    read_manifest,
+)
+from platformdb.binaries import pg_tool
+from platformdb.errors import CheckFailed, Hint, StoreUnavailable, ValidationError
+from platformdb.postgres import connect
+from platformdb.stores.postgres.driver import LEDGER, LEDGER_ID
+
+STORE = "postgresql"
+CUSTOM_FILE = "postgresql.dump"
+DIRECTORY = "dump"
+ROLES_FILE = "roles.sql"
+
+# Order-independent content checksums. Preferred: the sum of each row's 64-bit
+# record hash (the hash functions hash partitioning relies on, so they are
+# stable across releases and platforms, and fast). A table with a column type
+# that has no hash function (json, point...) falls back to the sum of a 60-bit
+# slice of each row's md5 over its text form; the prefix says which it is.
+TABLE_HASH = sql.SQL(
+    "SELECT count(*), coalesce(sum(hash_record_extended(t, 0)), 0) FROM {} AS t"
+)
+TABLE_TEXT_HASH = sql.SQL(
+    "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)"
+    " FROM {} AS t"
+)
+PLATFORM_ROLES = (
+    "SELECT rolname FROM pg_roles WHERE rolname LIKE 'platform\\_%' AND NOT rolcanlogin"
+    " ORDER BY rolname"
+)
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """Per table: rows restored and whether they match the manifest."""
+
+    target: str
+    tables: dict[str, TableState]
+    mismatches: list[str]
+
+
+def run_tool(args: list[str], what: str) -> str:
+    return finish_tool(start_tool(args), what)
+
+
+def start_tool(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_tool(process: subprocess.Popen[str], what: str) -> str:
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        raise StoreUnavailable(
+            f"{what} failed: {lines[-1] if lines else 'exit ' + str(process.returncode)}")
+    return stdout
+
+
+def tool_version(name: str) -> str:
+    return run_tool([pg_tool(name), "--version"], name).strip()
+
+
+def user_tables(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    """Tables of the public schema, partitioned parents but not their partitions."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        " ORDER BY c.relname").fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def table_states(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, TableState]:
+    """Row count and content checksum of every table, in ``conn``'s transaction."""
+    states: dict[str, TableState] = {}
+    for table in user_tables(conn):
+        name = sql.Identifier("public", table)
+        try:
+            with conn.transaction():  # a savepoint: a missing hash function is not fatal
+                row = conn.execute(TABLE_HASH.format(name)).fetchone()
+            prefix = "h"
+        except psycopg.errors.UndefinedFunction:
+            row = conn.execute(TABLE_TEXT_HASH.format(name)).fetchone()
+            prefix = "t"
+        assert row is not None
+        states[table] = TableState(rows=int(str(row[0])), checksum=f"{prefix}:{row[1]}")
+    return states
+
+
+def ledger_state(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[int | None, list[str]]:
+    exists = conn.execute("SELECT to_regclass(%s)", (LEDGER,)).fetchone()
+    if exists is None or exists[0] is None:
+        return None, []
+    rows = conn.execute(sql.SQL("SELECT version, name FROM {} ORDER BY version").format(
+        LEDGER_ID)).fetchall()
+    labels = [f"{int(str(v)):03d}_{n}" for v, n in rows]
+    return (int(str(rows[-1][0])) if rows else None), labels
+
+
+DATABASE_ACL = (
+    "SELECT coalesce(r.rolname, 'PUBLIC'), a.privilege_type"
+    " FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a"
+    " LEFT JOIN pg_roles r ON r.oid = a.grantee"
+    " WHERE d.datname = current_database() AND a.grantee <> d.datdba ORDER BY 1, 2")
+
+
+def database_acl(conn: psycopg.Connection[tuple[object, ...]]) -> list[list[str]]:
+    """Who may CONNECT / create TEMPORARY tables: pg_dump does not carry it, the manifest does."""
+    return [[str(grantee), str(privilege)] for grantee, privilege in
+            conn.execute(DATABASE_ACL).fetchall()]
+
+
+def apply_database_acl(url: str, acl: list[list[str]]) -> None:
+    """Give the database at ``url`` exactly the database-level grants of ``acl``."""
+    name = sql.Identifier(_database(url))
+    with connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(name))
+        for grantee, privilege in acl:
+            if privilege not in ("CONNECT", "TEMPORARY", "CREATE"):
+                continue
+            who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+            conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+                sql.SQL(privilege), name, who))
+
+
+def roles_sql(conn: psycopg.Connection[tuple[object, ...]]) -> str:
+    """Idempotent statements that recreate the platform's NOLOGIN roles."""
+    lines = ["-- Roles the dump's GRANTs refer to; created when missing."]
+    for (name,) in conn.execute(PLATFORM_ROLES).fetchall():
+        role = str(name)
+        literal = role.replace("'", "''")
+        lines.append(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '" + literal + "')"
+            " THEN CREATE ROLE \"" + role.replace('"', '""') + "\" NOLOGIN; END IF;"
+            " EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def backup(url: str, out_dir: Path, *, directory_format: bool = False, jobs: int = 1) -> Path:
+    """Dump the database at ``url`` into a new folder under ``out_dir``."""
+    if jobs > 1 and not directory_format:
+        raise ValidationError("parallel jobs need the directory format (--format directory)")
+    folder = backup_folder(out_dir, STORE)
+    with connect(url) as conn:
+        # One REPEATABLE READ snapshot, exported to pg_dump: the manifest's
+        # counts and checksums describe exactly the rows the dump holds.
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        snapshot = conn.execute(
+            "SELECT pg_export_snapshot(), CASE WHEN pg_is_in_recovery()"
+            " THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text,"
+            " statement_timestamp()").fetchone()
+        assert snapshot is not None
+        target = folder / (DIRECTORY if directory_format else CUSTOM_FILE)
+        args = [pg_tool("pg_dump", url), "--snapshot", str(snapshot[0]),
+                "-F", "d" if directory_format else "c", "-f", str(target), "-d", url]
+        if directory_format:
+            args += ["-j", str(jobs)]
+        dump = start_tool(args)
+        try:
+            # The checksums run on the server while pg_dump streams and compresses.
+            tables = table_states(conn)
+            version, labels = ledger_state(conn)
+            server = conn.execute("SHOW server_version").fetchone()
+            (folder / ROLES_FILE).write_text(roles_sql(conn))
+            acl = database_acl(conn)
+        except BaseException:
+            dump.kill()
+            dump.wait()
+            raise
+        finish_tool(dump, "pg_dump")
+        conn.rollback()
+    manifest = new_manifest(
+        STORE,
+        tools={"pg_dump": tool_version("pg_dump"), "server": str(server[0] if server else "")},
+        schema_version=version, migrations=labels, tables=tables,
+        extra={"format": "directory" if directory_format else "custom",
+               "database_acl": acl,
+               # the point in time the dump shows: its snapshot, the WAL position then
+               "point": {"snapshot": str(snapshot[0]), "lsn": str(snapshot[1]),
+                         "taken_at": snapshot[2].isoformat()}},
+    )
+    manifest.write(folder)
+    return folder
+
+
+def _admin_url(url: str) -> str:
+    return urlsplit(url)._replace(path="/postgres").geturl()
+
+
+def _database(url: str) -> str:
+    name = urlsplit(url).path.lstrip("/")
+    if not name:
+        raise ValidationError(f"the restore target URL names no database: {url}")
+    return name
+
+
+def _ensure_database(url: str) -> bool:
+    """Create the target database when missing; True when it was created."""
+    name = _database(url)
+    with connect(_admin_url(url), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return True
+
+
+def _drop_database(url: str) -> None:
+    with connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(_database(url))))
+
+
+def is_empty(url: str) -> bool:
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
+            " AND n.nspname NOT LIKE 'pg\\_temp%' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')"
+        ).fetchone()
+    return row is not None and row[0] == 0
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A backup restored and checked in a scratch database beside the target."""
+
+    target: str
+    scratch: str
+    report: RestoreReport
+
+
+@dataclass(frozen=True)
+class Switched:
+    """The target now holds the staged data; ``previous`` (if any) is kept aside."""
+
+    target: str
+    previous: str | None
+
+
+def restore(folder: Path, url: str, *, force: bool = False, verify: bool = False) -> RestoreReport:
+    """Restore the backup in ``folder`` into the database at ``url``.
+
+    The backup is restored (and verified) in a scratch database beside the
+    target first, then swapped in by renaming: a restore that fails leaves the
+    target exactly as it was. A non-empty target is replaced only with ``force``.
+    """
+    staged = stage(folder, url, force=force, verify=verify)
+    try:
+        switched = switch(staged)
+    except BaseException:
+        discard(staged)
+        raise
+    commit(switched)
+    return RestoreReport(url, staged.report.tables, staged.report.mismatches)
+
+
+def stage(folder: Path, url: str, *, force: bool = False, verify: bool = False) -> Staged:
+    """Restore ``folder`` into a new scratch database and check it against the manifest.
+
+    ``folder`` may also be a ``pg_dump`` file (:func:`stage_dump`). Nothing is
+    changed in the target; :func:`switch` swaps the scratch in.
+    """
+    if folder.is_file():
+        return stage_dump(folder, url, force=force)
+    manifest = read_manifest(folder, STORE)
+    dump = folder / (DIRECTORY if manifest.extra.get("format") == "directory" else CUSTOM_FILE)
+    name = _database(url)
+    if _exists(url) and not is_empty(url) and not force:
+        raise ValidationError(
+            f"target database {name} is not empty; restore into a new database",
+            hint=Hint(flag="--force", does="to replace its contents"))
+    scratch = _with_database(url, f"{name[:40]}_restore_{uuid.uuid4().hex[:8]}")
+    _ensure_database(scratch)
+    try:
+        _restore_into(folder, dump, scratch)
+        if "database_acl" in manifest.extra:
+            apply_database_acl(scratch, list(manifest.extra["database_acl"]))
+        report = check_restored(manifest, scratch, verify)
+    except BaseException:
+        _drop_database(scratch)
+        raise
+    return Staged(url, scratch, report)
+
+
+# ------------------------------------------------------------------ pg_dump files
+
+PLAIN_HEADER = b"-- PostgreSQL database dump"
+_OWNER = re.compile(r"^ALTER [A-Z ]+ .+ OWNER TO .+;$")
+_COPY = re.compile(r"^COPY .+ FROM stdin;$")
+_ROLE_GRANTEE = re.compile(r"\b(?:TO|FROM)\s+\"?(platform_[a-z0-9_]+)\"?", re.IGNORECASE)
+
+
+def dump_kind(path: Path) -> str:
+    """``custom`` (``pg_dump -Fc``), ``tar`` (``-Ft``), ``plain`` (``pg_dump > file.sql``,
+    gzip-compressed or not) -- or :class:`ValidationError` for anything else."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if head.startswith(b"PGDMP"):
+        return "custom"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if head.startswith(b"\x1f\x8b"):
+        with gzip.open(path, "rb") as unzipped:
+            head = unzipped.read(512)
+        if _looks_plain(head):
+            return "plain"
+    elif _looks_plain(head):
+        return "plain"
+    raise ValidationError(f"{path} is not a pg_dump file (plain SQL, custom or tar format) nor "
+                          "a platformdb backup")
+
+
+def _looks_plain(head: bytes) -> bool:
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    return text.startswith(PLAIN_HEADER) or text.startswith(b"--") or text[:6].upper() in (
+        b"SET ST", b"CREATE", b"BEGIN;")
+
+
+def stage_dump(path: Path, url: str, *, force: bool = False) -> Staged:
+    """Restore a ``pg_dump`` file into a new scratch database, in one transaction.
+
+    The checks a dump without a manifest allows: it is a dump (plain SQL, custom or tar
+    format); it restores completely in one transaction (``psql --single-transaction``
+    with ``ON_ERROR_STOP`` / ``pg_restore --single-transaction --exit-on-error``);
+    ownership goes to the restoring role (``--no-owner``; a plain dump's ``ALTER ...
+    OWNER TO`` lines are skipped); the platform's roles it grants to are created
+    ``NOLOGIN`` when missing; and the result holds the migration ledger
+    (``platformdb.schema_migrations``), i.e. it is a platform database. The target keeps
+    its database-level grants (``CONNECT``/``TEMPORARY``, which a dump does not carry).
+    Row counts are reported as found (no manifest to compare with).
+    """
+    found = dump_kind(path)
+    name = _database(url)
+    if _exists(url) and not is_empty(url) and not force:
+        raise ValidationError(
+            f"target database {name} is not empty; restore into a new database",
+            hint=Hint(flag="--force", does="to replace its contents"))
+    acl = _target_acl(url)
+    scratch = _with_database(url, f"{name[:40]}_restore_{uuid.uuid4().hex[:8]}")
+    _ensure_database(scratch)
+    try:
+        # the tools of the server's own major version (the scratch database exists now)
+        _create_platform_roles(scratch, _granted_roles(path, found, scratch))
+        if found == "plain":
+            _psql_restore(path, scratch)
+        else:
+            run_tool([pg_tool("pg_restore", scratch), "--single-transaction", "--exit-on-error",
+                      "--no-owner", "-d", scratch, str(path)], "pg_restore")
+        labels = _ledger_of(scratch)
+        if not labels:
+            raise ValidationError(
+                f"{path.name} restored, but it holds no migration ledger ({LEDGER}): not a "
+                "platform database; nothing was changed")
+        if acl is not None:
+            apply_database_acl(scratch, acl)
+        with connect(scratch) as conn:
+            tables = table_states(conn)
+    except BaseException:
+        _drop_database(scratch)
+        raise
+    return Staged(url, scratch, RestoreReport(scratch, tables, []))
+
+
+def _target_acl(url: str) -> list[list[str]] | None:
+    if not _exists(url):
+        return None
+    with connect(url) as conn:
+        return database_acl(conn)
+
+
+def _ledger_of(url: str) -> list[str]:
+    with connect(url) as conn:
+        return ledger_state(conn)[1]
+
+
+def _plain_lines(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if compressed else open(path, "rb")) as handle:
+        yield from handle
+
+
+def _granted_roles(path: Path, found: str, url: str) -> set[str]:
+    """The platform roles (``platform_*``) the dump grants to or revokes from."""
+    if found == "plain":
+        lines: Iterator[str] = (raw.decode("utf-8", "replace") for raw in _plain_lines(path)
+                                if raw.startswith((b"GRANT ", b"REVOKE ", b"ALTER DEFAULT")))
+    else:
+        listing = run_tool([pg_tool("pg_restore", url), "--schema-only", "-f", "-", str(path)],
+                           "pg_restore --schema-only")
+        lines = (line for line in listing.splitlines()
+                 if line.startswith(("GRANT ", "REVOKE ", "ALTER DEFAULT")))
+    return {match for line in lines for match in _ROLE_GRANTEE.findall(line)}
+
+
+def _create_platform_roles(url: str, names: set[str]) -> None:
+    with connect(url, autocommit=True) as conn:
+        for role in sorted(names):
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                continue
+            try:
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                continue  # created meanwhile: roles are cluster-wide
+
+
+def _psql_restore(path: Path, url: str) -> None:
+    """A plain dump through psql in one transaction, its ``OWNER TO`` lines left out."""
+    process = subprocess.Popen(
+        [pg_tool("psql", url), "-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1",
+         "-d", url, "-f", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert process.stdin is not None and process.stderr is not None
+    stderr, chunks = process.stderr, []
+    drain = threading.Thread(target=lambda: chunks.append(stderr.read()), daemon=True)
+    drain.start()  # psql's messages must never fill a pipe while we feed it
+    in_copy = False
+    try:
+        for raw in _plain_lines(path):
+            line = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+            if in_copy:
+                in_copy = line != "\\."
+            elif _COPY.match(line):
+                in_copy = True
+            elif _OWNER.match(line):
+                continue
+            process.stdin.write(raw)
+        process.stdin.close()
+    except BrokenPipeError:
+        pass  # psql stopped at an error: its message follows
+    code = process.wait()
+    drain.join()
+    errors = b"".join(chunks).decode("utf-8", "replace")
+    if code != 0:
+        lines = [line for line in errors.strip().splitlines() if line.strip()]
+        message = next((line for line in lines if "ERROR" in line), lines[-1] if lines else "")
+        raise StoreUnavailable(f"psql restore failed (nothing was restored): "
+                               f"{message or 'exit ' + str(process.returncode)}")
+
+
+def switch(staged: Staged) -> Switched:
+    """Put the staged database in the target's place; the old target is renamed aside."""
+    name = _database(staged.target)
+    previous: str | None = None
+    with connect(_admin_url(staged.target), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            previous = f"{name[:40]}_previous_{uuid.uuid4().hex[:8]}"
+            _close_database(conn, name)
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(name), sql.Identifier(previous)))
+        try:
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(_database(staged.scratch)), sql.Identifier(name)))
+        except BaseException:
+            if previous is not None:
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(previous), sql.Identifier(name)))
+                _open_database(conn, name)
+            raise
+    return Switched(staged.target, previous)
+
+
+def undo(switched: Switched) -> None:
+    """Put the previous target back (the restored data is dropped)."""
+    name = _database(switched.target)
+    with connect(_admin_url(switched.target), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+        if switched.previous is not None:
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(switched.previous), sql.Identifier(name)))
+            _open_database(conn, name)
+
+
+def commit(switched: Switched) -> None:
+    """Drop the previous target: the switch is final."""
+    if switched.previous is not None:
+        _drop_database(_with_database(switched.target, switched.previous))
+
+
+def discard(staged: Staged) -> None:
+    """Drop a staged scratch database that will not be switched in."""
+    _drop_database(staged.scratch)
+
+
+def _exists(url: str) -> bool:
+    with connect(_admin_url(url), autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                            (_database(url),)).fetchone() is not None
+
+
+def _close_database(conn: psycopg.Connection[tuple[object, ...]], name: str) -> None:
+    """Refuse new connections to ``name`` and end the open ones (a rename needs none)."""
+    conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+        sql.Identifier(name)))
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                 " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+
+
+def _open_database(conn: psycopg.Connection[tuple[object, ...]], name: str) -> None:
+    conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
+        sql.Identifier(name)))
+
+
+def _restore_into(folder: Path, dump: Path, url: str) -> None:
+    run_tool([pg_tool("psql", url), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url,
+              "-f", str(folder / ROLES_FILE)], "creating roles")
+    run_tool([pg_tool("pg_restore", url), "--single-transaction", "--exit-on-error",
+              "--no-owner", "-d", url, str(dump)], "pg_restore")
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+def check_restored(manifest: Manifest, url: str, verify: bool) -> RestoreReport:
+    with connect(url) as conn:
+        restored = table_states(conn)
+    mismatches = [
+        f"{table}: expected {state.rows} rows (checksum {state.checksum}), found "
+        f"{restored[table].rows if table in restored else 'no table'}"
+        for table, state in manifest.tables.items()
+        if restored.get(table) != state
+    ]
+    if verify and mismatches:
+        raise CheckFailed(f"restored data differs from the manifest: {mismatches[0]}")
+    return RestoreReport(url, restored, mismatches)

@@ -1,0 +1,61 @@
+"""PostgreSQL from a shell: one statement (:func:`query`) and psql (:func:`psql_command`).
+
+psql is pointed at the configured URL with the password passed out of band (a
+temporary ``PGPASSFILE``), never on the command line where ``ps`` would show it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+
+from platformdb.binaries import pg_tool
+from platformdb.errors import QueryFailed
+from platformdb.postgres import connect as pg_connect
+from platformdb.types import ClientProgram, QueryResult
+
+
+def query(url: str, statement: str) -> QueryResult:
+    """Run one statement as written (no parameters, no % escaping), in autocommit."""
+    try:
+        with pg_connect(url, autocommit=True) as conn, conn.cursor() as cursor:
+            cursor.execute(statement.encode())  # as written: no parameters, no % escaping
+            if cursor.description is None:
+                return QueryResult(status=cursor.statusmessage or "OK")
+            return QueryResult([column.name for column in cursor.description],
+                               [tuple(row) for row in cursor.fetchall()],
+                               cursor.statusmessage or "")
+    except psycopg.Error as exc:
+        raise QueryFailed(str(exc).strip()) from exc
+
+
+@contextlib.contextmanager
+def psql_command(url: str, extra: Sequence[str] = ()) -> Iterator[ClientProgram]:
+    """psql pointed at ``url`` (the server's major version when installed, else the embedded
+    wheel's); the password goes through a temporary 0600 ``PGPASSFILE``, removed on exit."""
+    parts = urlsplit(url)
+    password = unquote(parts.password) if parts.password else None
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    user = unquote(parts.username) if parts.username else ""
+    bare = parts._replace(netloc=f"{parts.username}@{netloc}" if user else netloc).geturl()
+    env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE")}
+    with tempfile.TemporaryDirectory(prefix="platformdb-psql-") as folder:
+        if password is not None:
+            passfile = Path(folder) / "pgpass"
+            fields = [parts.hostname or "*", str(parts.port or 5432),
+                      unquote(parts.path.lstrip("/")) or "*", user or "*", password]
+            descriptor = os.open(passfile, os.O_WRONLY | os.O_CREAT, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(":".join(_pgpass_escape(f) for f in fields) + "\n")
+            env["PGPASSFILE"] = str(passfile)
+        yield ClientProgram([pg_tool("psql", url), "-d", bare, *extra], env)
+
+
+def _pgpass_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
