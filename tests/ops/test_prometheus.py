@@ -72,7 +72,8 @@ def served(endpoints: Endpoints) -> Iterator[int]:
 def test_a_real_prometheus_scrapes_the_exporter(served: int, tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s}\n"
+        # a scrape on a busy machine can take seconds (the exporter reads every store)
+        "global: {scrape_interval: 5s, scrape_timeout: 5s}\n"
         "scrape_configs:\n"
         f"  - job_name: platformdb\n    static_configs: [{{targets: ['127.0.0.1:{served}']}}]\n")
     assert PROMETHEUS is not None
