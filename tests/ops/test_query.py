@@ -185,5 +185,6 @@ def test_env_puts_the_stack_s_psql_and_valkey_cli_on_path(stack_home: Path) -> N
     path_line = next(line for line in lines if line.startswith("export PATH="))
     folders = path_line.removeprefix("export PATH=").split(":")
     assert any((Path(folder.strip("'")) / "psql").is_file() for folder in folders)
-    assert any((Path(folder.strip("'")) / "valkey-cli").is_file() for folder in folders)
+    for tool in ("valkey-cli", "redis-cli", "clickhouse-client"):
+        assert any((Path(folder.strip("'")) / tool).is_file() for folder in folders), tool
     assert any(line.startswith("export PLATFORMDB_REDIS_PORT=") for line in lines)

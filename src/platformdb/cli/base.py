@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
+from platformdb.cli.progress import Display
 from platformdb.config import Settings
 from platformdb.ops import context as contexts
 from platformdb.ops.context import Context
@@ -26,6 +29,12 @@ from platformdb.redaction import redact_text
 COMMAND_ORDER = ("up", "down", "status", "env", "migrate", "seed", "etl", "backup", "restore",
                  "health", "stats", "exporter", "partitions", "retention", "tenant", "shell",
                  "query", "pgbouncer", "secrets", "docs", "lint")
+
+
+class Interrupted(Exception):
+    """A command stopped by Ctrl-C (SIGINT). Typer would turn the ``KeyboardInterrupt``
+    into a silent exit 130; this carries it (``__cause__``, with the notes that say
+    what was kept or undone) to :func:`platformdb.cli.main`, which says so."""
 
 
 class CommandsInOrder(TyperGroup):
@@ -37,6 +46,12 @@ class CommandsInOrder(TyperGroup):
                     name)
 
         return sorted(self.commands, key=rank)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise Interrupted() from exc
 
 
 app = typer.Typer(
@@ -95,26 +110,41 @@ def settings(cluster: str | None = None) -> Settings:
     return contexts.settings(cluster)
 
 
+_display: list[Display] = []
+
+
+def display() -> Display:
+    """The one progress display of this process (on stderr), made on first use."""
+    if not _display:
+        _display.append(Display(err))
+    return _display[0]
+
+
 def context(*, start: bool, stores: list[str] | None = None, cluster: str | None = None,
             migrate: dict[str, object] | None = None) -> Context:
     """Where the stores are and how migrations behave: configuration turned into a
-    context once, here at the edge.
+    context once, here at the edge; long work draws its progress on stderr.
 
     ``start``: commands that do work start the embedded servers they need;
     inspection commands (status, health, stats) never do. ``migrate``: a migration
     command's flags (over the environment's ``PLATFORMDB_MIGRATE_*``).
     """
-    return contexts.resolve(settings(cluster), start=start, stores=stores, migrate=migrate)
+    return contexts.resolve(settings(cluster), start=start, stores=stores, migrate=migrate,
+                            progress=display())
 
 
 def print_json(value: Any) -> None:
     """``value`` as JSON on stdout, secrets masked (plain text: tools read it)."""
     def default(obj: Any) -> Any:
-        if isinstance(obj, datetime | date):
+        if isinstance(obj, datetime | date | time):
             return obj.isoformat()
-        if isinstance(obj, Path):
+        if isinstance(obj, Path | UUID | Decimal | timedelta):
             return str(obj)
-        raise TypeError(type(obj).__name__)
+        if isinstance(obj, set | frozenset):
+            return sorted(obj, key=str)
+        if isinstance(obj, bytes):
+            return obj.decode("utf-8", errors="backslashreplace")
+        raise TypeError(f"{type(obj).__name__} is not JSON")
 
     print(redact_text(json.dumps(value, default=default, indent=2)))
 

@@ -129,6 +129,13 @@ class _Backfill:
 
     # ----------------------------------------------------------- catalogue
 
+    def check_table(self) -> None:
+        """Refuse a table that does not exist before anything is recorded (its missing
+        primary key would be the wrong thing to say)."""
+        if self.conn.execute("SELECT to_regclass(%s)", (self.table,)).fetchone() == (None,):
+            raise MigrationError(f"backfill {self.name}: table {self.table} does not exist")
+        self.key_columns()
+
     def key_columns(self) -> list[tuple[str, str]]:
         rows = self.conn.execute(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod)"
@@ -314,6 +321,7 @@ def run(conn: psycopg.Connection[Any], name: str, update: str, *,
                              f"{holders or 'unknown'}")
     try:
         conn.execute("SET row_security = off")
+        work.check_table()
         work.prepare(restart)
         return work.run()
     finally:
