@@ -56,7 +56,7 @@ def is_tar(path: Path) -> bool:
 def kind(path: Path) -> str:
     """What a tar holds: ``platformdb`` (a backup folder or set), ``clickhouse-native``
     (ClickHouse's own BACKUP archive), ``pg_dump`` (``pg_dump -Ft``) or ``unknown``."""
-    with tarfile.open(path) as tar:
+    with damaged(path), tarfile.open(path) as tar:
         names = tar.getnames()
     tops = {name.split("/", 1)[0] for name in names}
     if len(tops) == 1 and f"{next(iter(tops))}/{MANIFEST}" in names:
@@ -82,8 +82,7 @@ def opened(path: Path) -> Iterator[Path]:
     if not is_tar(path):
         yield path
         return
-    with damaged(path):
-        found = kind(path)
+    found = kind(path)
     if found == "clickhouse-native":
         raise ValidationError(
             f"{path} is a ClickHouse BACKUP archive, not a platformdb one; restore it with "

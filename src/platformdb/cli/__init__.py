@@ -32,10 +32,12 @@ from platformdb.cli import (
     stack,
     tenant,
 )
-from platformdb.cli.base import Interrupted, app, err
+from platformdb.cli.base import Interrupted, app, err, unwrap_help
 from platformdb.errors import Hint, PlatformDBError, StoreUnavailable, Unavailable, one_line
 from platformdb.ops.context import url_variable
 from platformdb.redaction import redact_text
+
+unwrap_help(app)
 
 __all__ = ["app", "dev", "etl", "main", "maintenance", "migrations", "ops", "secrets", "seed",
            "shell", "stack", "tenant"]
@@ -136,14 +138,32 @@ def os_error(exc: OSError) -> str:
 
 def interrupted(exc: BaseException, debug: bool) -> None:
     """``interrupted;`` and what the work kept or undid (the notes the library added on
-    its way out), exit 130."""
+    its way out), exit 130. When putting things back after the interruption failed, that
+    failure is said instead: nothing may be assumed undone."""
     outcome = notes(exc)
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
-    err.print(f"[red]interrupted;[/] "
-              f"{escape(redact_text(one_line('; '.join(outcome) or 'nothing was changed')))}",
-              soft_wrap=True)
+    if not isinstance(exc, KeyboardInterrupt) and _interrupt_in(exc):
+        failure = with_advice(exc) if isinstance(exc, PlatformDBError) else (
+            f"{type(exc).__name__}: {exc}")
+        said = f"cleaning up failed: {failure}" + "".join(f"; {note}" for note in outcome)
+    else:
+        said = "; ".join(outcome) or "nothing was changed"
+    err.print(f"[red]interrupted;[/] {escape(redact_text(one_line(said)))}", soft_wrap=True)
     sys.exit(130)
+
+
+def _interrupt_in(exc: BaseException) -> bool:
+    """A KeyboardInterrupt among the exceptions ``exc`` came from (it was raised while
+    cleaning up after one)."""
+    seen: set[int] = set()
+    found: BaseException | None = exc.__cause__ or exc.__context__
+    while found is not None and id(found) not in seen:
+        if isinstance(found, KeyboardInterrupt):
+            return True
+        seen.add(id(found))
+        found = found.__cause__ or found.__context__
+    return False
 
 
 def notes(exc: BaseException | None) -> list[str]:

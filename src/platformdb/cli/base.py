@@ -7,6 +7,7 @@ masked, and when stdout is not a terminal nothing is wrapped or cut.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from datetime import date, datetime, time, timedelta
@@ -74,6 +75,33 @@ def _no_type(self: TyperArgument, ctx: Any) -> str | None:
     return None  # an argument's name already says what it takes
 
 
+def unwrapped(text: str) -> str:
+    """A docstring as help shows it: each prose paragraph on one line, so the terminal wraps
+    it at its own width (Typer's rich mode keeps every line break), while indented blocks
+    (examples) keep theirs."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(
+        paragraph if any(line.startswith(" ") for line in paragraph.splitlines())
+        else " ".join(line.strip() for line in paragraph.splitlines())
+        for paragraph in paragraphs)
+
+
+def unwrap_help(typer_app: typer.Typer) -> None:
+    """Every command's help of ``typer_app`` (and its groups) :func:`unwrapped`."""
+    for info in typer_app.registered_commands:
+        text = info.help if isinstance(info.help, str) else inspect.getdoc(info.callback)
+        if text:
+            info.help = unwrapped(text)
+    callback = typer_app.registered_callback
+    if callback is not None and callback.callback is not None:
+        text = inspect.getdoc(callback.callback)
+        if text and not isinstance(callback.help, str):
+            callback.help = unwrapped(text)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            unwrap_help(group.typer_instance)
+
+
 TyperOption.display_type_rich = _metavar  # type: ignore[method-assign]
 TyperArgument.display_type_rich = _no_type  # type: ignore[method-assign, assignment]
 
@@ -87,13 +115,29 @@ STORES = " | ".join(contexts.store_names())
 """The stores, as help lists them (the registry's, in its order)."""
 NUMBERED = " | ".join(contexts.numbered_store_names())
 
+
+def complete_store(incomplete: str) -> list[str]:
+    """Shell completion: the stores' names."""
+    return [name for name in contexts.store_names() if name.startswith(incomplete)]
+
+
+def complete_store_or_all(incomplete: str) -> list[str]:
+    return [name for name in (*contexts.store_names(), "all") if name.startswith(incomplete)]
+
+
+def complete_numbered(incomplete: str) -> list[str]:
+    return [name for name in contexts.numbered_store_names() if name.startswith(incomplete)]
+
+
 StoreOption = Annotated[
     list[str] | None,
     typer.Option("--store", "-s", metavar="STORE",
-                 help=f"{STORES} (repeatable; default: every store)"),
+                 help=f"{STORES} (repeatable; default: every store)",
+                 autocompletion=complete_store),
 ]
 OneStoreOption = Annotated[
-    str, typer.Option("--store", "-s", metavar="STORE", help=NUMBERED)]
+    str, typer.Option("--store", "-s", metavar="STORE", help=NUMBERED,
+                      autocompletion=complete_numbered)]
 ClusterOption = Annotated[
     str | None,
     typer.Option("--cluster", metavar="NAME",

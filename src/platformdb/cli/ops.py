@@ -15,6 +15,7 @@ from platformdb.cli.base import (
     JsonOption,
     StoreOption,
     app,
+    complete_store_or_all,
     context,
     number,
     print_json,
@@ -48,6 +49,12 @@ TenantTopOption = Annotated[
     int, typer.Option("--tenant-top", metavar="N", envvar="PLATFORMDB_TENANT_TOP",
                       help="Per-tenant usage: series for the N largest orgs, the rest summed "
                            "as org=_other.")]
+
+
+def complete_backup(incomplete: str) -> list[str]:
+    """Shell completion: backup sets, store backups, archives and dumps (under backups/ when
+    nothing is typed yet), and folders to look into."""
+    return backups.candidates(incomplete)
 
 
 def stats_config(backup_dir: Path | None, redis_prefix: str, queues: list[str] | None,
@@ -149,7 +156,8 @@ def exporter(
 
 @app.command()
 def backup(
-    store: Annotated[str, typer.Argument(help=f"{STORES} | all")] = "all",
+    store: Annotated[str, typer.Argument(help=f"{STORES} | all",
+                                         autocompletion=complete_store_or_all)] = "all",
     out_dir: Annotated[Path, typer.Option("--out", metavar="DIR",
                                           help="Folder for the backups.")] = Path("backups"),
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT",
@@ -183,10 +191,12 @@ def backup(
 
 @app.command()
 def restore(
-    store: Annotated[str, typer.Argument(help=f"{STORES} | all")],
+    store: Annotated[str, typer.Argument(help=f"{STORES} | all",
+                                         autocompletion=complete_store_or_all)],
     path: Annotated[Path, typer.Argument(
         help="A backup folder, a folder of backups, a .tar from `backup --archive`, or for "
-             "postgresql a pg_dump file (plain SQL or custom format).")],
+             "postgresql a pg_dump file (plain SQL or custom format).",
+        autocompletion=complete_backup)],
     force: Annotated[bool, typer.Option("--force", help="Write over a non-empty target.")] = False,
     verify: Annotated[bool, typer.Option("--verify",
                                          help="Compare counts and checksums after.")] = False,

@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from platformdb.cli.base import STORES, app, context, out, print_json, show
+from platformdb.cli.base import STORES, app, complete_store, context, out, print_json, show
 from platformdb.errors import ConfigError
 from platformdb.ops import query as queries
 from platformdb.redaction import redact_text
 from platformdb.render import FORMATS, as_csv, as_table, as_tsv, json_value
 
-StoreArgument = Annotated[str, typer.Argument(help=STORES)]
+StoreArgument = Annotated[str, typer.Argument(help=STORES, autocompletion=complete_store)]
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -79,6 +79,34 @@ def backup(target: Context | Endpoints, names: list[str] | None, out_dir: Path, 
         raise
 
 
+DEFAULT_DIR = Path("backups")
+"""Where ``backup`` writes unless told (``--out``)."""
+DUMP_SUFFIXES = (".tar", ".sql", ".dump", ".gz", ".pgdump")
+
+
+def candidates(incomplete: str) -> list[str]:
+    """What ``restore ... PATH`` may be, for shell completion: in the folder typed so far
+    (``backups/`` when nothing is typed yet), the backup sets, store backups, archives and
+    dump files, and folders to descend into."""
+    if not incomplete and DEFAULT_DIR.is_dir():
+        incomplete = f"{DEFAULT_DIR}/"
+    typed = Path(incomplete)
+    folder, prefix = (typed, "") if incomplete.endswith("/") or not incomplete else (
+        typed.parent, typed.name)
+    try:
+        children = sorted(folder.iterdir())
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        if not child.name.startswith(prefix) or child.name.startswith("."):
+            continue
+        shown = str(child) if incomplete else child.name
+        if child.is_dir() or child.name.endswith(DUMP_SUFFIXES):
+            found.append(shown)
+    return found
+
+
 def prepare_folder(out_dir: Path) -> None:
     """Create ``out_dir`` (and its parents) for the backups, saying why it cannot be."""
     if out_dir.exists() and not out_dir.is_dir():

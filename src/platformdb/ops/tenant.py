@@ -154,6 +154,14 @@ def list_tenants(target: Context | Endpoints, *, redis_prefix: str = "") -> list
     return sorted(tenants, key=lambda t: (t.slug is None, t.slug or "", t.id))
 
 
+def slugs(target: Context | Endpoints, prefix: str = "") -> list[str]:
+    """The orgs' slugs that start with ``prefix`` (shell completion)."""
+    ctx = context(target)
+    with ctx.store(DIRECTORY).tenant() as directory:
+        return sorted(org.slug for org in directory.orgs()
+                      if org.slug and org.slug.startswith(prefix))
+
+
 def resolve(target: Context | Endpoints, ref: str) -> Org:
     """The org named by ``ref`` (id or slug); a deleted org is still found by its id."""
     ctx = context(target)

@@ -121,41 +121,35 @@ def seed_load(target: Context | Endpoints, scale: float = 1.0, *, progress: Prog
                   "organizations": shape.orgs, "users": shape.users, "user_roles": shape.users,
                   "dsp_connectors": shape.orgs, "campaigns": shape.campaigns,
                   "campaign_metrics": shape.metrics}
-        tasks = {what: ctx.progress.task(f"seed load {what}", total=total, unit="rows")
-                 for what, total in totals.items() if total}
+        written: dict[str, int] = {}
+        with ctx.progress.task("seed load", total=sum(totals.values()), unit="rows") as task:
 
-        def tick(what: str, rows: int) -> None:
-            tasks[what].advance(rows)
-            if tasks[what].completed >= (tasks[what].total or 0):
-                tasks[what].close()
-            if progress is not None:
-                progress(what, rows)
+            def tick(what: str, rows: int) -> None:
+                written[what] = written.get(what, 0) + rows
+                task.update(description=f"seed load ({what})")
+                task.advance(rows)
+                if progress is not None:
+                    progress(what, rows)
 
-        removed = 0
-        with when_interrupted(_undone(bool(present))):
-            try:
-                if present:
-                    removed = _remove_previous(conn, ctx.url("clickhouse") if clickhouse
-                                               else None)
-                if clickhouse:
-                    _clickhouse(ctx.url("clickhouse"), shape, last_day, tick)
-                _postgres(conn, shape, last_day, tick)
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                if clickhouse:
-                    _undo_clickhouse(ctx.url("clickhouse"), shape)
-                raise
-            finally:
-                for task in tasks.values():
-                    task.close()
+            with when_interrupted(_undone(bool(present))):
+                try:
+                    if present:
+                        _remove_previous(conn, ctx.url("clickhouse") if clickhouse else None)
+                    if clickhouse:
+                        _clickhouse(ctx.url("clickhouse"), shape, last_day, tick)
+                    _postgres(conn, shape, last_day, tick)
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    if written.get("clickhouse raw"):  # rows went in: take them out again
+                        _undo_clickhouse(ctx.url("clickhouse"), shape)
+                    raise
     seconds = time.monotonic() - started
     report.counts = {"organizations": shape.orgs, "users": shape.users,
                      "campaigns": shape.campaigns, "campaign_metrics": shape.metrics,
                      "clickhouse_raw_rows": shape.raw if clickhouse else 0}
     report.notes.append(f"loaded in {seconds:.1f} s"
-                        + (f", replacing the previous load ({removed:,} orgs)" if present
-                           else ""))
+                        + (", replacing the previous load" if present else ""))
     return report
 
 

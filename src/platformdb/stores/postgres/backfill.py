@@ -153,6 +153,10 @@ class _Backfill:
             "SELECT t.relid::regclass::text, greatest(c.reltuples, 0)::bigint"
             "  FROM pg_partition_tree(to_regclass(%s)) AS t JOIN pg_class c ON c.oid = t.relid"
             " WHERE t.isleaf ORDER BY 1", (self.table,)).fetchall()
+        if not rows:  # not partitioned (the tree lists partitions only): the table itself
+            rows = self.conn.execute(
+                "SELECT c.oid::regclass::text, greatest(c.reltuples, 0)::bigint FROM pg_class c"
+                " WHERE c.oid = to_regclass(%s)", (self.table,)).fetchall()
         if not rows:
             raise MigrationError(f"backfill {self.name}: table {self.table} does not exist")
         return [(str(name), int(estimate)) for name, estimate in rows]

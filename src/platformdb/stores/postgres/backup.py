@@ -326,8 +326,8 @@ def stage(folder: Path, url: str, *, force: bool = False, verify: bool = False) 
             f"target database {name} is not empty; restore into a new database",
             hint=Hint(flag="--force", does="to replace its contents"))
     scratch = _with_database(url, f"{name[:40]}_restore_{uuid.uuid4().hex[:8]}")
-    _ensure_database(scratch)
-    try:
+    try:  # an interruption during CREATE DATABASE must not leave the scratch behind either
+        _ensure_database(scratch)
         _restore_into(folder, dump, scratch)
         if "database_acl" in manifest.extra:
             apply_database_acl(scratch, list(manifest.extra["database_acl"]))
@@ -419,8 +419,8 @@ def stage_dump(path: Path, url: str, *, force: bool = False) -> Staged:
             hint=Hint(flag="--force", does="to replace its contents"))
     acl = _target_acl(url)
     scratch = _with_database(url, f"{name[:40]}_restore_{uuid.uuid4().hex[:8]}")
-    _ensure_database(scratch)
-    try:
+    try:  # an interruption during CREATE DATABASE must not leave the scratch behind either
+        _ensure_database(scratch)
         # the tools of the server's own major version (the scratch database exists now)
         _create_platform_roles(scratch, _granted_roles(path, found, scratch))
         if found == "plain":
