@@ -669,6 +669,9 @@ BIN = "bin"
 REDIS_PASSWORD_FILE = "password"  # noqa: S105 - a file name, not a password
 """``$PLATFORMDB_HOME/redis/password``: the embedded Redis's password, when it has one (an
 owner-only file); the client wrappers hand it to the CLI in ``REDISCLI_AUTH``."""
+REDIS_USER_FILE = "user"
+"""``$PLATFORMDB_HOME/redis/user``: the ACL user that password belongs to, when it is not
+``default`` (the wrappers pass ``--user``)."""
 
 
 def write_passfile(home: Path, host: str, user: str, password: str, *,
@@ -710,6 +713,9 @@ port=$(cat "$home/redis/port" 2>/dev/null) || {{
     echo "$(basename "$0"): no embedded Redis at $home; run \`platformdb up\`" >&2; exit 1; }}
 if [ -r "$home/redis/{REDIS_PASSWORD_FILE}" ]; then
     REDISCLI_AUTH=$(cat "$home/redis/{REDIS_PASSWORD_FILE}"); export REDISCLI_AUTH
+fi
+if [ -r "$home/redis/{REDIS_USER_FILE}" ]; then
+    set -- --user "$(cat "$home/redis/{REDIS_USER_FILE}")" "$@"
 fi
 exec {real} -h 127.0.0.1 -p "$port" "$@"
 """
