@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from platformdb.cli.progress import Display, amount, ended_line, line
@@ -140,3 +141,21 @@ def test_tasks_from_several_threads_are_all_drawn() -> None:
     text = stream.getvalue()
     for n in range(3):
         assert f"export {n}: done, 60 rows" in text
+
+
+@pytest.mark.slow
+def test_each_migration_reports_itself_while_it_runs(pg_url: str) -> None:
+    from platformdb.migrate import discover, migrations_dir
+    from platformdb.ops import migrations
+    from platformdb.ops.context import Context
+    from platformdb.types import Endpoints
+
+    seen = Recorder()
+    migrations.up(Context(Endpoints(postgres=pg_url), progress=seen), ["postgresql"], to=3)
+    opened = [what for kind, what, _ in seen.calls if kind == "opened"]
+    closed = [what for kind, what, _ in seen.calls if kind == "closed"]
+    labels = [m.label for m in discover(migrations_dir("postgresql"))[:3]]
+    assert opened == closed == [f"postgresql: applying {label}" for label in labels]
+    seen.calls.clear()
+    migrations.up(Context(Endpoints(postgres=pg_url), progress=seen), ["postgresql"], to=3)
+    assert seen.calls == []  # nothing to apply: nothing shown

@@ -239,11 +239,9 @@ def _export_into(ctx: Context, org: Org, folder: Path, redis_prefix: str) -> arc
     stores = ctx.stores()
 
     def one(store: Store) -> Any:
-        with ctx.progress.task(f"tenant export: reading {store.name}") as task, \
+        with ctx.progress.task(f"tenant export: reading {store.name}"), \
                 store.tenant(prefix=redis_prefix) as facet:
-            part = facet.export(org.id, folder / store.name)
-            task.update(description=f"tenant export: read {store.name}")
-            return part
+            return facet.export(org.id, folder / store.name)
 
     with ctx.progress.task(f"tenant export {org.slug or org.id}", total=len(stores),
                            unit="steps") as overall, \
