@@ -177,6 +177,8 @@ def restore_outcome(reported: list[Reported]) -> str:
                 "the restore again")
     if undone:
         return f"nothing was restored: {', '.join(undone)} put back as they were"
+    if all(r.state == "waiting" for r in reported):
+        return "nothing was restored: stopped while the backup was being checked"
     return "nothing was restored: every target is as it was, staged copies dropped"
 
 
