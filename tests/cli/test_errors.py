@@ -305,3 +305,29 @@ def test_interruption_notes_name_what_was_kept() -> None:
     assert notes(stopped.value) == ["undid B", "kept A"]
     with pytest.raises(ValueError), when_interrupted("never said"):
         raise ValueError("not an interruption")
+
+
+def raised_while_undoing() -> BaseException:
+    from platformdb.errors import StoreUnavailable, when_interrupted
+
+    try:
+        with when_interrupted("nothing was loaded"):
+            try:
+                raise KeyboardInterrupt
+            finally:
+                raise StoreUnavailable("cannot reach ClickHouse to delete the rows")
+    except BaseException as exc:
+        return exc
+    raise AssertionError("nothing raised")
+
+
+def test_an_interruption_whose_undo_failed_says_the_undo_failed(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from platformdb.cli import interrupted
+
+    with pytest.raises(SystemExit) as stopped:
+        interrupted(raised_while_undoing(), debug=False)
+    assert stopped.value.code == 130
+    said = capsys.readouterr().err.strip()
+    assert said.startswith("interrupted; cleaning up failed: cannot reach ClickHouse")
+    assert "nothing was loaded" not in said  # the note of the interruption no longer holds

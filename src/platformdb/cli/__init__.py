@@ -143,7 +143,7 @@ def interrupted(exc: BaseException, debug: bool) -> None:
     outcome = notes(exc)
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
-    if not isinstance(exc, KeyboardInterrupt) and _interrupt_in(exc):
+    if not isinstance(exc, KeyboardInterrupt | SystemExit) and _interrupt_in(exc):
         failure = with_advice(exc) if isinstance(exc, PlatformDBError) else (
             f"{type(exc).__name__}: {exc}")
         said = f"cleaning up failed: {failure}" + "".join(f"; {note}" for note in outcome)
