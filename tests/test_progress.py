@@ -104,12 +104,12 @@ def piped() -> tuple[Display, io.StringIO]:
 def test_piped_a_long_task_prints_lines_while_it_runs_and_one_when_it_ends() -> None:
     display, stream = piped()
     with display.task("restore postgresql: staging") as task:
-        time.sleep(0.4)
-        task.advance(3)
         time.sleep(0.2)
-    time.sleep(0.1)
+        task.advance(3)
+        time.sleep(0.1)
+    time.sleep(0.05)
     printed = stream.getvalue().splitlines()
-    assert len(printed) >= 3
+    assert len(printed) >= 2  # at least one while it ran, and the last
     assert all(text.startswith("restore postgresql: staging: ") for text in printed)
     assert printed[-1].startswith("restore postgresql: staging: done")
 
@@ -119,7 +119,7 @@ def test_piped_work_that_ends_at_once_prints_nothing() -> None:
     for _ in range(5):  # a refused command: its task, if any, ends before the first line
         with display.task("seed load", total=100, unit="rows"):
             pass
-    time.sleep(0.2)
+    time.sleep(0.15)
     assert stream.getvalue() == ""
 
 
