@@ -265,10 +265,12 @@ def test_piped_output_is_never_cut(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_inspection_commands_never_start_a_stopped_stack(args: list[str], tmp_path: Path) -> None:
     home = tmp_path / "stopped"
+    home.mkdir()
     result = cli(*args, env={"PLATFORMDB_HOME": str(home)})
-    assert not (home / "postgres").exists() and not (home / "redis").exists()
+    assert sorted(p.name for p in home.iterdir()) == []
     if args[0] == "stats":
-        assert result.returncode == 0 and "not running" in result.stderr
+        assert_one_line_error(result, 1, "embedded Redis is not running")
+        assert "run `platformdb up`" in result.stderr
         return
     assert_one_line_error(result, 2, "is not running; start it with `platformdb up`")
 

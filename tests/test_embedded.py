@@ -95,8 +95,25 @@ def test_endpoints_without_start_report_a_stopped_stack_instead_of_starting_it(
         tmp_path: Path) -> None:
     from platformdb.config import Settings
 
+    (tmp_path / "stopped").mkdir()
     found = embedded.endpoints(Settings(home=tmp_path / "stopped"), start=False)
     assert found.postgres is None and found.redis is None
     assert found.missing("postgresql") == "embedded PostgreSQL is not running"
-    assert found.clickhouse == f"chdb://{tmp_path / 'stopped' / 'clickhouse'}"
+    assert found.clickhouse is None  # chDB would create its folder: a look must not
+    assert "has no data" in found.missing("clickhouse")
     assert not (tmp_path / "stopped" / "postgres").exists()
+    assert not (tmp_path / "stopped" / "clickhouse").exists()
+    (tmp_path / "stopped" / "clickhouse").mkdir()
+    found = embedded.endpoints(Settings(home=tmp_path / "stopped"), start=False)
+    assert found.clickhouse == f"chdb://{tmp_path / 'stopped' / 'clickhouse'}"
+
+
+def test_endpoints_with_no_stack_at_all_say_so(tmp_path: Path) -> None:
+    from platformdb.config import Settings
+
+    found = embedded.endpoints(Settings(home=tmp_path / "elsewhere"), start=False)
+    for store in ("postgresql", "clickhouse", "redis"):
+        assert f"no embedded stack at {tmp_path / 'elsewhere'}" in found.missing(store)
+    assert not (tmp_path / "elsewhere").exists()
+    assert embedded.down(tmp_path / "elsewhere") == []
+    assert not (tmp_path / "elsewhere").exists()

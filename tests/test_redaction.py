@@ -103,3 +103,13 @@ def test_only_the_secret_is_replaced() -> None:
     assert redact("chdb:///var/lib/ch") == "chdb:///var/lib/ch"
     assert redact_text("status: ok, rows=5, table=auth_tokens") == (
         "status: ok, rows=5, table=auth_tokens")
+
+
+def test_a_role_named_auth_before_a_colon_stays_readable() -> None:
+    # migrate baseline and verify --drift name grants as "... to platform_auth: <detail>"
+    line = "grant SELECT on table users to platform_auth: missing (expected SELECT)"
+    assert redact_text(line) == line
+    assert redact_text("svc_auth: 3 connections") == "svc_auth: 3 connections"
+    assert redact_text("auth: hunter22") == f"auth: {MASK}"
+    assert redact_text("REDISCLI_AUTH=hunter22") == f"REDISCLI_AUTH={MASK}"
+    assert redact_text("platform_auth=hunter22") == f"platform_auth={MASK}"

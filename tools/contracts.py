@@ -42,9 +42,10 @@ class Layer:
 
 LAYERS = (
     Layer("leaf", ("errors", "redaction", "resources", "types", "config", "extras", "binaries",
-                   "locks", "render"), (),
+                   "locks", "render", "progress"), (),
           "errors and hints, result types, settings, data files, optional extras, the one "
-          "finder of external programs, file locks, result rendering"),
+          "finder of external programs, file locks, result rendering, the progress protocol "
+          "long work reports through"),
     Layer("runtime", ("postgres", "redis", "clickhouse"), ("leaf",),
           "what services import: tenant transactions and pools; sessions, cache, rate limits, "
           "queues, events; the ClickHouse client, MetricsWriter, reports", independent=True),

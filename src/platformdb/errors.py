@@ -6,6 +6,8 @@ usage, configuration or an unreachable server.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -80,6 +82,26 @@ class QueryFailed(PlatformDBError):
     """The store refused the statement (syntax, permissions, a constraint...)."""
 
     exit_code = 1
+
+
+class ToolFailed(PlatformDBError):
+    """An external program (pg_dump, pg_restore, psql...) failed for a reason other than
+    reaching the server; the message ends with the program's own last word."""
+
+
+@contextmanager
+def when_interrupted(outcome: str | Callable[[], str]) -> Iterator[None]:
+    """Say what an interruption (Ctrl-C, SIGINT) inside the block kept or undid.
+
+    The outcome becomes a note of the ``KeyboardInterrupt`` (``exc.__notes__``); the CLI
+    prints ``interrupted; <outcome>``. A callable is asked at the moment of the
+    interruption (the outcome depends on how far the work got).
+    """
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        exc.add_note(outcome() if callable(outcome) else outcome)
+        raise
 
 
 def one_line(text: str, limit: int = 1000) -> str:

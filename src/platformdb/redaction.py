@@ -35,6 +35,8 @@ _REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster", "unix", 
 _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>[^\s'\"<>`]*)")
 _JSON_PAIR = re.compile(
     rf'"(?P<key>{_SECRET_NAME})"(?P<sep>\s*:\s*)"(?:[^"\\]|\\.)*"', re.IGNORECASE)
+_NAMED_AUTH = re.compile(r"[A-Za-z0-9][_.-]auth$", re.IGNORECASE)
+"""A name that ends in ``_auth`` (``platform_auth``, ``svc_auth``): a role, not a key."""
 _KEYVALUE = re.compile(
     rf"(?P<key>\b{_SECRET_NAME})(?P<sep>\s*[=:]\s*)"
     r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,'\"]+)",
@@ -101,6 +103,10 @@ def _mask_pairs(text: str, skip_urls: bool = False) -> str:
         if any(start <= match.start() < end for start, end in spans):
             return match.group(0)
         if match["value"] == MASK:
+            return match.group(0)
+        if match["sep"].strip() == ":" and _NAMED_AUTH.search(match["key"]):
+            # "... to platform_auth: missing": a role or login named after what it does,
+            # followed by prose, not a secret after its key (those are key=value)
             return match.group(0)
         return f"{match['key']}{match['sep']}{MASK}"
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from platformdb.types import QueryResult
 
-FORMATS = ("table", "csv", "json")
+FORMATS = ("table", "csv", "json", "tsv")
 
 
 def cell(value: Any) -> str:
@@ -54,6 +54,22 @@ def as_csv(result: QueryResult) -> str:
     else:
         writer.writerow([result.status])
     return out.getvalue()
+
+
+def as_tsv(result: QueryResult) -> str:
+    """Tab-separated rows without a header, as ``clickhouse-client`` prints by default
+    (ClickHouse's TabSeparated escaping; NULL as ``\\N``); a status line alone."""
+    if not result.columns:
+        return f"{result.status}\n"
+
+    def escaped(value: Any) -> str:
+        if value is None:
+            return "\\N"
+        text = cell(value)
+        return (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+                .replace("\r", "\\r"))
+
+    return "".join("\t".join(escaped(v) for v in row) + "\n" for row in result.rows)
 
 
 def json_value(result: QueryResult) -> Any:

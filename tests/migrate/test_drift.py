@@ -218,6 +218,16 @@ def test_baseline_refuses_a_different_schema_and_lists_the_differences(pg_url: s
 
 
 @pytest.mark.slow
+def test_baseline_names_a_grant_it_refuses_in_full(pg_url: str) -> None:
+    psql_f(pg_url, *(f"{m.label}.sql" for m in PG_MIGRATIONS[:5]))
+    run(pg_url, "GRANT INSERT ON public.campaigns TO platform_auth")
+    result = cli("migrate", "baseline", "--to", "5", env={"PLATFORMDB_POSTGRES_URL": pg_url})
+    assert result.returncode == 1
+    assert "live adds platform_auth: INSERT" in result.stderr, result.stderr
+    assert "***" not in result.stderr
+
+
+@pytest.mark.slow
 def test_baseline_refuses_a_database_that_has_a_ledger(migrated_copy: str) -> None:
     driver = PostgresDriver(migrated_copy)
     try:

@@ -154,3 +154,48 @@ def test_out_naming_a_file_is_a_usage_error(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "is a file" in result.stderr
+
+
+class Reported:
+    """A progress front end that keeps each task's description, unit and last amount."""
+
+    def __init__(self) -> None:
+        from platformdb.progress import Progress, Task
+
+        outer = self
+        self.tasks: list[Task] = []
+
+        class Front(Progress):
+            def opened(self, task: Task) -> None:
+                outer.tasks.append(task)
+
+        self.front = Front()
+
+    def described(self) -> list[str]:
+        return [task.description for task in self.tasks]
+
+
+@pytest.mark.slow
+def test_backup_and_restore_report_each_store_and_stage(source: Endpoints, target: Endpoints,
+                                                        tmp_path: Path) -> None:
+    from platformdb.ops.context import Context
+
+    made = Reported()
+    (folder,) = stores.backup(Context(source, progress=made.front), None, tmp_path / "b")
+    per_store = {task.description: task for task in made.tasks}
+    assert made.described()[0] == "backup all"
+    for store in ("postgresql", "clickhouse", "redis"):
+        task = per_store[f"backup {store}"]
+        assert task.unit == "bytes" and task.completed > 0 and task.ended is not None
+    assert per_store["backup all"].completed == 3
+    restored = Reported()
+    stores.restore(Context(target, progress=restored.front), None, folder)
+    assert restored.described()[:3] == ["restore all", f"restore: checking {folder.name}",
+                                        "restore postgresql: staging beside the target"]
+    order = restored.described()
+    for store in ("postgresql", "clickhouse", "redis"):
+        stage = order.index(f"restore {store}: staging beside the target")
+        switch = order.index(f"restore {store}: switching in")
+        assert stage < switch < order.index(f"restore {store}: dropping the previous contents")
+    assert all(task.ended is not None and not task.failed for task in restored.tasks)
+    assert restored.tasks[0].completed == 6  # three stores staged, three switched in

@@ -65,10 +65,15 @@ def test_health_reports_pending_migrations_as_unhealthy(pg_url: str) -> None:
 
 @pytest.mark.slow
 def test_health_does_not_start_the_embedded_stack(cluster_dir: Path) -> None:
-    result = health({"PLATFORMDB_HOME": str(cluster_dir / "never-started")}, "postgresql", "redis")
+    (cluster_dir / "stopped").mkdir()  # a stack's folder, its servers down
+    result = health({"PLATFORMDB_HOME": str(cluster_dir / "stopped")}, "postgresql", "redis")
     assert result.returncode == 1
     assert "not running" in result.stdout + result.stderr
-    assert not (cluster_dir / "never-started" / "postgres").exists()
+    assert "run `platformdb up`" in result.stderr
+    assert not (cluster_dir / "stopped" / "postgres").exists()
+    nothing = health({"PLATFORMDB_HOME": str(cluster_dir / "never-started")}, "postgresql")
+    assert nothing.returncode == 2 and "no embedded stack at" in nothing.stderr
+    assert not (cluster_dir / "never-started").exists()
 
 
 PG_METRICS = {"connections", "index_hit_ratio", "table_size_bytes", "query_mean_latency_seconds",

@@ -82,6 +82,53 @@ def test_a_refused_statement_exits_1_with_the_store_s_message(stores_env: dict[s
     assert bad.returncode == 2 and "--format must be one of" in bad.stderr
 
 
+@pytest.mark.slow
+def test_query_refuses_several_statements_before_running_any(stores_env: dict[str, str],
+                                                             migrated_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(migrated_url) as conn:
+        conn.execute("INSERT INTO organizations (name, slug) VALUES ('Kept', 'kept')")
+    for store, text in (("postgresql", "SELECT 1; DELETE FROM organizations"),
+                        ("postgresql", "SELECT 'a;b'; SELECT 2 -- ;"),
+                        ("clickhouse", "SELECT 1; SELECT 2")):
+        result = cli(stores_env, "query", store, text)
+        assert result.returncode == 2, (store, result.stderr)
+        assert result.stderr.startswith("error: query runs one statement; this text holds 2")
+        assert f"run `platformdb shell {store}`" in result.stderr
+    with psycopg.connect(migrated_url) as conn:
+        assert conn.execute("SELECT count(*) FROM organizations").fetchone() == (1,)
+    one = cli(stores_env, "query", "postgresql", "SELECT 'a;b' AS s;  -- one statement; ")
+    assert one.returncode == 0 and one.stdout == "s\na;b\n", one.stderr
+
+
+@pytest.mark.slow
+def test_a_missing_redis_key_prints_as_missing_not_as_empty(stores_env: dict[str, str]) -> None:
+    key = f"{stores_env['TEST_PREFIX']}absent"
+    empty = f"{stores_env['TEST_PREFIX']}empty"
+    assert cli(stores_env, "query", "redis", f"SET {empty} ''").returncode == 0
+    missing = cli(stores_env, "query", "redis", f"GET {key}")
+    assert missing.returncode == 0 and missing.stdout == "(nil)\n", missing.stdout
+    there = cli(stores_env, "query", "redis", f"GET {empty}")
+    assert there.stdout != missing.stdout  # an empty string is not a missing key
+    as_json = cli(stores_env, "query", "redis", f"GET {key}", "--format", "json")
+    assert json.loads(as_json.stdout) == {"status": "(nil)"}
+
+
+@pytest.mark.slow
+def test_piped_backslash_commands_run_in_the_clickhouse_shell(stores_env: dict[str, str]) -> None:
+    script = ("CREATE TABLE piped_t (n UInt8) ENGINE = MergeTree ORDER BY n;\n"
+              "\\dt\n\\format csv\nSELECT 7 AS seven;\n\\q\nSELECT 'never';\n")
+    result = cli(stores_env, "shell", "clickhouse", stdin=script)
+    assert result.returncode == 0, result.stderr
+    # \\dt lists the tables (it printed OK, the answer to a statement, before)
+    assert "piped_t" in result.stdout and result.stdout.split().count("OK") == 1
+    assert "seven\n7\n" in result.stdout and "never" not in result.stdout
+    wrong = cli(stores_env, "shell", "clickhouse", stdin="\\nope\nSELECT 'never';\n")
+    assert wrong.returncode == 1 and "unknown command" in wrong.stderr
+    assert "never" not in wrong.stdout
+
+
 # ------------------------------------------------------------------ shell
 
 
@@ -185,5 +232,6 @@ def test_env_puts_the_stack_s_psql_and_valkey_cli_on_path(stack_home: Path) -> N
     path_line = next(line for line in lines if line.startswith("export PATH="))
     folders = path_line.removeprefix("export PATH=").split(":")
     assert any((Path(folder.strip("'")) / "psql").is_file() for folder in folders)
-    assert any((Path(folder.strip("'")) / "valkey-cli").is_file() for folder in folders)
+    for tool in ("valkey-cli", "redis-cli", "clickhouse-client"):
+        assert any((Path(folder.strip("'")) / tool).is_file() for folder in folders), tool
     assert any(line.startswith("export PLATFORMDB_REDIS_PORT=") for line in lines)

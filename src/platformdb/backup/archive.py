@@ -22,6 +22,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from zlib import error as zlib_error
 
 from platformdb.backup.manifest import MANIFEST
 from platformdb.errors import Hint, ValidationError
@@ -55,7 +56,7 @@ def is_tar(path: Path) -> bool:
 def kind(path: Path) -> str:
     """What a tar holds: ``platformdb`` (a backup folder or set), ``clickhouse-native``
     (ClickHouse's own BACKUP archive), ``pg_dump`` (``pg_dump -Ft``) or ``unknown``."""
-    with tarfile.open(path) as tar:
+    with damaged(path), tarfile.open(path) as tar:
         names = tar.getnames()
     tops = {name.split("/", 1)[0] for name in names}
     if len(tops) == 1 and f"{next(iter(tops))}/{MANIFEST}" in names:
@@ -97,12 +98,23 @@ def opened(path: Path) -> Iterator[Path]:
                               "(one folder with a manifest.json)")
     scratch = _scratch_dir(path)
     try:
-        with tarfile.open(path) as tar:
+        with damaged(path), tarfile.open(path) as tar:
             tar.extractall(scratch, filter="data")  # no links out, no absolute paths
         [folder] = [child for child in Path(scratch).iterdir() if child.is_dir()]
         yield folder
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def damaged(path: Path) -> Iterator[None]:
+    """A tar that ends early or is corrupt, said as such (tarfile's ``ReadError:
+    unexpected end of data`` names neither the file nor what to do)."""
+    try:
+        yield
+    except (tarfile.TarError, EOFError, zlib_error) as exc:
+        raise ValidationError(f"{path} is truncated or damaged ({exc or type(exc).__name__}); "
+                              "nothing was read from it: use a complete copy") from exc
 
 
 def _scratch_dir(archive: Path) -> str:

@@ -7,17 +7,21 @@ masked, and when stdout is not a terminal nothing is wrapped or cut.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
+from platformdb.cli.progress import Display
 from platformdb.config import Settings
 from platformdb.ops import context as contexts
 from platformdb.ops.context import Context
@@ -26,6 +30,12 @@ from platformdb.redaction import redact_text
 COMMAND_ORDER = ("up", "down", "status", "env", "migrate", "seed", "etl", "backup", "restore",
                  "health", "stats", "exporter", "partitions", "retention", "tenant", "shell",
                  "query", "pgbouncer", "secrets", "docs", "lint")
+
+
+class Interrupted(Exception):
+    """A command stopped by Ctrl-C (SIGINT). Typer would turn the ``KeyboardInterrupt``
+    into a silent exit 130; this carries it (``__cause__``, with the notes that say
+    what was kept or undone) to :func:`platformdb.cli.main`, which says so."""
 
 
 class CommandsInOrder(TyperGroup):
@@ -37,6 +47,12 @@ class CommandsInOrder(TyperGroup):
                     name)
 
         return sorted(self.commands, key=rank)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise Interrupted() from exc
 
 
 app = typer.Typer(
@@ -59,6 +75,33 @@ def _no_type(self: TyperArgument, ctx: Any) -> str | None:
     return None  # an argument's name already says what it takes
 
 
+def unwrapped(text: str) -> str:
+    """A docstring as help shows it: each prose paragraph on one line, so the terminal wraps
+    it at its own width (Typer's rich mode keeps every line break), while indented blocks
+    (examples) keep theirs."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(
+        paragraph if any(line.startswith(" ") for line in paragraph.splitlines())
+        else " ".join(line.strip() for line in paragraph.splitlines())
+        for paragraph in paragraphs)
+
+
+def unwrap_help(typer_app: typer.Typer) -> None:
+    """Every command's help of ``typer_app`` (and its groups) :func:`unwrapped`."""
+    for info in typer_app.registered_commands:
+        text = info.help if isinstance(info.help, str) else inspect.getdoc(info.callback)
+        if text:
+            info.help = unwrapped(text)
+    callback = typer_app.registered_callback
+    if callback is not None and callback.callback is not None:
+        text = inspect.getdoc(callback.callback)
+        if text and not isinstance(callback.help, str):
+            callback.help = unwrapped(text)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            unwrap_help(group.typer_instance)
+
+
 TyperOption.display_type_rich = _metavar  # type: ignore[method-assign]
 TyperArgument.display_type_rich = _no_type  # type: ignore[method-assign, assignment]
 
@@ -72,13 +115,29 @@ STORES = " | ".join(contexts.store_names())
 """The stores, as help lists them (the registry's, in its order)."""
 NUMBERED = " | ".join(contexts.numbered_store_names())
 
+
+def complete_store(incomplete: str) -> list[str]:
+    """Shell completion: the stores' names."""
+    return [name for name in contexts.store_names() if name.startswith(incomplete)]
+
+
+def complete_store_or_all(incomplete: str) -> list[str]:
+    return [name for name in (*contexts.store_names(), "all") if name.startswith(incomplete)]
+
+
+def complete_numbered(incomplete: str) -> list[str]:
+    return [name for name in contexts.numbered_store_names() if name.startswith(incomplete)]
+
+
 StoreOption = Annotated[
     list[str] | None,
     typer.Option("--store", "-s", metavar="STORE",
-                 help=f"{STORES} (repeatable; default: every store)"),
+                 help=f"{STORES} (repeatable; default: every store)",
+                 autocompletion=complete_store),
 ]
 OneStoreOption = Annotated[
-    str, typer.Option("--store", "-s", metavar="STORE", help=NUMBERED)]
+    str, typer.Option("--store", "-s", metavar="STORE", help=NUMBERED,
+                      autocompletion=complete_numbered)]
 ClusterOption = Annotated[
     str | None,
     typer.Option("--cluster", metavar="NAME",
@@ -95,26 +154,41 @@ def settings(cluster: str | None = None) -> Settings:
     return contexts.settings(cluster)
 
 
+_display: list[Display] = []
+
+
+def display() -> Display:
+    """The one progress display of this process (on stderr), made on first use."""
+    if not _display:
+        _display.append(Display(err))
+    return _display[0]
+
+
 def context(*, start: bool, stores: list[str] | None = None, cluster: str | None = None,
             migrate: dict[str, object] | None = None) -> Context:
     """Where the stores are and how migrations behave: configuration turned into a
-    context once, here at the edge.
+    context once, here at the edge; long work draws its progress on stderr.
 
     ``start``: commands that do work start the embedded servers they need;
     inspection commands (status, health, stats) never do. ``migrate``: a migration
     command's flags (over the environment's ``PLATFORMDB_MIGRATE_*``).
     """
-    return contexts.resolve(settings(cluster), start=start, stores=stores, migrate=migrate)
+    return contexts.resolve(settings(cluster), start=start, stores=stores, migrate=migrate,
+                            progress=display())
 
 
 def print_json(value: Any) -> None:
     """``value`` as JSON on stdout, secrets masked (plain text: tools read it)."""
     def default(obj: Any) -> Any:
-        if isinstance(obj, datetime | date):
+        if isinstance(obj, datetime | date | time):
             return obj.isoformat()
-        if isinstance(obj, Path):
+        if isinstance(obj, Path | UUID | Decimal | timedelta):
             return str(obj)
-        raise TypeError(type(obj).__name__)
+        if isinstance(obj, set | frozenset):
+            return sorted(obj, key=str)
+        if isinstance(obj, bytes):
+            return obj.decode("utf-8", errors="backslashreplace")
+        raise TypeError(f"{type(obj).__name__} is not JSON")
 
     print(redact_text(json.dumps(value, default=default, indent=2)))
 

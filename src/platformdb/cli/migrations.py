@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, TextColumn
 from rich.table import Table
 
 from platformdb.cli.base import (
@@ -342,7 +341,7 @@ def migrate_backfill(
     as_json: JsonOption = False,
 ) -> None:
     """Run an UPDATE over a big table in resumable batches (by primary key, partition by
-    partition), with a progress bar; rerun it to resume after an interruption.
+    partition), showing rows done; rerun it to resume after an interruption.
 
     Runs with row security off, as a role that bypasses it (superuser or BYPASSRLS).
 
@@ -370,15 +369,7 @@ def migrate_backfill(
     if (update is None) == (file is None):
         raise ConfigError("give the UPDATE with --sql or --file (one of them)")
     text = update if update is not None else Path(str(file)).read_text(encoding="utf-8")
-    with Progress(*Progress.get_default_columns(), TextColumn("{task.fields[rows]}"),
-                  console=err, transient=False, disable=not err.is_terminal) as bar:
-        task = bar.add_task(f"backfill {name}", total=None, rows="")
-
-        def advance(what: str, done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total, rows=f"{done:,} rows")
-
-        report = ops.backfill(ctx, name, text, batch_size=batch_size, pause=pause,
-                              progress=advance, restart=restart)
+    report = ops.backfill(ctx, name, text, batch_size=batch_size, pause=pause, restart=restart)
     if as_json:
         print_json(asdict(report))
         return

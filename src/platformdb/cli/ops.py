@@ -15,14 +15,14 @@ from platformdb.cli.base import (
     JsonOption,
     StoreOption,
     app,
+    complete_store_or_all,
     context,
     number,
     print_json,
     show,
     store_or_all,
-    warn,
 )
-from platformdb.errors import CheckFailed, ConfigError
+from platformdb.errors import CheckFailed, ConfigError, Hint
 from platformdb.ops import backup as backups
 from platformdb.ops import health as checks
 from platformdb.ops import stats as metrics
@@ -49,6 +49,12 @@ TenantTopOption = Annotated[
     int, typer.Option("--tenant-top", metavar="N", envvar="PLATFORMDB_TENANT_TOP",
                       help="Per-tenant usage: series for the N largest orgs, the rest summed "
                            "as org=_other.")]
+
+
+def complete_backup(incomplete: str) -> list[str]:
+    """Shell completion: backup sets, store backups, archives and dumps (under backups/ when
+    nothing is typed yet), and folders to look into."""
+    return backups.candidates(incomplete)
 
 
 def stats_config(backup_dir: Path | None, redis_prefix: str, queues: list[str] | None,
@@ -86,7 +92,10 @@ def health(as_json: JsonOption = False, store: StoreOption = None) -> None:
         show(table)
     bad = [r for r in results if not r.healthy]
     if bad:
-        raise CheckFailed(f"{bad[0].store}: {bad[0].detail}")
+        down = any(r.latency_ms is None and "embedded" in r.target for r in bad)
+        raise CheckFailed(f"{bad[0].store}: {bad[0].detail}",
+                          hint=Hint(command="platformdb up", does="to start the embedded stack")
+                          if down else None)
 
 
 @app.command()
@@ -94,25 +103,30 @@ def stats(as_json: JsonOption = False, store: StoreOption = None,
           backup_dir: BackupDirOption = None, redis_prefix: RedisPrefixOption = "",
           queue: QueueOption = None, scan_interval: ScanIntervalOption = 0.0,
           tenant_top: TenantTopOption = 20) -> None:
-    """Key metrics of each store, and the platform's own (migrations, backups...).
+    """Key metrics of each store, and the platform's own (migrations, backups...); exit 1
+    when a store or source could not be read.
 
     Stores: connections, latency, sizes, hit ratios, replication, memory. The platform:
     migrations, last good backup (--backup-dir), sync-daily lag, partitions ahead, queues,
     rate-limit decisions, cache hit ratio, live sessions, PgBouncer pools, the largest
-    tenants' rows, bytes and keys (--tenant-top).
+    tenants' rows, bytes and keys (--tenant-top). Never starts anything.
     """
     config = stats_config(backup_dir, redis_prefix, queue, scan_interval, tenant_top)
     found, errors = metrics.collect(context(start=False, stores=store), store, config)
     if as_json:
         print_json({"metrics": [asdict(m) for m in found], "errors": errors})
-        return
-    table = Table("store", "metric", "labels", "value", "unit")
-    for m in found:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(m.labels.items()))
-        table.add_row(m.store, m.name, escape(labels) or "-", number(m.value), m.unit or "-")
-    show(table)
-    for line in errors:
-        warn(line)
+    else:
+        table = Table("store", "metric", "labels", "value", "unit")
+        for m in found:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(m.labels.items()))
+            table.add_row(m.store, m.name, escape(labels) or "-", number(m.value),
+                          m.unit or "-")
+        show(table)
+    if errors:
+        down = any("not running" in line or "no embedded stack" in line for line in errors)
+        raise CheckFailed("; ".join(errors),
+                          hint=Hint(command="platformdb up", does="to start the embedded stack")
+                          if down else None)
 
 
 @app.command()
@@ -137,13 +151,13 @@ def exporter(
     if once:
         print(prom.render(found, config), end="")
         return
-    show(f"serving metrics on http://{addr}:{port}/metrics")
-    prom.serve(found, port, addr, config)
+    prom.serve(found, port, addr, config, ready=lambda url: show(f"serving metrics on {url}"))
 
 
 @app.command()
 def backup(
-    store: Annotated[str, typer.Argument(help=f"{STORES} | all")] = "all",
+    store: Annotated[str, typer.Argument(help=f"{STORES} | all",
+                                         autocompletion=complete_store_or_all)] = "all",
     out_dir: Annotated[Path, typer.Option("--out", metavar="DIR",
                                           help="Folder for the backups.")] = Path("backups"),
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT",
@@ -177,10 +191,12 @@ def backup(
 
 @app.command()
 def restore(
-    store: Annotated[str, typer.Argument(help=f"{STORES} | all")],
+    store: Annotated[str, typer.Argument(help=f"{STORES} | all",
+                                         autocompletion=complete_store_or_all)],
     path: Annotated[Path, typer.Argument(
         help="A backup folder, a folder of backups, a .tar from `backup --archive`, or for "
-             "postgresql a pg_dump file (plain SQL or custom format).")],
+             "postgresql a pg_dump file (plain SQL or custom format).",
+        autocompletion=complete_backup)],
     force: Annotated[bool, typer.Option("--force", help="Write over a non-empty target.")] = False,
     verify: Annotated[bool, typer.Option("--verify",
                                          help="Compare counts and checksums after.")] = False,

@@ -11,7 +11,6 @@ from platformdb.cli.base import (
     JsonOption,
     app,
     context,
-    err,
     print_json,
     show,
 )
@@ -66,32 +65,16 @@ def seed_load(
                                          help="1 = 1,000 orgs, 10M PG / 50M CH rows.")] = 1.0,
     skip_clickhouse: Annotated[bool, typer.Option("--no-clickhouse",
                                                   help="PostgreSQL only.")] = False,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Replace a previous load (only it: test and demo data stay).")]
+        = False,
     as_json: JsonOption = False,
 ) -> None:
     """The load-test dataset, streamed (COPY / Arrow batches), all or nothing."""
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
     from platformdb.ops import seed
 
-    config = seed_context()
-    shape = seed.load.plan(scale)
-    totals = {"clickhouse raw": 0 if skip_clickhouse else shape.raw,
-              "organizations": shape.orgs, "users": shape.users, "user_roles": shape.users,
-              "dsp_connectors": shape.orgs, "campaigns": shape.campaigns,
-              "campaign_metrics": shape.metrics}
-    columns = (TextColumn("{task.description:<18}"), BarColumn(), TaskProgressColumn(),
-               TextColumn("{task.completed:>12,} rows"), TimeElapsedColumn())
-    with Progress(*columns, console=err, disable=as_json) as bar:
-        tasks = {name: bar.add_task(name, total=total) for name, total in totals.items() if total}
-
-        def tick(what: str, rows: int) -> None:
-            bar.advance(tasks[what], rows)
-            task = bar.tasks[tasks[what]]
-            if task.speed:
-                bar.update(tasks[what], description=f"{what} {task.speed:,.0f}/s")
-
-        report = seed.seed_load(config, scale, progress=tick, clickhouse=not skip_clickhouse)
-    show_seed(report, as_json)
+    show_seed(seed.seed_load(seed_context(), scale, clickhouse=not skip_clickhouse,
+                             replace=replace), as_json)
 
 
 @seed_app.command("clear")

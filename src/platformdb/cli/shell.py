@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from platformdb.cli.base import STORES, app, context, out, print_json, show
+from platformdb.cli.base import STORES, app, complete_store, context, out, print_json, show
 from platformdb.errors import ConfigError
 from platformdb.ops import query as queries
 from platformdb.redaction import redact_text
-from platformdb.render import FORMATS, as_csv, as_table, json_value
+from platformdb.render import FORMATS, as_csv, as_table, as_tsv, json_value
 
-StoreArgument = Annotated[str, typer.Argument(help=STORES)]
+StoreArgument = Annotated[str, typer.Argument(help=STORES, autocompletion=complete_store)]
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -39,9 +39,14 @@ def query(
         help="SQL for postgresql / clickhouse; a command line for redis (GET key).")],
     fmt: Annotated[str | None, typer.Option(
         "--format", metavar="FORMAT",
-        help="table | csv | json (default: table on a terminal, csv when piped).")] = None,
+        help="table | csv | json | tsv (default: table on a terminal, csv when piped; tsv: "
+             "no header, as clickhouse-client prints).")] = None,
 ) -> None:
-    """Run one statement and print its result; it takes effect at once (autocommit)."""
+    """Run one statement and print its result; it takes effect at once (autocommit).
+
+    A text with several statements is refused: `platformdb shell STORE` runs scripts. A
+    missing Redis key prints as (nil).
+    """
     chosen = fmt or ("table" if sys.stdout.isatty() else "csv")
     if chosen not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}")
@@ -50,6 +55,8 @@ def query(
         print_json(json_value(result))
     elif chosen == "csv":
         sys.stdout.write(redact_text(as_csv(result)))
+    elif chosen == "tsv":
+        sys.stdout.write(redact_text(as_tsv(result)))
     else:
         show(as_table(result))
         if result.columns and out.is_terminal:

@@ -47,13 +47,19 @@ def down(as_json: JsonOption = False) -> None:
 
 @app.command()
 def status(as_json: JsonOption = False) -> None:
-    """Show the embedded stack's services."""
+    """Show the embedded stack's services; starts nothing."""
     show_states(stack.status(settings()), as_json)
 
 
 @app.command()
 def env() -> None:
-    """Print `export` lines; `eval "$(platformdb env)"` points psql at the stack."""
+    """Print `export` lines: `eval "$(platformdb env)"` points psql, redis-cli and
+    clickhouse-client at the stack. Starts nothing.
+
+    PostgreSQL's password goes in a passfile (PGPASSFILE, owner-only), never in the
+    environment; $PLATFORMDB_HOME/bin, first on PATH, holds redis-cli and valkey-cli
+    for the stack's Redis and a clickhouse-client (--query) over its ClickHouse.
+    """
     for line in stack.env(settings()):
         print(line)
 

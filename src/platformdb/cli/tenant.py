@@ -19,7 +19,16 @@ tenant_app = typer.Typer(help="One org (tenant) across PostgreSQL, ClickHouse an
                          no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 
-OrgArgument = Annotated[str, typer.Argument(metavar="ORG", help="The org's id (uuid) or slug.")]
+def complete_org(incomplete: str) -> list[str]:
+    """Shell completion: the slugs of the orgs (nothing when PostgreSQL cannot be read)."""
+    try:
+        return tenant.slugs(context(start=False, stores=["postgresql"]), incomplete)
+    except Exception:  # completion never fails a shell; it offers nothing instead
+        return []
+
+
+OrgArgument = Annotated[str, typer.Argument(metavar="ORG", help="The org's id (uuid) or slug.",
+                                            autocompletion=complete_org)]
 
 
 def _size(value: int) -> str:

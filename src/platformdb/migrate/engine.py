@@ -31,6 +31,7 @@ from platformdb.migrate.base import (
 )
 from platformdb.migrate.planning import MigrationPlan
 from platformdb.migrate.snapshot import Difference, SchemaState, diff, fingerprint
+from platformdb.progress import NO_PROGRESS, Progress
 from platformdb.types import StatusRow, Step
 
 __all__ = ["Migrator", "SchemaDiffers", "StatusRow", "Step", "who"]
@@ -58,12 +59,15 @@ def _stale(migration: Migration, row: AppliedMigration) -> bool:
 
 
 class Migrator:
-    """Applies ``migrations`` to the store behind ``driver``."""
+    """Applies ``migrations`` to the store behind ``driver``; each migration that runs
+    reports itself to ``progress`` while it runs (a long one shows how long it has taken)."""
 
-    def __init__(self, driver: Driver, migrations: list[Migration]) -> None:
+    def __init__(self, driver: Driver, migrations: list[Migration], *,
+                 progress: Progress = NO_PROGRESS) -> None:
         self.driver = driver
         self.migrations = migrations
         self.by_version = {m.version: m for m in migrations}
+        self.progress = progress
 
     # -- checks --------------------------------------------------------------
 
@@ -338,7 +342,8 @@ class Migrator:
     def _apply(self, migration: Migration, dry_run: bool) -> Step:
         if dry_run:
             return Step(self.driver.store, "up", migration.label, None)
-        ms = self.driver.apply(migration, who())
+        with self.progress.task(f"{self.driver.store}: applying {migration.label}"):
+            ms = self.driver.apply(migration, who())
         return Step(self.driver.store, "up", migration.label, ms)
 
 

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from platformdb.errors import ConfigError
+from platformdb.progress import NO_PROGRESS
+from platformdb.progress import Progress as Reporter
 
 ENV_PREFIX = "PLATFORMDB_MIGRATE_"
 ENV_LOCK_TIMEOUT = "PLATFORMDB_MIGRATE_LOCK_TIMEOUT"
@@ -76,6 +78,8 @@ class MigrateOptions:
     backoff_cap_s: float = 30.0
     scratch_url: str | None = None
     progress: Progress | None = None
+    reporter: Reporter = field(default=NO_PROGRESS, compare=False, repr=False)
+    """Where each migration reports while it runs (:mod:`platformdb.progress`)."""
 
     def __post_init__(self) -> None:
         if self.lock_timeout_ms < 1:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from platformdb.backup import Staged
 from platformdb.backup.archive import has_manifest, opened, pack
 from platformdb.backup.manifest import read_manifest
 from platformdb.backup.sets import (
@@ -24,7 +25,9 @@ from platformdb.backup.sets import (
 from platformdb.backup.state import record, verified
 from platformdb.errors import ValidationError
 from platformdb.ops.context import Context, context
+from platformdb.progress import Progress, Task, folder_bytes
 from platformdb.stores import registry
+from platformdb.stores.base import Store
 from platformdb.types import Endpoints, Restored
 
 __all__ = ["backup", "has_manifest", "restore"]
@@ -38,29 +41,81 @@ def backup(target: Context | Endpoints, names: list[str] | None, out_dir: Path, 
     :mod:`platformdb.backup.sets`. Each backup is checked against its manifest and
     recorded as its store's last good backup in ``out_dir``
     (:mod:`platformdb.backup.state`, read by the exporter). ``archive``: each folder
-    becomes one ``.tar`` file (:mod:`platformdb.backup.archive`).
+    becomes one ``.tar`` file (:mod:`platformdb.backup.archive`). Each store's backup
+    reports the bytes written so far to the context's progress.
     """
     ctx = context(target)
-    if names is None:
-        folder = backup_set(ctx.stores(), out_dir, **options)
-        goods = set_parts_verified(out_dir, folder)
-        if archive:
-            folder = pack(folder)
-            goods = [replace(good, folder=f"{folder.name}/{good.folder.split('/', 1)[1]}")
-                     for good in goods]
-        record(out_dir, goods)
-        return [folder]
-    written = []
-    for store in ctx.stores(names):
-        started = datetime.now(UTC)
-        folder = store.backup(out_dir, **options)
-        good = verified(out_dir, store.name, folder, started, datetime.now(UTC))
-        if archive:
-            folder = pack(folder)
-            good = replace(good, folder=folder.name, bytes=folder.stat().st_size)
-        record(out_dir, [good])
-        written.append(folder)
-    return written
+    stores = ctx.stores(names)
+    prepare_folder(out_dir)
+    reported: list[Reported] = []
+    try:
+        with ctx.progress.task(f"backup {'all' if names is None else ', '.join(names)}",
+                               total=len(stores), unit="steps") as overall:
+            reported = [Reported(store, ctx.progress, overall) for store in stores]
+            if names is None:
+                folder = backup_set(reported, out_dir, **options)
+                goods = set_parts_verified(out_dir, folder)
+                if archive:
+                    folder = pack(folder)
+                    goods = [replace(good, folder=f"{folder.name}/{good.folder.split('/', 1)[1]}")
+                             for good in goods]
+                record(out_dir, goods)
+                return [folder]
+            written = []
+            for store in reported:
+                started = datetime.now(UTC)
+                folder = store.backup(out_dir, **options)
+                good = verified(out_dir, store.name, folder, started, datetime.now(UTC))
+                if archive:
+                    folder = pack(folder)
+                    good = replace(good, folder=folder.name, bytes=folder.stat().st_size)
+                record(out_dir, [good])
+                written.append(folder)
+            return written
+    except KeyboardInterrupt as stop:
+        done = [store.name for store in reported if store.written] if names else []
+        stop.add_note((f"the backups of {', '.join(done)} are complete; " if done else "")
+                      + "the unfinished backup was removed")
+        raise
+
+
+DEFAULT_DIR = Path("backups")
+"""Where ``backup`` writes unless told (``--out``)."""
+DUMP_SUFFIXES = (".tar", ".sql", ".dump", ".gz", ".pgdump")
+
+
+def candidates(incomplete: str) -> list[str]:
+    """What ``restore ... PATH`` may be, for shell completion: in the folder typed so far
+    (``backups/`` when nothing is typed yet), the backup sets, store backups, archives and
+    dump files, and folders to descend into."""
+    if not incomplete and DEFAULT_DIR.is_dir():
+        incomplete = f"{DEFAULT_DIR}/"
+    typed = Path(incomplete)
+    folder, prefix = (typed, "") if incomplete.endswith("/") or not incomplete else (
+        typed.parent, typed.name)
+    try:
+        children = sorted(folder.iterdir())
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        if not child.name.startswith(prefix) or child.name.startswith("."):
+            continue
+        shown = str(child) if incomplete else child.name
+        if child.is_dir() or child.name.endswith(DUMP_SUFFIXES):
+            found.append(shown)
+    return found
+
+
+def prepare_folder(out_dir: Path) -> None:
+    """Create ``out_dir`` (and its parents) for the backups, saying why it cannot be."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValidationError(f"{out_dir} is a file; name a folder for the backups")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValidationError(f"cannot create the backup folder {out_dir}: "
+                              f"{exc.strerror or exc}") from exc
 
 
 def restore(target: Context | Endpoints, names: list[str] | None, path: Path, *,
@@ -73,21 +128,127 @@ def restore(target: Context | Endpoints, names: list[str] | None, path: Path, *,
     store is touched; every store is staged before any is switched in.
     ``path`` may also be a file: a ``.tar`` that ``backup --archive`` wrote (of a
     folder or a set), or, for PostgreSQL, a ``pg_dump`` file (plain SQL, custom or
-    tar format), which is staged and switched in the same way.
+    tar format), which is staged and switched in the same way. Each stage (checking,
+    staging, switching in) of each store reports to the context's progress.
     """
     ctx = context(target)
-    with opened(path) as found:
-        if names is None:
-            every = {store.name: store for store in ctx.stores()}
-            return restore_set(every, found, force=force, verify=verify)
-        if found.is_file():
-            if registry.check_stores(names) != ["postgresql"]:
-                raise ValidationError(f"{path} is a file but no platformdb archive: only "
-                                      "PostgreSQL restores from a pg_dump file")
-            return stage_and_switch([(ctx.store("postgresql"), found)],
+    chosen = registry.check_stores(names) if names is not None else list(registry.names())
+    reported: list[Reported] = []
+
+    def wrap(store: Store) -> Reported:
+        found = Reported(store, ctx.progress, overall, checking)
+        reported.append(found)
+        return found
+
+    try:
+        with ctx.progress.task(f"restore {'all' if names is None else ', '.join(chosen)}",
+                               total=2 * len(chosen), unit="steps") as overall, \
+                ctx.progress.task(f"restore: checking {path.name or path}") as checking, \
+                opened(path) as found:
+            if names is None:
+                every = {store.name: wrap(store) for store in ctx.stores()}
+                return restore_set(every, found, force=force, verify=verify)
+            if found.is_file():
+                if chosen != ["postgresql"]:
+                    raise ValidationError(f"{path} is a file but no platformdb archive: only "
+                                          "PostgreSQL restores from a pg_dump file")
+                return stage_and_switch([(wrap(ctx.store("postgresql")), found)],
+                                        force=force, verify=verify)
+            parts = [(name, part_for(found, name)) for name in chosen]
+            for name, part in parts:
+                read_manifest(part, name)
+            return stage_and_switch([(wrap(ctx.store(name)), part) for name, part in parts],
                                     force=force, verify=verify)
-        parts = [(name, part_for(found, name)) for name in registry.check_stores(names)]
-        for name, part in parts:
-            read_manifest(part, name)
-        return stage_and_switch([(ctx.store(name), part) for name, part in parts],
-                                force=force, verify=verify)
+    except KeyboardInterrupt as stop:
+        stop.add_note(restore_outcome(reported))
+        raise
+
+
+def restore_outcome(reported: list[Reported]) -> str:
+    """What an interrupted restore left, in one clause."""
+    switched = [r.name for r in reported if r.state in ("switched", "committed")]
+    undone = [r.name for r in reported if r.state == "undone"]
+    if switched and len(switched) == len(reported):
+        return (f"{', '.join(switched)} restored (stopped while the previous contents were "
+                "being dropped)")
+    if switched:
+        others = [r.name for r in reported if r.name not in switched]
+        return (f"{', '.join(switched)} switched to the backup, {', '.join(others)} not: run "
+                "the restore again")
+    if undone:
+        return f"nothing was restored: {', '.join(undone)} put back as they were"
+    if all(r.state == "waiting" for r in reported):
+        return "nothing was restored: stopped while the backup was being checked"
+    return "nothing was restored: every target is as it was, staged copies dropped"
+
+
+class Reported:
+    """A store whose backup and restore stages report to a progress (and remember how far
+    a restore got, for the message of an interrupted one). Stands in for the store in the
+    generic machinery (:mod:`platformdb.backup.sets`)."""
+
+    def __init__(self, store: Store, progress: Progress, overall: Task,
+                 checking: Task | None = None) -> None:
+        self.store = store
+        self.progress = progress
+        self.overall = overall
+        self.checking = checking
+        self.state = "waiting"
+        self.written = False
+
+    @property
+    def name(self) -> str:
+        return self.store.name
+
+    def backup(self, out_dir: Path, **options: Any) -> Path:
+        before = frozenset(entry.name for entry in out_dir.iterdir()) if out_dir.is_dir() \
+            else frozenset()
+        with self.progress.task(f"backup {self.name}", unit="bytes") as task:
+            task.measure(folder_bytes(out_dir, besides=before))
+            folder = self.store.backup(out_dir, **options)
+        self.written = True
+        self.overall.advance()
+        return folder
+
+    def stage(self, folder: Path, *, force: bool = False, verify: bool = False) -> Staged:
+        if self.checking is not None:
+            self.checking.close()  # every part was checked before the first stage
+        self.state = "staging"
+        with self.progress.task(f"restore {self.name}: staging beside the target"):
+            staged = self.store.stage(folder, force=force, verify=verify)
+        self.state = "staged"
+        self.overall.advance()
+        return ReportedStage(self, staged)
+
+
+class ReportedStage:
+    """A store's staged restore, switched in with its progress reported."""
+
+    def __init__(self, owner: Reported, staged: Staged) -> None:
+        self.owner = owner
+        self.staged = staged
+        self.report = staged.report
+
+    def _step(self, what: str) -> Task:
+        return self.owner.progress.task(f"restore {self.owner.name}: {what}")
+
+    def switch(self) -> None:
+        with self._step("switching in"):
+            self.staged.switch()
+        self.owner.state = "switched"
+        self.owner.overall.advance()
+
+    def undo(self) -> None:
+        with self._step("putting the previous contents back"):
+            self.staged.undo()
+        self.owner.state = "undone"
+
+    def commit(self) -> None:
+        with self._step("dropping the previous contents"):
+            self.staged.commit()
+        self.owner.state = "committed"
+
+    def discard(self) -> None:
+        with self._step("dropping the staged copy"):
+            self.staged.discard()
+        self.owner.state = "discarded"

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, replace
 
 from platformdb import embedded
 from platformdb.config import Settings, load_settings
+from platformdb.errors import Hint, Unavailable
 from platformdb.migrate.options import MigrateOptions
+from platformdb.progress import NO_PROGRESS, Progress
 from platformdb.stores import registry
 from platformdb.stores.base import Store
 from platformdb.types import Endpoints
@@ -31,14 +33,22 @@ class Context:
     """Lock timeout, retries, runner wait, statement timeout, scratch server."""
     secret_keys: str | None = field(default=None, repr=False)
     """``PLATFORMDB_SECRET_KEYS``: the keys that encrypt DSP credentials (None: unset)."""
+    progress: Progress = field(default=NO_PROGRESS, repr=False, compare=False)
+    """Where long work reports how far it got (:mod:`platformdb.progress`; the CLI draws
+    it, a Python caller sees nothing unless it passes its own)."""
 
     def store(self, name: str) -> Store:
         """The store object ``name`` (nothing is connected yet)."""
-        return registry.open_store(name, self.endpoints, options=self.migrate)
+        return registry.open_store(name, self.endpoints, options=self._options())
 
     def stores(self, names: list[str] | None = None) -> list[Store]:
         """The store objects of ``names`` (default: every store), in registry order."""
-        return registry.open_stores(self.endpoints, names, options=self.migrate)
+        return registry.open_stores(self.endpoints, names, options=self._options())
+
+    def _options(self) -> MigrateOptions:
+        """The migration options store objects are built with, reporting to this
+        context's progress."""
+        return replace(self.migrate, reporter=self.progress)
 
     def url(self, name: str) -> str:
         """The URL of store ``name``, or :class:`~platformdb.errors.Unavailable` saying why
@@ -63,16 +73,25 @@ def settings(cluster: str | None = None) -> Settings:
 
 
 def resolve(found: Settings, *, start: bool, stores: list[str] | None = None,
-            migrate: dict[str, object] | None = None) -> Context:
+            migrate: dict[str, object] | None = None,
+            progress: Progress = NO_PROGRESS) -> Context:
     """The context of a command. ``start``: commands that do work start the embedded
     servers they need; inspection commands (status, health, stats) never do.
     ``migrate``: a migration command's flags (None: not one), over the environment's
-    ``PLATFORMDB_MIGRATE_*``, checked before anything starts."""
+    ``PLATFORMDB_MIGRATE_*``, checked before anything starts. ``progress``: where long
+    work reports itself (the command line's display)."""
     chosen = registry.check_stores(stores)
     options = MigrateOptions() if migrate is None else MigrateOptions.from_env(
         dict(found.migrate_env)).with_overrides(**migrate)
-    return Context(embedded.endpoints(found, start=start, stores=chosen), options,
-                   found.secret_keys)
+    endpoints = embedded.endpoints(found, start=start, stores=chosen)
+    wanted = set(chosen if chosen is not None else registry.names())
+    if not start and not found.home.is_dir() and wanted <= endpoints.embedded:
+        # nothing configured and no stack here (run from another folder?): one line, not a
+        # report of every store down
+        raise Unavailable(f"no embedded stack at {found.home} and no PLATFORMDB_*_URL set",
+                          hint=Hint(command="platformdb up", does="to start one (or set "
+                                    "PLATFORMDB_HOME to its folder)"))
+    return Context(endpoints, options, found.secret_keys, progress)
 
 
 def store_names() -> tuple[str, ...]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from platformdb import docs_gen
 from platformdb import lint as linter
+from platformdb.errors import when_interrupted
 from platformdb.lint.findings import Finding
 from platformdb.ops.context import Context, context
 from platformdb.types import Endpoints
@@ -36,8 +37,10 @@ def docs(target: Context | Endpoints, root: Path | None = None, *,
             repo / "redis" / "schemas")
         tables = docs_gen.table_ddl(url)
     schema_md = repo / "docs" / "SCHEMA.md"
-    changed = docs_gen.write_schema_md(text, schema_md, check=check)
-    renewed = docs_gen.write_table_ddl(tables, repo / "postgresql" / "schemas", check=check)
+    with when_interrupted("the generated files may be partly written: run it again"):
+        changed = docs_gen.write_schema_md(text, schema_md, check=check)
+        renewed = docs_gen.write_table_ddl(tables, repo / "postgresql" / "schemas",
+                                           check=check)
     return Docs(schema_md, changed, renewed)
 
 

@@ -38,7 +38,7 @@ from psycopg.types.json import Jsonb
 
 from platformdb import clickhouse
 from platformdb.clickhouse import rows as query_rows
-from platformdb.errors import ValidationError
+from platformdb.errors import ValidationError, when_interrupted
 from platformdb.ops.context import Context, context
 from platformdb.postgres import connect
 from platformdb.types import Endpoints
@@ -245,5 +245,8 @@ def sync(target: Context | Endpoints, first: dt.date, last: dt.date) -> SyncRepo
     """``platformdb etl sync-daily``: :func:`sync_daily` between the context's ClickHouse and
     PostgreSQL."""
     ctx = context(target)
-    with clickhouse.connect(ctx.url("clickhouse")) as client:
+    with when_interrupted("nothing was synced (the PostgreSQL transaction was rolled back); "
+                          "the sync is idempotent: run it again"), \
+            ctx.progress.task(f"etl sync-daily {first}..{last}"), \
+            clickhouse.connect(ctx.url("clickhouse")) as client:
         return sync_daily(client, ctx.url("postgresql"), first, last)

@@ -17,8 +17,9 @@ What postgres_exporter, redis_exporter and ClickHouse's own ``/metrics`` serve
 
 from __future__ import annotations
 
+import errno
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
@@ -26,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.core import Metric as Family
 from prometheus_client.registry import Collector
 
+from platformdb.errors import ConfigError, Hint
 from platformdb.ops.context import Context, context
 from platformdb.ops.stats import SourceResult, StatsConfig, run
 from platformdb.stores import registry
@@ -104,15 +106,33 @@ def render(target: Context | Endpoints, config: StatsConfig | None = None) -> st
 
 def start(target: Context | Endpoints, port: int, addr: str = "127.0.0.1",
           config: StatsConfig | None = None) -> tuple[WSGIServer, threading.Thread]:
-    """Serve ``/metrics`` on ``addr:port`` in a background thread; stop with ``shutdown()``."""
-    return start_http_server(port, addr=addr, registry=collector_registry(target, config))
+    """Serve ``/metrics`` on ``addr:port`` in a background thread; stop with ``shutdown()``.
+
+    A port out of range, in use, or an address this machine does not have is a
+    :class:`~platformdb.errors.ConfigError` saying so."""
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port {port} is not a TCP port (1-65535)")
+    try:
+        return start_http_server(port, addr=addr, registry=collector_registry(target, config))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"cannot serve metrics on {addr}:{port}: the port is in use "
+                              "(another exporter?)",
+                              hint=Hint(flag="--port PORT", does="to serve on another port")
+                              ) from exc
+        raise ConfigError(f"cannot serve metrics on {addr}:{port}: "
+                          f"{exc.strerror or exc}") from exc
 
 
 def serve(target: Context | Endpoints, port: int, addr: str = "127.0.0.1",
-          config: StatsConfig | None = None) -> None:
-    """Serve ``/metrics`` on ``addr:port`` until interrupted."""
+          config: StatsConfig | None = None,
+          ready: Callable[[str], None] | None = None) -> None:
+    """Serve ``/metrics`` on ``addr:port`` until interrupted; ``ready`` is told the address
+    once the port is bound (so nothing claims to serve before it does)."""
     server, thread = start(target, port, addr, config)
     try:
+        if ready is not None:
+            ready(f"http://{addr}:{port}/metrics")
         thread.join()
     finally:
         server.shutdown()

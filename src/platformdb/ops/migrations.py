@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from platformdb.errors import when_interrupted
 from platformdb.migrate import new_migration
 from platformdb.migrate.engine import SchemaDiffers
 from platformdb.migrate.options import Progress, parse_duration
@@ -46,12 +47,24 @@ def up(target: Context | Endpoints, names: list[str] | None = None, *, to: int |
     On the embedded stack PostgreSQL's ``platform_test`` database is migrated too."""
     ctx = context(target)
     steps: list[Step] = []
-    for store in ctx.stores(names):
-        steps.extend(store.migrate_up(target=to if store.numbered else None,
-                                      dry_run=dry_run))
-    if not dry_run:
-        steps.extend(_test_database(ctx, names, to))
+    with when_interrupted(lambda: _kept(steps)):
+        for store in ctx.stores(names):
+            steps.extend(store.migrate_up(target=to if store.numbered else None,
+                                          dry_run=dry_run))
+        if not dry_run:
+            steps.extend(_test_database(ctx, names, to))
     return steps
+
+
+INTERRUPTED_MIGRATION = ("the migration in flight did not finish (`platformdb migrate status` "
+                         "shows where each store stopped)")
+
+
+def _kept(steps: list[Step]) -> str:
+    """What an interrupted ``migrate up`` kept: every migration applied before, the stores
+    done as a whole (the migrations of the store in flight are not reported until it ends)."""
+    stores = sorted({step.store for step in steps})
+    return (f"{', '.join(stores)} migrated; " if stores else "") + INTERRUPTED_MIGRATION
 
 
 def _test_database(ctx: Context, names: list[str] | None, to: int | None) -> list[Step]:
@@ -82,14 +95,16 @@ def plan(target: Context | Endpoints, names: list[str] | None = None, *,
 def down(target: Context | Endpoints, store: str, *, dry_run: bool = False) -> Step:
     """Revert the last applied migration of ``store`` (a numbered one)."""
     ctx = context(target)
-    with ctx.store(registry.check_numbered(registry.check_store(store))).open_migrator() as m:
+    with when_interrupted(INTERRUPTED_MIGRATION), \
+            ctx.store(registry.check_numbered(registry.check_store(store))).open_migrator() as m:
         return m.down(dry_run=dry_run)
 
 
 def run(target: Context | Endpoints, store: str, number: int, *, dry_run: bool = False) -> Step:
     """Apply exactly migration ``number`` of ``store`` (every earlier one applied)."""
     ctx = context(target)
-    with ctx.store(registry.check_numbered(registry.check_store(store))).open_migrator() as m:
+    with when_interrupted(INTERRUPTED_MIGRATION), \
+            ctx.store(registry.check_numbered(registry.check_store(store))).open_migrator() as m:
         return m.run(number, dry_run=dry_run)
 
 
@@ -143,11 +158,23 @@ def baseline(target: Context | Endpoints, store: str, *, to: int | None = None) 
 def backfill(target: Context | Endpoints, name: str, update: str, *, batch_size: int = 1000,
              pause: float = 0.0, restart: bool = False,
              progress: Progress | None = None) -> backfills.BackfillReport:
-    """Run ``update`` over its table in resumable batches, under the name ``name``."""
+    """Run ``update`` over its table in resumable batches, under the name ``name``; rows
+    scanned so far (of the table's estimated size) go to the context's progress, and to
+    ``progress`` when given."""
     ctx = context(target)
-    return backfills.backfill(ctx.url(PostgresStore.name), name, update,
-                              batch_size=batch_size, pause=pause, options=ctx.migrate,
-                              progress=progress, restart=restart)
+    url = ctx.url(PostgresStore.name)
+    with when_interrupted(f"backfill {name} keeps its progress (every finished batch): run "
+                          "the same command again to resume"), \
+            ctx.progress.task(f"backfill {name}", unit="rows") as task:
+        shown = ctx.progress.callback(task)
+
+        def report(what: str, done: int, total: int | None) -> None:
+            shown(what, done, total)
+            if progress is not None:
+                progress(what, done, total)
+
+        return backfills.backfill(url, name, update, batch_size=batch_size, pause=pause,
+                                  options=ctx.migrate, progress=report, restart=restart)
 
 
 def backfill_progress(target: Context | Endpoints,

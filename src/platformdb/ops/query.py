@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from platformdb.errors import when_interrupted
 from platformdb.ops.context import Context, context
 from platformdb.stores import registry
 from platformdb.types import Endpoints, QueryResult
@@ -9,7 +10,8 @@ from platformdb.types import Endpoints, QueryResult
 
 def query(target: Context | Endpoints, store: str, statement: str) -> QueryResult:
     """Run ``statement`` on ``store`` (autocommit: it takes effect at once)."""
-    return context(target).store(registry.check_store(store)).query(statement)
+    with when_interrupted("the statement was cancelled, unless it had already finished"):
+        return context(target).store(registry.check_store(store)).query(statement)
 
 
 def shell(target: Context | Endpoints, store: str, args: list[str]) -> int:

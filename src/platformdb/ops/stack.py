@@ -9,7 +9,7 @@ from pathlib import Path
 from platformdb import binaries, embedded
 from platformdb.config import Settings
 from platformdb.embedded import ServiceState
-from platformdb.errors import ConfigError
+from platformdb.errors import ConfigError, Hint, Unavailable, when_interrupted
 from platformdb.ops.context import Context, context
 from platformdb.stores.postgres import pgbouncer
 from platformdb.stores.postgres.pgbouncer import SERVICES, PoolSettings
@@ -21,20 +21,32 @@ __all__ = ["SERVICES", "Logins", "PoolSettings", "ServiceState", "down", "env",
 
 def up(settings: Settings) -> list[ServiceState]:
     """Start the embedded stack (idempotent); the state of each service."""
-    return embedded.up(settings.home)
+    with when_interrupted("what had started keeps running (`platformdb status` shows it; "
+                          "`platformdb up` again finishes)"):
+        return embedded.up(settings.home)
 
 
 def down(settings: Settings) -> list[str]:
     """Stop what ``up`` started, and nothing else; the services stopped."""
-    return embedded.down(settings.home)
+    with when_interrupted("some services may still run (`platformdb status` shows them)"):
+        return embedded.down(settings.home)
 
 
 def status(settings: Settings) -> list[ServiceState]:
+    """The embedded stack's services (starts nothing); no stack at all is an
+    :class:`~platformdb.errors.Unavailable` saying what to run."""
+    if not settings.home.is_dir():
+        raise Unavailable(f"no embedded stack at {settings.home}", hint=NO_STACK)
     return embedded.status(settings.home)
 
 
+NO_STACK = Hint(command="platformdb up", does="to start one (or set PLATFORMDB_HOME to its "
+                "folder)")
+
+
 def env(settings: Settings) -> list[str]:
-    """``export`` lines that point a shell at the stack (``eval "$(platformdb env)"``)."""
+    """``export`` lines that point a shell at the stack (``eval "$(platformdb env)"``):
+    starts nothing; see :func:`platformdb.embedded.env_lines`."""
     return embedded.env_lines(settings)
 
 
@@ -67,7 +79,9 @@ def pgbouncer_logins(target: Context | Endpoints, out_dir: Path | None = None) -
     if home is None:
         raise ConfigError("PgBouncer's service logins keep their passwords under "
                           "PLATFORMDB_HOME, which this context has none of")
-    secrets_by_login = pgbouncer.provision_logins(ctx.url("postgresql"), home)
+    with when_interrupted("some logins may be made already: run it again (it creates what "
+                          "is missing and keeps what is there)"):
+        secrets_by_login = pgbouncer.provision_logins(ctx.url("postgresql"), home)
     files = {login: pgbouncer.secret_file(home, login) for login in secrets_by_login}
     if out_dir is None:
         return Logins(files, None)

@@ -35,8 +35,9 @@ from typing import Any
 
 from platformdb.backup.sets import switch_in
 from platformdb.config import DEV_WORDS, development_url
-from platformdb.errors import CheckFailed, Hint, ValidationError
+from platformdb.errors import CheckFailed, Hint, ValidationError, when_interrupted
 from platformdb.ops.context import Context, context
+from platformdb.progress import Task, folder_bytes
 from platformdb.redaction import redact
 from platformdb.stores.base import Org, Size, Store, TenantData, TenantImport
 from platformdb.tenant import archive
@@ -153,6 +154,14 @@ def list_tenants(target: Context | Endpoints, *, redis_prefix: str = "") -> list
     return sorted(tenants, key=lambda t: (t.slug is None, t.slug or "", t.id))
 
 
+def slugs(target: Context | Endpoints, prefix: str = "") -> list[str]:
+    """The orgs' slugs that start with ``prefix`` (shell completion)."""
+    ctx = context(target)
+    with ctx.store(DIRECTORY).tenant() as directory:
+        return sorted(org.slug for org in directory.orgs()
+                      if org.slug and org.slug.startswith(prefix))
+
+
 def resolve(target: Context | Endpoints, ref: str) -> Org:
     """The org named by ``ref`` (id or slug); a deleted org is still found by its id."""
     ctx = context(target)
@@ -200,14 +209,23 @@ def export_tenant(target: Context | Endpoints, ref: str, out: Path, *,
     """Write one org's data in every store to the new archive ``out``."""
     ctx = context(target)
     archive.refuse_existing(out)
+    if not out.parent.is_dir():
+        raise ValidationError(f"{out.parent} is not a folder; create it or choose another "
+                              "--out (nothing was exported)")
     org = resolve(ctx, ref)
     if org.slug is None:
         raise ValidationError(f"org {org.id} has no organizations row (deleted, or never "
                               "existed); nothing to export")
     folder = archive.scratch_dir(out, "platformdb-tenant-export")
     try:
-        manifest = _export_into(ctx, org, folder, redis_prefix)
-        archive.write(folder, manifest, out)
+        with when_interrupted(f"no archive was written at {out} (the scratch copy was "
+                              "removed)"):
+            manifest = _export_into(ctx, org, folder, redis_prefix)
+            with ctx.progress.task(f"tenant export: writing {out.name}", unit="bytes",
+                                   total=sum(int(entry["bytes"])
+                                             for entry in manifest.files.values())) as task:
+                task.measure(folder_bytes(out.parent, only=f".{out.name}.partial"))
+                archive.write(folder, manifest, out)
     finally:
         archive.forget(folder)
         shutil.rmtree(folder, ignore_errors=True)
@@ -218,14 +236,21 @@ def export_tenant(target: Context | Endpoints, ref: str, out: Path, *,
 def _export_into(ctx: Context, org: Org, folder: Path, redis_prefix: str) -> archive.Manifest:
     """Every store's files of ``org`` in ``folder/<store>/``, and the manifest that lists
     them. The stores are read side by side, each in a thread with its own connection."""
+    stores = ctx.stores()
+
     def one(store: Store) -> Any:
-        with store.tenant(prefix=redis_prefix) as facet:
+        with ctx.progress.task(f"tenant export: reading {store.name}"), \
+                store.tenant(prefix=redis_prefix) as facet:
             return facet.export(org.id, folder / store.name)
 
-    stores = ctx.stores()
-    with ThreadPoolExecutor(len(stores), thread_name_prefix="tenant-export") as pool:
+    with ctx.progress.task(f"tenant export {org.slug or org.id}", total=len(stores),
+                           unit="steps") as overall, \
+            ThreadPoolExecutor(len(stores), thread_name_prefix="tenant-export") as pool:
         futures = [(store, pool.submit(one, store)) for store in stores]
-        parts = [(store, future.result()) for store, future in futures]
+        parts = []
+        for store, future in futures:
+            parts.append((store, future.result()))
+            overall.advance()
     manifest = archive.Manifest(
         org={"id": str(org.id), "slug": org.slug or "", "name": org.name or ""},
         schema=dict(sorted((store.name, part.head) for store, part in parts)))
@@ -289,9 +314,21 @@ def delete_tenant(target: Context | Endpoints, ref: str, *, yes: bool = False,
                               hint=Hint(flag="--yes", does="to confirm"))
     _guard(ctx, force, "delete from it")
     removed: dict[str, dict[str, int]] = {}
-    for store in ctx.stores():
-        with store.tenant(prefix=redis_prefix) as facet:
-            removed[store.name] = facet.delete(org.id, keep_audit=keep_audit)
+    stores = ctx.stores()
+
+    def stopped() -> str:
+        done = ", ".join(removed) or "no store"
+        return (f"the delete of org {org.id} stopped part-way ({done} done): run it again "
+                "to finish")
+
+    with when_interrupted(stopped), \
+            ctx.progress.task(f"tenant delete {org.slug or org.id}", total=len(stores),
+                              unit="steps") as overall:
+        for store in stores:
+            with ctx.progress.task(f"tenant delete: {store.name}"), \
+                    store.tenant(prefix=redis_prefix) as facet:
+                removed[store.name] = facet.delete(org.id, keep_audit=keep_audit)
+            overall.advance()
     left = remaining(ctx, org.id, redis_prefix=redis_prefix, keep_audit=keep_audit)
     report = Deleted(_org_dict(org), removed, left)
     leftover = [f"{store}.{name}={n}" for store, found in left.items()
@@ -345,7 +382,9 @@ def import_tenant(target: Context | Endpoints, path: Path, *, replace: bool = Fa
     (PostgreSQL's commit last), as a restore is (:func:`platformdb.backup.sets.stage_and_switch`).
     """
     ctx = context(target)
-    with archive.opened(path) as (folder, manifest):
+    with when_interrupted("nothing was imported (a replaced org keeps its data)"), \
+            _checking(ctx, path) as checking, archive.opened(path) as (folder, manifest):
+        checking.close()
         _check_versions(path, manifest, schema_heads(ctx))
         org_id = uuid.UUID(manifest.org["id"])
         slug = manifest.org.get("slug") or ""
@@ -366,6 +405,11 @@ def import_tenant(target: Context | Endpoints, path: Path, *, replace: bool = Fa
                 saved = stack.enter_context(_saved(ctx, org_id, path, redis_prefix))
             counts = _load(ctx, folder, manifest, org_id, saved, redis_prefix)
     return Imported(path, manifest.org, counts, bool(held))
+
+
+def _checking(ctx: Context, path: Path) -> Task:
+    """The task of unpacking and checking an archive (closed once it is open)."""
+    return ctx.progress.task(f"tenant import: checking {path.name}")
 
 
 def resolve_slug(ctx: Context, slug: str) -> Org | None:
@@ -390,21 +434,29 @@ def _load(ctx: Context, folder: Path, manifest: archive.Manifest, org: uuid.UUID
           saved: Path | None, redis_prefix: str) -> dict[str, dict[str, int]]:
     """Stage every store's part, then switch them in, the ``last`` ones at the end (the
     PostgreSQL transaction commits after the other stores are in)."""
+    stores = ctx.stores()
     with contextlib.ExitStack() as stack:
+        overall = stack.enter_context(ctx.progress.task(
+            f"tenant import {manifest.org.get('slug') or org}", total=len(stores) + 1,
+            unit="steps"))
         staged: list[tuple[str, TenantImport]] = []
         try:
-            for store in ctx.stores():
+            for store in stores:
                 facet = stack.enter_context(store.tenant(prefix=redis_prefix))
-                staged.append((store.name, facet.stage_import(
-                    org, folder / store.name, manifest.rows(store.name),
-                    info=manifest.stores.get(store.name, {}),
-                    saved=saved / store.name if saved is not None else None)))
+                with ctx.progress.task(f"tenant import: loading {store.name}"):
+                    staged.append((store.name, facet.stage_import(
+                        org, folder / store.name, manifest.rows(store.name),
+                        info=manifest.stores.get(store.name, {}),
+                        saved=saved / store.name if saved is not None else None)))
+                overall.advance()
         except BaseException:
             for _, stage in reversed(staged):
                 stage.discard()
             raise
         ordered = sorted(staged, key=lambda item: item[1].last)
-        switch_in([stage for _, stage in ordered], [name for name, _ in ordered])
+        with ctx.progress.task("tenant import: switching in"):
+            switch_in([stage for _, stage in ordered], [name for name, _ in ordered])
+        overall.advance()
         return {name: stage.loaded for name, stage in staged}
 
 

@@ -288,7 +288,7 @@ class StoreBase:
         migrations = self.migrations()
         driver = self.driver()
         try:
-            yield Migrator(driver, migrations)
+            yield Migrator(driver, migrations, progress=self.migrate_options.reporter)
         finally:
             driver.close()
 

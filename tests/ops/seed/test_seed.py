@@ -229,3 +229,44 @@ def test_a_failed_load_leaves_nothing_behind(stores: Endpoints) -> None:
     assert metric_indexes(url) == before  # the indexes dropped for the load are rolled back
     with clickhouse.connect(stores.clickhouse) as client:
         assert clickhouse.rows(client, "SELECT count() FROM campaign_metrics_raw") == [(0,)]
+
+
+@pytest.mark.slow
+def test_load_replace_swaps_just_the_previous_load(stores: Endpoints) -> None:
+    url = stores.postgres or ""
+    seed.seed_test(stores)
+    seed.seed_load(stores, 0.001, today=TODAY)
+    with pytest.raises(ValidationError) as refused:
+        seed.seed_load(stores, 0.002, today=TODAY)
+    assert refused.value.hint is not None and refused.value.hint.flag == "--replace"
+    report = seed.seed_load(stores, 0.002, today=TODAY, replace=True)
+    assert "replacing the previous load" in report.notes[-1]
+    assert rows(url, "SELECT count(*) FROM organizations WHERE slug LIKE %s", "load-%") == [(2,)]
+    assert rows(url, "SELECT name FROM organizations WHERE slug NOT LIKE %s", "load-%") == [
+        ("Test Organization",)]  # the test data stays
+    assert rows(url, "SELECT count(*) FROM users WHERE email LIKE %s", "%@test.com") == [(2,)]
+    assert rows(url, "SELECT count(*) FROM campaign_metrics") == [(20_000,)]
+    with clickhouse.connect(stores.clickhouse) as client:
+        assert clickhouse.rows(client, "SELECT count() FROM campaign_metrics_raw") == [(100_000,)]
+    # and back down to one org: the second one is gone from both stores
+    seed.seed_load(stores, 0.001, today=TODAY, replace=True)
+    assert rows(url, "SELECT count(*) FROM organizations WHERE slug LIKE %s", "load-%") == [(1,)]
+    with clickhouse.connect(stores.clickhouse) as client:
+        assert clickhouse.rows(client, "SELECT count() FROM campaign_metrics_raw") == [(50_000,)]
+
+
+@pytest.mark.slow
+def test_demo_metrics_land_in_their_months_and_the_report_is_what_is_stored(
+        stores: Endpoints) -> None:
+    url = stores.postgres or ""
+    report = seed.seed_demo(stores, seed=3, today=TODAY)
+    total = rows(url, "SELECT count(*) FROM campaign_metrics")[0][0]
+    assert total > 0
+    assert rows(url, "SELECT count(*) FROM partitions.campaign_metrics_default") == [(0,)]
+    assert rows(url, "SELECT count(*) FROM partitions.audit_logs_default") == [(0,)]
+    with clickhouse.connect(stores.clickhouse) as client:
+        for table in ("campaign_metrics_raw", "campaign_metrics_hourly",
+                      "campaign_metrics_daily"):
+            (stored,), = clickhouse.rows(client, f"SELECT count() FROM {table}")
+            assert report.counts[f"clickhouse {table}"] == stored
+    assert report.counts["campaign_metrics"] == total

@@ -226,3 +226,36 @@ def test_a_failing_replace_puts_the_old_org_back(deployment: Deployment, tmp_pat
         tenant.import_tenant(deployment.endpoints, tmp_path / "a.tar", replace=True,
                              redis_prefix=deployment.prefix)
     assert differences({a: digest(deployment, a)}, {a: current}) == []
+
+
+@pytest.mark.slow
+def test_export_delete_and_import_report_each_store_while_they_run(deployment: Deployment,
+                                                                  tmp_path: Path) -> None:
+    from platformdb.ops.context import Context
+    from platformdb.progress import Progress, Task
+
+    class Seen(Progress):
+        def __init__(self) -> None:
+            self.tasks: list[Task] = []
+
+        def opened(self, task: Task) -> None:
+            self.tasks.append(task)
+
+    add_org(deployment, "papa")
+    seen = Seen()
+    ctx = Context(deployment.endpoints, progress=seen)
+    archive = tmp_path / "papa.tar"
+    tenant.export_tenant(ctx, "papa", archive, redis_prefix=deployment.prefix)
+    tenant.delete_tenant(ctx, "papa", yes=True, redis_prefix=deployment.prefix)
+    tenant.import_tenant(ctx, archive, redis_prefix=deployment.prefix)
+    described = [task.description for task in seen.tasks]
+    stores = ("postgresql", "clickhouse", "redis")
+    assert {f"tenant export: reading {store}" for store in stores} <= set(described)
+    assert {f"tenant delete: {store}" for store in stores} <= set(described)
+    assert {f"tenant import: loading {store}" for store in stores} <= set(described)
+    writing = next(task for task in seen.tasks if task.description.startswith(
+        "tenant export: writing"))
+    assert writing.unit == "bytes" and writing.total
+    overall = {task.description: task for task in seen.tasks}
+    assert overall["tenant delete papa"].completed == 3
+    assert all(task.ended is not None and not task.failed for task in seen.tasks)

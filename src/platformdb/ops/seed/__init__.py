@@ -20,7 +20,7 @@ from typing import Any
 from psycopg import sql
 
 from platformdb.config import DEV_WORDS, development_url
-from platformdb.errors import Hint, ValidationError
+from platformdb.errors import Hint, ValidationError, when_interrupted
 from platformdb.ops.context import Context, context
 from platformdb.ops.seed.base import (
     DEV_SECRET_KEYS,
@@ -47,7 +47,8 @@ def seed_test(target: Context | Endpoints) -> SeedReport:
     url = context(target).url("postgresql")
     script = (data_dir("postgresql") / "seed" / "test_data.sql").read_text(encoding="utf-8")
     statements = "\n".join(line for line in script.splitlines() if not line.startswith("\\"))
-    with connect(url, autocommit=True) as conn:
+    with when_interrupted("nothing was seeded (the script runs as one transaction)"), \
+            connect(url, autocommit=True) as conn:
         conn.execute(statements.encode())
         counts = row_counts(conn)
     return SeedReport("test", counts)
@@ -68,13 +69,15 @@ def clear(target: Context | Endpoints, *, force: bool = False) -> SeedReport:
             f"a name with {'/'.join(DEV_WORDS[:3])}...)",
             hint=Hint(flag="--force", does="to clear it anyway"))
     report = SeedReport("clear")
-    with connect(url) as conn:
-        conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(
-            sql.SQL(", ").join(sql.Identifier(t) for t in TENANT_TABLES)))
-        conn.commit()
-        report.counts = row_counts(conn)
-    report.notes.append(_clear_clickhouse(ctx.url("clickhouse")))
-    report.notes.append(_clear_redis(ctx.url("redis")))
+    with when_interrupted("the stores may be partly cleared (PostgreSQL first, then ClickHouse"
+                          ", then Redis): run `platformdb seed clear` again"):
+        with connect(url) as conn:
+            conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in TENANT_TABLES)))
+            conn.commit()
+            report.counts = row_counts(conn)
+        report.notes.append(_clear_clickhouse(ctx.url("clickhouse")))
+        report.notes.append(_clear_redis(ctx.url("redis")))
     return report
 
 

@@ -29,9 +29,11 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from platformdb import secrets
+from platformdb.errors import when_interrupted
 from platformdb.ops.context import Context, context
 from platformdb.ops.seed.base import SeedReport, row_counts, seed_keyring
 from platformdb.postgres import connect
+from platformdb.stores.postgres.partitions import DATE_PARTITIONED
 from platformdb.types import Endpoints
 
 NAMESPACE = uuid.UUID("5eed0000-0000-4000-8000-00000000de30")
@@ -127,18 +129,27 @@ def _hourly(rng: random.Random, org: uuid.UUID, campaign: uuid.UUID, dsp: str, s
 
 def seed_demo(target: Context | Endpoints, seed: int = 2026,
               today: dt.date | None = None) -> Any:
+    """Write the demo (replacing an earlier one) and report what each store now holds:
+    PostgreSQL's row counts and the demo's ClickHouse rows as stored (the raw table keeps
+    90 days; older hours live on in the hourly and daily rollups)."""
     ctx = context(target)
     today = today or dt.datetime.now(dt.UTC).date()
     url = ctx.url("postgresql")
     rows = plan(seed, today)
     orgs = demo_org_ids()
-    _write_postgres(url, rows, orgs, seed_keyring(ctx.secret_keys))
-    report = SeedReport("demo")
-    report.notes.append(_write_clickhouse(ctx.url("clickhouse"), url, rows["raw"], orgs, today))
-    report.notes.append(_write_redis(ctx.url("redis"), rows))
+    with when_interrupted("the demo may be partly written: run `platformdb seed demo` again "
+                          "(it replaces the demo organizations' data)"):
+        with ctx.progress.task("seed demo: postgresql"):
+            _write_postgres(url, rows, orgs, seed_keyring(ctx.secret_keys), today)
+        report = SeedReport("demo")
+        with ctx.progress.task("seed demo: clickhouse and the daily sync"):
+            note, stored = _write_clickhouse(ctx.url("clickhouse"), url, rows["raw"], orgs,
+                                             today)
+        report.notes.append(note)
+        report.notes.append(_write_redis(ctx.url("redis"), rows))
     with connect(url) as conn:
         report.counts = row_counts(conn)
-    report.counts["clickhouse_raw_rows"] = len(rows["raw"])
+    report.counts.update({f"clickhouse {table}": n for table, n in stored.items()})
     return report
 
 
@@ -151,9 +162,20 @@ def demo_credentials(keyring: secrets.KeyRing, org: uuid.UUID, connector: uuid.U
     return sealed.ciphertext, sealed.key_id
 
 
+def _months(today: dt.date) -> tuple[dt.date, int]:
+    """The first month the demo's dates fall in, and how many months they span."""
+    first = (today - dt.timedelta(days=DAYS)).replace(day=1)
+    return first, (today.year - first.year) * 12 + today.month - first.month + 1
+
+
 def _write_postgres(url: str, rows: dict[str, list[tuple[Any, ...]]],
-                    orgs: list[uuid.UUID], keyring: secrets.KeyRing) -> None:
+                    orgs: list[uuid.UUID], keyring: secrets.KeyRing, today: dt.date) -> None:
     with connect(url) as conn, conn.transaction():
+        # the months the demo's metrics and audit rows fall in, so none of them lands in a
+        # default partition (the maintenance function creates only this month and ahead)
+        first, months = _months(today)
+        for table in DATE_PARTITIONED:
+            conn.execute("SELECT ensure_date_partitions(%s, %s, %s)", (table, first, months))
         conn.execute("DELETE FROM organizations WHERE id = ANY(%s)", (orgs,))  # re-run: replace
         conn.execute("DELETE FROM audit_logs WHERE org_id = ANY(%s)", (orgs,))
         cur = conn.cursor()
@@ -183,7 +205,7 @@ def _write_postgres(url: str, rows: dict[str, list[tuple[Any, ...]]],
 
 
 def _write_clickhouse(clickhouse_url: str, url: str, raw: list[tuple[Any, ...]],
-                      orgs: list[uuid.UUID], today: dt.date) -> str:
+                      orgs: list[uuid.UUID], today: dt.date) -> tuple[str, dict[str, int]]:
     from platformdb import clickhouse
     from platformdb.clickhouse.writer import RAW, MetricsWriter
     from platformdb.ops.etl import sync_daily
@@ -196,8 +218,15 @@ def _write_clickhouse(clickhouse_url: str, url: str, raw: list[tuple[Any, ...]],
         written = MetricsWriter(client, known_orgs=orgs).write_raw(
             [dict(zip(names, row, strict=True)) for row in raw])
         report = sync_daily(client, url, today - dt.timedelta(days=DAYS), today)
-    return (f"clickhouse: {written} hourly raw rows; postgresql: {report.written} daily rows"
-            " synced from the rollup")
+        stored = {table: int(clickhouse.rows(
+            client, "SELECT count() FROM {table:Identifier} WHERE org_id IN {orgs:Array(UUID)}",
+            {"table": table, "orgs": orgs})[0][0])
+            for table in ("campaign_metrics_raw", "campaign_metrics_hourly",
+                          "campaign_metrics_daily")}
+    kept = stored["campaign_metrics_raw"]
+    past = f" ({written - kept} older than the raw table's 90-day TTL)" if kept < written else ""
+    return (f"clickhouse: {kept} hourly raw rows stored{past}; postgresql: {report.written} "
+            "daily rows synced from the rollup"), stored
 
 
 def _write_redis(redis_url: str, rows: dict[str, list[tuple[Any, ...]]]) -> str:

@@ -18,8 +18,9 @@ generated and sent one organization chunk at a time.
   no transactions), before the PostgreSQL transaction is rolled back.
 
 Ids are deterministic (``10ad....`` UUIDs), so a load is recognisable: a
-second load into a database that already has one is refused (``seed clear``
-first).
+second load into a database that already has one is refused, unless
+``--replace``, which deletes just the previous load (test and demo data stay)
+and loads the new one.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 from psycopg import sql
 
-from platformdb.errors import Hint, ValidationError
+from platformdb.errors import Hint, ValidationError, when_interrupted
 from platformdb.ops.context import Context, context
 from platformdb.ops.seed.base import SeedReport
 from platformdb.postgres import connect
@@ -94,36 +95,99 @@ def org_id(n: int) -> uuid.UUID:
 
 
 def seed_load(target: Context | Endpoints, scale: float = 1.0, *, progress: Progress | None = None,
-              clickhouse: bool = True, today: dt.date | None = None) -> Any:
-    """Load the dataset at ``scale``; returns a :class:`~platformdb.ops.seed.SeedReport`."""
+              clickhouse: bool = True, today: dt.date | None = None,
+              replace: bool = False) -> Any:
+    """Load the dataset at ``scale``; returns a :class:`~platformdb.ops.seed.SeedReport`.
+
+    Each table's rows go to the context's progress as they stream (and to ``progress``
+    when given). A load that is already there is refused, unless ``replace``: then the
+    previous load's rows (its ``10ad...`` orgs, whatever its scale) are deleted in the
+    same PostgreSQL transaction and from ClickHouse first; test and demo data stay.
+    """
     ctx = context(target)
 
     shape = plan(scale)
-    tick = progress or (lambda _what, _n: None)
     last_day = today or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     url = ctx.url("postgresql")
     report = SeedReport("load")
     started = time.monotonic()
     with connect(url) as conn:
-        if conn.execute("SELECT 1 FROM organizations WHERE id = %s", (org_id(0),)).fetchone():
+        present = conn.execute("SELECT 1 FROM organizations WHERE id = %s",
+                               (org_id(0),)).fetchone()
+        if present and not replace:
             raise ValidationError("a load dataset is already there",
-                                  hint=Hint(command="platformdb seed clear", does="first"))
-        try:
-            if clickhouse:
-                _clickhouse(ctx.url("clickhouse"), shape, last_day, tick)
-            _postgres(conn, shape, last_day, tick)
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            if clickhouse:
-                _undo_clickhouse(ctx.url("clickhouse"), shape)
-            raise
+                                  hint=Hint(flag="--replace", does="to replace just it"))
+        totals = {"clickhouse raw": shape.raw if clickhouse else 0,
+                  "organizations": shape.orgs, "users": shape.users, "user_roles": shape.users,
+                  "dsp_connectors": shape.orgs, "campaigns": shape.campaigns,
+                  "campaign_metrics": shape.metrics}
+        written: dict[str, int] = {}
+        with ctx.progress.task("seed load", total=sum(totals.values()), unit="rows") as task:
+
+            def tick(what: str, rows: int) -> None:
+                written[what] = written.get(what, 0) + rows
+                task.update(description=f"seed load ({what})")
+                task.advance(rows)
+                if progress is not None:
+                    progress(what, rows)
+
+            with when_interrupted(_undone(bool(present))):
+                try:
+                    if present:
+                        _remove_previous(conn, ctx.url("clickhouse") if clickhouse else None)
+                    if clickhouse:
+                        _clickhouse(ctx.url("clickhouse"), shape, last_day, tick)
+                    _postgres(conn, shape, last_day, tick)
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    if written.get("clickhouse raw"):  # rows went in: take them out again
+                        _undo_clickhouse(ctx.url("clickhouse"), shape)
+                    raise
     seconds = time.monotonic() - started
     report.counts = {"organizations": shape.orgs, "users": shape.users,
                      "campaigns": shape.campaigns, "campaign_metrics": shape.metrics,
                      "clickhouse_raw_rows": shape.raw if clickhouse else 0}
-    report.notes.append(f"loaded in {seconds:.1f} s")
+    report.notes.append(f"loaded in {seconds:.1f} s"
+                        + (", replacing the previous load" if present else ""))
     return report
+
+
+def _undone(replaced: bool) -> str:
+    if replaced:
+        return ("nothing was loaded: PostgreSQL keeps the previous load (its transaction was "
+                "rolled back) but its ClickHouse rows were deleted: run the load again")
+    return "nothing was loaded: the PostgreSQL transaction was rolled back and the load's " \
+        "ClickHouse rows deleted"
+
+
+LOAD_RANGE = (uuid.UUID(int=ORG_BASE), uuid.UUID(int=ORG_BASE + 2**32))
+"""Every org id a load of any scale uses (``10ad0000-...``): what --replace removes."""
+
+
+def _remove_previous(conn: Any, clickhouse_url: str | None) -> int:
+    """Delete the previous load's rows, in the load's transaction (PostgreSQL) and
+    from ClickHouse; the number of its orgs."""
+    orgs = [row[0] for row in conn.execute(
+        "SELECT id FROM organizations WHERE id >= %s AND id < %s", LOAD_RANGE).fetchall()]
+    superuser = conn.execute(
+        "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    if superuser and superuser[0]:
+        # generated rows, no per-row audit of their removal (as the load wrote them)
+        conn.execute("SET LOCAL session_replication_role = replica")
+    for table in REPLACED_TABLES:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE org_id >= %s AND org_id < %s").format(
+            sql.Identifier(table)), LOAD_RANGE)
+    conn.execute("DELETE FROM organizations WHERE id >= %s AND id < %s", LOAD_RANGE)
+    if clickhouse_url is not None and orgs:
+        _delete_clickhouse(clickhouse_url, orgs)
+    return len(orgs)
+
+
+REPLACED_TABLES = ("campaign_metrics", "notifications", "etl_jobs", "auth_tokens", "campaigns",
+                   "dsp_connectors", "user_roles", "users")
+"""The tables that may hold a load org's rows besides organizations, children first (the
+audit trail stays: the load writes none as a superuser, and it is append-only)."""
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -350,9 +414,12 @@ def _uuids(base: int, offsets: np.ndarray) -> pa.Array:
 
 
 def _undo_clickhouse(clickhouse_url: str, shape: LoadPlan) -> None:
+    _delete_clickhouse(clickhouse_url, [org_id(n) for n in range(shape.orgs)])
+
+
+def _delete_clickhouse(clickhouse_url: str, ids: list[uuid.UUID]) -> None:
     from platformdb import clickhouse
 
-    ids = [org_id(n) for n in range(shape.orgs)]
     with clickhouse.connect(clickhouse_url) as client:
         for table in ("campaign_metrics_raw", "campaign_metrics_hourly", "campaign_metrics_daily"):
             for start in range(0, len(ids), 1000):

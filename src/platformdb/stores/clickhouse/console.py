@@ -18,8 +18,15 @@ from typing import IO, TYPE_CHECKING, Any
 from rich.console import Console
 
 from platformdb import clickhouse
-from platformdb.errors import ConfigError, PlatformDBError, QueryFailed, StoreUnavailable
-from platformdb.render import FORMATS, as_csv, as_json, as_table
+from platformdb.errors import (
+    ConfigError,
+    Hint,
+    PlatformDBError,
+    QueryFailed,
+    StoreUnavailable,
+    ValidationError,
+)
+from platformdb.render import FORMATS, as_csv, as_json, as_table, as_tsv
 from platformdb.types import QueryResult
 
 if TYPE_CHECKING:
@@ -51,7 +58,14 @@ def clickhouse_query(client: Client, statement: str) -> QueryResult:
 
 
 def query(url: str, statement: str, *, wait: float = clickhouse.CHDB_WAIT) -> QueryResult:
-    """One statement on the ClickHouse at ``url`` (opened and closed for it)."""
+    """One statement on the ClickHouse at ``url`` (opened and closed for it); a text with
+    several statements is refused before anything runs."""
+    statements, rest = split_statements(statement)
+    count = len(statements) + (1 if _has_code(rest) else 0)
+    if count > 1:
+        raise ValidationError(f"query runs one statement; this text holds {count}",
+                              hint=Hint(command="platformdb shell clickhouse",
+                                        does="to run a script (piped input runs it)"))
     with clickhouse.connect(url, wait=wait) as client:
         return clickhouse_query(client, statement)
 
@@ -74,7 +88,7 @@ def shell(url: str, args: list[str], *, history: Path | None = None,
 
 HELP = """\\q           quit (also: quit, exit, Ctrl-D)
 \\dt          list the tables (SHOW TABLES)
-\\format F    print results as table, csv or json
+\\format F    print results as table, csv, json or tsv
 \\?           this help
 Statements end with ; and may span lines."""
 
@@ -113,6 +127,12 @@ def split_statements(text: str) -> tuple[list[str], str]:
     return statements, text[start:]
 
 
+def _is_meta(line: str) -> bool:
+    """A backslash command (``\\dt``) or quit/exit, which the prompt runs itself."""
+    stripped = line.strip()
+    return stripped.startswith("\\") or stripped.lower() in ("quit", "exit")
+
+
 def _has_code(statement: str) -> bool:
     lines = [line for line in statement.splitlines() if not line.strip().startswith("--")]
     return bool("".join(lines).strip())
@@ -129,15 +149,28 @@ class ClickHouseConsole:
         self.history = history
         self.format = "table"
         self.database = str(client.database)
+        self.failed = False
+        """The last backslash command failed (a script stops there)."""
 
     def run_script(self, text: str) -> int:
-        """Run every statement of ``text``; stop at the first error (exit status 1)."""
-        statements, rest = split_statements(text)
-        if _has_code(rest):
-            statements.append(rest.strip())
-        for statement in statements:
-            if not self.execute(statement, timing=False):
-                return 1
+        """Run every statement and backslash command of ``text``, as the prompt would;
+        stop at the first error (exit status 1) or at ``\\q``."""
+        buffer = ""
+        for line in text.splitlines():
+            if not buffer.strip() and _is_meta(line):
+                self.failed = False
+                if self.meta(line.strip()):
+                    return 0
+                if self.failed:
+                    return 1
+                continue
+            buffer += line + "\n"
+            statements, buffer = split_statements(buffer)
+            for statement in statements:
+                if not self.execute(statement, timing=False):
+                    return 1
+        if _has_code(buffer) and not self.execute(buffer.strip(), timing=False):
+            return 1
         return 0
 
     def interact(self) -> int:
@@ -158,8 +191,7 @@ class ClickHouseConsole:
                 except EOFError:
                     self.err.write("\n")
                     return 0
-                if (not buffer.strip() and line.strip().startswith("\\")) or (
-                        not buffer.strip() and line.strip().lower() in ("quit", "exit")):
+                if not buffer.strip() and _is_meta(line):
                     if self.meta(line.strip()):
                         return 0
                     continue
@@ -180,13 +212,14 @@ class ClickHouseConsole:
         if word in ("\\q", "quit", "exit"):
             return True
         if word == "\\dt":
-            self.execute("SHOW TABLES", timing=False)
+            self.failed = not self.execute("SHOW TABLES", timing=False)
         elif word == "\\format" and argument.strip() in FORMATS:
             self.format = argument.strip()
         elif word == "\\?":
             self.out.write(HELP + "\n")
         else:
             self.err.write(f"unknown command {command!r}; \\? lists them\n")
+            self.failed = True
         return False
 
     def execute(self, statement: str, *, timing: bool) -> bool:
@@ -208,6 +241,8 @@ class ClickHouseConsole:
             self.out.write(as_csv(result))
         elif self.format == "json":
             self.out.write(as_json(result) + "\n")
+        elif self.format == "tsv":
+            self.out.write(as_tsv(result))
         else:
             console = Console(file=self.out, highlight=False,
                               width=None if self.out.isatty() else 1_000_000)

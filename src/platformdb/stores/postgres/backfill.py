@@ -129,6 +129,13 @@ class _Backfill:
 
     # ----------------------------------------------------------- catalogue
 
+    def check_table(self) -> None:
+        """Refuse a table that does not exist before anything is recorded (its missing
+        primary key would be the wrong thing to say)."""
+        if self.conn.execute("SELECT to_regclass(%s)", (self.table,)).fetchone() == (None,):
+            raise MigrationError(f"backfill {self.name}: table {self.table} does not exist")
+        self.key_columns()
+
     def key_columns(self) -> list[tuple[str, str]]:
         rows = self.conn.execute(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod)"
@@ -146,6 +153,10 @@ class _Backfill:
             "SELECT t.relid::regclass::text, greatest(c.reltuples, 0)::bigint"
             "  FROM pg_partition_tree(to_regclass(%s)) AS t JOIN pg_class c ON c.oid = t.relid"
             " WHERE t.isleaf ORDER BY 1", (self.table,)).fetchall()
+        if not rows:  # not partitioned (the tree lists partitions only): the table itself
+            rows = self.conn.execute(
+                "SELECT c.oid::regclass::text, greatest(c.reltuples, 0)::bigint FROM pg_class c"
+                " WHERE c.oid = to_regclass(%s)", (self.table,)).fetchall()
         if not rows:
             raise MigrationError(f"backfill {self.name}: table {self.table} does not exist")
         return [(str(name), int(estimate)) for name, estimate in rows]
@@ -314,6 +325,7 @@ def run(conn: psycopg.Connection[Any], name: str, update: str, *,
                              f"{holders or 'unknown'}")
     try:
         conn.execute("SET row_security = off")
+        work.check_table()
         work.prepare(restart)
         return work.run()
     finally:

@@ -17,6 +17,7 @@ import re
 import subprocess
 import threading
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,14 @@ from platformdb.backup.manifest import (
     read_manifest,
 )
 from platformdb.binaries import pg_tool
-from platformdb.errors import CheckFailed, Hint, StoreUnavailable, ValidationError
+from platformdb.errors import (
+    CheckFailed,
+    Hint,
+    PlatformDBError,
+    StoreUnavailable,
+    ToolFailed,
+    ValidationError,
+)
 from platformdb.postgres import connect
 from platformdb.stores.postgres.driver import LEDGER, LEDGER_ID
 
@@ -78,12 +86,29 @@ def start_tool(args: list[str]) -> subprocess.Popen[str]:
 
 
 def finish_tool(process: subprocess.Popen[str], what: str) -> str:
-    stdout, stderr = process.communicate()
+    try:
+        stdout, stderr = process.communicate()
+    except BaseException:  # interrupted: the tool must not run on behind our back
+        process.kill()
+        process.wait()
+        raise
     if process.returncode != 0:
         lines = [line for line in stderr.strip().splitlines() if line.strip()]
-        raise StoreUnavailable(
-            f"{what} failed: {lines[-1] if lines else 'exit ' + str(process.returncode)}")
+        raise tool_failed(what, lines[-1] if lines else f"exit {process.returncode}")
     return stdout
+
+
+CONNECTION_WORDS = ("could not connect", "connection to server", "password authentication",
+                    "no pg_hba.conf entry", "could not translate host name", "timeout expired",
+                    "Connection refused", "server closed the connection")
+
+
+def tool_failed(what: str, message: str) -> PlatformDBError:
+    """A PostgreSQL tool's failure: the server out of reach (where to look: the URL), or
+    anything else (the tool's own words, no advice about the URL)."""
+    if any(word in message for word in CONNECTION_WORDS):
+        return StoreUnavailable(f"{what} failed: {message}", store=STORE)
+    return ToolFailed(f"{what} failed: {message}")
 
 
 def tool_version(name: str) -> str:
@@ -301,8 +326,8 @@ def stage(folder: Path, url: str, *, force: bool = False, verify: bool = False) 
             f"target database {name} is not empty; restore into a new database",
             hint=Hint(flag="--force", does="to replace its contents"))
     scratch = _with_database(url, f"{name[:40]}_restore_{uuid.uuid4().hex[:8]}")
-    _ensure_database(scratch)
-    try:
+    try:  # an interruption during CREATE DATABASE must not leave the scratch behind either
+        _ensure_database(scratch)
         _restore_into(folder, dump, scratch)
         if "database_acl" in manifest.extra:
             apply_database_acl(scratch, list(manifest.extra["database_acl"]))
@@ -341,6 +366,30 @@ def dump_kind(path: Path) -> str:
                           "a platformdb backup")
 
 
+PLAIN_END = b"-- PostgreSQL database dump complete"
+
+
+def _check_complete(path: Path) -> None:
+    """Refuse a plain dump that pg_dump started (its header) but that does not end with
+    pg_dump's last line: a file cut short would restore part of a database (psql runs
+    what it gets; a cut at a line boundary may even load without an error)."""
+    head = b""
+    tail: list[bytes] = []
+    try:
+        for raw in _plain_lines(path):
+            if len(head) < 512:
+                head += raw
+            if raw.strip():
+                tail = [*tail[-4:], raw.strip()]
+    except (EOFError, OSError, zlib.error) as exc:  # a gzip stream that ends early
+        raise ValidationError(f"{path} is truncated or damaged ({exc}); nothing was "
+                              "restored: use a complete copy of the dump") from exc
+    if PLAIN_HEADER + b"\n" in head and PLAIN_END not in tail:
+        raise ValidationError(f"{path} ends before pg_dump's closing line ({PLAIN_END.decode()}"
+                              "): the file is truncated; nothing was restored, use a complete "
+                              "copy of the dump")
+
+
 def _looks_plain(head: bytes) -> bool:
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     return text.startswith(PLAIN_HEADER) or text.startswith(b"--") or text[:6].upper() in (
@@ -361,6 +410,8 @@ def stage_dump(path: Path, url: str, *, force: bool = False) -> Staged:
     Row counts are reported as found (no manifest to compare with).
     """
     found = dump_kind(path)
+    if found == "plain":
+        _check_complete(path)
     name = _database(url)
     if _exists(url) and not is_empty(url) and not force:
         raise ValidationError(
@@ -368,8 +419,8 @@ def stage_dump(path: Path, url: str, *, force: bool = False) -> Staged:
             hint=Hint(flag="--force", does="to replace its contents"))
     acl = _target_acl(url)
     scratch = _with_database(url, f"{name[:40]}_restore_{uuid.uuid4().hex[:8]}")
-    _ensure_database(scratch)
-    try:
+    try:  # an interruption during CREATE DATABASE must not leave the scratch behind either
+        _ensure_database(scratch)
         # the tools of the server's own major version (the scratch database exists now)
         _create_platform_roles(scratch, _granted_roles(path, found, scratch))
         if found == "plain":
@@ -459,14 +510,21 @@ def _psql_restore(path: Path, url: str) -> None:
         process.stdin.close()
     except BrokenPipeError:
         pass  # psql stopped at an error: its message follows
+    except BaseException:  # interrupted: psql must not run on behind our back
+        process.kill()
+        process.wait()
+        raise
     code = process.wait()
     drain.join()
     errors = b"".join(chunks).decode("utf-8", "replace")
     if code != 0:
         lines = [line for line in errors.strip().splitlines() if line.strip()]
         message = next((line for line in lines if "ERROR" in line), lines[-1] if lines else "")
-        raise StoreUnavailable(f"psql restore failed (nothing was restored): "
-                               f"{message or 'exit ' + str(process.returncode)}")
+        failure = tool_failed("psql restore", message or f"exit {code}")
+        if isinstance(failure, StoreUnavailable):
+            raise failure
+        raise ValidationError(f"{path.name} did not restore, nothing was restored: {message}"
+                              " (is the file complete? a dump cut short ends mid-statement)")
 
 
 def switch(staged: Staged) -> Switched:

@@ -16,13 +16,27 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 
 from platformdb.binaries import pg_tool
-from platformdb.errors import QueryFailed
+from platformdb.errors import Hint, QueryFailed, ValidationError
 from platformdb.postgres import connect as pg_connect
 from platformdb.types import ClientProgram, QueryResult
 
 
+def one_statement(statement: str) -> str:
+    """``statement``, refused when it holds several (``query`` would run them all as one
+    transaction and show the first result only)."""
+    import pglast  # the cli extra's parser: only one-statement queries need it
+
+    found = pglast.split(statement, with_parser=False)
+    if len(found) > 1:
+        raise ValidationError(f"query runs one statement; this text holds {len(found)}",
+                              hint=Hint(command="platformdb shell postgresql",
+                                        does="to run a script (piped input runs it)"))
+    return statement
+
+
 def query(url: str, statement: str) -> QueryResult:
     """Run one statement as written (no parameters, no % escaping), in autocommit."""
+    one_statement(statement)
     try:
         with pg_connect(url, autocommit=True) as conn, conn.cursor() as cursor:
             cursor.execute(statement.encode())  # as written: no parameters, no % escaping

@@ -46,8 +46,8 @@ def redis_result(reply: Any) -> QueryResult:
         return QueryResult(["field", "value"], [(_text(k), _text(v)) for k, v in reply.items()])
     if isinstance(reply, list | tuple | set):
         return QueryResult(["value"], [(_text(item),) for item in reply])
-    if reply is None:
-        return QueryResult(["value"], [(None,)], "(nil)")
+    if reply is None:  # a missing key: said as redis-cli says it, never an empty string
+        return QueryResult(status="(nil)")
     return QueryResult(["value"], [(_text(reply),)])
 
 
