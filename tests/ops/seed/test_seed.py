@@ -26,6 +26,8 @@ from platformdb.types import Endpoints
 from tests.conftest import create_database, drop_database
 
 TODAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+REDIS_DATABASE = 11
+"""The embedded Redis database these tests seed (flushed after each): never the stack's own."""
 
 
 @pytest.fixture
@@ -34,7 +36,8 @@ def stores(migrated_url: str, stack_home: Path) -> Iterator[Endpoints]:
     database = f"seed_{uuid.uuid4().hex[:10]}"
     config = Endpoints(postgres=migrated_url,
                        clickhouse=f"chdb://{stack_home / 'test-clickhouse'}?database={database}",
-                       redis=embedded.EmbeddedRedis(stack_home).url(), home=stack_home)
+                       redis=embedded.EmbeddedRedis(stack_home).url().rsplit("/", 1)[0]
+                       + f"/{REDIS_DATABASE}", home=stack_home)
     with clickhouse.connect(config.clickhouse) as client:
         driver = ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE))
         Migrator(driver, discover(migrations_dir("clickhouse"))).up()
@@ -45,6 +48,9 @@ def stores(migrated_url: str, stack_home: Path) -> Iterator[Endpoints]:
     yield config
     with clickhouse.connect(config.clickhouse) as client:
         client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+    flushed = RedisDriver(config.redis)
+    flushed.client.flushdb()
+    flushed.close()
 
 
 def rows(url: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
