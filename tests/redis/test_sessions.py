@@ -105,12 +105,13 @@ def test_one_org_never_reaches_another_orgs_sessions_with_the_same_user_id(
 
 
 def test_session_expires_when_idle(redis_client: Redis, redis_prefix: str) -> None:
-    store = SessionStore(redis_client, idle_ttl=0.2, prefix=redis_prefix)
+    store = SessionStore(redis_client, idle_ttl=1.0, prefix=redis_prefix)
     session = store.create("user_1", org_id="org_1")
-    assert 0 < redis_client.pttl(f"{redis_prefix}session:{{org_1:user_1}}:{session.handle}") <= 200
+    left = redis_client.pttl(f"{redis_prefix}session:{{org_1:user_1}}:{session.handle}")
+    assert 0 < left <= 1000 or left == -2  # -2: a busy machine let the second pass already
     assert wait_until(  # a plain read: touching would keep it alive
         lambda: store.get("user_1", session.session_id, org_id="org_1", touch=False) is None,
-        timeout=3)
+        timeout=10)
     assert store.get("user_1", session.session_id, org_id="org_1") is None
     assert store.sessions("user_1", org_id="org_1") == []
 
