@@ -54,6 +54,7 @@ if what == 'delayed' then
   for i = 1, #members do
     if mine(members[i]) then
       redis.call('ZREM', KEYS[4], members[i])
+      -- lint: allow lua-key-from-argv the job key is KEYS[1] .. ':job:' .. a member read from the queue (KEYS); ARGV only sets the window
       deleted = deleted + redis.call('DEL', KEYS[1] .. ':job:' .. members[i])
       removed = removed + 1
     end
@@ -75,6 +76,7 @@ elseif what == 'ready' or what == 'processing' or what == 'dead' then
       if what == 'processing' then
         redis.call('ZREM', KEYS[3], members[i])
       end
+      -- lint: allow lua-key-from-argv the job key is KEYS[1] .. ':job:' .. a member read from the queue (KEYS); ARGV only sets the window
       deleted = deleted + redis.call('DEL', KEYS[1] .. ':job:' .. members[i])
       removed = removed + 1
     end

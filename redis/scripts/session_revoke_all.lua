@@ -24,6 +24,7 @@ end
 local removed = 0
 local handles = redis.call('HRANDFIELD', index, count)
 for i = 1, #handles do
+  -- lint: allow lua-key-from-argv the key is KEYS[1] .. ':' .. a handle read from that index; ARGV only sets how many
   removed = removed + redis.call('DEL', index .. ':' .. handles[i])
   redis.call('HDEL', index, handles[i])
 end

@@ -34,7 +34,7 @@ from platformdb.redis.keys import KeySpace, check_id
 
 SCAN_COUNT = 1000
 BATCH = 500
-PURGE_CHUNK = 2000
+PURGE_CHUNK = 1000
 PURGE_MAX = 5000
 # the order matters: a job whose hash is gone only moves from delayed to ready
 PURGE_ORDER = ("delayed", "ready", "processing", "dead")
