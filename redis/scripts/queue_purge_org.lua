@@ -46,18 +46,19 @@ local start = org_id .. ':'
 local function mine(member)
   return string.sub(member, 1, #start) == start
 end
-local deleted, removed, seen = 0, 0, 0
+local removed, seen = 0, 0
+local gone = {} -- the org's members met in this step (their job hashes go at the end)
 
 if what == 'delayed' then
   local members = redis.call('ZRANGE', KEYS[4], cursor, cursor + count - 1, 'REV')
   seen = #members
   for i = 1, #members do
     if mine(members[i]) then
-      redis.call('ZREM', KEYS[4], members[i])
-      -- lint: allow lua-key-from-argv the job key is KEYS[1] .. ':job:' .. a member read from the queue (KEYS); ARGV only sets the window
-      deleted = deleted + redis.call('DEL', KEYS[1] .. ':job:' .. members[i])
-      removed = removed + 1
+      gone[#gone + 1] = members[i]
     end
+  end
+  if #gone > 0 then
+    redis.call('ZREM', KEYS[4], unpack(gone))
   end
 elseif what == 'ready' or what == 'processing' or what == 'dead' then
   local list = KEYS[1]
@@ -73,24 +74,32 @@ elseif what == 'ready' or what == 'processing' or what == 'dead' then
   for i = 1, #members do
     if mine(members[i]) then
       redis.call('LSET', list, cursor + i - 1, tombstone)
-      if what == 'processing' then
-        redis.call('ZREM', KEYS[3], members[i])
-      end
-      -- lint: allow lua-key-from-argv the job key is KEYS[1] .. ':job:' .. a member read from the queue (KEYS); ARGV only sets the window
-      deleted = deleted + redis.call('DEL', KEYS[1] .. ':job:' .. members[i])
-      removed = removed + 1
+      gone[#gone + 1] = members[i]
     end
   end
-  if removed > 0 then
+  if #gone > 0 then
+    if what == 'processing' then
+      redis.call('ZREM', KEYS[3], unpack(gone))
+    end
     -- from the nearer end: the tombstones lie within [cursor, cursor + count)
     if cursor + seen > redis.call('LLEN', list) / 2 then
-      redis.call('LREM', list, -removed, tombstone)
+      redis.call('LREM', list, -#gone, tombstone)
     else
-      redis.call('LREM', list, removed, tombstone)
+      redis.call('LREM', list, #gone, tombstone)
     end
   end
 else
   return redis.error_reply('INVALID queue_purge_org: the structure is delayed, ready, processing or dead')
+end
+
+removed = #gone
+local deleted = 0
+if removed > 0 then
+  local jobs = {}
+  for i = 1, removed do
+    jobs[i] = KEYS[1] .. ':job:' .. gone[i]
+  end
+  deleted = redis.call('DEL', unpack(jobs))
 end
 
 redis.call('HINCRBY', KEYS[8], 'purge_steps', 1)

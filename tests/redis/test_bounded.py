@@ -309,3 +309,37 @@ def test_a_worker_process_survives_odd_payloads(redis_url: str, redis_client: Re
     reasons = {job.id: job.last_error or "" for job in queue.dead_letters(org_id="org_1")}
     assert reasons["j0"].startswith("payload is not JSON")
     assert reasons["j1"] == f"payload is {(1 << 20) + 2} bytes, over the limit of {1 << 20}"
+
+
+def test_older_callers_get_one_bounded_step(redis_client: Redis, redis_prefix: str) -> None:
+    """A package of library version 1 calls without the step arguments: it still works."""
+    store = SessionStore(redis_client, prefix=redis_prefix)
+    store.create("user_1", org_id="org_1")
+    index = store.index("org_1", "user_1")
+    assert fcall(redis_client, library()["session_revoke_all"], index, []) == 1
+    cache = Cache(redis_client, "campaign", prefix=redis_prefix)
+    cache.set("a", 1, org_id="org_1", tags=["t"])
+    cache.set("b", 2, org_id="org_1")
+    scope = cache.scope("org_1")
+    idx, base = cache.keys.cache_index(scope), cache.keys.cache_base(scope)
+    assert fcall(redis_client, library()["cache_invalidate_tags"],
+                 [idx, cache.keys.cache_tag(scope, "t")], [base]) == 1
+    assert fcall(redis_client, library()["cache_delete_prefix"], [idx], [base]) == 1
+
+
+def test_a_claim_moves_a_bounded_number_of_members(redis_client: Redis,
+                                                   redis_prefix: str) -> None:
+    """Members whose job is gone (a purge the walk missed) are dropped, 1,000 + N per call."""
+    queue = JobQueue(redis_client, "etl", prefix=redis_prefix)
+    pipe = redis_client.pipeline(transaction=False)
+    for i in range(2500):
+        pipe.lpush(queue.queue_keys[0], f"org_gone:j{i}")
+    pipe.execute()
+    good = queue.enqueue({"ok": 1}, org_id="org_1")
+    reply = fcall(redis_client, library()["queue_claim"], queue.queue_keys,
+                  queue.claim_args(1, None, 0))
+    assert len(reply) == 3 and int(reply[2]) == 0  # nothing yet; claim again at once
+    assert redis_client.llen(queue.queue_keys[0]) == 2501 - 1001
+    assert redis_client.llen(queue.queue_keys[1]) == 0  # dropped, not left in processing
+    assert [job.id for job in queue.claim(1)] == []
+    assert [job.id for job in queue.claim(1)] == [good]
