@@ -343,3 +343,24 @@ def test_a_claim_moves_a_bounded_number_of_members(redis_client: Redis,
     assert redis_client.llen(queue.queue_keys[1]) == 0  # dropped, not left in processing
     assert [job.id for job in queue.claim(1)] == []
     assert [job.id for job in queue.claim(1)] == [good]
+
+
+def test_a_payload_that_is_not_utf8_is_dead_lettered(redis_url: str, redis_client: Redis,
+                                                    redis_prefix: str) -> None:
+    queue = JobQueue(redis_client, "etl", prefix=redis_prefix)
+    raw = Redis.from_url(redis_url)  # bytes in and out
+    try:
+        member = "org_1:bad"
+        raw.hset(f"{queue.queue_keys[0]}:job:{member}", mapping={
+            "id": "bad", "org_id": "org_1", "payload": b'"\xff\xfe"', "attempts": 0,
+            "max_attempts": 3, "lease": 0, "enqueued_at": 1})
+        raw.lpush(queue.queue_keys[0], member)
+    finally:
+        raw.close()
+    good = queue.enqueue({"ok": True}, org_id="org_1")
+    handled: list[str] = []
+    assert Worker(queue, lambda job: handled.append(job.id), block_timeout=0.05).run(
+        max_jobs=1) == 1
+    assert handled == [good]
+    [dead] = queue.dead_letters(org_id="org_1")
+    assert dead.id == "bad" and (dead.last_error or "").startswith("payload is not")

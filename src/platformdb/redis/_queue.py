@@ -131,6 +131,19 @@ def _payload(raw: str) -> Any:
         return raw
 
 
+def _unreadable(payload: str | bytes) -> str | None:
+    """Why a payload cannot be text, if it cannot: bytes that are not UTF-8 (the client
+    decodes them as lone surrogates rather than failing the whole claim)."""
+    try:
+        if isinstance(payload, bytes):
+            payload.decode("utf-8")
+        else:
+            payload.encode("utf-8")
+    except UnicodeError:
+        return "payload is not UTF-8 text"
+    return None
+
+
 def _when(ms: Any) -> datetime:
     return datetime.fromtimestamp(int(codec.text(ms)) / 1000, tz=UTC)
 
@@ -202,11 +215,12 @@ class QueueCore:
         jobs, unreadable = [], []
         for i in range(3, len(reply), 7):
             org_id, jid, lease, attempt, payload, max_attempts, enqueued = reply[i : i + 7]
-            reason = None
-            try:
-                data = codec.loads(payload)
-            except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-                data, reason = None, f"payload is not JSON: {str(exc)[:200]}"
+            data, reason = None, _unreadable(payload)
+            if reason is None:
+                try:
+                    data = codec.loads(payload)
+                except (ValueError, RecursionError) as exc:
+                    reason = f"payload is not JSON: {str(exc)[:200]}"
             job = Job(
                 id=codec.text(jid),
                 job_type=self.job_type,
