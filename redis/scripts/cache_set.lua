@@ -29,7 +29,12 @@ end
 local life = ttl_ms + stale_ms
 local now = now_ms()
 redis.call('SET', KEYS[1], value, 'PX', life)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+-- prune at most 100 expired index entries per write: bounded, and ahead of
+-- the writes (each write adds one entry)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
+if #expired > 0 then
+  redis.call('ZREM', KEYS[3], unpack(expired))
+end
 redis.call('ZADD', KEYS[3], now + life, KEYS[1])
 if redis.call('PTTL', KEYS[3]) < life then -- also -1: a new index has no TTL yet
   redis.call('PEXPIRE', KEYS[3], life)

@@ -1,5 +1,5 @@
 -- library: platformdb
--- version: 1
+-- version: 2
 -- The preamble of the platformdb Redis Functions library (Redis 7+, Valkey 8).
 --
 -- `platformdb migrate up` assembles the library from this file and one file
@@ -18,6 +18,10 @@
 -- Bump the version whenever a function's behaviour or arguments change, and
 -- record the new checksum in library.sum (a test tells you the line).
 -- LIBRARY_VERSION is declared by the assembler, from the version line above.
+
+-- The most live sessions one user of one org may hold (session_create evicts
+-- the oldest past it): it bounds every function that walks a user's index.
+local MAX_SESSIONS = 1000
 
 -- The server's clock in milliseconds: every stored time is the server's.
 local function now_ms()

@@ -17,6 +17,9 @@
 -- ARGV[3]: backoff base in ms, an integer >= 0 (retry n waits base * 2^(n-1))
 -- ARGV[4]: backoff cap in ms, an integer >= 0
 -- ARGV[5]: at most this many expired leases are handled per call, an integer >= 0
+-- ARGV[6]: (optional) the largest payload in bytes a worker accepts, an integer >= 1:
+--          a job with a larger payload is dead-lettered here ("payload is N bytes,
+--          over the limit of M"), never handed to a worker (and not counted in N)
 -- returns: {requeued, dead_lettered, wait_ms, then per job: org_id, job id, lease,
 --          attempt, payload, max_attempts, enqueued_at_ms}
 --          wait_ms: ms until the next delayed job is due or lease expires
@@ -28,6 +31,13 @@ local visibility_ms = int_arg(ARGV[2], 1)
 local backoff_base = int_arg(ARGV[3], 0)
 local backoff_cap = int_arg(ARGV[4], 0)
 local reap_limit = int_arg(ARGV[5], 0, 100000)
+local max_payload = nil
+if ARGV[6] ~= nil then
+  max_payload = int_arg(ARGV[6], 1)
+  if not max_payload then
+    return redis.error_reply('INVALID queue_claim: the payload limit must be an integer >= 1')
+  end
+end
 if #KEYS ~= 7 then
   return redis.error_reply('INVALID queue_claim: expected the 7 queue keys')
 end
@@ -81,14 +91,31 @@ end
 -- 3. Claim.
 local out = {requeued, dead_lettered, -1}
 local claimed = 0
-while claimed < count do
+local moved = 0 -- bounded: members of purged or dead-lettered jobs do not count as claims
+while claimed < count and moved < count + 1000 do
+  moved = moved + 1
   local member = redis.call('LMOVE', ready, processing, 'RIGHT', 'LEFT')
   if not member then
     break
   end
   local job = KEYS[1] .. ':job:' .. member
-  local fields = redis.call('HMGET', job, 'org_id', 'id', 'payload', 'max_attempts', 'enqueued_at')
-  if not fields[1] then
+  local size = redis.call('HSTRLEN', job, 'payload')
+  local fields = {false}
+  if not max_payload or size <= max_payload then
+    fields = redis.call('HMGET', job, 'org_id', 'id', 'payload', 'max_attempts', 'enqueued_at')
+  elseif redis.call('EXISTS', job) == 1 then
+    redis.call('LREM', processing, 1, member)
+    redis.call('RPUSH', dead, member)
+    redis.call('HINCRBY', job, 'attempts', 1)
+    redis.call('HSET', job, 'last_error', 'payload is ' .. size .. ' bytes, over the limit of '
+      .. max_payload, 'dead_at', now)
+    redis.call('HINCRBY', stats, 'dead', 1)
+    dead_lettered = dead_lettered + 1
+    fields = nil
+  end
+  if not fields then
+    -- dead-lettered above
+  elseif not fields[1] then
     -- the job hash is gone (its org was purged): nothing to run
     redis.call('LREM', processing, 1, member)
   else
@@ -107,8 +134,11 @@ while claimed < count do
   end
 end
 
--- 4. When nothing was claimed: how long until something can be.
-if claimed == 0 and redis.call('LLEN', ready) == 0 then
+-- 4. When nothing was claimed: how long until something can be (0: the step
+-- limit above stopped this call while jobs are still ready).
+if claimed == 0 and count > 0 and redis.call('LLEN', ready) > 0 then
+  out[3] = 0
+elseif claimed == 0 and redis.call('LLEN', ready) == 0 then
   local next_at = nil
   local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
   if first[2] then

@@ -10,6 +10,8 @@
 -- ARGV[5]: backoff base in ms, an integer >= 0 (retry n waits base * 2^(n-1))
 -- ARGV[6]: backoff cap in ms, an integer >= 0
 -- ARGV[7]: explicit delay in ms, an integer >= 0, or -1 to use the backoff
+-- ARGV[8]: (optional) 1 to dead-letter the job now, whatever its attempts (a
+--          payload no worker can read: retrying cannot help), else 0
 -- returns: {state, delay_ms}: state 1 retried, 2 dead-lettered, 0 the caller
 --          does not hold the lease (nothing changed)
 -- errors:  "INVALID ..." on bad arguments
@@ -36,7 +38,7 @@ redis.call('HSET', job, 'last_error', string.sub(err, 1, 4096))
 local state = redis.call('HMGET', job, 'attempts', 'max_attempts')
 local attempts = tonumber(state[1]) or 1
 local max_attempts = tonumber(state[2]) or 1
-if attempts >= max_attempts then
+if attempts >= max_attempts or ARGV[8] == '1' then
   redis.call('RPUSH', KEYS[5], member)
   redis.call('HSET', job, 'dead_at', now)
   redis.call('HINCRBY', KEYS[6], 'dead', 1)

@@ -11,7 +11,10 @@
 -- ARGV[4]: data, a JSON object (stored as is)
 -- ARGV[5]: idle TTL in ms, an integer >= 1: the session expires this long after its last use
 -- ARGV[6]: absolute TTL in ms, an integer >= 0: hard limit from creation (0 = none)
--- ARGV[7]: max sessions per user, an integer >= 0 (0 = no cap)
+-- ARGV[7]: max sessions per user, an integer >= 0; 0 or anything above
+--          MAX_SESSIONS (library.lua) is MAX_SESSIONS: every user's index is
+--          capped when it is written, so session_list and session_revoke_all
+--          stay bounded
 -- returns: {created_at_ms, expires_at_ms, evicted}
 -- errors:  "INVALID ..." on bad arguments, "EXISTS ..." when the handle is taken
 
@@ -20,6 +23,9 @@ local handle, user_id, org_id, data = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local idle_ms = int_arg(ARGV[5], 1, 31536000000)
 local absolute_ms = int_arg(ARGV[6], 0, 31536000000)
 local max_sessions = int_arg(ARGV[7], 0, 1000000)
+if max_sessions and (max_sessions == 0 or max_sessions > MAX_SESSIONS) then
+  max_sessions = MAX_SESSIONS
+end
 if #KEYS ~= 2 or not handle or #handle ~= 64 or key ~= index .. ':' .. handle then
   return redis.error_reply('INVALID session_create: KEYS[2] must be KEYS[1]:<handle>')
 end
@@ -59,7 +65,7 @@ for i = 1, #flat, 2 do
   end
 end
 local evicted = 0
-if max_sessions > 0 and #live >= max_sessions then
+if #live >= max_sessions then
   table.sort(live, function(a, b) return a[2] < b[2] end)
   for i = 1, #live - max_sessions + 1 do
     redis.call('DEL', index .. ':' .. live[i][1])

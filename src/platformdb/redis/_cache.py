@@ -25,6 +25,7 @@ from platformdb.redis.keys import KeySpace, check_free
 
 FRESH, MISS, COMPUTE, BUSY = 1, 0, 2, 3
 MAX_TTL = 365 * 24 * 3600.0
+STEP = 1000  # index entries or tag members one delete_prefix / invalidate_tags call handles
 WAIT_FIRST, WAIT_MAX = 0.005, 0.1
 
 

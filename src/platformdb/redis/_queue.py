@@ -91,12 +91,17 @@ class QueueStats:
 
 @dataclass(frozen=True)
 class Claimed:
-    """What one claim call returned: the jobs, and how long an idle worker may block."""
+    """What one claim call returned: the jobs, and how long an idle worker may block.
+
+    ``unreadable``: jobs claimed whose payload is not JSON, with the reason; the
+    queue dead-letters them before anyone sees them.
+    """
 
     jobs: list[Job]
     requeued: int
     dead_lettered: int
     wait_ms: int  # -1: nothing delayed or leased, block as long as you like
+    unreadable: list[tuple[Job, str]] = field(default_factory=list)
 
 
 def seconds_ms(seconds: float, what: str, *, zero: bool = False) -> int:
@@ -117,6 +122,28 @@ def _attempts(value: object) -> int:
     return value
 
 
+def _payload(raw: str) -> Any:
+    """A stored payload for inspection: its JSON, or the text itself when it is not JSON
+    (such a job was dead-lettered at its claim, and support tooling must still show it)."""
+    try:
+        return codec.loads(raw)
+    except (ValueError, RecursionError):
+        return raw
+
+
+def _unreadable(payload: str | bytes) -> str | None:
+    """Why a payload cannot be text, if it cannot: bytes that are not UTF-8 (the client
+    decodes them as lone surrogates rather than failing the whole claim)."""
+    try:
+        if isinstance(payload, bytes):
+            payload.decode("utf-8")
+        else:
+            payload.encode("utf-8")
+    except UnicodeError:
+        return "payload is not UTF-8 text"
+    return None
+
+
 def _when(ms: Any) -> datetime:
     return datetime.fromtimestamp(int(codec.text(ms)) / 1000, tz=UTC)
 
@@ -132,6 +159,7 @@ class QueueCore:
         max_attempts: int = 5,
         backoff: float = 1.0,
         max_backoff: float = 300.0,
+        max_payload: int = codec.MAX_VALUE_BYTES,
         prefix: str = "",
     ) -> None:
         self.job_type = check_id(job_type, "job_type")
@@ -142,6 +170,9 @@ class QueueCore:
         self.max_attempts = _attempts(max_attempts)
         self.backoff_ms = seconds_ms(backoff, "backoff", zero=True)
         self.max_backoff_ms = seconds_ms(max_backoff, "max_backoff", zero=True)
+        if isinstance(max_payload, bool) or not isinstance(max_payload, int) or max_payload < 1:
+            raise ValidationError(f"max_payload must be a positive integer, got {max_payload!r}")
+        self.max_payload = max_payload
         lib = library()
         self.f_enqueue: Function = lib["queue_enqueue"]
         self.f_claim: Function = lib["queue_claim"]
@@ -168,6 +199,9 @@ class QueueCore:
         jid = uuid.uuid4().hex if job_id is None else check_token(job_id, "job_id")
         check_id(org_id, "org_id")
         body = codec.dumps(payload, "job payload")
+        if len(body) > self.max_payload and len(body.encode()) > self.max_payload:
+            raise ValidationError(f"job payload is larger than this queue's max_payload "
+                                  f"({self.max_payload} bytes) as JSON")
         attempts = self.max_attempts if max_attempts is None else _attempts(max_attempts)
         return [org_id, jid, body, attempts, seconds_ms(delay, "delay", zero=True)]
 
@@ -175,23 +209,33 @@ class QueueCore:
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1000:
             raise ValidationError(f"claim count must be an integer in 0..1000, got {count!r}")
         vis = self.visibility_ms if visibility is None else seconds_ms(visibility, "visibility")
-        return [count, vis, self.backoff_ms, self.max_backoff_ms, reap]
+        return [count, vis, self.backoff_ms, self.max_backoff_ms, reap, self.max_payload]
 
     def claimed(self, reply: Sequence[Any]) -> Claimed:
-        jobs = []
+        jobs, unreadable = [], []
         for i in range(3, len(reply), 7):
             org_id, jid, lease, attempt, payload, max_attempts, enqueued = reply[i : i + 7]
-            jobs.append(Job(
+            data, reason = None, _unreadable(payload)
+            if reason is None:
+                try:
+                    data = codec.loads(payload)
+                except (ValueError, RecursionError) as exc:
+                    reason = f"payload is not JSON: {str(exc)[:200]}"
+            job = Job(
                 id=codec.text(jid),
                 job_type=self.job_type,
                 org_id=codec.text(org_id),
-                payload=codec.loads(payload),
+                payload=data,
                 attempt=int(attempt),
                 max_attempts=int(max_attempts),
                 enqueued_at=_when(enqueued),
                 lease=Lease(int(lease)),
-            ))
-        return Claimed(jobs, int(reply[0]), int(reply[1]), int(reply[2]))
+            )
+            if reason is None:
+                jobs.append(job)
+            else:
+                unreadable.append((job, reason))
+        return Claimed(jobs, int(reply[0]), int(reply[1]), int(reply[2]), unreadable)
 
     def own(self, job: Job) -> list[Any]:
         """The (org_id, job id, lease token) of a job this queue claimed."""
@@ -199,10 +243,13 @@ class QueueCore:
             raise ValidationError(f"not a claimed job of queue {self.job_type!r}: {job!r}")
         return [job.org_id, job.id, job.lease.token]
 
-    def retry_args(self, job: Job, error: str, delay: float | None) -> list[Any]:
+    def retry_args(
+        self, job: Job, error: str, delay: float | None, *, dead: bool = False
+    ) -> list[Any]:
         explicit = -1 if delay is None else seconds_ms(delay, "retry delay", zero=True)
         text = str(error)[:4096]
-        return [*self.own(job), text, self.backoff_ms, self.max_backoff_ms, explicit]
+        return [*self.own(job), text, self.backoff_ms, self.max_backoff_ms, explicit,
+                1 if dead else 0]
 
     def extend_args(self, job: Job, visibility: float | None) -> list[Any]:
         vis = self.visibility_ms if visibility is None else seconds_ms(visibility, "visibility")
@@ -234,7 +281,7 @@ class QueueCore:
         return JobInfo(
             id=job_id,
             org_id=org_id,
-            payload=codec.loads(fields["payload"]),
+            payload=_payload(fields.get("payload", "null")),
             status=status,
             attempts=int(fields.get("attempts", "0")),
             max_attempts=int(fields.get("max_attempts", "1")),

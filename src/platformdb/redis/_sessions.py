@@ -24,6 +24,10 @@ from platformdb.redis.keys import KeySpace, check_handle, check_token, session_h
 DEFAULT_IDLE_TTL = 3600.0
 DEFAULT_ABSOLUTE_TTL = 24 * 3600.0
 MAX_TTL = 365 * 24 * 3600.0
+# the most live sessions of one user of one org (session_create evicts the oldest past
+# it; the library holds the same number): revoke_all and sessions stay bounded
+MAX_SESSIONS = 1000
+REVOKE_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -98,10 +102,12 @@ class SessionCore:
         self.idle_ms = _ms(idle_ttl, "idle_ttl")
         self.absolute_ms = _ms(absolute_ttl, "absolute_ttl", allow_none=True)
         if max_sessions is not None and (
-            isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1
+            isinstance(max_sessions, bool) or not isinstance(max_sessions, int)
+            or not 1 <= max_sessions <= MAX_SESSIONS
         ):
-            raise ValidationError(f"max_sessions must be a positive integer, got {max_sessions!r}")
-        self.max_sessions = max_sessions or 0
+            raise ValidationError(f"max_sessions must be an integer in 1..{MAX_SESSIONS}, "
+                                  f"got {max_sessions!r}")
+        self.max_sessions = max_sessions or MAX_SESSIONS
         lib = library()
         self.f_create: Function = lib["session_create"]
         self.f_touch: Function = lib["session_touch"]

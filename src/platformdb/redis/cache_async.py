@@ -29,7 +29,16 @@ from typing import Any, TypeVar
 from redis.exceptions import RedisError
 
 from platformdb.redis._acompat import asleep
-from platformdb.redis._cache import BUSY, COMPUTE, FRESH, MISSING, WAIT_FIRST, WAIT_MAX, CacheCore
+from platformdb.redis._cache import (
+    BUSY,
+    COMPUTE,
+    FRESH,
+    MISSING,
+    STEP,
+    WAIT_FIRST,
+    WAIT_MAX,
+    CacheCore,
+)
 from platformdb.redis._fcall_async import fcall
 from platformdb.redis._tally import STATS_INTERVAL
 from platformdb.redis.client import AsyncClient
@@ -119,14 +128,23 @@ class AsyncCache(CacheCore):
         if not tag_keys:
             return 0
         keys = [self.keys.cache_index(scope), *tag_keys]
-        return int(await fcall(self.client, self.f_invalidate, keys,
-                               [self.keys.cache_base(scope)]))
+        deleted = 0
+        while True:  # bounded steps: at most STEP values per tag per call
+            reply = await fcall(self.client, self.f_invalidate, keys,
+                                [self.keys.cache_base(scope), STEP])
+            deleted += int(reply[0])
+            if int(reply[1]) == 0:
+                return deleted
 
     async def delete_prefix(self, key_prefix: str = "", *, org_id: str | None = None) -> int:
         """Delete every key of this scope starting with ``key_prefix`` ("" = all)."""
         scope = self.scope(org_id)
-        return int(await fcall(self.client, self.f_delete_prefix, [self.keys.cache_index(scope)],
-                               [self.prefix_arg(scope, key_prefix)]))
+        index, start = [self.keys.cache_index(scope)], self.prefix_arg(scope, key_prefix)
+        deleted, cursor = 0, 0
+        while cursor >= 0:  # bounded steps: at most STEP index entries per call
+            reply = await fcall(self.client, self.f_delete_prefix, index, [start, cursor, STEP])
+            cursor, deleted = int(reply[0]), deleted + int(reply[1])
+        return deleted
 
     async def get_or_compute(
         self,

@@ -46,8 +46,12 @@ CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 # Defaults a service wants: fail fast on a dead server instead of hanging,
 # notice half-open connections, and keep the pool bounded.
+# A reply that is not UTF-8 (a job payload written by something other than this
+# package) decodes with its odd bytes as lone surrogates instead of failing the whole
+# call: a worker's claim must be able to dead-letter such a job (``_queue.py``).
 _DEFAULTS: dict[str, Any] = {
     "decode_responses": True,
+    "encoding_errors": "surrogateescape",
     "socket_connect_timeout": 5.0,
     "socket_timeout": 10.0,
     "health_check_interval": 30,

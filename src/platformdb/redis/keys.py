@@ -155,6 +155,12 @@ class KeySpace:
             f"{ready}:wake",
         )
 
+    def queue_admin(self, job_type: str) -> str:
+        """``queueadmin:{<job_type>}``: counters of admin steps on the queue (tenant purges).
+        Same hash tag as the queue, and outside ``~queue:*``: no service login may touch
+        it, which makes the functions that need it admin-only."""
+        return f"{self.prefix}queueadmin:{{{check_id(job_type, 'job_type')}}}"
+
     def job(self, job_type: str, org_id: str, job_id: str) -> str:
         org = check_id(org_id, "org_id")
         return f"{self.queue(job_type)[0]}:job:{org}:{check_token(job_id, 'job_id')}"

@@ -73,6 +73,7 @@ class JobQueue(QueueCore):
         max_attempts: int = 5,
         backoff: float = 1.0,
         max_backoff: float = 300.0,
+        max_payload: int = codec.MAX_VALUE_BYTES,
         prefix: str = "",
     ) -> None:
         super().__init__(
@@ -81,6 +82,7 @@ class JobQueue(QueueCore):
             max_attempts=max_attempts,
             backoff=backoff,
             max_backoff=max_backoff,
+            max_payload=max_payload,
             prefix=prefix,
         )
         self.client = client
@@ -113,7 +115,19 @@ class JobQueue(QueueCore):
 
     def _claim(self, count: int, visibility: float | None, reap: int) -> Claimed:
         args = self.claim_args(count, visibility, reap)
-        return self.claimed(fcall(self.client, self.f_claim, self.queue_keys, args))
+        claimed = self.claimed(fcall(self.client, self.f_claim, self.queue_keys, args))
+        dead = 0
+        for job, reason in claimed.unreadable:
+            # no handler can read it and no retry can help: dead-letter it with the reason
+            args = self.retry_args(job, reason, None, dead=True)
+            outcome = self.outcome(fcall(self.client, self.f_retry, self.queue_keys, args))
+            dead += outcome == "dead"
+            log.warning("queue %s: job %s of org %s dead-lettered: %s", self.job_type, job.id,
+                        job.org_id, reason)
+        if not claimed.unreadable:
+            return claimed
+        wait = 0 if not claimed.jobs else claimed.wait_ms  # more may be ready: do not block
+        return Claimed(claimed.jobs, claimed.requeued, claimed.dead_lettered + dead, wait)
 
     def wait_for_jobs(self, timeout: float) -> bool:
         """Block until a job may be ready (a wake-up token) or ``timeout`` seconds pass.

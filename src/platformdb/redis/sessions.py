@@ -23,6 +23,7 @@ from platformdb.redis._fcall import fcall
 from platformdb.redis._sessions import (
     DEFAULT_ABSOLUTE_TTL,
     DEFAULT_IDLE_TTL,
+    REVOKE_CHUNK,
     Session,
     SessionCore,
     parse_session,
@@ -97,8 +98,17 @@ class SessionStore(SessionCore):
         return bool(fcall(self.client, self.f_revoke, keys, [handle]))
 
     def revoke_all(self, user_id: str, *, org_id: str) -> int:
-        """End every session of ``user_id`` in ``org_id`` (and no one else's); how many."""
-        return int(fcall(self.client, self.f_revoke_all, self.index(org_id, user_id), []))
+        """End every session of ``user_id`` in ``org_id`` (and no one else's); how many.
+
+        At most ``REVOKE_CHUNK`` per function call, repeated until none remains (a
+        capped index takes one call)."""
+        index = self.index(org_id, user_id)
+        revoked = 0
+        while True:
+            reply = fcall(self.client, self.f_revoke_all, index, [REVOKE_CHUNK])
+            revoked += int(reply[0])
+            if int(reply[1]) == 0:
+                return revoked
 
     def sessions(self, user_id: str, *, org_id: str) -> list[str]:
         """Handles of the user's live sessions in ``org_id`` (not the secret ids)."""

@@ -30,11 +30,10 @@ from redis.exceptions import RedisError
 
 from platformdb.errors import ValidationError
 from platformdb.redis import codec
-from platformdb.redis._fcall import fcall
 from platformdb.redis.client import SyncClient
-from platformdb.redis.functions import library, translate
+from platformdb.redis.functions import translate
 from platformdb.redis.keys import KeySpace
-from platformdb.redis.tenant import SCAN_COUNT, delete_org, org_keys
+from platformdb.redis.tenant import SCAN_COUNT, delete_org, org_keys, purge_queue
 from platformdb.stores.base import Org, Size, TenantPart, compare
 
 KEPT = ("job",)
@@ -159,10 +158,9 @@ def import_jobs(client: SyncClient, jobs: list[dict[str, Any]], *, prefix: str =
 
 
 def purge_jobs(client: SyncClient, org: str, queues: list[str], *, prefix: str = "") -> int:
-    """Remove ``org``'s jobs from ``queues`` (the undo of :func:`import_jobs`)."""
-    purge = library()["queue_purge_org"]
-    return sum(int(fcall(client, purge, list(queue_keys(prefix + q)), [org]))
-               for q in sorted(set(queues)))
+    """Remove ``org``'s jobs from ``queues`` (the undo of :func:`import_jobs`), in bounded
+    steps (:func:`platformdb.redis.tenant.purge_queue`)."""
+    return sum(purge_queue(client, org, prefix + q)[0] for q in sorted(set(queues)))
 
 
 def job_queues(client: SyncClient, org: str, *, prefix: str = "") -> list[str]:
