@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from platformdb.errors import ValidationError
+from platformdb.errors import ValidationError, one_line
 from platformdb.postgres import connect, tenant_transaction
 from platformdb.stores.base import Org, Size, TenantPart, compare
 from platformdb.tenant.archive import HashingWriter
@@ -318,11 +318,17 @@ def _copy_in(conn: psycopg.Connection[Any], table: str, path: Path) -> int:
         statement = sql.SQL("COPY {} ({}) FROM STDIN {}").format(
             sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns),
             COPY_OPTIONS)
-        with conn.cursor() as cur:
-            with cur.copy(statement) as copy:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    copy.write(block)
-            return max(cur.rowcount, 0)
+        try:
+            with conn.cursor() as cur:
+                with cur.copy(statement) as copy:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        copy.write(block)
+                return max(cur.rowcount, 0)
+        except (psycopg.errors.IntegrityError, psycopg.errors.InsufficientPrivilege,
+                psycopg.errors.DataError) as exc:
+            # a foreign key, CHECK, unique key or row-level security refused a row
+            raise ValidationError(f"postgresql/{table}.csv: {one_line(str(exc))}; refusing the "
+                                  "whole archive (nothing was changed)") from exc
 
 
 def counts(conn: psycopg.Connection[Any], org: uuid.UUID) -> dict[str, int]:
