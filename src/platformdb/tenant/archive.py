@@ -253,7 +253,7 @@ def _members(path: Path, tar: tarfile.TarFile, limits: Limits) -> dict[str, tarf
         if not member.isreg() or not _safe(member.name) or member.name in found:
             raise ValidationError(f"{path} holds an unexpected entry {member.name!r}; "
                                   "not a platformdb tenant archive")
-        if member.size > limits.max_member_size:
+        if member.size > limits.max_member_size and member.name not in (MANIFEST, SIGNATURE):
             raise _too_big(path, f"holds {member.name}, {_human(member.size)} unpacked "
                            f"(limit {_human(limits.max_member_size)})", "--max-member-size")
         total += member.size
