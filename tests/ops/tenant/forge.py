@@ -39,8 +39,8 @@ def pack(files: dict[str, bytes], path: Path, *, ring: keys.KeyRing | None,
     if ring is not None:
         key, public = ring.current()
         files[archive.SIGNATURE] = keys.sign(key, public, text)
-    order = [archive.MANIFEST, archive.SIGNATURE] + sorted(
-        n for n in files if n not in (archive.MANIFEST, archive.SIGNATURE))
+    order = [archive.MANIFEST, archive.SIGNATURE, *sorted(
+        n for n in files if n not in (archive.MANIFEST, archive.SIGNATURE))]
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
         for name in order:
             if name in files:

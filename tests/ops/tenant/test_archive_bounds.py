@@ -44,7 +44,8 @@ def test_a_genuine_archive_within_the_limits_opens(tmp_path: Path, ring: keys.Ke
 
 @pytest.mark.parametrize(("limits", "message", "flag"), [
     (archive.Limits(max_members=5), "more than 5 entries", "--max-members"),
-    (archive.Limits(max_member_size=99), r"postgresql/t0\.csv, 100 B unpacked", "--max-member-size"),
+    (archive.Limits(max_member_size=99), r"postgresql/t0\.csv, 100 B unpacked",
+     "--max-member-size"),
     (archive.Limits(max_size=900), "unpacks to more than 900 B", "--max-size"),
 ])
 def test_an_archive_over_a_limit_is_refused_in_one_line_naming_the_flag(
@@ -78,9 +79,8 @@ def test_a_sparse_member_is_refused(tmp_path: Path) -> None:
     realsize = b"%011o\0" % (4 << 30)
     path = tmp_path / "sparse.tar"
     path.write_bytes(_header(info, tarfile.GNU_FORMAT, {483: realsize}) + b"\0" * 1024)
-    with pytest.raises(ValidationError, match="sparse entry"):
-        with archive.opened(path, []):
-            pass
+    with pytest.raises(ValidationError, match="sparse entry"), archive.opened(path, []):
+        pass
 
 
 def test_a_size_past_the_end_of_the_file_is_refused(tmp_path: Path) -> None:
@@ -88,9 +88,9 @@ def test_a_size_past_the_end_of_the_file_is_refused(tmp_path: Path) -> None:
     info.size = 4 << 30
     path = tmp_path / "forged.tar"
     path.write_bytes(_header(info, tarfile.USTAR_FORMAT, {}) + b"a" * 512 + b"\0" * 1024)
-    with pytest.raises(ValidationError, match="past the end of the file"):
-        with archive.opened(path, [], archive.Limits(max_size=8 << 30)):
-            pass
+    with pytest.raises(ValidationError, match="past the end of the file"), \
+            archive.opened(path, [], archive.Limits(max_size=8 << 30)):
+        pass
 
 
 def test_links_and_odd_names_are_refused(tmp_path: Path) -> None:
@@ -101,9 +101,9 @@ def test_links_and_odd_names_are_refused(tmp_path: Path) -> None:
             info.type, info.linkname = kind, "/etc/passwd"
         path = tmp_path / "odd.tar"
         path.write_bytes(_header(info, tarfile.PAX_FORMAT, {}) + b"\0" * 1024)
-        with pytest.raises(ValidationError, match="unexpected entry"):
-            with archive.opened(path, []):
-                pass
+        with pytest.raises(ValidationError, match="unexpected entry"), \
+                archive.opened(path, []):
+            pass
 
 
 @pytest.mark.parametrize(("text", "size"), [
