@@ -14,7 +14,6 @@ from rich.table import Table
 from platformdb.cli.base import JsonOption, app, context, print_json, settings, show
 from platformdb.cli.ops import RedisPrefixOption
 from platformdb.ops import tenant
-from platformdb.tenant import archive, keys
 
 tenant_app = typer.Typer(help="One org (tenant) across PostgreSQL, ClickHouse and Redis: "
                               "sizes, export, delete, import (docs/TENANTS.md).",
@@ -167,9 +166,8 @@ def tenant_import(
 ) -> None:
     """Restore an exported org, all or nothing (signature first, then checksums, every row's
     org, counts after)."""
-    limits = archive.Limits(archive.parse_size(max_size), archive.parse_size(max_member_size),
-                            max_members)
-    trust = [keys.trusted_key(value) for value in trust_key or []]
+    limits = tenant.import_limits(max_size, max_member_size, max_members)
+    trust = tenant.trusted_keys(trust_key or [])
     done = tenant.import_tenant(context(start=True), path, replace=replace, force=force,
                                 redis_prefix=redis_prefix, trust=trust, limits=limits)
     if as_json:

@@ -47,9 +47,9 @@ from platformdb.tenant import archive, keys
 from platformdb.types import Endpoints
 
 __all__ = ["DEV_WORDS", "Deleted", "Exported", "Imported", "SigningKeys", "Tenant",
-           "checksums", "delete_tenant", "export_tenant", "import_tenant", "keyring",
-           "list_tenants", "looks_like_development", "remaining", "resolve",
-           "rotate_signing_key", "schema_heads", "show_tenant", "signing_keys"]
+           "checksums", "delete_tenant", "export_tenant", "import_limits", "import_tenant",
+           "keyring", "list_tenants", "looks_like_development", "remaining", "resolve",
+           "rotate_signing_key", "schema_heads", "show_tenant", "signing_keys", "trusted_keys"]
 
 DIRECTORY = "postgresql"
 """The store whose ``organizations`` table is the org directory (and whose URL the
@@ -200,6 +200,20 @@ def keyring(target: Context | Endpoints | Path) -> keys.KeyRing:
     none)."""
     home = target if isinstance(target, Path) else context(target).endpoints.home
     return keys.KeyRing.of_home(home if home is not None else load_settings().home)
+
+
+def trusted_keys(values: list[str]) -> list[keys.PublicKey]:
+    """``--trust-key`` values (64 hex digits, or files holding a key) as public keys."""
+    return [keys.trusted_key(value) for value in values]
+
+
+def import_limits(max_size: str | int = archive.Limits.max_size,
+                  max_member_size: str | int = archive.Limits.max_member_size,
+                  max_members: int = archive.Limits.max_members) -> archive.Limits:
+    """The bounds of an import; sizes as bytes or text (``16G``, ``500M``)."""
+    def size(value: str | int) -> int:
+        return value if isinstance(value, int) else archive.parse_size(value)
+    return archive.Limits(size(max_size), size(max_member_size), max_members)
 
 
 @dataclass
