@@ -240,3 +240,46 @@ def test_only_the_owner_may_load_rows_without_audit(deployment: Deployment,
     assert deployment.endpoints.postgres is not None
     assert audited(app_login) == 1  # the setting means nothing to the application
     assert audited(deployment.endpoints.postgres) == 0  # the owner's import path
+
+
+@pytest.fixture
+def owner_member_login(deployment: Deployment) -> Iterator[str]:
+    """A login that is no superuser and has no BYPASSRLS, but belongs to the role that owns
+    the tables (the owner that runs migrations)."""
+    assert deployment.endpoints.postgres is not None
+    role, password = fresh_name("t_importer"), uuid.uuid4().hex
+    with deployment.pg() as conn:
+        owner = conn.execute("SELECT relowner::regrole::text FROM pg_class"
+                             " WHERE oid = 'public.audit_logs'::regclass").fetchone()
+        assert owner is not None
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD {}"
+                             " IN ROLE {}").format(sql.Identifier(role), sql.Literal(password),
+                                                   sql.Identifier(str(owner[0]))))
+    parts = urlsplit(deployment.endpoints.postgres)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    try:
+        yield parts._replace(netloc=f"{role}:{password}@{host}").geturl()
+    finally:
+        with deployment.pg() as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.mark.slow
+def test_import_needs_no_superuser(deployment: Deployment, owner_member_login: str,
+                                   tmp_path: Path) -> None:
+    a = add_org(deployment, "alpha")
+    b = add_org(deployment, "bravo")
+    before = {org: digest(deployment, org) for org in (a, b)}
+    tenant.export_tenant(deployment.endpoints, a, tmp_path / "a.tar",
+                         redis_prefix=deployment.prefix)
+    tenant.delete_tenant(deployment.endpoints, a, yes=True, redis_prefix=deployment.prefix)
+    with psycopg.connect(owner_member_login) as conn:
+        assert conn.execute("SELECT rolsuper OR rolbypassrls FROM pg_roles"
+                            " WHERE rolname = current_user").fetchone() == (False,)
+    importer = deployment.endpoints.replace(postgres=owner_member_login)
+    tenant.import_tenant(importer, tmp_path / "a.tar", redis_prefix=deployment.prefix)
+    after = {org: digest(deployment, org) for org in (a, b)}
+    assert after[b] == before[b]
+    assert after[a]["postgresql"] == before[a]["postgresql"]  # audit trail included
+    assert after[a]["clickhouse"] == before[a]["clickhouse"]
