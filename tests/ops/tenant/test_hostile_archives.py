@@ -283,3 +283,25 @@ def test_import_needs_no_superuser(deployment: Deployment, owner_member_login: s
     assert after[b] == before[b]
     assert after[a]["postgresql"] == before[a]["postgresql"]  # audit trail included
     assert after[a]["clickhouse"] == before[a]["clickhouse"]
+
+
+@pytest.mark.slow
+def test_an_import_that_fails_after_clickhouse_switched_leaves_no_staging_database(
+        deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from platformdb.errors import CheckFailed
+    from platformdb.stores.redis import tenant as redis_tenant
+
+    a = add_org(deployment, "alpha")
+    tenant.export_tenant(deployment.endpoints, a, tmp_path / "a.tar",
+                         redis_prefix=deployment.prefix)
+    tenant.delete_tenant(deployment.endpoints, a, yes=True, redis_prefix=deployment.prefix)
+
+    def fail(*args: object, **kwargs: object) -> int:
+        raise CheckFailed("injected: Redis refused")
+
+    monkeypatch.setattr(redis_tenant, "import_jobs", fail)
+    with pytest.raises(CheckFailed, match="injected"):
+        tenant.import_tenant(deployment.endpoints, tmp_path / "a.tar",
+                             redis_prefix=deployment.prefix)
+    assert nothing(counts(deployment, a))
+    assert staging_databases(deployment) == []

@@ -399,14 +399,18 @@ class ClickHouseImport:
             raise
 
     def undo(self) -> None:
-        """Take out what the import attached; put a replaced org's rows back."""
-        delete(self.client, self.org)
-        if self.saved is not None:
-            old = stage(self.client, self.saved, _saved_rows(self.saved), self.org)
-            try:
-                old.attach()
-            finally:
-                old.discard()
+        """Take out what the import attached; put a replaced org's rows back; drop the
+        staging database (a switched part is undone, never discarded, by the caller)."""
+        try:
+            delete(self.client, self.org)
+            if self.saved is not None:
+                old = stage(self.client, self.saved, _saved_rows(self.saved), self.org)
+                try:
+                    old.attach()
+                finally:
+                    old.discard()
+        finally:
+            self.staged.discard()
 
     def commit(self) -> None:
         self.staged.discard()
