@@ -266,10 +266,13 @@ def check_rows(folder: Path, org: uuid.UUID, order: list[str]) -> None:
                                       "(nothing was changed)")
             at = header.index(column)
             for row in reader:
-                if len(row) != len(header) or row[at] != wanted:
-                    found = row[at] if len(row) > at else "(missing)"
+                if len(row) != len(header):
                     raise ValidationError(
-                        f"{where} line {reader.line_num}: {column} {found!r} is not the "
+                        f"{where} line {reader.line_num}: {len(row)} fields, its header has "
+                        f"{len(header)}; refusing the whole archive (nothing was changed)")
+                if row[at] != wanted:
+                    raise ValidationError(
+                        f"{where} line {reader.line_num}: {column} {row[at]!r} is not the "
                         f"archive's org {wanted}; refusing the whole archive (nothing was "
                         "changed)")
 
