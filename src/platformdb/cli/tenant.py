@@ -115,8 +115,8 @@ def tenant_export(
         print_json({"path": done.path, "org": done.org, "counts": done.counts,
                     "schema": done.manifest.schema, "signed_by": done.signed_by})
         return
-    show(_counts_table(f"exported {done.org['slug'] or done.org['id']} to {done.path}",
-                       done.counts), markup=False)
+    show(_counts_table(f"exported {done.org['slug'] or done.org['id']} to {done.path} "
+                       f"(signed by key {done.signed_by})", done.counts), markup=False)
 
 
 @tenant_app.command("delete")
@@ -176,8 +176,8 @@ def tenant_import(
         print_json(result)
         return
     verb = "replaced" if done.replaced else "imported"
-    show(_counts_table(f"{verb} {done.org['slug'] or done.org['id']} from {done.path}",
-                       done.counts), markup=False)
+    show(_counts_table(f"{verb} {done.org['slug'] or done.org['id']} from {done.path} "
+                       f"(signed by key {done.signed_by})", done.counts), markup=False)
 
 
 def _show_keys(found: tenant.SigningKeys, as_json: bool, title: str) -> None:
