@@ -1,4 +1,5 @@
-"""`platformdb tenant list | show | export | delete | import`: one org across every store."""
+"""`platformdb tenant list | show | export | delete | import | keys`: one org across every
+store, and the keys that sign its archives."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from platformdb.cli.base import JsonOption, app, context, print_json, show
+from platformdb.cli.base import JsonOption, app, context, print_json, settings, show
 from platformdb.cli.ops import RedisPrefixOption
 from platformdb.ops import tenant
 
@@ -18,6 +19,9 @@ tenant_app = typer.Typer(help="One org (tenant) across PostgreSQL, ClickHouse an
                               "sizes, export, delete, import (docs/TENANTS.md).",
                          no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
+keys_app = typer.Typer(help="The keys that sign this deployment's tenant archives "
+                            "(docs/TENANTS.md#signed-archives).", no_args_is_help=True)
+tenant_app.add_typer(keys_app, name="keys")
 
 def complete_org(incomplete: str) -> list[str]:
     """Shell completion: the slugs of the orgs (nothing when PostgreSQL cannot be read)."""
@@ -109,10 +113,10 @@ def tenant_export(
     done = tenant.export_tenant(context(start=True), org, out, redis_prefix=redis_prefix)
     if as_json:
         print_json({"path": done.path, "org": done.org, "counts": done.counts,
-                    "schema": done.manifest.schema})
+                    "schema": done.manifest.schema, "signed_by": done.signed_by})
         return
-    show(_counts_table(f"exported {done.org['slug'] or done.org['id']} to {done.path}",
-                       done.counts), markup=False)
+    show(_counts_table(f"exported {done.org['slug'] or done.org['id']} to {done.path} "
+                       f"(signed by key {done.signed_by})", done.counts), markup=False)
 
 
 @tenant_app.command("delete")
@@ -145,17 +149,60 @@ def tenant_import(
     force: Annotated[bool, typer.Option("--force", help="With --replace: also on a database "
                                                         "that does not look like a development "
                                                         "one.")] = False,
+    trust_key: Annotated[list[str] | None, typer.Option(
+        "--trust-key", metavar="HEX|FILE",
+        help="Also accept an archive signed by this public key (another deployment's "
+             "`tenant keys show`); repeatable.")] = None,
+    max_size: Annotated[str, typer.Option(
+        "--max-size", metavar="SIZE", help="Refuse an archive that unpacks to more "
+                                           "(e.g. 64G).")] = "16G",
+    max_member_size: Annotated[str, typer.Option(
+        "--max-member-size", metavar="SIZE", help="Refuse an archive with a larger file.")
+    ] = "8G",
+    max_members: Annotated[int, typer.Option(
+        "--max-members", metavar="N", help="Refuse an archive with more entries.")] = 1000,
     as_json: JsonOption = False,
     redis_prefix: RedisPrefixOption = "",
 ) -> None:
-    """Restore an exported org, all or nothing (checksums first, counts after)."""
+    """Restore an exported org, all or nothing (signature first, then checksums, every row's
+    org, counts after)."""
+    limits = tenant.import_limits(max_size, max_member_size, max_members)
+    trust = tenant.trusted_keys(trust_key or [])
     done = tenant.import_tenant(context(start=True), path, replace=replace, force=force,
-                                redis_prefix=redis_prefix)
+                                redis_prefix=redis_prefix, trust=trust, limits=limits)
     if as_json:
         result: dict[str, Any] = {"path": done.path, "org": done.org, "counts": done.counts,
-                                  "replaced": done.replaced}
+                                  "replaced": done.replaced, "signed_by": done.signed_by}
         print_json(result)
         return
     verb = "replaced" if done.replaced else "imported"
-    show(_counts_table(f"{verb} {done.org['slug'] or done.org['id']} from {done.path}",
-                       done.counts), markup=False)
+    show(_counts_table(f"{verb} {done.org['slug'] or done.org['id']} from {done.path} "
+                       f"(signed by key {done.signed_by})", done.counts), markup=False)
+
+
+def _show_keys(found: tenant.SigningKeys, as_json: bool, title: str) -> None:
+    if as_json:
+        print_json(found.as_dict())
+        return
+    show(title, markup=False)
+    show(f"public key {found.current.hex}", markup=False)
+    show(f"key id {found.current.id}  (folder {found.folder})", markup=False)
+    for old in found.retired:
+        show(f"retired {old.id} {old.hex} (still verifies this deployment's archives)",
+             markup=False)
+
+
+@keys_app.command("show")
+def keys_show(as_json: JsonOption = False) -> None:
+    """The public key archives of this deployment are signed with (created on first use):
+    hand it to a deployment that imports them (`tenant import --trust-key`)."""
+    found = tenant.signing_keys(settings().home)
+    _show_keys(found, as_json, "tenant archives exported here are signed with:")
+
+
+@keys_app.command("rotate")
+def keys_rotate(as_json: JsonOption = False) -> None:
+    """A new signing key for the next exports; archives signed before keep importing here."""
+    found = tenant.rotate_signing_key(settings().home)
+    _show_keys(found, as_json, f"new signing key {found.current.id}"
+               + (f" (replaces {found.rotated_from.id})" if found.rotated_from else ""))

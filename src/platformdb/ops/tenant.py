@@ -14,8 +14,11 @@ server) and the deployment's Redis key prefix (``""`` by default).
   a manifest.
 - :func:`delete_tenant`: PostgreSQL in one transaction, then ClickHouse, then Redis;
   each step finds what is left, so an interrupted delete finishes when re-run.
-- :func:`import_tenant`: all or nothing; PostgreSQL stays uncommitted until
-  ClickHouse and Redis are in, and a failure undoes what was done.
+- :func:`import_tenant`: only a signed archive whose signer this deployment trusts,
+  every row, key and job of the archive's org, all or nothing; PostgreSQL stays
+  uncommitted until ClickHouse and Redis are in, and a failure undoes what was done.
+- :func:`signing_keys` / :func:`rotate_signing_key`: the deployment's archive signing
+  keys (:mod:`platformdb.tenant.keys`).
 - per-tenant sizes for ``stats`` and the exporter: :mod:`platformdb.ops.tenant_usage`.
 
 docs/TENANTS.md describes the commands, the archive and every decision.
@@ -34,18 +37,19 @@ from pathlib import Path
 from typing import Any
 
 from platformdb.backup.sets import switch_in
-from platformdb.config import DEV_WORDS, development_url
+from platformdb.config import DEV_WORDS, development_url, load_settings
 from platformdb.errors import CheckFailed, Hint, ValidationError, when_interrupted
 from platformdb.ops.context import Context, context
 from platformdb.progress import Task, folder_bytes
 from platformdb.redaction import redact
 from platformdb.stores.base import Org, Size, Store, TenantData, TenantImport
-from platformdb.tenant import archive
+from platformdb.tenant import archive, keys
 from platformdb.types import Endpoints
 
-__all__ = ["DEV_WORDS", "Deleted", "Exported", "Imported", "Tenant", "checksums",
-           "delete_tenant", "export_tenant", "import_tenant", "list_tenants",
-           "looks_like_development", "remaining", "resolve", "schema_heads", "show_tenant"]
+__all__ = ["DEV_WORDS", "Deleted", "Exported", "Imported", "SigningKeys", "Tenant",
+           "checksums", "delete_tenant", "export_tenant", "import_limits", "import_tenant",
+           "keyring", "list_tenants", "looks_like_development", "remaining", "resolve",
+           "rotate_signing_key", "schema_heads", "show_tenant", "signing_keys", "trusted_keys"]
 
 DIRECTORY = "postgresql"
 """The store whose ``organizations`` table is the org directory (and whose URL the
@@ -187,6 +191,62 @@ def show_tenant(target: Context | Endpoints, ref: str, *, redis_prefix: str = ""
     return tenant
 
 
+# ------------------------------------------------------------------ signing keys
+
+
+def keyring(target: Context | Endpoints | Path) -> keys.KeyRing:
+    """The deployment's archive signing keys: ``<home>/tenant-keys``, where home is
+    ``target`` when a path, else the endpoints' (``$PLATFORMDB_HOME`` when they have
+    none)."""
+    home = target if isinstance(target, Path) else context(target).endpoints.home
+    return keys.KeyRing.of_home(home if home is not None else load_settings().home)
+
+
+def trusted_keys(values: list[str]) -> list[keys.PublicKey]:
+    """``--trust-key`` values (64 hex digits, or files holding a key) as public keys."""
+    return [keys.trusted_key(value) for value in values]
+
+
+def import_limits(max_size: str | int = archive.Limits.max_size,
+                  max_member_size: str | int = archive.Limits.max_member_size,
+                  max_members: int = archive.Limits.max_members) -> archive.Limits:
+    """The bounds of an import; sizes as bytes or text (``16G``, ``500M``)."""
+    def size(value: str | int) -> int:
+        return value if isinstance(value, int) else archive.parse_size(value)
+    return archive.Limits(size(max_size), size(max_member_size), max_members)
+
+
+@dataclass
+class SigningKeys:
+    """The key exports are signed with (``current``) and every key this deployment signed
+    with before (``retired``), whose archives still import here."""
+
+    folder: Path
+    current: keys.PublicKey
+    retired: list[keys.PublicKey]
+    rotated_from: keys.PublicKey | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"folder": str(self.folder),
+                "current": {"id": self.current.id, "public_key": self.current.hex},
+                "retired": [{"id": k.id, "public_key": k.hex} for k in self.retired],
+                **({"rotated_from": self.rotated_from.id} if self.rotated_from else {})}
+
+
+def signing_keys(target: Context | Endpoints | Path) -> SigningKeys:
+    """The current signing key (created on first use) and the retired ones."""
+    ring = keyring(target)
+    current = ring.current()[1]
+    return SigningKeys(ring.folder, current, [k for k in ring.known() if k != current])
+
+
+def rotate_signing_key(target: Context | Endpoints | Path) -> SigningKeys:
+    """A new signing key for the next exports; the old one keeps verifying imports."""
+    ring = keyring(target)
+    current, old = ring.rotate()
+    return SigningKeys(ring.folder, current, [k for k in ring.known() if k != current], old)
+
+
 # ------------------------------------------------------------------ export
 
 
@@ -196,6 +256,8 @@ class Exported:
     org: dict[str, str]
     counts: dict[str, dict[str, int]]
     manifest: archive.Manifest
+    signed_by: str = ""
+    """The id of the key that signed it."""
 
 
 def schema_heads(target: Context | Endpoints) -> dict[str, int]:
@@ -216,6 +278,8 @@ def export_tenant(target: Context | Endpoints, ref: str, out: Path, *,
     if org.slug is None:
         raise ValidationError(f"org {org.id} has no organizations row (deleted, or never "
                               "existed); nothing to export")
+    ring = keyring(ctx)
+    signer = ring.current()[1]  # created on first use, before any work
     folder = archive.scratch_dir(out, "platformdb-tenant-export")
     try:
         with when_interrupted(f"no archive was written at {out} (the scratch copy was "
@@ -225,12 +289,12 @@ def export_tenant(target: Context | Endpoints, ref: str, out: Path, *,
                                    total=sum(int(entry["bytes"])
                                              for entry in manifest.files.values())) as task:
                 task.measure(folder_bytes(out.parent, only=f".{out.name}.partial"))
-                archive.write(folder, manifest, out)
+                archive.write(folder, manifest, out, ring)
     finally:
         archive.forget(folder)
         shutil.rmtree(folder, ignore_errors=True)
     counts = {store: manifest.rows(store) for store in manifest.stores}
-    return Exported(out, manifest.org, counts, manifest)
+    return Exported(out, manifest.org, counts, manifest, signer.id)
 
 
 def _export_into(ctx: Context, org: Org, folder: Path, redis_prefix: str) -> archive.Manifest:
@@ -353,6 +417,8 @@ class Imported:
     org: dict[str, str]
     counts: dict[str, dict[str, int]]
     replaced: bool
+    signed_by: str = ""
+    """The id of the trusted key whose signature the archive carried."""
 
 
 def _held(ctx: Context, org: uuid.UUID, redis_prefix: str) -> list[str]:
@@ -371,11 +437,17 @@ def _check_versions(path: Path, manifest: archive.Manifest, heads: dict[str, int
 
 
 def import_tenant(target: Context | Endpoints, path: Path, *, replace: bool = False,
-                  force: bool = False, redis_prefix: str = "") -> Imported:
+                  force: bool = False, redis_prefix: str = "",
+                  trust: list[keys.PublicKey] | None = None,
+                  limits: archive.Limits | None = None) -> Imported:
     """Restore an exported org, all or nothing.
 
-    Every file is checked against the manifest, and the archive's format and
-    schema versions against this deployment, before anything is written. An
+    The manifest's signature is verified first, against this deployment's keys (current
+    and rotated) and ``trust`` (another deployment's public keys); then the archive is
+    unpacked within ``limits`` and every file checked against the manifest, and the
+    archive's format and schema versions against this deployment, before anything is
+    written. Every PostgreSQL row, ClickHouse row and Redis job must be the manifest's
+    org's: the first one that is not refuses the whole archive. An
     org that exists is refused unless ``replace``; then its current data is
     exported to a scratch archive first and put back if the import fails.
     Every store stages its part beside the live data, then each is switched in
@@ -383,10 +455,16 @@ def import_tenant(target: Context | Endpoints, path: Path, *, replace: bool = Fa
     """
     ctx = context(target)
     with when_interrupted("nothing was imported (a replaced org keeps its data)"), \
-            _checking(ctx, path) as checking, archive.opened(path) as (folder, manifest):
+            _checking(ctx, path) as checking, \
+            archive.opened(path, [*keyring(ctx).known(), *(trust or [])], limits) as (
+                folder, manifest, signer):
         checking.close()
         _check_versions(path, manifest, schema_heads(ctx))
-        org_id = uuid.UUID(manifest.org["id"])
+        try:
+            org_id = uuid.UUID(manifest.org["id"])
+        except ValueError as exc:
+            raise ValidationError(f"{path}: the manifest's org id {manifest.org['id']!r} is "
+                                  "not a UUID; refusing to import") from exc
         slug = manifest.org.get("slug") or ""
         if slug:
             other = resolve_slug(ctx, slug)
@@ -404,7 +482,7 @@ def import_tenant(target: Context | Endpoints, path: Path, *, replace: bool = Fa
             if held:
                 saved = stack.enter_context(_saved(ctx, org_id, path, redis_prefix))
             counts = _load(ctx, folder, manifest, org_id, saved, redis_prefix)
-    return Imported(path, manifest.org, counts, bool(held))
+    return Imported(path, manifest.org, counts, bool(held), signer.id)
 
 
 def _checking(ctx: Context, path: Path) -> Task:

@@ -138,20 +138,18 @@ def test_bad_input_is_one_line_and_changes_nothing(cli: Cli, deployment: Deploym
             ("newer-format.tar", {"format_version": 99}, "archive format 99"),
             ("newer-schema.tar", {"schema": {"postgresql": 999, "clickhouse": 0, "redis": 0}},
              "postgresql schema version 999")):
-        one_line_error(cli("tenant", "import", str(rewrite(good, tmp_path / name, change)),
+        one_line_error(cli("tenant", "import", str(rewrite(good, tmp_path / name, change,
+                                                           tmp_path / "home")),
                            "--replace"), text)
     assert snapshot(deployment, [a, b]) == before
 
 
-def rewrite(archive: Path, target: Path, change: dict[str, object]) -> Path:
-    """A copy of ``archive`` whose manifest says something else."""
-    with tarfile.open(archive) as source, tarfile.open(target, "w") as out:
-        for member in source.getmembers():
-            blob = source.extractfile(member).read()  # type: ignore[union-attr]
-            if member.name == "manifest.json":
-                blob = json.dumps({**json.loads(blob), **change}).encode()
-                member.size = len(blob)
-            import io
+def rewrite(archive: Path, target: Path, change: dict[str, object], home: Path) -> Path:
+    """A copy of ``archive`` whose manifest says something else, signed again with the
+    deployment's key in ``home`` (so the check after the signature is what refuses it)."""
+    from platformdb.tenant import keys
+    from tests.ops.tenant.forge import manifest_of, pack, unpack
 
-            out.addfile(member, io.BytesIO(blob))
-    return target
+    files = unpack(archive)
+    return pack(files, target, ring=keys.KeyRing.of_home(home),
+                manifest={**manifest_of(files), **change})

@@ -13,9 +13,11 @@ rollups. Queries take the org as a server-side parameter (``{org:UUID}``).
   {org:UUID}`` with ``mutations_sync = 2`` (it returns when every replica
   finished); on a cluster the local tables, ``ON CLUSTER``.
 - **Import** loads each file into a staging copy of its table (no materialized
-  view reads a staging table, so the rollups are not counted twice), checks
-  the counts there, and only then moves the parts in with ``ATTACH PARTITION
-  ... FROM`` (which fires no view either). :func:`delete` undoes it.
+  view reads a staging table, so the rollups are not counted twice) that carries
+  a constraint ``CHECK org_id = <the archive's org>`` (a row of any other org
+  refuses the whole archive, before anything live is touched), checks the
+  counts there, and only then moves the parts in with ``ATTACH PARTITION ...
+  FROM`` (which fires no view either). :func:`delete` undoes it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from platformdb.clickhouse import (
+    ClickHouseError,
     command,
     connect,
     quote_identifier,
@@ -49,6 +52,10 @@ FORMAT = "Native"
 LOAD_SETTINGS = {"optimize_on_insert": 0, "insert_deduplicate": 0, "async_insert": 0,
                  "max_partitions_per_insert_block": 0}
 _PARTITION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+ORG_CONSTRAINT = "archive_org"
+_VIOLATED = re.compile(r"violated at row (\d+).*?Column values: (.*?)\.? \(VIOLATED_CONSTRAINT\)",
+                       re.DOTALL)
+VIOLATED_CONSTRAINT = 469
 
 
 def tables(client: Client) -> list[str]:
@@ -250,8 +257,9 @@ class Staged:
         command(self.client, f"DROP DATABASE IF EXISTS {quote_identifier(self.scratch)} SYNC")
 
 
-def stage(client: Client, folder: Path, expected: dict[str, int]) -> Staged:
-    """Load ``folder/<table>.native`` into staging copies; checks every count there."""
+def stage(client: Client, folder: Path, expected: dict[str, int], org: uuid.UUID) -> Staged:
+    """Load ``folder/<table>.native`` into staging copies that accept rows of ``org``
+    only; checks every count there."""
     present = set(tables(client))
     missing = sorted(set(expected) - present)
     if missing:
@@ -265,11 +273,11 @@ def stage(client: Client, folder: Path, expected: dict[str, int]) -> Staged:
             table = f"{quote_identifier(scratch)}.{quote_identifier(name)}"
             command(client, f"CREATE TABLE {table} AS {_table(client, name)}")
             _hold(client, table)
+            command(client, f"ALTER TABLE {table} ADD CONSTRAINT {ORG_CONSTRAINT} CHECK"
+                            f" org_id = toUUID('{org}')")  # a uuid.UUID: no quoting needed
             path = folder / f"{name}.native"
             if path.stat().st_size:
-                with open(path, "rb") as handle, translated():
-                    client.raw_insert(table, insert_block=handle.read(), fmt=FORMAT,
-                                      settings=LOAD_SETTINGS)
+                _insert(client, table, path, f"clickhouse/{name}.native", org)
             held = int(rows(client, "SELECT count() FROM {d:Identifier}.{t:Identifier}",
                             {"d": scratch, "t": name})[0][0])
             if held != count:
@@ -282,6 +290,18 @@ def stage(client: Client, folder: Path, expected: dict[str, int]) -> Staged:
     return staged
 
 
+def _insert(client: Client, table: str, path: Path, where: str, org: uuid.UUID) -> None:
+    try:
+        with open(path, "rb") as handle, translated():
+            client.raw_insert(table, insert_block=handle.read(), fmt=FORMAT,
+                              settings=LOAD_SETTINGS)
+    except ClickHouseError as exc:
+        found = _VIOLATED.search(str(exc))
+        if exc.code != VIOLATED_CONSTRAINT or ORG_CONSTRAINT not in str(exc) or not found:
+            raise
+        raise ValidationError(f"{where} row {found.group(1)} (of its block): {found.group(2)} "
+                              f"is not the archive's org {org}; refusing the whole archive "
+                              "(nothing was changed)") from exc
 
 # ------------------------------------------------------------------ the store's facet
 
@@ -349,7 +369,7 @@ class ClickHouseTenant:
     def stage_import(self, org: uuid.UUID, folder: Path, expected: dict[str, int], *,
                      info: dict[str, Any], saved: Path | None) -> ClickHouseImport:
         self._no_cluster("import")
-        return ClickHouseImport(self.client, org, stage(self.client, folder, expected),
+        return ClickHouseImport(self.client, org, stage(self.client, folder, expected, org),
                                 expected, saved)
 
 
@@ -379,14 +399,18 @@ class ClickHouseImport:
             raise
 
     def undo(self) -> None:
-        """Take out what the import attached; put a replaced org's rows back."""
-        delete(self.client, self.org)
-        if self.saved is not None:
-            old = stage(self.client, self.saved, _saved_rows(self.saved))
-            try:
-                old.attach()
-            finally:
-                old.discard()
+        """Take out what the import attached; put a replaced org's rows back; drop the
+        staging database (a switched part is undone, never discarded, by the caller)."""
+        try:
+            delete(self.client, self.org)
+            if self.saved is not None:
+                old = stage(self.client, self.saved, _saved_rows(self.saved), self.org)
+                try:
+                    old.attach()
+                finally:
+                    old.discard()
+        finally:
+            self.staged.discard()
 
     def commit(self) -> None:
         self.staged.discard()

@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from platformdb.errors import ValidationError
+from platformdb.errors import ValidationError, one_line
 from platformdb.postgres import connect, tenant_transaction
 from platformdb.stores.base import Org, Size, TenantPart, compare
 from platformdb.tenant.archive import HashingWriter
@@ -35,6 +35,10 @@ from platformdb.tenant.archive import HashingWriter
 ORGS = "organizations"
 AUDIT = "audit_logs"
 ERASED = "TENANT_ERASED"
+IMPORT_SETTING = "platformdb.tenant_import"
+"""The transaction-local setting naming the org being imported: its rows write no fresh
+audit rows (honoured for the owner that runs migrations only; migration 010)."""
+IMPORT_MIGRATION = 10
 """The ``audit_logs.action`` of the one row ``tenant delete`` leaves behind."""
 COPY_OPTIONS = sql.SQL("(FORMAT csv, HEADER true)")
 
@@ -244,50 +248,103 @@ def delete(url: str, org: uuid.UUID, *, keep_audit: bool = False) -> dict[str, i
 # ------------------------------------------------------------------ import
 
 
+def check_rows(folder: Path, org: uuid.UUID, order: list[str]) -> None:
+    """Every row of ``folder/<table>.csv`` belongs to ``org`` (``org_id``, or ``id`` in
+    organizations); the first that does not refuses the archive, naming file and line."""
+    wanted = str(org)
+    for name in order:
+        column = "id" if name == ORGS else "org_id"
+        path = folder / f"{name}.csv"
+        where = f"postgresql/{name}.csv"
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                continue
+            if column not in header:
+                raise ValidationError(f"{where} has no {column} column; refusing to import "
+                                      "(nothing was changed)")
+            at = header.index(column)
+            for row in reader:
+                if len(row) != len(header):
+                    raise ValidationError(
+                        f"{where} line {reader.line_num}: {len(row)} fields, its header has "
+                        f"{len(header)}; refusing the whole archive (nothing was changed)")
+                if row[at] != wanted:
+                    raise ValidationError(
+                        f"{where} line {reader.line_num}: {column} {row[at]!r} is not the "
+                        f"archive's org {wanted}; refusing the whole archive (nothing was "
+                        "changed)")
+
+
 @contextmanager
 def loading(url: str, org: uuid.UUID, folder: Path, order: list[str], *,
             replace: bool) -> Iterator[dict[str, int]]:
     """Load ``folder/<table>.csv`` into ONE open transaction; committed when the block
     exits normally, rolled back when it raises (the caller loads the other stores inside).
 
-    Triggers are off for the transaction (``session_replication_role = replica``): the
-    rows are loaded as exported, without fresh audit rows or ``updated_at`` times. That
-    takes a superuser (or a role granted ``SET`` on the parameter).
+    Every row is checked to be ``org``'s first (:func:`check_rows`). Foreign keys, CHECK
+    constraints, row-level security and triggers stay on; the transaction names the org
+    in ``platformdb.tenant_import``, so the audit trigger writes no fresh row for the
+    org's rows (migration 010 honours it for the owner that runs migrations only) and the
+    org's exported trail loads as it is. No superuser needed.
     """
-    with connect(url) as conn, tenant_transaction(conn, org):
-        try:
-            conn.execute("SET LOCAL session_replication_role = replica")
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise ValidationError("tenant import needs a PostgreSQL superuser (it loads rows "
-                                  "with triggers off: session_replication_role); connect as "
-                                  "the owner who runs migrations") from exc
-        if replace:
-            delete_rows(conn, org, keep_audit=False)
+    with connect(url, autocommit=True) as conn:  # the tenant transaction is the only one
         known = {t.name: t for t in tables(conn)}
-        loaded: dict[str, int] = {}
         for name in order:
             if name not in known:
                 raise ValidationError(f"the archive holds table {name}, which this deployment "
                                       "does not have")
-            loaded[name] = _copy_in(conn, name, folder / f"{name}.csv")
-        yield loaded
+        if head(conn) < IMPORT_MIGRATION:
+            raise ValidationError(f"tenant import needs PostgreSQL migration "
+                                  f"{IMPORT_MIGRATION:03d} (the import path of the audit "
+                                  "trigger); run `platformdb migrate up` first")
+        check_rows(folder, org, order)
+        row = conn.execute("SELECT rolsuper OR rolbypassrls FROM pg_catalog.pg_roles"
+                           " WHERE rolname = current_user").fetchone()
+        direct = bool(row and row[0])
+        with tenant_transaction(conn, org):
+            conn.execute("SELECT pg_catalog.set_config(%s, %s, true)",
+                         (IMPORT_SETTING, str(org)))
+            if replace:
+                delete_rows(conn, org, keep_audit=False)
+            loaded: dict[str, int] = {}
+            for name in order:
+                loaded[name] = _copy_in(conn, name, folder / f"{name}.csv", direct=direct)
+            yield loaded
 
 
-def _copy_in(conn: psycopg.Connection[Any], table: str, path: Path) -> int:
+def _copy_in(conn: psycopg.Connection[Any], table: str, path: Path, *, direct: bool) -> int:
+    """``path`` into ``table``: by ``COPY`` when the login bypasses row-level security
+    (``direct``), else (``COPY FROM`` refuses tables with RLS) by ``COPY`` into a temporary
+    table and ``INSERT ... SELECT``, which the tenant policies check row by row."""
     with open(path, "rb") as handle:
         header = handle.readline()
         if not header.strip():
             return 0
-        columns = next(csv.reader(io.StringIO(header.decode())))
+        columns = sql.SQL(", ").join(
+            sql.Identifier(c) for c in next(csv.reader(io.StringIO(header.decode()))))
         handle.seek(0)
-        statement = sql.SQL("COPY {} ({}) FROM STDIN {}").format(
-            sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-            COPY_OPTIONS)
-        with conn.cursor() as cur:
-            with cur.copy(statement) as copy:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    copy.write(block)
-            return max(cur.rowcount, 0)
+        target = sql.Identifier(table)
+        if not direct:
+            target = sql.Identifier(f"platformdb_import_{table}")
+            conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} (LIKE public.{}) ON COMMIT DROP")
+                         .format(target, sql.Identifier(table)))
+        statement = sql.SQL("COPY {} ({}) FROM STDIN {}").format(target, columns, COPY_OPTIONS)
+        try:
+            with conn.cursor() as cur:
+                with cur.copy(statement) as copy:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        copy.write(block)
+                if not direct:
+                    cur.execute(sql.SQL("INSERT INTO public.{} ({}) SELECT {} FROM {}").format(
+                        sql.Identifier(table), columns, columns, target))
+                return max(cur.rowcount, 0)
+        except (psycopg.errors.IntegrityError, psycopg.errors.InsufficientPrivilege,
+                psycopg.errors.DataError) as exc:
+            # a foreign key, CHECK, unique key or row-level security refused a row
+            raise ValidationError(f"postgresql/{table}.csv: {one_line(str(exc))}; refusing the "
+                                  "whole archive (nothing was changed)") from exc
 
 
 def counts(conn: psycopg.Connection[Any], org: uuid.UUID) -> dict[str, int]:

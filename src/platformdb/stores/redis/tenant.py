@@ -13,6 +13,8 @@ A job is one JSON line: ``{"queue", "state", "score", "fields"}``: its queue
 job, in ms) and every field of its hash. An import writes each queue's jobs in
 one ``MULTI``/``EXEC`` (a queue's keys share one slot). A running job comes back
 ready, as a released one would: its lease belonged to a worker of the source.
+Before anything is written every line is checked (:func:`check_jobs`): a queue
+name of the queue family, a member, hash and payload of the archive's org.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from platformdb.errors import ValidationError
 from platformdb.redis import codec
 from platformdb.redis.client import SyncClient
 from platformdb.redis.functions import translate
-from platformdb.redis.keys import KeySpace
+from platformdb.redis.keys import KeySpace, check_id, check_token
 from platformdb.redis.tenant import SCAN_COUNT, delete_org, org_keys, purge_queue
 from platformdb.stores.base import Org, Size, TenantPart, compare
 
@@ -124,6 +126,77 @@ def read_jobs(path: Path) -> list[dict[str, Any]]:
         return []
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+STATES = ("ready", "delayed", "running", "dead")
+_QUEUE = re.compile(r"^queue:\{([^{}]*)\}$")
+
+
+def check_jobs(path: Path, org: str, where: str = "redis/jobs.jsonl") -> list[dict[str, Any]]:
+    """The jobs of ``path``, each checked to be a well-formed job of ``org`` in a queue
+    (never another key family); the first that is not refuses the archive, naming its
+    line."""
+    if not path.is_file():
+        return []
+    jobs = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            problem = ""
+            try:
+                job = json.loads(line)
+                problem = _job_problem(job, org)
+            except ValueError as exc:
+                problem = f"not JSON ({exc})"
+            if problem:
+                raise ValidationError(f"{where} line {number}: {problem}; refusing the whole "
+                                      "archive (nothing was changed)")
+            jobs.append(job)
+    return jobs
+
+
+def _job_problem(job: Any, org: str) -> str:
+    """What is wrong with one job line ('' when nothing)."""
+    if not isinstance(job, dict) or set(job) != {"queue", "member", "state", "score", "fields"}:
+        return "not a job (keys queue, member, state, score, fields)"
+    queue, member, fields = job["queue"], job["member"], job["fields"]
+    found = _QUEUE.match(queue) if isinstance(queue, str) else None
+    if found is None:
+        return f"queue {queue!r} is not a queue name (queue:{{<type>}})"
+    try:
+        check_id(found.group(1), "job_type")
+        owner, _, job_id = str(member).partition(":")
+        check_token(job_id, "job_id")
+    except ValidationError as exc:
+        return str(exc)
+    if owner != org or not isinstance(member, str):
+        return f"job {member!r} is not of the archive's org {org}"
+    if job["state"] not in STATES:
+        return f"state {job['state']!r} is not one of {', '.join(STATES)}"
+    score = job["score"]
+    if job["state"] == "delayed" and not isinstance(score, int | float):
+        return "a delayed job without a numeric score"
+    if not isinstance(fields, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                               for k, v in fields.items()):
+        return "fields is not a map of strings"
+    if fields.get("org_id") != org or fields.get("id") != job_id:
+        return (f"job hash of org {fields.get('org_id')!r}, id {fields.get('id')!r} is not "
+                f"{member!r} of the archive's org {org}")
+    return _payload_problem(fields.get("payload", ""), org)
+
+
+def _payload_problem(payload: str, org: str) -> str:
+    """A payload naming an org (``org_id`` / ``orgId`` at its top level) names ``org``."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return ""  # not JSON: the worker dead-letters it; it names no org
+    if isinstance(data, dict):
+        for key in ("org_id", "orgId", "organization_id"):
+            if key in data and str(data[key]) != org:
+                return f"payload {key} {data[key]!r} is not the archive's org {org}"
+    return ""
 
 
 def import_jobs(client: SyncClient, jobs: list[dict[str, Any]], *, prefix: str = "") -> int:
@@ -276,7 +349,7 @@ class RedisTenant:
 
     def stage_import(self, org: uuid.UUID, folder: Path, expected: dict[str, int], *,
                      info: dict[str, Any], saved: Path | None) -> RedisImport:
-        jobs = read_jobs(folder / "jobs.jsonl")
+        jobs = check_jobs(folder / "jobs.jsonl", str(org))
         if len(jobs) != expected.get("jobs", 0):
             raise ValidationError("redis/jobs.jsonl does not hold the jobs its manifest counts")
         return RedisImport(self.client, str(org), jobs, expected, saved, self.prefix)
