@@ -7,7 +7,8 @@ record of good backups and the staged switch are the generic machinery of
 
 from __future__ import annotations
 
-from dataclasses import replace
+import shutil
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,20 +18,22 @@ from platformdb.backup.archive import has_manifest, opened, pack
 from platformdb.backup.manifest import read_manifest
 from platformdb.backup.sets import (
     backup_set,
+    journal_record,
     part_for,
     restore_set,
     set_parts_verified,
     stage_and_switch,
 )
 from platformdb.backup.state import record, verified
-from platformdb.errors import ValidationError
+from platformdb.errors import PlatformDBError, ValidationError
+from platformdb.journal import FORWARD_PHASES, Journal, running, unfinished
 from platformdb.ops.context import Context, context
 from platformdb.progress import Progress, Task, folder_bytes
 from platformdb.stores import registry
 from platformdb.stores.base import Store
 from platformdb.types import Endpoints, Restored
 
-__all__ = ["backup", "has_manifest", "restore"]
+__all__ = ["Recovered", "backup", "has_manifest", "leftovers", "recover", "restore"]
 
 
 def backup(target: Context | Endpoints, names: list[str] | None, out_dir: Path, *,
@@ -133,6 +136,7 @@ def restore(target: Context | Endpoints, names: list[str] | None, path: Path, *,
     """
     ctx = context(target)
     chosen = registry.check_stores(names) if names is not None else list(registry.names())
+    recover(ctx)  # a restore killed before this one: finish or undo it first
     reported: list[Reported] = []
 
     def wrap(store: Store) -> Reported:
@@ -145,23 +149,116 @@ def restore(target: Context | Endpoints, names: list[str] | None, path: Path, *,
                                total=2 * len(chosen), unit="steps") as overall, \
                 ctx.progress.task(f"restore: checking {path.name or path}") as checking, \
                 opened(path) as found:
+            journal = begin_journal(ctx, "restore", stores=chosen, path=str(path.resolve()),
+                                    scratch_folders=unpacked(found))
             if names is None:
                 every = {store.name: wrap(store) for store in ctx.stores()}
-                return restore_set(every, found, force=force, verify=verify)
+                return restore_set(every, found, force=force, verify=verify, journal=journal)
             if found.is_file():
                 if chosen != ["postgresql"]:
                     raise ValidationError(f"{path} is a file but no platformdb archive: only "
                                           "PostgreSQL restores from a pg_dump file")
                 return stage_and_switch([(wrap(ctx.store("postgresql")), found)],
-                                        force=force, verify=verify)
+                                        force=force, verify=verify, journal=journal)
             parts = [(name, part_for(found, name)) for name in chosen]
             for name, part in parts:
                 read_manifest(part, name)
             return stage_and_switch([(wrap(ctx.store(name)), part) for name, part in parts],
-                                    force=force, verify=verify)
+                                    force=force, verify=verify, journal=journal)
     except KeyboardInterrupt as stop:
         stop.add_note(restore_outcome(reported))
         raise
+
+
+def begin_journal(ctx: Context, operation: str, **intent: Any) -> Journal | None:
+    """The journal of an operation that is about to change things (None: the context
+    has no home to keep one in, e.g. a Python caller's bare endpoints)."""
+    home = ctx.endpoints.home
+    return Journal.begin(home, operation, **intent) if home is not None else None
+
+
+def unpacked(found: Path) -> list[str]:
+    """The scratch folder an archive was unpacked into (a killed restore leaves it)."""
+    parent = found.parent
+    return [str(parent.resolve())] if parent.name.startswith(
+        (".platformdb-unpacked-", "platformdb-unpacked-")) else []
+
+
+@dataclass
+class Recovered:
+    """What ``platformdb recover`` did: per interrupted operation and store, and the
+    leftovers it removed (``--cleanup``)."""
+
+    operations: list[dict[str, Any]] = field(default_factory=list)
+    removed: dict[str, list[str]] = field(default_factory=dict)
+
+
+def recover(target: Context | Endpoints, *, cleanup: bool = False) -> Recovered:
+    """Finish or roll back every operation a crash interrupted (their journals under
+    ``$PLATFORMDB_HOME/journal/``), so that every store is all-old or all-new.
+
+    A restore killed before it switched anything is rolled back (its scratch copies are
+    dropped); one killed while switching or committing is rolled forward (every store
+    had been staged and verified) and its replaced contents dropped; one killed while
+    putting stores back after a failure finishes putting them back. ``cleanup``: also
+    remove what restores leave only when interrupted and no journal names (scratch and
+    aside databases, staging keys), found by their names, unless an operation is running.
+    """
+    ctx = context(target)
+    done = Recovered()
+    home = ctx.endpoints.home
+    for journal in unfinished(home):
+        forward = journal.phase in FORWARD_PHASES
+        outcome: dict[str, Any] = {"operation": journal.data["operation"], "id": journal.id,
+                                   "phase": journal.phase,
+                                   "action": "finished" if forward else "rolled back",
+                                   "stores": {}}
+        for name, part in journal.parts.items():
+            if part.get("phase") in ("committed", "discarded", "undone", "planned"):
+                continue
+            if forward and part.get("phase") == "staging":  # cannot be: staged before switch
+                continue
+            outcome["stores"][name] = ctx.store(name).recover(part, forward=forward)
+            journal.part(name, phase="committed" if forward else "undone")
+        unstaged = any(record.get("phase") == "staging" for record in journal.parts.values())
+        for folder in journal.data.get("intent", {}).get("scratch_folders", []):
+            shutil.rmtree(folder, ignore_errors=True)
+        journal.finish()
+        done.operations.append(outcome)
+        if unstaged:  # killed inside a stage, before its scratch was named in the journal
+            cleanup = True
+    if cleanup and not running(home):
+        for store in ctx.stores():
+            found = store.leftovers() if store.url is not None else []
+            if found:
+                store.drop_leftovers(found)
+                done.removed[store.name] = found
+    return done
+
+
+def leftovers(target: Context | Endpoints) -> dict[str, list[str]]:
+    """What interrupted operations left, per store (and ``journal``: the operations
+    ``platformdb recover`` has to finish or roll back); empty when nothing is left. A
+    store that cannot be reached is left out (its own health row says so)."""
+    ctx = context(target)
+    found: dict[str, list[str]] = {}
+    home = ctx.endpoints.home
+    pending = [f"{journal.data['operation']} {journal.id} (stopped while {journal.phase})"
+               for journal in unfinished(home)]
+    if pending:
+        found["journal"] = pending
+    if running(home):
+        return found  # a restore is running: its scratch copies are not leftovers
+    for store in ctx.stores():
+        if store.url is None:
+            continue
+        try:
+            names = store.leftovers()
+        except PlatformDBError:
+            continue
+        if names:
+            found[store.name] = names
+    return found
 
 
 def restore_outcome(reported: list[Reported]) -> str:
@@ -252,3 +349,6 @@ class ReportedStage:
         with self._step("dropping the staged copy"):
             self.staged.discard()
         self.owner.state = "discarded"
+
+    def journal_record(self) -> dict[str, Any]:
+        return journal_record(self.staged)

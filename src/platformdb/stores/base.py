@@ -199,6 +199,16 @@ class Store(Protocol):
     def stage(self, folder: Path, *, force: bool = False, verify: bool = False) -> Staged:
         """Restore ``folder`` beside the target and verify it; the target is untouched."""
 
+    def recover(self, record: dict[str, Any], *, forward: bool) -> str:
+        """Finish (``forward``) or roll back the restore a journal's ``record`` describes
+        (:mod:`platformdb.journal`); what was done, in a few words."""
+
+    def leftovers(self) -> list[str]:
+        """Scratch copies that restores leave only when interrupted, found by their names."""
+
+    def drop_leftovers(self, names: list[str]) -> None:
+        """Remove ``names`` (found by :meth:`leftovers`)."""
+
     def query(self, statement: str) -> QueryResult:
         """Run one statement (autocommit: it takes effect at once) and return its result."""
 
@@ -269,6 +279,15 @@ class StoreBase:
 
     def stage(self, folder: Path, *, force: bool = False, verify: bool = False) -> Staged:
         raise NotImplementedError
+
+    def recover(self, record: dict[str, Any], *, forward: bool) -> str:
+        return "nothing to do"
+
+    def leftovers(self) -> list[str]:
+        return []
+
+    def drop_leftovers(self, names: list[str]) -> None:
+        return None
 
     def metrics(self) -> list[Metric]:
         raise NotImplementedError

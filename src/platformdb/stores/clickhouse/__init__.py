@@ -125,6 +125,20 @@ class ClickHouseStore(StoreBase):
             self.require_url(), folder, force=force, verify_after=verify,
             placeholders=lambda: postgres_placeholders(self.dictionary_login_url()))
 
+    def recover(self, record: dict[str, Any], *, forward: bool) -> str:
+        with clickhouse.connect(self.require_url(), wait=self.wait) as client:
+            return ch_backup.recover(
+                client, record, forward=forward,
+                placeholders=lambda: postgres_placeholders(self.dictionary_login_url()))
+
+    def leftovers(self) -> list[str]:
+        with clickhouse.connect(self.require_url(), wait=self.wait) as client:
+            return ch_backup.leftovers(client)
+
+    def drop_leftovers(self, names: list[str]) -> None:
+        with clickhouse.connect(self.require_url(), wait=self.wait) as client:
+            ch_backup.drop_leftovers(client, names)
+
     def query(self, statement: str) -> QueryResult:
         return console.query(self.require_url(), query_only(statement), wait=self.wait)
 

@@ -65,6 +65,7 @@ from platformdb.clickhouse import (
     translated,
 )
 from platformdb.errors import CheckFailed, Hint, ValidationError
+from platformdb.journal import crash_point
 from platformdb.migrate import discover, migrations_dir
 from platformdb.redaction import redact
 from platformdb.stores.clickhouse.ddl import Topology, render
@@ -289,6 +290,7 @@ def switch(client: Client, staged: Staged, *, placeholders: Placeholders = None,
     present = {name for name, engine, _ in before if engine.endswith("MergeTree")}
     try:
         _drop_derived(client, staged.target)
+        crash_point("clickhouse:derived-dropped")
         for name in staged.tables:
             here = f"{target}.{quote_identifier(name)}"
             there = f"{scratch}.{quote_identifier(name)}"
@@ -298,6 +300,7 @@ def switch(client: Client, staged: Staged, *, placeholders: Placeholders = None,
             else:
                 command(client, f"RENAME TABLE {there} TO {here}")
                 switched.renamed_in.append(name)
+            crash_point("clickhouse:first-table-in")
         for name in sorted(present - set(staged.tables)):  # not in the backup: replaced by nothing
             command(client, f"RENAME TABLE {target}.{quote_identifier(name)}"
                             f" TO {scratch}.{quote_identifier(f'old_{name}')}")
@@ -346,6 +349,103 @@ def commit(client: Client, switched: Switched) -> dict[str, TableState]:
     return switched.tables
 
 
+def journal_record(client: Client, staged: Staged) -> dict[str, Any]:
+    """What a recovery needs to finish or undo this restore: the scratch database, the
+    identity (UUID) of each staged table -- after a kill, a table of the target whose
+    UUID is a staged one was switched in -- and the target's views and dictionaries as
+    they are (to put them back)."""
+    return {"target": staged.target, "scratch": staged.scratch,
+            "folder": str(staged.folder.resolve()), "tables": _uuids(client, staged.scratch),
+            "before": [[n, e, q] for n, e, q in objects(client, staged.target)
+                       if e in ("MaterializedView", "View", "Dictionary")],
+            "names": [staged.scratch]}
+
+
+def _uuids(client: Client, database: str) -> dict[str, str]:
+    return {str(name): str(ident) for name, ident in rows(
+        client, "SELECT name, toString(uuid) FROM system.tables WHERE database = {d:String}"
+                " AND engine LIKE '%MergeTree'", {"d": database})}
+
+
+def recover(client: Client, record: dict[str, Any], *, forward: bool,
+            placeholders: Placeholders = None) -> str:
+    """Finish (``forward``) or roll back the restore ``record`` describes, from whatever
+    state a killed process left: each table's UUID says on which side it is."""
+    target, scratch = str(record["target"]), str(record["scratch"])
+    if not rows(client, "SELECT count() FROM system.databases WHERE name = {d:String}",
+                {"d": scratch})[0][0]:
+        return "nothing to do"  # dropped: staged never, or committed already
+    staged_ids: dict[str, str] = dict(record.get("tables") or {})
+    switching = record.get("phase") in ("switching", "switched")
+    if forward:
+        folder = Path(str(record["folder"]))
+        manifest = read_manifest(folder, STORE)
+        staged = Staged(folder, manifest, str(manifest.extra.get("database", "platform")),
+                        target, scratch, tables=sorted(staged_ids), statements=_schema(folder))
+        _move_tables(client, staged_ids, target, scratch, inward=True)
+        for _name, engine, query in staged.statements:
+            if engine in ("MaterializedView", "View"):
+                command(client, _in_database(query, staged.source, target))
+        _recreate_dictionaries(client, staged, placeholders)
+        for name in staged.tables:
+            _release(client, f"{quote_identifier(target)}.{quote_identifier(name)}")
+        command(client, f"DROP DATABASE IF EXISTS {quote_identifier(scratch)} SYNC")
+        return "switched in"
+    if switching:
+        _move_tables(client, staged_ids, target, scratch, inward=False)
+        for _name, engine, query in record.get("before") or []:
+            if engine in ("MaterializedView", "View", "Dictionary"):
+                command(client, str(query))
+    command(client, f"DROP DATABASE IF EXISTS {quote_identifier(scratch)} SYNC")
+    return "previous contents put back" if switching else "staged copy dropped"
+
+
+def _move_tables(client: Client, staged_ids: dict[str, str], target: str, scratch: str, *,
+                 inward: bool) -> None:
+    """Put every staged table in the target (``inward``) or back in scratch, whichever
+    side each is on now; the target's own tables the other way. Views and dictionaries
+    of the target are dropped first (they are recreated after)."""
+    _drop_derived(client, target)
+    here, there = _uuids(client, target), _uuids(client, scratch)
+    qt, qs = quote_identifier(target), quote_identifier(scratch)
+    for name, ident in sorted(staged_ids.items()):
+        inside = here.get(name) == ident
+        if inside == inward:
+            continue
+        source, dest = (f"{qs}.{quote_identifier(name)}", f"{qt}.{quote_identifier(name)}")
+        if not inward:
+            source, dest = dest, source
+        if name in here and name in there:
+            command(client, f"EXCHANGE TABLES {source} AND {dest}")
+        else:
+            command(client, f"RENAME TABLE {source} TO {dest}")
+    if inward:  # the target's tables the backup does not hold wait in scratch as old_<name>
+        for name in sorted(set(here) - set(staged_ids)):
+            command(client, f"RENAME TABLE {qt}.{quote_identifier(name)}"
+                            f" TO {qs}.{quote_identifier(f'old_{name}')}")
+        return
+    for name in sorted(there):
+        if name.startswith("old_") and name not in staged_ids:
+            command(client, f"RENAME TABLE {qs}.{quote_identifier(name)}"
+                            f" TO {qt}.{quote_identifier(name.removeprefix('old_'))}")
+
+
+LEFTOVER = r"_restore_[0-9a-f]{8}$"
+
+
+def leftovers(client: Client) -> list[str]:
+    """Scratch databases of restores (``<database>_restore_<hex>``)."""
+    return [str(name) for (name,) in rows(
+        client, "SELECT name FROM system.databases WHERE match(name, {p:String}) ORDER BY name",
+        {"p": LEFTOVER})]
+
+
+def drop_leftovers(client: Client, names: list[str]) -> None:
+    for name in names:
+        if re.search(LEFTOVER, name):
+            command(client, f"DROP DATABASE IF EXISTS {quote_identifier(name)} SYNC")
+
+
 def _drop_derived(client: Client, database: str) -> None:
     for name, engine, _ in objects(client, database):
         if engine in ("MaterializedView", "Dictionary", "View"):
@@ -392,6 +492,9 @@ class StagedRestore:
         self.switched: Switched | None = None
         self.report = Restored(STORE, f"{redact(url)}#{self.staged.target}",
                                _expected(self.staged.manifest), [])
+
+    def journal_record(self) -> dict[str, Any]:
+        return journal_record(self.client, self.staged)
 
     def switch(self) -> None:
         self.switched = switch(self.client, self.staged, placeholders=self.placeholders,
