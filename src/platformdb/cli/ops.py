@@ -227,3 +227,31 @@ def restore(
         show(table)
         if not compared:
             show("(a pg_dump file has no manifest: row counts as restored)")
+
+
+@app.command()
+def recover(
+    cleanup: Annotated[bool, typer.Option(
+        "--cleanup", help="Also remove leftovers no journal names (scratch and aside "
+                          "databases, staging keys), found by their names.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Finish or roll back a restore a crash interrupted: every store all-old or all-new.
+
+    A restore writes its intent to $PLATFORMDB_HOME/journal/ before each step. Killed
+    before it switched anything, it is rolled back (scratch copies dropped); killed while
+    switching or committing, it is finished. `restore` and `up` do this first by
+    themselves; `platformdb health` lists what is left.
+    """
+    done = backups.recover(context(start=True), cleanup=cleanup)
+    if as_json:
+        print_json(asdict(done))
+        return
+    for operation in done.operations:
+        stores = ", ".join(f"{name}: {what}" for name, what in operation["stores"].items())
+        show(f"{operation['operation']} {operation['id']} (stopped while {operation['phase']}): "
+             f"{operation['action']}" + (f" -- {stores}" if stores else ""))
+    for store, names in done.removed.items():
+        show(f"{store}: removed {', '.join(names)}")
+    if not done.operations and not done.removed:
+        show("nothing to recover")

@@ -216,8 +216,8 @@ def recover(target: Context | Endpoints, *, cleanup: bool = False) -> Recovered:
         for name, part in journal.parts.items():
             if part.get("phase") in ("committed", "discarded", "undone", "planned"):
                 continue
-            if forward and part.get("phase") == "staging":  # cannot be: staged before switch
-                continue
+            if part.get("phase") == "staging":  # its scratch has no name in the journal yet
+                continue  # (killed inside the stage): found by its name below
             outcome["stores"][name] = ctx.store(name).recover(part, forward=forward)
             journal.part(name, phase="committed" if forward else "undone")
         unstaged = any(record.get("phase") == "staging" for record in journal.parts.values())

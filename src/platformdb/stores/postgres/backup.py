@@ -83,8 +83,10 @@ def run_tool(args: list[str], what: str) -> str:
 
 
 def start_tool(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=child_dies_with_parent())
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=child_dies_with_parent())
+    crash_point(f"started:{Path(args[0]).name}")
+    return process
 
 
 def finish_tool(process: subprocess.Popen[str], what: str) -> str:
