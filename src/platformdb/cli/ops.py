@@ -200,9 +200,17 @@ def restore(
     force: Annotated[bool, typer.Option("--force", help="Write over a non-empty target.")] = False,
     verify: Annotated[bool, typer.Option("--verify",
                                          help="Compare counts and checksums after.")] = False,
+    force_older_schema: Annotated[bool, typer.Option(
+        "--force-older-schema",
+        help="Restore a backup whose migration ledger is behind the target's (or empty), "
+             "then migrate it up to the current head.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Restore from a backup; manifests and checksums are checked first.
+
+    A backup whose migrations are behind the target's is refused unless
+    --force-older-schema. A restore killed midway is finished or rolled back by the next
+    `restore`, `recover` or `up`.
 
     `restore all PATH` restores a set (PATH, or the newest set in it), all or nothing:
     every store is restored beside its target and verified, then all are switched in.
@@ -213,7 +221,7 @@ def restore(
     names = store_or_all(store)
     compared = backups.has_manifest(path)
     results = backups.restore(context(start=True, stores=names), names, path, force=force,
-                              verify=verify)
+                              verify=verify, force_older_schema=force_older_schema)
     if as_json:
         print_json([asdict(result) for result in results])
         return

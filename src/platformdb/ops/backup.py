@@ -8,6 +8,8 @@ record of good backups and the staged switch are the generic machinery of
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ from platformdb.backup.archive import has_manifest, opened, pack
 from platformdb.backup.manifest import read_manifest
 from platformdb.backup.sets import (
     backup_set,
+    find_set,
     journal_record,
     part_for,
     restore_set,
@@ -25,7 +28,7 @@ from platformdb.backup.sets import (
     stage_and_switch,
 )
 from platformdb.backup.state import record, verified
-from platformdb.errors import PlatformDBError, ValidationError
+from platformdb.errors import Hint, PlatformDBError, ValidationError
 from platformdb.journal import FORWARD_PHASES, Journal, running, unfinished
 from platformdb.ops.context import Context, context
 from platformdb.progress import Progress, Task, folder_bytes
@@ -57,28 +60,52 @@ def backup(target: Context | Endpoints, names: list[str] | None, out_dir: Path, 
             reported = [Reported(store, ctx.progress, overall) for store in stores]
             if names is None:
                 folder = backup_set(reported, out_dir, **options)
-                goods = set_parts_verified(out_dir, folder)
-                if archive:
-                    folder = pack(folder)
-                    goods = [replace(good, folder=f"{folder.name}/{good.folder.split('/', 1)[1]}")
-                             for good in goods]
-                record(out_dir, goods)
+                with removed_on_failure(folder) as made:
+                    goods = set_parts_verified(out_dir, folder)
+                    if archive:
+                        folder = made.path = pack(folder)
+                        goods = [replace(good,
+                                         folder=f"{folder.name}/{good.folder.split('/', 1)[1]}")
+                                 for good in goods]
+                    record(out_dir, goods)
                 return [folder]
             written = []
             for store in reported:
                 started = datetime.now(UTC)
                 folder = store.backup(out_dir, **options)
-                good = verified(out_dir, store.name, folder, started, datetime.now(UTC))
-                if archive:
-                    folder = pack(folder)
-                    good = replace(good, folder=folder.name, bytes=folder.stat().st_size)
-                record(out_dir, [good])
+                with removed_on_failure(folder) as made:
+                    good = verified(out_dir, store.name, folder, started, datetime.now(UTC))
+                    if archive:
+                        folder = made.path = pack(folder)
+                        good = replace(good, folder=folder.name, bytes=folder.stat().st_size)
+                    record(out_dir, [good])
                 written.append(folder)
             return written
     except KeyboardInterrupt as stop:
         done = [store.name for store in reported if store.written] if names else []
         stop.add_note((f"the backups of {', '.join(done)} are complete; " if done else "")
                       + "the unfinished backup was removed")
+        raise
+
+
+@dataclass
+class Made:
+    path: Path
+
+
+@contextmanager
+def removed_on_failure(path: Path) -> Iterator[Made]:
+    """A backup written but not yet checked, packed and recorded: any failure (a full disk
+    while packing) removes it, so that nothing that looks like a backup is left."""
+    made = Made(path)
+    try:
+        yield made
+    except BaseException:
+        for leftover in {path, made.path}:
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         raise
 
 
@@ -122,7 +149,8 @@ def prepare_folder(out_dir: Path) -> None:
 
 
 def restore(target: Context | Endpoints, names: list[str] | None, path: Path, *,
-            force: bool = False, verify: bool = False) -> list[Restored]:
+            force: bool = False, verify: bool = False,
+            force_older_schema: bool = False) -> list[Restored]:
     """Restore ``names`` from ``path``, all or nothing.
 
     ``names=None`` (``restore all``) restores a backup set (``path`` or the newest
@@ -133,6 +161,11 @@ def restore(target: Context | Endpoints, names: list[str] | None, path: Path, *,
     folder or a set), or, for PostgreSQL, a ``pg_dump`` file (plain SQL, custom or
     tar format), which is staged and switched in the same way. Each stage (checking,
     staging, switching in) of each store reports to the context's progress.
+
+    A backup whose migration ledger is behind the target's (or empty, where the target
+    has one) is refused: restoring it would silently take the schema back. With
+    ``force_older_schema`` it is restored and the store migrated up to the current head
+    (:func:`schema_guard`).
     """
     ctx = context(target)
     chosen = registry.check_stores(names) if names is not None else list(registry.names())
@@ -153,7 +186,9 @@ def restore(target: Context | Endpoints, names: list[str] | None, path: Path, *,
                                     scratch_folders=unpacked(found))
             if names is None:
                 every = {store.name: wrap(store) for store in ctx.stores()}
-                return restore_set(every, found, force=force, verify=verify, journal=journal)
+                behind = schema_guard(ctx, find_set(found).parts, force_older_schema)
+                return migrated(ctx, behind, restore_set(every, found, force=force,
+                                                         verify=verify, journal=journal))
             if found.is_file():
                 if chosen != ["postgresql"]:
                     raise ValidationError(f"{path} is a file but no platformdb archive: only "
@@ -163,11 +198,57 @@ def restore(target: Context | Endpoints, names: list[str] | None, path: Path, *,
             parts = [(name, part_for(found, name)) for name in chosen]
             for name, part in parts:
                 read_manifest(part, name)
-            return stage_and_switch([(wrap(ctx.store(name)), part) for name, part in parts],
-                                    force=force, verify=verify, journal=journal)
+            behind = schema_guard(ctx, dict(parts), force_older_schema)
+            return migrated(ctx, behind, stage_and_switch(
+                [(wrap(ctx.store(name)), part) for name, part in parts],
+                force=force, verify=verify, journal=journal))
     except KeyboardInterrupt as stop:
         stop.add_note(restore_outcome(reported))
         raise
+
+
+def schema_guard(ctx: Context, parts: dict[str, Path], force_older_schema: bool) -> list[str]:
+    """The stores whose backup in ``parts`` has a migration ledger behind the target's
+    (migrations the target applied that the backup lacks, or none at all where the target
+    has some). Without ``force_older_schema`` any such store refuses the restore before
+    anything is touched. A target that cannot be read (absent, empty) is no objection."""
+    behind: list[str] = []
+    for name, folder in parts.items():
+        if name not in registry.numbered_names():
+            continue
+        backed_up = set(read_manifest(folder, name).migrations)
+        applied = _applied(ctx, name)
+        missing = sorted(applied - backed_up)
+        if not applied or not missing:
+            continue
+        if not force_older_schema:
+            what = ("holds no migration ledger" if not backed_up else
+                    f"lacks {len(missing)} migration(s) the target has applied "
+                    f"(first: {missing[0]})")
+            raise ValidationError(
+                f"the {name} backup {folder.name} {what}: restoring it would take the schema "
+                "back; nothing was changed",
+                hint=Hint(flag="--force-older-schema",
+                          does="to restore it and migrate it up to the current head"))
+        behind.append(name)
+    return behind
+
+
+def _applied(ctx: Context, name: str) -> set[str]:
+    """The target's applied migrations; none when it has no database or no ledger."""
+    try:
+        with ctx.store(name).open_migrator() as migrator:
+            return {f"{m.version:03d}_{m.name}" for m in migrator.driver.applied()}
+    except Exception:  # no database, no ledger: nothing to go back from
+        return set()
+
+
+def migrated(ctx: Context, behind: list[str], results: list[Restored]) -> list[Restored]:
+    """After a restore of an older schema (``--force-older-schema``): each such store
+    migrated up to the current head."""
+    for name in behind:
+        ctx.store(name).migrate_up()
+    return results
 
 
 def begin_journal(ctx: Context, operation: str, **intent: Any) -> Journal | None:
