@@ -36,7 +36,7 @@ SET_PHASES = [
     "staging:postgresql", "started:pg_restore", "staged:postgresql",
     "staging:clickhouse", "staged:clickhouse", "staging:redis", "staged:redis",
     "switching", "switching:postgresql", "postgresql:closed", "postgresql:renamed-aside",
-    "switched:postgresql", "switching:clickhouse", "clickhouse:derived-dropped",
+    "switched:postgresql", "switching:clickhouse", "clickhouse:switching",
     "clickhouse:first-table-in", "switched:clickhouse", "switching:redis", "redis:switching",
     "switched:redis", "committing", "committed:postgresql", "committed:clickhouse",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,8 +168,9 @@ def part_for(path: Path, store: str) -> Path:
 
 
 def restore_set(stores: Mapping[str, BackupTarget], path: Path, *, force: bool = False,
-                verify: bool = False, every: bool = True,
-                journal: Journal | None = None) -> list[Restored]:
+                verify: bool = False, every: bool = True, journal: Journal | None = None,
+                before_switch: Callable[[Sequence[Staged]], None] | None = None,
+                ) -> list[Restored]:
     """Restore a set (``path`` or the newest set in it): all stores or none.
 
     ``stores``: the store objects to restore, by name, in the order they are staged.
@@ -184,11 +185,14 @@ def restore_set(stores: Mapping[str, BackupTarget], path: Path, *, force: bool =
             raise ValidationError(f"the backup set {found.folder} holds no {name} part")
         read_manifest(found.parts[name], name)  # every file of every part, before anything
     return stage_and_switch([(stores[name], found.parts[name]) for name in wanted],
-                            force=force, verify=verify, journal=journal)
+                            force=force, verify=verify, journal=journal,
+                            before_switch=before_switch)
 
 
 def stage_and_switch(items: Sequence[tuple[BackupTarget, Path]], *, force: bool,
-                     verify: bool, journal: Journal | None = None) -> list[Restored]:
+                     verify: bool, journal: Journal | None = None,
+                     before_switch: Callable[[Sequence[Staged]], None] | None = None,
+                     ) -> list[Restored]:
     """Stage every (store, folder), then switch them all in; all or nothing.
 
     With a ``journal``, every step is written to it before it is taken: each store's
@@ -196,6 +200,8 @@ def stage_and_switch(items: Sequence[tuple[BackupTarget, Path]], *, force: bool,
     point leaves the journal, from which ``platformdb recover`` rolls the restore back
     (killed while staging: nothing was switched) or forward (killed while switching or
     committing: every stage was ready and verified); see :mod:`platformdb.journal`.
+    ``before_switch``: run on the staged copies once all are ready (a failure discards
+    them), e.g. to migrate an older schema up before it goes live.
     """
     names = [store.name for store, _ in items]
     for store, folder in items:
@@ -209,6 +215,8 @@ def stage_and_switch(items: Sequence[tuple[BackupTarget, Path]], *, force: bool,
             staged.append(stage)
             _note(journal, store.name, phase="staged", **journal_record(stage))
             crash_point(f"staged:{store.name}")
+        if before_switch is not None:
+            before_switch(staged)
     except BaseException as failure:
         if journal is not None:
             journal.set_phase(DISCARDING)

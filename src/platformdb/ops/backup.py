@@ -8,7 +8,7 @@ record of good backups and the staged switch are the generic machinery of
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -186,9 +186,10 @@ def restore(target: Context | Endpoints, names: list[str] | None, path: Path, *,
                                     scratch_folders=unpacked(found))
             if names is None:
                 every = {store.name: wrap(store) for store in ctx.stores()}
-                behind = schema_guard(ctx, find_set(found).parts, force_older_schema)
-                return migrated(ctx, behind, restore_set(every, found, force=force,
-                                                         verify=verify, journal=journal))
+                older = OlderSchema(ctx, schema_guard(ctx, find_set(found).parts,
+                                                      force_older_schema))
+                return older.after(restore_set(every, found, force=force, verify=verify,
+                                               journal=journal, before_switch=older.before))
             if found.is_file():
                 if chosen != ["postgresql"]:
                     raise ValidationError(f"{path} is a file but no platformdb archive: only "
@@ -198,10 +199,10 @@ def restore(target: Context | Endpoints, names: list[str] | None, path: Path, *,
             parts = [(name, part_for(found, name)) for name in chosen]
             for name, part in parts:
                 read_manifest(part, name)
-            behind = schema_guard(ctx, dict(parts), force_older_schema)
-            return migrated(ctx, behind, stage_and_switch(
+            older = OlderSchema(ctx, schema_guard(ctx, dict(parts), force_older_schema))
+            return older.after(stage_and_switch(
                 [(wrap(ctx.store(name)), part) for name, part in parts],
-                force=force, verify=verify, journal=journal))
+                force=force, verify=verify, journal=journal, before_switch=older.before))
     except KeyboardInterrupt as stop:
         stop.add_note(restore_outcome(reported))
         raise
@@ -243,12 +244,33 @@ def _applied(ctx: Context, name: str) -> set[str]:
         return set()
 
 
-def migrated(ctx: Context, behind: list[str], results: list[Restored]) -> list[Restored]:
-    """After a restore of an older schema (``--force-older-schema``): each such store
-    migrated up to the current head."""
-    for name in behind:
-        ctx.store(name).migrate_up()
-    return results
+class OlderSchema:
+    """Stores restored from a backup behind the target's migrations
+    (``--force-older-schema``): each is migrated up to the current head -- its staged
+    copy before the switch where the store stages into a database of its own (PostgreSQL),
+    else right after the restore."""
+
+    def __init__(self, ctx: Context, behind: list[str]) -> None:
+        self.ctx = ctx
+        self.behind = behind
+        self.done: set[str] = set()
+
+    def before(self, staged: Sequence[Staged]) -> None:
+        for stage in staged:
+            name = stage.report.store
+            inner = getattr(stage, "staged", stage)
+            url = getattr(inner, "scratch_url", None)
+            if name in self.behind and isinstance(url, str):
+                scratch = replace(self.ctx, endpoints=self.ctx.endpoints.replace(
+                    urls={name: url}))
+                scratch.store(name).migrate_up()
+                self.done.add(name)
+
+    def after(self, results: list[Restored]) -> list[Restored]:
+        for name in self.behind:
+            if name not in self.done:
+                self.ctx.store(name).migrate_up()
+        return results
 
 
 def begin_journal(ctx: Context, operation: str, **intent: Any) -> Journal | None:

@@ -115,6 +115,11 @@ class StagedDatabase:
         self.switched: pg_backup.Switched | None = None
         self.previous = pg_backup.aside_name(staged.target)  # named before it exists
 
+    @property
+    def scratch_url(self) -> str:
+        """Where the staged copy is (to migrate an older schema up before the switch)."""
+        return self.staged.scratch
+
     def journal_record(self) -> dict[str, object]:
         return {**pg_backup.journal_record(self.staged, self.previous),
                 "had_target": pg_backup._exists(self.staged.target)}
