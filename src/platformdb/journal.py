@@ -28,7 +28,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -156,8 +156,11 @@ def running(home: Path | None) -> list[Journal]:
 
 
 def alive(pid: int) -> bool:
-    if pid <= 0 or pid == os.getpid():
-        return pid == os.getpid()
+    """Whether process ``pid`` runs (this process does)."""
+    if pid == os.getpid():
+        return True
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -199,10 +202,3 @@ def child_dies_with_parent() -> Callable[[], None] | None:
             os._exit(1)
 
     return arm
-
-
-def descendants_of(journal: Journal) -> Iterator[str]:
-    """The names each part recorded (for messages): ``part: name``."""
-    for part, record in sorted(journal.parts.items()):
-        for name in record.get("names", []):
-            yield f"{part}: {name}"

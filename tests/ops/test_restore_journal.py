@@ -12,11 +12,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 
@@ -168,6 +170,18 @@ def every(value: str, views: str) -> dict[str, str]:
     return {"postgresql": value, "clickhouse": value, "clickhouse views": views, "redis": value}
 
 
+def orphans(stack: Stack) -> list[str]:
+    """pg_restore processes still writing into a scratch copy of the stack's database."""
+    scratch = f"{stack.pg.rsplit('/', 1)[1][:40]}_restore_"
+    deadline = time.monotonic() + 5
+    while True:
+        found = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])
+                 if scratch in " ".join(p.info["cmdline"] or [])]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def nothing_left(stack: Stack) -> None:
     assert journal.journals(stack.endpoints.home) == []
     assert backups.leftovers(stack.endpoints) == {}
@@ -204,6 +218,8 @@ def test_a_single_store_restore_killed_at_any_phase_is_finished_or_rolled_back(
     killed = stack.cli("restore", store, str(taken.parts[store]), "--force", crash_at=phase)
     assert killed.returncode == -9, f"never reached {phase}: {killed.stderr}"
     assert "missing" not in marks(stack).values()
+    if phase == "started:pg_restore":  # the child died with its parent
+        assert orphans(stack) == [], "pg_restore runs on after its restore was killed"
     backups.recover(stack.endpoints)
     wanted = every("old", taken.views)
     wanted[store] = expected

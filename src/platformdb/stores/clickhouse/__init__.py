@@ -132,7 +132,9 @@ class ClickHouseStore(StoreBase):
                 placeholders=lambda: postgres_placeholders(self.dictionary_login_url()))
 
     def leftovers(self) -> list[str]:
-        with clickhouse.connect(self.require_url(), wait=self.wait) as client:
+        # asked by health: waits no longer for a chDB path another process holds
+        with clickhouse.connect(self.require_url(),
+                                wait=min(self.wait, HEALTH_WAIT)) as client:
             return ch_backup.leftovers(client)
 
     def drop_leftovers(self, names: list[str]) -> None:
