@@ -261,5 +261,7 @@ def recover(
              f"{operation['action']}" + (f" -- {stores}" if stores else ""))
     for store, names in done.removed.items():
         show(f"{store}: removed {', '.join(names)}")
-    if not done.operations and not done.removed:
+    for waiting in done.waiting:
+        show(f"not recovered yet: {waiting}")
+    if not done.operations and not done.removed and not done.waiting:
         show("nothing to recover")

@@ -215,7 +215,7 @@ def schema_guard(ctx: Context, parts: dict[str, Path], force_older_schema: bool)
     anything is touched. A target that cannot be read (absent, empty) is no objection."""
     behind: list[str] = []
     for name, folder in parts.items():
-        if name not in registry.numbered_names():
+        if not ctx.store(name).ledger_in_backups:
             continue
         backed_up = set(read_manifest(folder, name).migrations)
         applied = _applied(ctx, name)
@@ -294,6 +294,8 @@ class Recovered:
 
     operations: list[dict[str, Any]] = field(default_factory=list)
     removed: dict[str, list[str]] = field(default_factory=dict)
+    waiting: list[str] = field(default_factory=list)
+    """Operations left for later: a store they touched is not reachable from here."""
 
 
 def recover(target: Context | Endpoints, *, cleanup: bool = False) -> Recovered:
@@ -311,6 +313,10 @@ def recover(target: Context | Endpoints, *, cleanup: bool = False) -> Recovered:
     done = Recovered()
     home = ctx.endpoints.home
     for journal in unfinished(home):
+        absent = [name for name in journal.parts if ctx.store(name).url is None]
+        if absent:  # e.g. `restore postgresql` did not start the embedded Redis: later
+            done.waiting.append(f"{journal.id} (needs {', '.join(absent)})")
+            continue
         forward = journal.phase in FORWARD_PHASES
         outcome: dict[str, Any] = {"operation": journal.data["operation"], "id": journal.id,
                                    "phase": journal.phase,

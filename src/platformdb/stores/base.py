@@ -164,6 +164,8 @@ class Store(Protocol):
     """The setting that names its server (``PLATFORMDB_POSTGRES_URL``)."""
     numbered: ClassVar[bool]
     """Its migrations are numbered files (``--to N``, ``down``, ``run``, drift, ``new``)."""
+    ledger_in_backups: ClassVar[bool]
+    """Its backups' manifests carry its migration ledger."""
 
     @property
     def target(self) -> str:
@@ -228,6 +230,9 @@ class StoreBase:
     name = ""
     url_variable: ClassVar[str] = ""
     numbered: ClassVar[bool] = True
+    ledger_in_backups: ClassVar[bool] = False
+    """Its backups' manifests carry its migration ledger (a restore can tell a backup
+    whose schema is behind the target's)."""
 
     def __init__(self, url: str | None, why_missing: str = "", *,
                  options: MigrateOptions | None = None) -> None:

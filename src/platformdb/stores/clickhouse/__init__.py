@@ -41,6 +41,7 @@ class ClickHouseStore(StoreBase):
     """
 
     name = "clickhouse"
+    ledger_in_backups = True
     url_variable = ENV_CLICKHOUSE
 
     def __init__(self, url: str | None, why_missing: str = "", *,

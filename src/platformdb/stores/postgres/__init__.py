@@ -34,6 +34,7 @@ class PostgresStore(StoreBase):
     """The platform's OLTP database at one URL."""
 
     name = "postgresql"
+    ledger_in_backups = True
     url_variable = ENV_POSTGRES
 
     def __init__(self, url: str | None, why_missing: str = "", *,
