@@ -42,10 +42,10 @@ class Layer:
 
 LAYERS = (
     Layer("leaf", ("errors", "redaction", "resources", "types", "config", "extras", "binaries",
-                   "locks", "render", "progress"), (),
+                   "locks", "render", "progress", "journal"), (),
           "errors and hints, result types, settings, data files, optional extras, the one "
           "finder of external programs, file locks, result rendering, the progress protocol "
-          "long work reports through"),
+          "long work reports through, intent journals of multi-step operations"),
     Layer("runtime", ("postgres", "redis", "clickhouse"), ("leaf",),
           "what services import: tenant transactions and pools; sessions, cache, rate limits, "
           "queues, events; the ClickHouse client, MetricsWriter, reports", independent=True),

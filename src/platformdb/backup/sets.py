@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from platformdb.backup import BackupTarget, Staged, Switchable, find_backups
 from platformdb.backup.manifest import MANIFEST, file_sha256, read_manifest
 from platformdb.backup.state import GoodBackup, verified
 from platformdb.errors import Hint, ValidationError
+from platformdb.journal import COMMITTING, DISCARDING, SWITCHING, UNDOING, Journal, crash_point
 from platformdb.types import Restored
 
 SET_PREFIX = "set-"
@@ -167,12 +168,15 @@ def part_for(path: Path, store: str) -> Path:
 
 
 def restore_set(stores: Mapping[str, BackupTarget], path: Path, *, force: bool = False,
-                verify: bool = False, every: bool = True) -> list[Restored]:
+                verify: bool = False, every: bool = True, journal: Journal | None = None,
+                before_switch: Callable[[Sequence[Staged]], None] | None = None,
+                ) -> list[Restored]:
     """Restore a set (``path`` or the newest set in it): all stores or none.
 
     ``stores``: the store objects to restore, by name, in the order they are staged.
     ``every``: the stores are all there are, and the set's parts say which of them
     are restored; otherwise each of ``stores`` must have its part in the set.
+    ``journal``: where each step is written before it is taken (:func:`stage_and_switch`).
     """
     found = find_set(path)
     wanted = [name for name in stores if not every or name in found.parts]
@@ -181,42 +185,119 @@ def restore_set(stores: Mapping[str, BackupTarget], path: Path, *, force: bool =
             raise ValidationError(f"the backup set {found.folder} holds no {name} part")
         read_manifest(found.parts[name], name)  # every file of every part, before anything
     return stage_and_switch([(stores[name], found.parts[name]) for name in wanted],
-                            force=force, verify=verify)
+                            force=force, verify=verify, journal=journal,
+                            before_switch=before_switch)
 
 
 def stage_and_switch(items: Sequence[tuple[BackupTarget, Path]], *, force: bool,
-                     verify: bool) -> list[Restored]:
-    """Stage every (store, folder), then switch them all in; all or nothing."""
+                     verify: bool, journal: Journal | None = None,
+                     before_switch: Callable[[Sequence[Staged]], None] | None = None,
+                     ) -> list[Restored]:
+    """Stage every (store, folder), then switch them all in; all or nothing.
+
+    With a ``journal``, every step is written to it before it is taken: each store's
+    scratch names once staged, the switch of each, the commit. A process killed at any
+    point leaves the journal, from which ``platformdb recover`` rolls the restore back
+    (killed while staging: nothing was switched) or forward (killed while switching or
+    committing: every stage was ready and verified); see :mod:`platformdb.journal`.
+    ``before_switch``: run on the staged copies once all are ready (a failure discards
+    them), e.g. to migrate an older schema up before it goes live.
+    """
+    names = [store.name for store, _ in items]
+    for store, folder in items:
+        _note(journal, store.name, phase="planned", folder=str(folder.resolve()))
     staged: list[Staged] = []
     try:
         for store, folder in items:
-            staged.append(store.stage(folder, force=force, verify=verify))
-    except BaseException:
-        for stage in reversed(staged):
-            stage.discard()
+            _note(journal, store.name, phase="staging")
+            crash_point(f"staging:{store.name}")
+            stage = store.stage(folder, force=force, verify=verify)
+            staged.append(stage)
+            _note(journal, store.name, phase="staged", **journal_record(stage))
+            crash_point(f"staged:{store.name}")
+        if before_switch is not None:
+            before_switch(staged)
+    except BaseException as failure:
+        if journal is not None:
+            journal.set_phase(DISCARDING)
+        clean = True
+        for stage, name in reversed(list(zip(staged, names, strict=False))):
+            try:
+                stage.discard()
+                _note(journal, name, phase="discarded")
+            except Exception as exc:
+                clean = False
+                failure.add_note(f"could not drop the staged copy of {name}: {exc}")
+        if journal is not None and clean:
+            journal.finish()  # a failing stage drops its own scratch
+        elif journal is not None:
+            failure.add_note("`platformdb recover` drops what is left")
         raise
-    switch_in(staged, [stage.report.store for stage in staged])
+    if journal is not None:
+        journal.set_phase(SWITCHING)
+    crash_point("switching")
+    switch_in(staged, names, journal=journal)
+    if journal is not None:
+        journal.finish()
     return [stage.report for stage in staged]
 
 
-def switch_in(staged: Sequence[Switchable], names: Sequence[str]) -> None:
+def journal_record(stage: object) -> dict[str, Any]:
+    """What a staged part says a recovery needs (its scratch names), if it says anything."""
+    record = getattr(stage, "journal_record", None)
+    return dict(record()) if callable(record) else {}
+
+
+def _note(journal: Journal | None, name: str, **fields: Any) -> None:
+    if journal is not None:
+        journal.part(name, **fields)
+
+
+def switch_in(staged: Sequence[Switchable], names: Sequence[str], *,
+              journal: Journal | None = None) -> None:
     """Switch every staged part in, in order, then commit them all. A switch that fails
     puts the parts already switched back (the first failure is raised, with a note for
-    each part that could not be put back) and discards the others."""
+    each part that could not be put back) and discards the others. ``journal``: each
+    step is written to it first (:func:`stage_and_switch`)."""
     switched: list[Switchable] = []
     try:
-        for stage in staged:
+        for stage, name in zip(staged, names, strict=True):
+            _note(journal, name, phase="switching", **journal_record(stage))
+            crash_point(f"switching:{name}")
             stage.switch()
             switched.append(stage)
+            _note(journal, name, phase="switched")
+            crash_point(f"switched:{name}")
     except BaseException as failure:
+        if journal is not None:
+            journal.set_phase(UNDOING)
+        clean = True
         for stage in reversed(switched):
+            name = names[staged.index(stage)]
             try:
                 stage.undo()
+                _note(journal, name, phase="undone")
             except Exception as exc:  # keep undoing the others; the first failure is raised
-                failure.add_note(f"could not put {names[staged.index(stage)]} back: {exc}")
+                clean = False
+                failure.add_note(f"could not put {name} back: {exc}")
         for stage in staged:
             if stage not in switched:
-                stage.discard()
+                try:
+                    stage.discard()
+                    _note(journal, names[staged.index(stage)], phase="discarded")
+                except Exception as exc:
+                    clean = False
+                    failure.add_note(f"could not drop the staged copy of "
+                                     f"{names[staged.index(stage)]}: {exc}")
+        if journal is not None and clean:
+            journal.finish()
+        elif journal is not None:
+            failure.add_note("`platformdb recover` finishes putting it back")
         raise
-    for stage in switched:
+    if journal is not None:
+        journal.set_phase(COMMITTING)
+    crash_point("committing")
+    for stage, name in zip(switched, names, strict=True):
         stage.commit()
+        _note(journal, name, phase="committed")
+        crash_point(f"committed:{name}")

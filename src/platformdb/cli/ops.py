@@ -200,9 +200,17 @@ def restore(
     force: Annotated[bool, typer.Option("--force", help="Write over a non-empty target.")] = False,
     verify: Annotated[bool, typer.Option("--verify",
                                          help="Compare counts and checksums after.")] = False,
+    force_older_schema: Annotated[bool, typer.Option(
+        "--force-older-schema",
+        help="Restore a backup whose migration ledger is behind the target's (or empty), "
+             "then migrate it up to the current head.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Restore from a backup; manifests and checksums are checked first.
+
+    A backup whose migrations are behind the target's is refused unless
+    --force-older-schema. A restore killed midway is finished or rolled back by the next
+    `restore`, `recover` or `up`.
 
     `restore all PATH` restores a set (PATH, or the newest set in it), all or nothing:
     every store is restored beside its target and verified, then all are switched in.
@@ -213,7 +221,7 @@ def restore(
     names = store_or_all(store)
     compared = backups.has_manifest(path)
     results = backups.restore(context(start=True, stores=names), names, path, force=force,
-                              verify=verify)
+                              verify=verify, force_older_schema=force_older_schema)
     if as_json:
         print_json([asdict(result) for result in results])
         return
@@ -227,3 +235,33 @@ def restore(
         show(table)
         if not compared:
             show("(a pg_dump file has no manifest: row counts as restored)")
+
+
+@app.command()
+def recover(
+    cleanup: Annotated[bool, typer.Option(
+        "--cleanup", help="Also remove leftovers no journal names (scratch and aside "
+                          "databases, staging keys), found by their names.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Finish or roll back a restore a crash interrupted: every store all-old or all-new.
+
+    A restore writes its intent to $PLATFORMDB_HOME/journal/ before each step. Killed
+    before it switched anything, it is rolled back (scratch copies dropped); killed while
+    switching or committing, it is finished. `restore` and `up` do this first by
+    themselves; `platformdb health` lists what is left.
+    """
+    done = backups.recover(context(start=True), cleanup=cleanup)
+    if as_json:
+        print_json(asdict(done))
+        return
+    for operation in done.operations:
+        stores = ", ".join(f"{name}: {what}" for name, what in operation["stores"].items())
+        show(f"{operation['operation']} {operation['id']} (stopped while {operation['phase']}): "
+             f"{operation['action']}" + (f" -- {stores}" if stores else ""))
+    for store, names in done.removed.items():
+        show(f"{store}: removed {', '.join(names)}")
+    for waiting in done.waiting:
+        show(f"not recovered yet: {waiting}")
+    if not done.operations and not done.removed and not done.waiting:
+        show("nothing to recover")

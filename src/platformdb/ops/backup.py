@@ -7,7 +7,10 @@ record of good backups and the staged switch are the generic machinery of
 
 from __future__ import annotations
 
-from dataclasses import replace
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,20 +20,23 @@ from platformdb.backup.archive import has_manifest, opened, pack
 from platformdb.backup.manifest import read_manifest
 from platformdb.backup.sets import (
     backup_set,
+    find_set,
+    journal_record,
     part_for,
     restore_set,
     set_parts_verified,
     stage_and_switch,
 )
 from platformdb.backup.state import record, verified
-from platformdb.errors import ValidationError
+from platformdb.errors import Hint, ValidationError
+from platformdb.journal import FORWARD_PHASES, Journal, running, unfinished
 from platformdb.ops.context import Context, context
 from platformdb.progress import Progress, Task, folder_bytes
 from platformdb.stores import registry
 from platformdb.stores.base import Store
 from platformdb.types import Endpoints, Restored
 
-__all__ = ["backup", "has_manifest", "restore"]
+__all__ = ["Recovered", "backup", "has_manifest", "leftovers", "recover", "restore"]
 
 
 def backup(target: Context | Endpoints, names: list[str] | None, out_dir: Path, *,
@@ -54,28 +60,52 @@ def backup(target: Context | Endpoints, names: list[str] | None, out_dir: Path, 
             reported = [Reported(store, ctx.progress, overall) for store in stores]
             if names is None:
                 folder = backup_set(reported, out_dir, **options)
-                goods = set_parts_verified(out_dir, folder)
-                if archive:
-                    folder = pack(folder)
-                    goods = [replace(good, folder=f"{folder.name}/{good.folder.split('/', 1)[1]}")
-                             for good in goods]
-                record(out_dir, goods)
+                with removed_on_failure(folder) as made:
+                    goods = set_parts_verified(out_dir, folder)
+                    if archive:
+                        folder = made.path = pack(folder)
+                        goods = [replace(good,
+                                         folder=f"{folder.name}/{good.folder.split('/', 1)[1]}")
+                                 for good in goods]
+                    record(out_dir, goods)
                 return [folder]
             written = []
             for store in reported:
                 started = datetime.now(UTC)
                 folder = store.backup(out_dir, **options)
-                good = verified(out_dir, store.name, folder, started, datetime.now(UTC))
-                if archive:
-                    folder = pack(folder)
-                    good = replace(good, folder=folder.name, bytes=folder.stat().st_size)
-                record(out_dir, [good])
+                with removed_on_failure(folder) as made:
+                    good = verified(out_dir, store.name, folder, started, datetime.now(UTC))
+                    if archive:
+                        folder = made.path = pack(folder)
+                        good = replace(good, folder=folder.name, bytes=folder.stat().st_size)
+                    record(out_dir, [good])
                 written.append(folder)
             return written
     except KeyboardInterrupt as stop:
         done = [store.name for store in reported if store.written] if names else []
         stop.add_note((f"the backups of {', '.join(done)} are complete; " if done else "")
                       + "the unfinished backup was removed")
+        raise
+
+
+@dataclass
+class Made:
+    path: Path
+
+
+@contextmanager
+def removed_on_failure(path: Path) -> Iterator[Made]:
+    """A backup written but not yet checked, packed and recorded: any failure (a full disk
+    while packing) removes it, so that nothing that looks like a backup is left."""
+    made = Made(path)
+    try:
+        yield made
+    except BaseException:
+        for leftover in {path, made.path}:
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         raise
 
 
@@ -119,7 +149,8 @@ def prepare_folder(out_dir: Path) -> None:
 
 
 def restore(target: Context | Endpoints, names: list[str] | None, path: Path, *,
-            force: bool = False, verify: bool = False) -> list[Restored]:
+            force: bool = False, verify: bool = False,
+            force_older_schema: bool = False) -> list[Restored]:
     """Restore ``names`` from ``path``, all or nothing.
 
     ``names=None`` (``restore all``) restores a backup set (``path`` or the newest
@@ -130,9 +161,15 @@ def restore(target: Context | Endpoints, names: list[str] | None, path: Path, *,
     folder or a set), or, for PostgreSQL, a ``pg_dump`` file (plain SQL, custom or
     tar format), which is staged and switched in the same way. Each stage (checking,
     staging, switching in) of each store reports to the context's progress.
+
+    A backup whose migration ledger is behind the target's (or empty, where the target
+    has one) is refused: restoring it would silently take the schema back. With
+    ``force_older_schema`` it is restored and the store migrated up to the current head
+    (:func:`schema_guard`).
     """
     ctx = context(target)
     chosen = registry.check_stores(names) if names is not None else list(registry.names())
+    recover(ctx)  # a restore killed before this one: finish or undo it first
     reported: list[Reported] = []
 
     def wrap(store: Store) -> Reported:
@@ -145,23 +182,189 @@ def restore(target: Context | Endpoints, names: list[str] | None, path: Path, *,
                                total=2 * len(chosen), unit="steps") as overall, \
                 ctx.progress.task(f"restore: checking {path.name or path}") as checking, \
                 opened(path) as found:
+            journal = begin_journal(ctx, "restore", stores=chosen, path=str(path.resolve()),
+                                    scratch_folders=unpacked(found))
             if names is None:
                 every = {store.name: wrap(store) for store in ctx.stores()}
-                return restore_set(every, found, force=force, verify=verify)
+                older = OlderSchema(ctx, schema_guard(ctx, find_set(found).parts,
+                                                      force_older_schema))
+                return older.after(restore_set(every, found, force=force, verify=verify,
+                                               journal=journal, before_switch=older.before))
             if found.is_file():
                 if chosen != ["postgresql"]:
                     raise ValidationError(f"{path} is a file but no platformdb archive: only "
                                           "PostgreSQL restores from a pg_dump file")
                 return stage_and_switch([(wrap(ctx.store("postgresql")), found)],
-                                        force=force, verify=verify)
+                                        force=force, verify=verify, journal=journal)
             parts = [(name, part_for(found, name)) for name in chosen]
             for name, part in parts:
                 read_manifest(part, name)
-            return stage_and_switch([(wrap(ctx.store(name)), part) for name, part in parts],
-                                    force=force, verify=verify)
+            older = OlderSchema(ctx, schema_guard(ctx, dict(parts), force_older_schema))
+            return older.after(stage_and_switch(
+                [(wrap(ctx.store(name)), part) for name, part in parts],
+                force=force, verify=verify, journal=journal, before_switch=older.before))
     except KeyboardInterrupt as stop:
         stop.add_note(restore_outcome(reported))
         raise
+
+
+def schema_guard(ctx: Context, parts: dict[str, Path], force_older_schema: bool) -> list[str]:
+    """The stores whose backup in ``parts`` has a migration ledger behind the target's
+    (migrations the target applied that the backup lacks, or none at all where the target
+    has some). Without ``force_older_schema`` any such store refuses the restore before
+    anything is touched. A target that cannot be read (absent, empty) is no objection."""
+    behind: list[str] = []
+    for name, folder in parts.items():
+        if not ctx.store(name).ledger_in_backups:
+            continue
+        backed_up = set(read_manifest(folder, name).migrations)
+        applied = _applied(ctx, name)
+        missing = sorted(applied - backed_up)
+        if not applied or not missing:
+            continue
+        if not force_older_schema:
+            what = ("holds no migration ledger" if not backed_up else
+                    f"lacks {len(missing)} migration(s) the target has applied "
+                    f"(first: {missing[0]})")
+            raise ValidationError(
+                f"the {name} backup {folder.name} {what}: restoring it would take the schema "
+                "back; nothing was changed",
+                hint=Hint(flag="--force-older-schema",
+                          does="to restore it and migrate it up to the current head"))
+        behind.append(name)
+    return behind
+
+
+def _applied(ctx: Context, name: str) -> set[str]:
+    """The target's applied migrations; none when it has no database or no ledger."""
+    try:
+        with ctx.store(name).open_migrator() as migrator:
+            return {f"{m.version:03d}_{m.name}" for m in migrator.driver.applied()}
+    except Exception:  # no database, no ledger: nothing to go back from
+        return set()
+
+
+class OlderSchema:
+    """Stores restored from a backup behind the target's migrations
+    (``--force-older-schema``): each is migrated up to the current head -- its staged
+    copy before the switch where the store stages into a database of its own (PostgreSQL),
+    else right after the restore."""
+
+    def __init__(self, ctx: Context, behind: list[str]) -> None:
+        self.ctx = ctx
+        self.behind = behind
+        self.done: set[str] = set()
+
+    def before(self, staged: Sequence[Staged]) -> None:
+        for stage in staged:
+            name = stage.report.store
+            inner = getattr(stage, "staged", stage)
+            url = getattr(inner, "scratch_url", None)
+            if name in self.behind and isinstance(url, str):
+                scratch = replace(self.ctx, endpoints=self.ctx.endpoints.replace(
+                    urls={name: url}))
+                scratch.store(name).migrate_up()
+                self.done.add(name)
+
+    def after(self, results: list[Restored]) -> list[Restored]:
+        for name in self.behind:
+            if name not in self.done:
+                self.ctx.store(name).migrate_up()
+        return results
+
+
+def begin_journal(ctx: Context, operation: str, **intent: Any) -> Journal | None:
+    """The journal of an operation that is about to change things (None: the context
+    has no home to keep one in, e.g. a Python caller's bare endpoints)."""
+    home = ctx.endpoints.home
+    return Journal.begin(home, operation, **intent) if home is not None else None
+
+
+def unpacked(found: Path) -> list[str]:
+    """The scratch folder an archive was unpacked into (a killed restore leaves it)."""
+    parent = found.parent
+    return [str(parent.resolve())] if parent.name.startswith(
+        (".platformdb-unpacked-", "platformdb-unpacked-")) else []
+
+
+@dataclass
+class Recovered:
+    """What ``platformdb recover`` did: per interrupted operation and store, and the
+    leftovers it removed (``--cleanup``)."""
+
+    operations: list[dict[str, Any]] = field(default_factory=list)
+    removed: dict[str, list[str]] = field(default_factory=dict)
+    waiting: list[str] = field(default_factory=list)
+    """Operations left for later: a store they touched is not reachable from here."""
+
+
+def recover(target: Context | Endpoints, *, cleanup: bool = False) -> Recovered:
+    """Finish or roll back every operation a crash interrupted (their journals under
+    ``$PLATFORMDB_HOME/journal/``), so that every store is all-old or all-new.
+
+    A restore killed before it switched anything is rolled back (its scratch copies are
+    dropped); one killed while switching or committing is rolled forward (every store
+    had been staged and verified) and its replaced contents dropped; one killed while
+    putting stores back after a failure finishes putting them back. ``cleanup``: also
+    remove what restores leave only when interrupted and no journal names (scratch and
+    aside databases, staging keys), found by their names, unless an operation is running.
+    """
+    ctx = context(target)
+    done = Recovered()
+    home = ctx.endpoints.home
+    for journal in unfinished(home):
+        absent = [name for name in journal.parts if ctx.store(name).url is None]
+        if absent:  # e.g. `restore postgresql` did not start the embedded Redis: later
+            done.waiting.append(f"{journal.id} (needs {', '.join(absent)})")
+            continue
+        forward = journal.phase in FORWARD_PHASES
+        outcome: dict[str, Any] = {"operation": journal.data["operation"], "id": journal.id,
+                                   "phase": journal.phase,
+                                   "action": "finished" if forward else "rolled back",
+                                   "stores": {}}
+        for name, part in journal.parts.items():
+            if part.get("phase") in ("committed", "discarded", "undone", "planned"):
+                continue
+            if part.get("phase") == "staging":  # its scratch has no name in the journal yet
+                continue  # (killed inside the stage): found by its name below
+            outcome["stores"][name] = ctx.store(name).recover(part, forward=forward)
+            journal.part(name, phase="committed" if forward else "undone")
+        unstaged = any(record.get("phase") == "staging" for record in journal.parts.values())
+        for folder in journal.data.get("intent", {}).get("scratch_folders", []):
+            shutil.rmtree(folder, ignore_errors=True)
+        journal.finish()
+        done.operations.append(outcome)
+        if unstaged:  # killed inside a stage, before its scratch was named in the journal
+            cleanup = True
+    if cleanup and not running(home):
+        for store in ctx.stores():
+            found = store.leftovers() if store.url is not None else []
+            if found:
+                store.drop_leftovers(found)
+                done.removed[store.name] = found
+    return done
+
+
+def leftovers(target: Context | Endpoints) -> dict[str, list[str]]:
+    """What interrupted operations left, per store (and ``journal``: the operations
+    ``platformdb recover`` has to finish or roll back); empty when nothing is left. A
+    store that cannot be reached is left out (its own health row says so)."""
+    ctx = context(target)
+    found: dict[str, list[str]] = {}
+    home = ctx.endpoints.home
+    pending = [f"{journal.data['operation']} {journal.id} (stopped while {journal.phase})"
+               for journal in unfinished(home)]
+    if pending:
+        found["journal"] = pending
+    if running(home):
+        return found  # a restore is running: its scratch copies are not leftovers
+    for store in ctx.stores():
+        if store.url is None:
+            continue
+        names = _leftovers_of(store)
+        if names:
+            found[store.name] = names
+    return found
 
 
 def restore_outcome(reported: list[Reported]) -> str:
@@ -180,6 +383,13 @@ def restore_outcome(reported: list[Reported]) -> str:
     if all(r.state == "waiting" for r in reported):
         return "nothing was restored: stopped while the backup was being checked"
     return "nothing was restored: every target is as it was, staged copies dropped"
+
+
+def _leftovers_of(store: Store) -> list[str]:
+    try:
+        return store.leftovers()
+    except Exception:  # unreachable: the store's own health row says why
+        return []
 
 
 class Reported:
@@ -252,3 +462,6 @@ class ReportedStage:
         with self._step("dropping the staged copy"):
             self.staged.discard()
         self.owner.state = "discarded"
+
+    def journal_record(self) -> dict[str, Any]:
+        return journal_record(self.staged)

@@ -9,8 +9,10 @@ from pathlib import Path
 from platformdb import binaries, embedded
 from platformdb.config import Settings
 from platformdb.embedded import ServiceState
-from platformdb.errors import ConfigError, Hint, Unavailable, when_interrupted
-from platformdb.ops.context import Context, context
+from platformdb.errors import ConfigError, Hint, PlatformDBError, Unavailable, when_interrupted
+from platformdb.journal import unfinished
+from platformdb.ops.backup import recover
+from platformdb.ops.context import Context, context, resolve
 from platformdb.stores.postgres import pgbouncer
 from platformdb.stores.postgres.pgbouncer import SERVICES, PoolSettings
 from platformdb.types import Endpoints
@@ -20,10 +22,19 @@ __all__ = ["SERVICES", "Logins", "PoolSettings", "ServiceState", "down", "env",
 
 
 def up(settings: Settings) -> list[ServiceState]:
-    """Start the embedded stack (idempotent); the state of each service."""
+    """Start the embedded stack (idempotent); the state of each service. A restore that
+    a crash interrupted (its journal under ``$PLATFORMDB_HOME/journal/``) is then
+    finished or rolled back (:func:`platformdb.ops.backup.recover`)."""
     with when_interrupted("what had started keeps running (`platformdb status` shows it; "
                           "`platformdb up` again finishes)"):
-        return embedded.up(settings.home)
+        states = embedded.up(settings.home)
+    if unfinished(settings.home):
+        try:
+            recover(resolve(settings, start=False))
+        except PlatformDBError as exc:
+            exc.add_note("the stack is up; `platformdb recover` tries again")
+            raise
+    return states
 
 
 def down(settings: Settings) -> list[str]:

@@ -164,6 +164,8 @@ class Store(Protocol):
     """The setting that names its server (``PLATFORMDB_POSTGRES_URL``)."""
     numbered: ClassVar[bool]
     """Its migrations are numbered files (``--to N``, ``down``, ``run``, drift, ``new``)."""
+    ledger_in_backups: ClassVar[bool]
+    """Its backups' manifests carry its migration ledger."""
 
     @property
     def target(self) -> str:
@@ -199,6 +201,16 @@ class Store(Protocol):
     def stage(self, folder: Path, *, force: bool = False, verify: bool = False) -> Staged:
         """Restore ``folder`` beside the target and verify it; the target is untouched."""
 
+    def recover(self, record: dict[str, Any], *, forward: bool) -> str:
+        """Finish (``forward``) or roll back the restore a journal's ``record`` describes
+        (:mod:`platformdb.journal`); what was done, in a few words."""
+
+    def leftovers(self) -> list[str]:
+        """Scratch copies that restores leave only when interrupted, found by their names."""
+
+    def drop_leftovers(self, names: list[str]) -> None:
+        """Remove ``names`` (found by :meth:`leftovers`)."""
+
     def query(self, statement: str) -> QueryResult:
         """Run one statement (autocommit: it takes effect at once) and return its result."""
 
@@ -218,6 +230,9 @@ class StoreBase:
     name = ""
     url_variable: ClassVar[str] = ""
     numbered: ClassVar[bool] = True
+    ledger_in_backups: ClassVar[bool] = False
+    """Its backups' manifests carry its migration ledger (a restore can tell a backup
+    whose schema is behind the target's)."""
 
     def __init__(self, url: str | None, why_missing: str = "", *,
                  options: MigrateOptions | None = None) -> None:
@@ -269,6 +284,15 @@ class StoreBase:
 
     def stage(self, folder: Path, *, force: bool = False, verify: bool = False) -> Staged:
         raise NotImplementedError
+
+    def recover(self, record: dict[str, Any], *, forward: bool) -> str:
+        return "nothing to do"
+
+    def leftovers(self) -> list[str]:
+        return []
+
+    def drop_leftovers(self, names: list[str]) -> None:
+        return None
 
     def metrics(self) -> list[Metric]:
         raise NotImplementedError

@@ -41,6 +41,7 @@ class ClickHouseStore(StoreBase):
     """
 
     name = "clickhouse"
+    ledger_in_backups = True
     url_variable = ENV_CLICKHOUSE
 
     def __init__(self, url: str | None, why_missing: str = "", *,
@@ -124,6 +125,22 @@ class ClickHouseStore(StoreBase):
         return ch_backup.StagedRestore(
             self.require_url(), folder, force=force, verify_after=verify,
             placeholders=lambda: postgres_placeholders(self.dictionary_login_url()))
+
+    def recover(self, record: dict[str, Any], *, forward: bool) -> str:
+        with clickhouse.connect(self.require_url(), wait=self.wait) as client:
+            return ch_backup.recover(
+                client, record, forward=forward,
+                placeholders=lambda: postgres_placeholders(self.dictionary_login_url()))
+
+    def leftovers(self) -> list[str]:
+        # asked by health: waits no longer for a chDB path another process holds
+        with clickhouse.connect(self.require_url(),
+                                wait=min(self.wait, HEALTH_WAIT)) as client:
+            return ch_backup.leftovers(client)
+
+    def drop_leftovers(self, names: list[str]) -> None:
+        with clickhouse.connect(self.require_url(), wait=self.wait) as client:
+            ch_backup.drop_leftovers(client, names)
 
     def query(self, statement: str) -> QueryResult:
         return console.query(self.require_url(), query_only(statement), wait=self.wait)

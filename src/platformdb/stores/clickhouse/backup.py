@@ -25,10 +25,14 @@ with the connection):
    checksum (``cityHash64`` of its columns; ``AggregateFunction`` states are
    left out) with the manifest. With merges and TTL stopped, the comparison is
    exact: a row at the TTL edge or an unmerged rollup row is still there.
-3. :func:`switch` drops the target's views and dictionaries, exchanges each
-   table with its staged copy (``EXCHANGE TABLES``, atomic per table; the old
-   tables wait in the scratch database), creates the views after the data and
-   recreates the dictionaries. :func:`undo` puts the old contents back.
+3. :func:`switch` exchanges each table with its staged copy (``EXCHANGE
+   TABLES``, atomic per table; the old tables wait in the scratch database)
+   while the target's views stay: a materialized view follows its source and
+   destination tables by name, so it feeds the exchanged tables at once. Only
+   views the backup defines differently are dropped and recreated (after the
+   data); dictionaries are recreated. :func:`undo` puts the old contents back.
+   A killed switch is finished or undone from its journal record
+   (:func:`recover`: each table's UUID says on which side it is).
 4. :func:`commit` starts merges and TTL on the restored tables and drops the
    old ones: rows past their TTL expire from then on, as they would have on the
    source, and rollup parts fold.
@@ -65,6 +69,7 @@ from platformdb.clickhouse import (
     translated,
 )
 from platformdb.errors import CheckFailed, Hint, ValidationError
+from platformdb.journal import crash_point
 from platformdb.migrate import discover, migrations_dir
 from platformdb.redaction import redact
 from platformdb.stores.clickhouse.ddl import Topology, render
@@ -288,7 +293,7 @@ def switch(client: Client, staged: Staged, *, placeholders: Placeholders = None,
     switched = Switched(staged, before)
     present = {name for name, engine, _ in before if engine.endswith("MergeTree")}
     try:
-        _drop_derived(client, staged.target)
+        crash_point("clickhouse:switching")
         for name in staged.tables:
             here = f"{target}.{quote_identifier(name)}"
             there = f"{scratch}.{quote_identifier(name)}"
@@ -298,13 +303,13 @@ def switch(client: Client, staged: Staged, *, placeholders: Placeholders = None,
             else:
                 command(client, f"RENAME TABLE {there} TO {here}")
                 switched.renamed_in.append(name)
+            crash_point("clickhouse:first-table-in")
         for name in sorted(present - set(staged.tables)):  # not in the backup: replaced by nothing
             command(client, f"RENAME TABLE {target}.{quote_identifier(name)}"
                             f" TO {scratch}.{quote_identifier(f'old_{name}')}")
             switched.moved_out.append(name)
-        for _name, engine, query in staged.statements:
-            if engine in ("MaterializedView", "View"):  # after the data: rollups are not recounted
-                command(client, _in_database(query, staged.source, staged.target))
+        _converge_views(client, staged.target, _backup_views(staged))
+        _drop_derived(client, staged.target, kinds=("Dictionary",))
         _recreate_dictionaries(client, staged, placeholders)
         switched.tables = states(client, staged.target)
         if verify_after:
@@ -317,11 +322,35 @@ def switch(client: Client, staged: Staged, *, placeholders: Placeholders = None,
     return switched
 
 
+def _backup_views(staged: Staged) -> list[tuple[str, str, str]]:
+    """The backup's views and materialized views, pointed at the target database."""
+    return [(name, engine, _in_database(query, staged.source, staged.target))
+            for name, engine, query in staged.statements
+            if engine in ("MaterializedView", "View")]
+
+
+def _converge_views(client: Client, database: str,
+                    wanted: list[tuple[str, str, str]]) -> None:
+    """Make the views of ``database`` exactly ``wanted`` (name, engine, create query),
+    touching only those that differ: a view the backup defines as the target has it is
+    never dropped, so a materialized view keeps feeding its rollup while the tables
+    under it are exchanged (a view follows its tables by name). Created after the data:
+    rollups are not recounted."""
+    have = {name: query for name, engine, query in objects(client, database)
+            if engine in ("MaterializedView", "View")}
+    keep = {name for name, _engine, query in wanted if have.get(name) == query}
+    for name in sorted(set(have) - keep):
+        command(client, f"DROP VIEW IF EXISTS {quote_identifier(database)}."
+                        f"{quote_identifier(name)} SYNC")
+    for name, _engine, query in wanted:
+        if name not in keep:
+            command(client, query)
+
+
 def undo(client: Client, switched: Switched) -> None:
     """After :func:`switch`: put the target's old tables, views and dictionaries back."""
     staged = switched.staged
     target, scratch = quote_identifier(staged.target), quote_identifier(staged.scratch)
-    _drop_derived(client, staged.target)
     for name in reversed(switched.moved_out):
         command(client, f"RENAME TABLE {scratch}.{quote_identifier(f'old_{name}')}"
                         f" TO {target}.{quote_identifier(name)}")
@@ -332,9 +361,18 @@ def undo(client: Client, switched: Switched) -> None:
         command(client, f"EXCHANGE TABLES {scratch}.{quote_identifier(name)}"
                         f" AND {target}.{quote_identifier(name)}")
     switched.moved_out, switched.renamed_in, switched.exchanged = [], [], []
-    for _name, engine, query in switched.before:
-        if engine in ("MaterializedView", "View", "Dictionary"):
-            command(client, query)
+    _put_back_derived(client, staged.target, switched.before)
+
+
+def _put_back_derived(client: Client, database: str,
+                      before: list[tuple[str, str, str]] | list[list[str]]) -> None:
+    """The views and dictionaries of ``database`` as ``before`` lists them."""
+    _converge_views(client, database, [(str(n), str(e), str(q)) for n, e, q in before
+                                       if e in ("MaterializedView", "View")])
+    _drop_derived(client, database, kinds=("Dictionary",))
+    for _name, engine, query in before:
+        if engine == "Dictionary":
+            command(client, str(query))
 
 
 def commit(client: Client, switched: Switched) -> dict[str, TableState]:
@@ -346,9 +384,103 @@ def commit(client: Client, switched: Switched) -> dict[str, TableState]:
     return switched.tables
 
 
-def _drop_derived(client: Client, database: str) -> None:
+def journal_record(client: Client, staged: Staged) -> dict[str, Any]:
+    """What a recovery needs to finish or undo this restore: the scratch database, the
+    identity (UUID) of each staged table -- after a kill, a table of the target whose
+    UUID is a staged one was switched in -- and the target's views and dictionaries as
+    they are (to put them back)."""
+    return {"target": staged.target, "scratch": staged.scratch,
+            "folder": str(staged.folder.resolve()), "tables": _uuids(client, staged.scratch),
+            "before": [[n, e, q] for n, e, q in objects(client, staged.target)
+                       if e in ("MaterializedView", "View", "Dictionary")],
+            "names": [staged.scratch]}
+
+
+def _uuids(client: Client, database: str) -> dict[str, str]:
+    return {str(name): str(ident) for name, ident in rows(
+        client, "SELECT name, toString(uuid) FROM system.tables WHERE database = {d:String}"
+                " AND engine LIKE '%MergeTree'", {"d": database})}
+
+
+def recover(client: Client, record: dict[str, Any], *, forward: bool,
+            placeholders: Placeholders = None) -> str:
+    """Finish (``forward``) or roll back the restore ``record`` describes, from whatever
+    state a killed process left: each table's UUID says on which side it is."""
+    target, scratch = str(record["target"]), str(record["scratch"])
+    if not rows(client, "SELECT count() FROM system.databases WHERE name = {d:String}",
+                {"d": scratch})[0][0]:
+        return "nothing to do"  # dropped: staged never, or committed already
+    staged_ids: dict[str, str] = dict(record.get("tables") or {})
+    switching = record.get("phase") in ("switching", "switched")
+    if forward:
+        folder = Path(str(record["folder"]))
+        manifest = read_manifest(folder, STORE)
+        staged = Staged(folder, manifest, str(manifest.extra.get("database", "platform")),
+                        target, scratch, tables=sorted(staged_ids), statements=_schema(folder))
+        _move_tables(client, staged_ids, target, scratch, inward=True)
+        _converge_views(client, target, _backup_views(staged))
+        _drop_derived(client, target, kinds=("Dictionary",))
+        _recreate_dictionaries(client, staged, placeholders)
+        for name in staged.tables:
+            _release(client, f"{quote_identifier(target)}.{quote_identifier(name)}")
+        command(client, f"DROP DATABASE IF EXISTS {quote_identifier(scratch)} SYNC")
+        return "switched in"
+    if switching:
+        _move_tables(client, staged_ids, target, scratch, inward=False)
+        _put_back_derived(client, target, record.get("before") or [])
+    command(client, f"DROP DATABASE IF EXISTS {quote_identifier(scratch)} SYNC")
+    return "previous contents put back" if switching else "staged copy dropped"
+
+
+def _move_tables(client: Client, staged_ids: dict[str, str], target: str, scratch: str, *,
+                 inward: bool) -> None:
+    """Put every staged table in the target (``inward``) or back in scratch, whichever
+    side each is on now; the target's own tables the other way. Views stay (they follow
+    their tables by name) and are made right after."""
+    here, there = _uuids(client, target), _uuids(client, scratch)
+    qt, qs = quote_identifier(target), quote_identifier(scratch)
+    for name, ident in sorted(staged_ids.items()):
+        inside = here.get(name) == ident
+        if inside == inward:
+            continue
+        source, dest = (f"{qs}.{quote_identifier(name)}", f"{qt}.{quote_identifier(name)}")
+        if not inward:
+            source, dest = dest, source
+        if name in here and name in there:
+            command(client, f"EXCHANGE TABLES {source} AND {dest}")
+        else:
+            command(client, f"RENAME TABLE {source} TO {dest}")
+    if inward:  # the target's tables the backup does not hold wait in scratch as old_<name>
+        for name in sorted(set(here) - set(staged_ids)):
+            command(client, f"RENAME TABLE {qt}.{quote_identifier(name)}"
+                            f" TO {qs}.{quote_identifier(f'old_{name}')}")
+        return
+    for name in sorted(there):
+        if name.startswith("old_") and name not in staged_ids:
+            command(client, f"RENAME TABLE {qs}.{quote_identifier(name)}"
+                            f" TO {qt}.{quote_identifier(name.removeprefix('old_'))}")
+
+
+LEFTOVER = r"_restore_[0-9a-f]{8}$"
+
+
+def leftovers(client: Client) -> list[str]:
+    """Scratch databases of restores (``<database>_restore_<hex>``)."""
+    return [str(name) for (name,) in rows(
+        client, "SELECT name FROM system.databases WHERE match(name, {p:String}) ORDER BY name",
+        {"p": LEFTOVER})]
+
+
+def drop_leftovers(client: Client, names: list[str]) -> None:
+    for name in names:
+        if re.search(LEFTOVER, name):
+            command(client, f"DROP DATABASE IF EXISTS {quote_identifier(name)} SYNC")
+
+
+def _drop_derived(client: Client, database: str,
+                  kinds: tuple[str, ...] = ("MaterializedView", "Dictionary", "View")) -> None:
     for name, engine, _ in objects(client, database):
-        if engine in ("MaterializedView", "Dictionary", "View"):
+        if engine in kinds:
             kind = "DICTIONARY" if engine == "Dictionary" else "VIEW"
             command(client, f"DROP {kind} IF EXISTS {quote_identifier(database)}."
                             f"{quote_identifier(name)} SYNC")
@@ -392,6 +524,9 @@ class StagedRestore:
         self.switched: Switched | None = None
         self.report = Restored(STORE, f"{redact(url)}#{self.staged.target}",
                                _expected(self.staged.manifest), [])
+
+    def journal_record(self) -> dict[str, Any]:
+        return journal_record(self.client, self.staged)
 
     def switch(self) -> None:
         self.switched = switch(self.client, self.staged, placeholders=self.placeholders,

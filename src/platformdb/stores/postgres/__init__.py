@@ -34,6 +34,7 @@ class PostgresStore(StoreBase):
     """The platform's OLTP database at one URL."""
 
     name = "postgresql"
+    ledger_in_backups = True
     url_variable = ENV_POSTGRES
 
     def __init__(self, url: str | None, why_missing: str = "", *,
@@ -85,6 +86,15 @@ class PostgresStore(StoreBase):
         return StagedDatabase(staged, Restored(self.name, self.target, dict(staged.report.tables),
                                                staged.report.mismatches))
 
+    def recover(self, record: dict[str, Any], *, forward: bool) -> str:
+        return pg_backup.recover(self.require_url(), record, forward=forward)
+
+    def leftovers(self) -> list[str]:
+        return pg_backup.leftovers(self.require_url())
+
+    def drop_leftovers(self, names: list[str]) -> None:
+        pg_backup.drop_leftovers(self.require_url(), names)
+
     def query(self, statement: str) -> QueryResult:
         return console.query(self.require_url(), query_only(statement))
 
@@ -104,9 +114,19 @@ class StagedDatabase:
         self.staged = staged
         self.report = report
         self.switched: pg_backup.Switched | None = None
+        self.previous = pg_backup.aside_name(staged.target)  # named before it exists
+
+    @property
+    def scratch_url(self) -> str:
+        """Where the staged copy is (to migrate an older schema up before the switch)."""
+        return self.staged.scratch
+
+    def journal_record(self) -> dict[str, object]:
+        return {**pg_backup.journal_record(self.staged, self.previous),
+                "had_target": pg_backup._exists(self.staged.target)}
 
     def switch(self) -> None:
-        self.switched = pg_backup.switch(self.staged)
+        self.switched = pg_backup.switch(self.staged, self.previous)
 
     def undo(self) -> None:
         if self.switched is not None:

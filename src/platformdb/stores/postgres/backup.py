@@ -42,6 +42,7 @@ from platformdb.errors import (
     ToolFailed,
     ValidationError,
 )
+from platformdb.journal import child_dies_with_parent, crash_point
 from platformdb.postgres import connect
 from platformdb.stores.postgres.driver import LEDGER, LEDGER_ID
 
@@ -82,7 +83,10 @@ def run_tool(args: list[str], what: str) -> str:
 
 
 def start_tool(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=child_dies_with_parent())
+    crash_point(f"started:{Path(args[0]).name}")
+    return process
 
 
 def finish_tool(process: subprocess.Popen[str], what: str) -> str:
@@ -291,6 +295,8 @@ class Switched:
 
     target: str
     previous: str | None
+    scratch: str | None = None
+    """The staged database's name before the switch (where :func:`undo` puts it back)."""
 
 
 def restore(folder: Path, url: str, *, force: bool = False, verify: bool = False) -> RestoreReport:
@@ -491,7 +497,8 @@ def _psql_restore(path: Path, url: str) -> None:
     process = subprocess.Popen(
         [pg_tool("psql", url), "-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1",
          "-d", url, "-f", "-"],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=child_dies_with_parent())
     assert process.stdin is not None and process.stderr is not None
     stderr, chunks = process.stderr, []
     drain = threading.Thread(target=lambda: chunks.append(stderr.read()), daemon=True)
@@ -527,38 +534,77 @@ def _psql_restore(path: Path, url: str) -> None:
                               " (is the file complete? a dump cut short ends mid-statement)")
 
 
-def switch(staged: Staged) -> Switched:
-    """Put the staged database in the target's place; the old target is renamed aside."""
+def aside_name(target_url: str) -> str:
+    """A fresh name for the target while a restore keeps it aside."""
+    return f"{_database(target_url)[:40]}_previous_{uuid.uuid4().hex[:8]}"
+
+
+def switch(staged: Staged, previous: str | None = None) -> Switched:
+    """Put the staged database in the target's place; the old target is renamed aside
+    (to ``previous``, or a fresh name).
+
+    Both renames run in ONE transaction (PostgreSQL allows ``ALTER DATABASE ... RENAME``
+    in a transaction block): the target's name always resolves to the old database or
+    the new one, never to nothing, even if the process dies between them.
+    """
     name = _database(staged.target)
-    previous: str | None = None
+    aside = previous or aside_name(staged.target)
     with connect(_admin_url(staged.target), autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            previous = f"{name[:40]}_previous_{uuid.uuid4().hex[:8]}"
+        present = _present(conn, name)
+        if present:
             _close_database(conn, name)
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(name), sql.Identifier(previous)))
+        crash_point("postgresql:closed")
         try:
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(_database(staged.scratch)), sql.Identifier(name)))
+            _swap(conn, name, _database(staged.scratch), aside if present else None)
         except BaseException:
-            if previous is not None:
-                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    sql.Identifier(previous), sql.Identifier(name)))
+            if present:
                 _open_database(conn, name)
             raise
-    return Switched(staged.target, previous)
+    return Switched(staged.target, aside if present else None, _database(staged.scratch))
+
+
+def _swap(conn: psycopg.Connection[tuple[object, ...]], name: str, incoming: str,
+          aside: str | None) -> None:
+    """In one transaction: ``name`` to ``aside`` (when given), ``incoming`` to ``name``."""
+    with conn.transaction():
+        if aside is not None:
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(name), sql.Identifier(aside)))
+        crash_point("postgresql:renamed-aside")  # dies inside the transaction: rolled back
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            sql.Identifier(incoming), sql.Identifier(name)))
+
+
+def _present(conn: psycopg.Connection[tuple[object, ...]], name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                        (name,)).fetchone() is not None
 
 
 def undo(switched: Switched) -> None:
-    """Put the previous target back (the restored data is dropped)."""
+    """Put the previous target back (the restored data is dropped): the restored database
+    goes to its scratch name and the previous one back to the target's, in one
+    transaction, then the restored copy is dropped."""
     name = _database(switched.target)
+    scratch = switched.scratch or f"{name[:40]}_restore_{uuid.uuid4().hex[:8]}"
     with connect(_admin_url(switched.target), autocommit=True) as conn:
+        _put_back(conn, name, scratch, switched.previous)
+
+
+def _put_back(conn: psycopg.Connection[tuple[object, ...]], name: str, scratch: str,
+              previous: str | None) -> None:
+    if _present(conn, name):
+        _close_database(conn, name)
+        if previous is None:  # there was no target before: the restore brought it
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+            return
+        _swap(conn, name, previous, scratch)
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
-        if switched.previous is not None:
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(switched.previous), sql.Identifier(name)))
-            _open_database(conn, name)
+            sql.Identifier(scratch)))
+    elif previous is not None and _present(conn, previous):
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            sql.Identifier(previous), sql.Identifier(name)))
+    _open_database(conn, name)
 
 
 def commit(switched: Switched) -> None:
@@ -570,6 +616,70 @@ def commit(switched: Switched) -> None:
 def discard(staged: Staged) -> None:
     """Drop a staged scratch database that will not be switched in."""
     _drop_database(staged.scratch)
+
+
+def journal_record(staged: Staged, previous: str) -> dict[str, object]:
+    """What a recovery needs to finish or undo this restore: the database names."""
+    return {"target": _database(staged.target), "scratch": _database(staged.scratch),
+            "previous": previous, "names": [_database(staged.scratch), previous]}
+
+
+def recover(url: str, record: dict[str, object], *, forward: bool) -> str:
+    """Finish (``forward``) or roll back the restore ``record`` describes, from whatever
+    state a killed process left: every name is looked up, nothing is assumed. What was
+    done, in a few words."""
+    name, scratch = str(record["target"]), str(record.get("scratch") or "")
+    previous = str(record.get("previous") or "")
+    with connect(_admin_url(url), autocommit=True) as conn:
+        staged = bool(scratch) and _present(conn, scratch)
+        aside = bool(previous) and _present(conn, previous)
+        if forward:
+            if staged:
+                present = _present(conn, name)
+                if present:
+                    _close_database(conn, name)
+                _swap(conn, name, scratch, previous if present else None)
+                aside = present
+            if aside:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(previous)))
+            _open_database(conn, name)
+            return "switched in" if staged else "already switched in"
+        if staged:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(scratch)))
+            if _present(conn, name):
+                _open_database(conn, name)
+            return "staged copy dropped"
+        if aside:
+            _put_back(conn, name, scratch or f"{name[:40]}_restore_{uuid.uuid4().hex[:8]}",
+                      previous)
+            return "previous contents put back"
+        if record.get("phase") in ("switching", "switched") and not record.get("had_target"):
+            _put_back(conn, name, scratch, None)
+            return "restored database dropped (there was none before)"
+        if _present(conn, name):
+            _open_database(conn, name)
+        return "nothing to do"
+
+
+LEFTOVER = r"_(restore|previous)_[0-9a-f]{8}$"
+
+
+def leftovers(url: str) -> list[str]:
+    """Scratch and aside databases of restores (``<name>_restore_<hex>``,
+    ``<name>_previous_<hex>``) on the server of ``url``."""
+    with connect(_admin_url(url), autocommit=True) as conn:
+        return [str(row[0]) for row in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname ~ %s ORDER BY 1", (LEFTOVER,))]
+
+
+def drop_leftovers(url: str, names: list[str]) -> None:
+    with connect(_admin_url(url), autocommit=True) as conn:
+        for name in names:
+            if re.search(LEFTOVER, name):
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
 
 
 def _exists(url: str) -> bool:

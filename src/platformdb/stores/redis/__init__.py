@@ -67,6 +67,15 @@ class RedisStore(StoreBase):
         return StagedKeys(staged, Restored(self.name, self.target, dict(staged.manifest.tables),
                                            []))
 
+    def recover(self, record: dict[str, Any], *, forward: bool) -> str:
+        return redis_backup.recover(self.require_url(), record, forward=forward)
+
+    def leftovers(self) -> list[str]:
+        return redis_backup.leftovers(self.require_url())
+
+    def drop_leftovers(self, names: list[str]) -> None:
+        redis_backup.drop_leftovers(self.require_url(), names)
+
     def query(self, statement: str) -> QueryResult:
         return console.query(self.require_url(), query_only(statement))
 
@@ -91,6 +100,9 @@ class StagedKeys:
     def __init__(self, staged: redis_backup.Staged, report: Restored) -> None:
         self.staged = staged
         self.report = report
+
+    def journal_record(self) -> dict[str, object]:
+        return redis_backup.journal_record(self.staged)
 
     def switch(self) -> None:
         redis_backup.switch(self.staged)

@@ -58,6 +58,7 @@ from platformdb.backup.manifest import (
     read_manifest,
 )
 from platformdb.errors import CheckFailed, Hint, StoreUnavailable, ValidationError
+from platformdb.journal import crash_point
 from platformdb.redaction import redact
 from platformdb.redis import connect
 from platformdb.redis.client import SyncClient, is_cluster
@@ -67,6 +68,9 @@ DATA_FILE = "keys.jsonl.gz"
 BATCH = 500
 TYPES = ("string", "hash", "list", "set", "zset", "stream")
 STAGING = b"__platformdb_restore:"
+STAGING_TTL = 86_400
+"""Seconds a staged key lives: long enough for ``platformdb recover`` to finish a killed
+restore's switch the next day, short enough that nothing piles up."""
 
 
 def _b64(value: bytes) -> str:
@@ -234,6 +238,9 @@ class Staged:
     names: dict[bytes, bytes] = field(default_factory=dict)  # final key -> staging key
     previous: dict[bytes, bytes] = field(default_factory=dict)  # key -> where switch put it
     switched: list[bytes] = field(default_factory=list)  # keys whose group was switched
+    token: bytes = b""  # the staging names' token
+    aside: bytes = field(default_factory=lambda: secrets.token_hex(8).encode())
+    """The token of the names the replaced keys get (chosen before the switch, journaled)."""
 
     @property
     def match(self) -> str:
@@ -306,7 +313,7 @@ def stage(folder: Path, url: str, *, force: bool = False) -> Staged:
                 raise ValidationError(
                     f"target Redis {staged.target} holds keys matching {staged.match!r} "
                     f"(e.g. {_text(present)!r})", hint=Hint(flag="--force", does="to replace them"))
-        token = secrets.token_hex(8).encode()
+        token = staged.token = secrets.token_hex(8).encode()
         for start in range(0, len(entries), BATCH):
             pipe = conn.pipeline(transaction=False)
             for entry in entries[start : start + BATCH]:
@@ -314,6 +321,7 @@ def stage(folder: Path, url: str, *, force: bool = False) -> Staged:
                 name = staging_name(key, token)
                 staged.names[key] = name
                 _write(pipe, name, entry)
+                pipe.expire(name, STAGING_TTL)  # a killed restore's copy goes away by itself
             pipe.execute()
     except RedisError as exc:
         discard(staged)
@@ -357,29 +365,34 @@ for i = 1, b do
     local key = KEYS[2 * a + b + i]
     redis.call('RENAME', KEYS[2 * a + i], key)
     local ttl = tonumber(ARGV[2 + i])
-    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
 end
 return a + b
 """
 
 
-def switch(staged: Staged) -> None:
+def switch(staged: Staged, *, resume: bool = False) -> None:
     """Make the target's scope exactly the staged backup: one atomic script per server
     or slot (all of a standalone server's keys at once).
 
-    The keys it replaces are not deleted but renamed aside (same hash tag), so a
-    cross-store restore can still :func:`undo` the switch; :func:`commit` drops them.
+    The keys it replaces are not deleted but renamed aside (same hash tag, under
+    ``staged.aside``), so a cross-store restore can still :func:`undo` the switch;
+    :func:`commit` drops them. ``resume``: a killed switch is being finished: groups
+    that no longer hold a staged key were switched already and are left alone.
     """
     conn = staged.conn
     ttls = {_unb64(e["key"]): int(e["ttl_ms"]) for e in staged.entries if e.get("ttl_ms")}
-    aside = secrets.token_hex(8).encode()
+    aside = staged.aside
     try:
         current = list(_scan(conn, staged.match))
         groups: dict[Any, list[bytes]] = defaultdict(list)
         for key in {*current, *staged.names}:
             groups[_group(conn, key)].append(key)
         existing = set(current)
+        crash_point("redis:switching")
         for keys in groups.values():
+            if resume and not any(key in staged.names for key in keys):
+                continue
             olds = [key for key in keys if key in existing]
             asides = [staging_name(key, aside) for key in olds]
             targets = [key for key in keys if key in staged.names]
@@ -478,6 +491,102 @@ def discard(staged: Staged) -> int:
         raise StoreUnavailable(f"discarding the staged Redis restore failed: {exc}") from exc
     staged.names.clear()
     return deleted
+
+
+def journal_record(staged: Staged) -> dict[str, object]:
+    """What a recovery needs to finish or undo this restore: the tokens of its names."""
+    return {"token": staged.token.decode(), "aside": staged.aside.decode(),
+            "match": staged.match, "folder": str(staged.folder.resolve()),
+            "names": [_pattern(staged.token).decode(), _pattern(staged.aside).decode()]}
+
+
+def _pattern(token: bytes) -> bytes:
+    """The SCAN pattern of every name made under ``token`` (staged or set aside)."""
+    return STAGING + b"*:" + token + b":*"
+
+
+def _named(conn: Any, token: bytes) -> dict[bytes, bytes]:
+    """Key -> its name under ``token``, for every such name that exists."""
+    found: dict[bytes, bytes] = {}
+    for name in conn.scan_iter(match=_pattern(token), count=1000):
+        head = name.find(b"}:" + token + b":")
+        if head > 0:
+            found[name[head + len(token) + 3:]] = name
+    return found
+
+
+def recover(url: str, record: dict[str, Any], *, forward: bool) -> str:
+    """Finish (``forward``) or roll back the restore ``record`` describes, from whatever
+    state a killed process left: a key whose staged copy still exists was not switched
+    (its group's script never ran), one whose staged copy is gone was."""
+    token, aside = str(record.get("token", "")).encode(), str(record.get("aside", "")).encode()
+    conn = client(url)
+    try:
+        staged_names = _named(conn, token) if token else {}
+        if forward:
+            folder = Path(str(record["folder"]))
+            staged = Staged(folder, url, conn, read_manifest(folder, STORE), load_entries(folder),
+                            names=staged_names, token=token, aside=aside)
+            if staged_names:
+                switch(staged, resume=True)
+            dropped = _delete(conn, list(_named(conn, aside).values())) if aside else 0
+            return (("switched in" if staged_names else "already switched in")
+                    + (f", {dropped} replaced keys dropped" if dropped else ""))
+        _delete(conn, list(staged_names.values()))
+        if record.get("phase") not in ("switching", "switched") or not aside:
+            return "staged copy dropped"
+        folder = Path(str(record["folder"]))
+        restored = {_unb64(entry["key"]) for entry in load_entries(folder)}
+        kept = _named(conn, aside)
+        for key in sorted(restored | set(kept)):
+            if key in staged_names:
+                continue  # its group was never switched: the live key is the old one
+            if key in kept:
+                _node(conn, key).rename(kept[key], key)
+            else:
+                _node(conn, key).delete(key)
+        return "previous keys put back"
+    except RedisError as exc:
+        raise StoreUnavailable(f"recovering the Redis restore failed: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def _delete(conn: Any, names: list[bytes]) -> int:
+    deleted = 0
+    for start in range(0, len(names), BATCH):
+        pipe = conn.pipeline(transaction=False)
+        for name in names[start : start + BATCH]:
+            pipe.delete(name)
+        deleted += sum(int(n) for n in pipe.execute())
+    return deleted
+
+
+def leftovers(url: str) -> list[str]:
+    """Staged or set-aside keys of restores (``__platformdb_restore:...``), as one SCAN
+    pattern per restore (and how many keys each holds)."""
+    conn = client(url)
+    try:
+        tokens: dict[bytes, int] = defaultdict(int)
+        for name in conn.scan_iter(match=STAGING + b"*", count=1000):
+            head = name.find(b"}:")
+            if head > 0:
+                tokens[name[head + 2: head + 18]] += 1
+        return [f"{_pattern(token).decode()} ({count} keys)"
+                for token, count in sorted(tokens.items())]
+    finally:
+        conn.close()
+
+
+def drop_leftovers(url: str, names: list[str]) -> None:
+    conn = client(url)
+    try:
+        for name in names:
+            pattern = name.split(" ", 1)[0].encode()
+            if pattern.startswith(STAGING):
+                _delete(conn, list(conn.scan_iter(match=pattern, count=1000)))
+    finally:
+        conn.close()
 
 
 def restore(folder: Path, url: str, *, force: bool = False,
