@@ -47,6 +47,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import quote
 
 from platformdb.backup import Restored
 from platformdb.backup.manifest import (
@@ -68,7 +69,7 @@ from platformdb.errors import CheckFailed, Hint, ValidationError
 from platformdb.migrate import discover, migrations_dir
 from platformdb.redaction import redact
 from platformdb.stores.clickhouse.ddl import Topology, render
-from platformdb.stores.clickhouse.dictionaries import collection_name
+from platformdb.stores.clickhouse.dictionaries import collection_name, ensure_collection
 from platformdb.stores.clickhouse.driver import LOCK_TABLE, ClickHouseDriver
 
 if TYPE_CHECKING:
@@ -141,7 +142,10 @@ def backup(url: str, out_dir: Path) -> Path:
         STORE, tools={"clickhouse": version}, schema_version=len(labels) or None,
         migrations=labels, tables=tables,
         extra={"database": database, "format": FORMAT, "compression": COMPRESSION,
-               "objects": [[name, engine] for name, engine, _ in found]})
+               "objects": [[name, engine] for name, engine, _ in found],
+               # no secret: a restore makes its target's collection from the dictionaries'
+               # login of the machine it restores on
+               "named_collections": _collections(found)})
     manifest.write(folder)
     return folder
 
@@ -443,12 +447,12 @@ def _recreate_dictionaries(client: Client, staged: Staged, placeholders: Placeho
         return
     from_migrations: dict[str, str] | None = None
     # a dictionary reads PostgreSQL through its database's named collection: restored into
-    # another database, it uses that database's collection when there is one
+    # another database, it uses that database's collection; on a machine that has none
+    # (a restore into an empty one) it is made from the dictionaries' login first
     source_collection, target_collection = (collection_name(staged.source),
                                             collection_name(staged.target))
-    has_target_collection = bool(rows(
-        client, "SELECT count() FROM system.named_collections WHERE name = {n:String}",
-        {"n": target_collection})[0][0])
+    has_target_collection = _ensure_collection(
+        client, staged.target, any(_COLLECTION.search(q) for _, q in wanted), placeholders)
     for name, query in wanted:
         if "[HIDDEN]" not in query:
             if has_target_collection:
@@ -463,6 +467,35 @@ def _recreate_dictionaries(client: Client, staged: Staged, placeholders: Placeho
             raise ValidationError(f"dictionary {name} hides its credentials in the backup and "
                                   "no applied migration defines it")
         command(client, _qualified_create(statement, staged.target))
+
+
+_COLLECTION = re.compile(r"\bSOURCE\s*\(\s*POSTGRESQL\s*\(\s*NAME\s+(\w+)", re.I)
+
+
+def _collections(statements: list[tuple[str, str, str]]) -> list[str]:
+    """The named collections the dictionaries of a schema read through."""
+    return sorted({match[1] for _, engine, query in statements if engine == "Dictionary"
+                   for match in _COLLECTION.finditer(query)})
+
+
+def _ensure_collection(client: Client, database: str, needed: bool,
+                       placeholders: Placeholders) -> bool:
+    """Whether ``database``'s named collection exists, creating it when the dictionaries
+    need one and the dictionaries' login is known (from ``placeholders``'s ``pg_*``)."""
+    name = collection_name(database)
+    if rows(client, "SELECT count() FROM system.named_collections WHERE name = {n:String}",
+            {"n": name})[0][0]:
+        return True
+    values = dict(placeholders() if callable(placeholders) else placeholders or {})
+    if not needed or not values.get("pg_user"):
+        return False
+    password = re.sub(r"\\(.)", r"\1", values.get("pg_password", ""))  # a SQL literal's text
+    login = (f"postgresql://{quote(values['pg_user'], safe='')}:{quote(password, safe='')}"
+             f"@{values.get('pg_host', '127.0.0.1')}:{values.get('pg_port', '5432')}"
+             f"/{quote(values.get('pg_db', 'postgres'), safe='')}")
+    assert str(client.database) == database  # ensure_collection names it after the client's
+    ensure_collection(client, login)
+    return True
 
 
 _CREATE_DICTIONARY = re.compile(r"^\s*CREATE\s+DICTIONARY\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.I)
