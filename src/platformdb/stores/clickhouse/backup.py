@@ -131,11 +131,14 @@ def backup(url: str, out_dir: Path) -> Path:
         (folder / "schema.sql").write_text(
             "".join(f"-- {name} ({engine})\n{query};\n\n" for name, engine, query in found))
         tables: dict[str, TableState] = {}
+        merge_trees = [name for name, engine, _ in found if engine.endswith("MergeTree")]
         with scratch_database(client, f"{database}_backup") as snapshots:
-            for name, engine, _ in found:
-                if engine.endswith("MergeTree"):
-                    tables[name] = _dump(client, database, snapshots, name,
-                                         folder / "data" / f"{name}.native.zst")
+            for name in merge_trees:  # every table first, back to back
+                _snapshot(client, database, snapshots, name)
+            rebuilt = reconcile_rollups(client, database, snapshots, found)
+            for name in merge_trees:
+                tables[name] = _dump(client, snapshots, name,
+                                     folder / "data" / f"{name}.native.zst")
         version = str(rows(client, "SELECT version()")[0][0])
         labels = [f"{r.version:03d}_{r.name}" for r in ClickHouseDriver(client).applied()]
     manifest = new_manifest(
@@ -145,13 +148,15 @@ def backup(url: str, out_dir: Path) -> Path:
                "objects": [[name, engine] for name, engine, _ in found],
                # no secret: a restore makes its target's collection from the dictionaries'
                # login of the machine it restores on
-               "named_collections": _collections(found)})
+               "named_collections": _collections(found),
+               # rollup buckets rebuilt from their snapshot source (rows in flight)
+               "rollups_rebuilt": rebuilt})
     manifest.write(folder)
     return folder
 
 
-def _dump(client: Client, database: str, snapshots: str, table: str, path: Path) -> TableState:
-    """The table's parts, hard-linked into a snapshot with merges stopped, counted and dumped."""
+def _snapshot(client: Client, database: str, snapshots: str, table: str) -> None:
+    """The table's parts, hard-linked into a snapshot table with merges stopped."""
     live = f"{quote_identifier(database)}.{quote_identifier(table)}"
     snapshot = f"{quote_identifier(snapshots)}.{quote_identifier(table)}"
     command(client, f"CREATE TABLE {snapshot} AS {live}")
@@ -160,9 +165,18 @@ def _dump(client: Client, database: str, snapshots: str, table: str, path: Path)
         client, "SELECT DISTINCT partition_id FROM system.parts WHERE database = {d:String}"
                 " AND table = {t:String} AND active", {"d": database, "t": table})]
     for partition in partitions:
-        if not _PARTITION_ID.match(partition):
-            raise ValidationError(f"unexpected partition id {partition!r} in {table}")
+        _check_partition(partition, table)
         command(client, f"ALTER TABLE {snapshot} ATTACH PARTITION ID '{partition}' FROM {live}")
+
+
+def _check_partition(partition: str, table: str) -> None:
+    if not _PARTITION_ID.match(partition):
+        raise ValidationError(f"unexpected partition id {partition!r} in {table}")
+
+
+def _dump(client: Client, snapshots: str, table: str, path: Path) -> TableState:
+    """A snapshot table counted, checksummed, dumped and dropped."""
+    snapshot = f"{quote_identifier(snapshots)}.{quote_identifier(table)}"
     state = table_state(client, snapshots, table)
     with open(path, "wb") as out, translated():
         compressor = _zstd().ZstdCompressor(level=ZSTD_LEVEL)
@@ -176,6 +190,155 @@ def _dump(client: Client, database: str, snapshots: str, table: str, path: Path)
         out.write(compressor.flush())
     command(client, f"DROP TABLE {snapshot} SYNC")
     return state
+
+
+# ------------------------------------------------------------ rollups = raw
+
+
+@dataclass(frozen=True)
+class _Rollup:
+    """A materialized view: ``source`` rows, grouped by ``select``, land in ``target``."""
+
+    view: str
+    source: str
+    target: str
+    select: str  # over the database's tables, fully qualified
+    bucket: str  # the target's time column (the select's first alias)
+    bucket_of: str  # the source column the bucket is computed from
+
+
+_VIEW = re.compile(r"^CREATE MATERIALIZED VIEW \S+ TO (?P<target>\S+) \(.*?\) AS "
+                   r"(?P<select>SELECT (?P<expr>.+?) AS (?P<bucket>\w+), .* FROM (?P<source>\S+)"
+                   r" GROUP BY .*)$", re.S)
+
+
+def _rollups(found: list[tuple[str, str, str]], database: str) -> list[_Rollup]:
+    """The materialized views of a schema, each after the ones that feed its source."""
+    views: list[_Rollup] = []
+    for name, engine, query in found:
+        match = _VIEW.match(query) if engine == "MaterializedView" else None
+        if match is None:
+            continue
+        column = re.findall(r"\b(\w+)\s*\)", match["expr"]) or [match["expr"]]
+        views.append(_Rollup(name, _unqualified(match["source"], database),
+                             _unqualified(match["target"], database), match["select"],
+                             match["bucket"], column[-1]))
+    targets = {view.target for view in views}
+    return sorted(views, key=lambda view: (view.source in targets, view.view))
+
+
+def _unqualified(name: str, database: str) -> str:
+    return name.replace("`", "").removeprefix(f"{database}.")
+
+
+def reconcile_rollups(client: Client, database: str, snapshots: str,
+                      found: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Make each snapshot rollup equal the rollup of its snapshot source.
+
+    The tables are hard-linked one after another while inserts go on: a row inserted
+    in between reached raw's snapshot but not the hourly one, or the other way round.
+    For every bucket (hour, day) whose rows are all within the source's TTL (so the
+    source still holds every row that went into it), the rollup's re-aggregated
+    counters are compared with the view's query run over the source snapshot; each
+    bucket that differs (exactly the buckets rows in flight touched) is rebuilt
+    from the source snapshot with the view's own query, partition by partition
+    (``REPLACE PARTITION``). Cascaded views (hourly to daily) follow their source.
+    Buckets past the TTL edge are left as they are: the source no longer holds them.
+    Returns the number of buckets rebuilt per rollup table.
+    """
+    creates = {name: query for name, _, query in found}
+    rebuilt: dict[str, int] = {}
+    for view in _rollups(found, database):
+        if view.source not in creates or view.target not in creates:
+            continue
+        buckets = _differing_buckets(client, database, snapshots, view,
+                                     creates[view.source])
+        if buckets:
+            _rebuild(client, database, snapshots, view, buckets)
+            rebuilt[view.target] = rebuilt.get(view.target, 0) + len(buckets)
+    return rebuilt
+
+
+def _columns(client: Client, database: str, table: str) -> list[tuple[str, str]]:
+    return [(str(n), str(t)) for n, t in rows(
+        client, "SELECT name, type FROM system.columns WHERE database = {d:String}"
+                " AND table = {t:String} ORDER BY position", {"d": database, "t": table})]
+
+
+def _differing_buckets(client: Client, database: str, snapshots: str, view: _Rollup,
+                       source_create: str) -> list[str]:
+    keys = [str(k).strip() for k in str(rows(
+        client, "SELECT sorting_key FROM system.tables WHERE database = {d:String}"
+                " AND name = {t:String}", {"d": snapshots, "t": view.target})[0][0]).split(",")]
+    counters = [name for name, kind in _columns(client, snapshots, view.target)
+                if name not in keys and not kind.startswith("AggregateFunction")
+                and re.match(r"^(SimpleAggregateFunction\(sum|U?Int|Decimal|Float)", kind)]
+    if view.bucket not in keys or not counters:
+        return []
+    for name in [*keys, *counters]:
+        quote_identifier(name)
+    key_list = ", ".join(keys)
+    sums = ", ".join(f"toString(sum({name}))" for name in counters)
+    safe = _within_ttl(source_create, view)
+    over_source = _in_database(view.select, database, snapshots)
+    target = f"{quote_identifier(snapshots)}.{quote_identifier(view.target)}"
+    grouped = "SELECT {k}, {s} FROM {f} WHERE {w} GROUP BY {k}"
+    grouped_target = grouped.format(k=key_list, s=sums, f=target, w=safe)
+    grouped_source = grouped.format(k=key_list, s=sums, f=f"({over_source})", w=safe)
+    # names are checked identifiers; the view's query is the schema's own
+    found = rows(client, f"SELECT DISTINCT toString({view.bucket}) FROM ("  # noqa: S608
+                         f"({grouped_target} EXCEPT {grouped_source}) UNION ALL "
+                         f"({grouped_source} EXCEPT {grouped_target})) ORDER BY 1")
+    return [str(bucket) for (bucket,) in found]
+
+
+def _within_ttl(source_create: str, view: _Rollup) -> str:
+    """A condition on the rollup's bucket: every source row of it is still within the
+    source's TTL (one day of margin), so the source holds all of them."""
+    ttl = re.search(r" TTL (.+?)(?: SETTINGS | COMMENT |$)", source_create)
+    if ttl is None:
+        return "1"
+    quote_identifier(view.bucket)
+    expression = re.sub(rf"\b{re.escape(view.bucket_of)}\b", f"toDateTime({view.bucket})",
+                        ttl[1])
+    return f"({expression}) > now() + toIntervalDay(1)"
+
+
+def _rebuild(client: Client, database: str, snapshots: str, view: _Rollup,
+             buckets: list[str]) -> None:
+    """Replace ``buckets`` of the snapshot rollup by the view's query over the snapshot
+    source, keeping every other row of the partitions touched as it was."""
+    quoted = quote_identifier(snapshots)
+    target = f"{quoted}.{quote_identifier(view.target)}"
+    scratch = f"{quoted}.{quote_identifier(f'rebuild_{view.target}')}"
+    columns = ", ".join(quote_identifier(name) for name, _ in
+                        _columns(client, snapshots, view.target))
+    chosen = {"b": buckets}
+    in_buckets = f"toString({quote_identifier(view.bucket)}) IN {{b:Array(String)}}"
+    command(client, f"CREATE TABLE {scratch} AS {target}")
+    _hold(client, scratch)
+    try:
+        over_source = _in_database(view.select, database, snapshots)
+        command(client, f"INSERT INTO {scratch} ({columns}) SELECT {columns}"  # noqa: S608
+                        f" FROM ({over_source}) WHERE {in_buckets}", chosen, LOAD_SETTINGS)
+        partitions = sorted({str(p) for (p,) in rows(
+            client, f"SELECT DISTINCT _partition_id FROM {target} WHERE {in_buckets}"  # noqa: S608
+                    f" UNION DISTINCT SELECT DISTINCT _partition_id FROM {scratch}", chosen)})
+        for partition in partitions:
+            _check_partition(partition, view.target)
+        command(client, f"INSERT INTO {scratch} SELECT * FROM {target}"  # noqa: S608
+                        f" WHERE _partition_id IN {{p:Array(String)}} AND NOT {in_buckets}",
+                {**chosen, "p": partitions}, LOAD_SETTINGS)
+        present = {str(p) for (p,) in rows(client, f"SELECT DISTINCT _partition_id"  # noqa: S608
+                                                   f" FROM {scratch}")}
+        for partition in partitions:
+            if partition in present:
+                command(client, f"ALTER TABLE {target} REPLACE PARTITION ID '{partition}'"
+                                f" FROM {scratch}")
+            else:
+                command(client, f"ALTER TABLE {target} DROP PARTITION ID '{partition}'")
+    finally:
+        command(client, f"DROP TABLE IF EXISTS {scratch} SYNC")
 
 
 def _hold(client: Client, table: str) -> None:
