@@ -136,3 +136,18 @@ def test_a_backup_in_steady_state_rebuilds_nothing(ch_empty: Client, ch_url: str
     MetricsWriter(ch_empty, known_orgs=[ORG]).write_raw(metrics(0, 100))
     folder = ch_backup.backup(ch_url, tmp_path)
     assert json.loads((folder / MANIFEST).read_text())["extra"]["rollups_rebuilt"] == {}
+
+
+@pytest.mark.slow
+def test_tables_loaded_in_parallel_restore_exactly(ch_empty: Client, ch_url: str,
+                                                   tmp_path: Path) -> None:
+    Migrator(driver_for(ch_empty, None), MIGRATIONS).up()
+    MetricsWriter(ch_empty, known_orgs=[ORG]).write_raw(metrics(0, 500))
+    folder = ch_backup.backup(ch_url, tmp_path)
+    target = with_database(ch_url, f"r_{uuid.uuid4().hex[:10]}")
+    try:
+        report = ch_backup.restore(target, folder, jobs=4, verify_after=True)
+        with connect(ch_url) as client:
+            assert report.tables == ch_backup.states(client, str(client.database))
+    finally:
+        drop(target)

@@ -9,15 +9,21 @@ included) and ``manifest.json`` with row counts and checksums.
 **Backup.** Each table is read from a snapshot: an empty copy in a scratch
 database, merges and TTL stopped on it, takes the table's parts by hard link
 (``ATTACH PARTITION ... FROM``). Counting, checksumming and dumping read the
-same parts, while the live table keeps merging and taking inserts. Each table
-is consistent in itself (the tables are read one after another).
+same parts, while the live table keeps merging and taking inserts. Every table
+is snapshotted first, back to back; ClickHouse cannot take them at one instant,
+so a row inserted in between may be in raw's snapshot and not the hourly one (or
+the reverse). :func:`reconcile_rollups` then rebuilds, from the source snapshot
+and with the view's own query, every rollup bucket that differs from it: the
+backup's rollups equal the rollup of its raw rows (buckets within the source's
+TTL; older ones, which the source no longer holds, are kept as they are).
 
 **Restore** is separately callable steps, so that ``restore all`` can stage
 every store before it switches any (:class:`StagedRestore` holds them together
 with the connection):
 
 1. :func:`stage` creates the tables in a scratch database, stops merges and
-   TTL on them and loads the data with ``optimize_on_insert = 0`` and
+   TTL on them and loads the data, several tables at once (a thread and a
+   connection each, :func:`default_jobs`), with ``optimize_on_insert = 0`` and
    deduplication off: exactly the rows that were backed up, unmerged
    rollup parts and rows past their TTL included. No materialized view exists
    there, so nothing is counted twice.
@@ -41,9 +47,12 @@ puts the old contents back.
 from __future__ import annotations
 
 import contextlib
+import os
+import queue
 import re
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -85,6 +94,7 @@ LOAD_SETTINGS = {
     "async_insert": 0,
     "max_partitions_per_insert_block": 0,
 }
+MAX_JOBS = 4
 _PARTITION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 Placeholders = Mapping[str, str] | Callable[[], Mapping[str, str]] | None
 
@@ -376,8 +386,19 @@ class Staged:
     statements: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def stage(client: Client, folder: Path, *, force: bool = False) -> Staged:
-    """Load the backup in ``folder`` into a scratch database; the target is not touched."""
+def default_jobs() -> int:
+    """Tables loaded at once by a restore: the CPUs, at most :data:`MAX_JOBS`."""
+    return max(1, min(os.cpu_count() or 1, MAX_JOBS))
+
+
+def stage(client: Client, folder: Path, *, force: bool = False, url: str | None = None,
+          jobs: int | None = None) -> Staged:
+    """Load the backup in ``folder`` into a scratch database; the target is not touched.
+
+    The tables are created one after another, then loaded ``jobs`` at a time (default
+    :func:`default_jobs`), each loader on a connection of its own to ``url`` (the
+    target's URL; without it, one after another on ``client``), largest first.
+    """
     manifest = read_manifest(folder, STORE)
     source = str(manifest.extra.get("database", "platform"))
     target = str(client.database)
@@ -390,24 +411,64 @@ def stage(client: Client, folder: Path, *, force: bool = False) -> Staged:
                     statements=_schema(folder))
     command(client, f"CREATE DATABASE {quote_identifier(staged.scratch)}")
     try:
+        tables: list[str] = []
         for name, engine, query in staged.statements:
             if not engine.endswith("MergeTree"):
                 continue
             command(client, _in_database(query, source, staged.scratch))
             table = f"{quote_identifier(staged.scratch)}.{quote_identifier(name)}"
             _hold(client, table)
-            _load(client, table, manifest, folder / "data")
-            staged.tables.append(name)
+            tables.append(name)
+        _load_all(client, url, jobs or default_jobs(), staged, tables)
+        staged.tables.extend(tables)
     except BaseException:
         discard(client, staged)
         raise
     return staged
 
 
+def _load_all(client: Client, url: str | None, jobs: int, staged: Staged,
+              tables: list[str]) -> None:
+    """Load every table's data file, ``jobs`` at a time when ``url`` allows more clients."""
+    data = staged.folder / "data"
+
+    def qualified(name: str) -> str:
+        return f"{quote_identifier(staged.scratch)}.{quote_identifier(name)}"
+
+    if url is None or jobs <= 1 or len(tables) <= 1:
+        for name in tables:
+            _load(client, qualified(name), staged.manifest, data)
+        return
+    largest_first = sorted(tables, key=lambda name: -_data_file(staged.manifest, data, name)
+                           .stat().st_size)
+    with contextlib.ExitStack() as stack:
+        idle: queue.SimpleQueue[Client] = queue.SimpleQueue()
+        idle.put(client)
+        for _ in range(min(jobs, len(tables)) - 1):
+            idle.put(stack.enter_context(connect(url)))
+
+        def load(name: str) -> None:
+            loader = idle.get()
+            try:
+                _load(loader, qualified(name), staged.manifest, data)
+            finally:
+                idle.put(loader)
+
+        with ThreadPoolExecutor(max_workers=min(jobs, len(tables)),
+                                thread_name_prefix="platformdb-ch-restore") as pool:
+            for done in [pool.submit(load, name) for name in largest_first]:
+                done.result()  # the first failure leaves; the scratch database is discarded
+
+
+def _data_file(manifest: Manifest, data: Path, name: str) -> Path:
+    compressed = manifest.extra.get("compression") == COMPRESSION
+    return data / (f"{name}.native.zst" if compressed else f"{name}.native")
+
+
 def _load(client: Client, table: str, manifest: Manifest, data: Path) -> None:
     name = table.rsplit(".", 1)[1].strip("`")
     compressed = manifest.extra.get("compression") == COMPRESSION
-    path = data / (f"{name}.native.zst" if compressed else f"{name}.native")
+    path = _data_file(manifest, data, name)
     if path.stat().st_size == 0:
         return
     with open(path, "rb") as handle, translated():
@@ -522,10 +583,11 @@ def _drop_derived(client: Client, database: str) -> None:
 
 
 def restore(url: str, folder: Path, *, force: bool = False, verify_after: bool = False,
-            placeholders: Placeholders = None) -> Restored:
-    """Stage, verify, switch and commit: the backup in ``folder`` replaces the database."""
+            placeholders: Placeholders = None, jobs: int | None = None) -> Restored:
+    """Stage, verify, switch and commit: the backup in ``folder`` replaces the database
+    (``jobs`` tables loaded at once; default :func:`default_jobs`)."""
     staged = StagedRestore(url, folder, force=force, verify_after=verify_after,
-                           placeholders=placeholders)
+                           placeholders=placeholders, jobs=jobs)
     try:
         staged.switch()
     except BaseException:
@@ -545,13 +607,14 @@ class StagedRestore:
     """
 
     def __init__(self, url: str, folder: Path, *, force: bool = False,
-                 verify_after: bool = False, placeholders: Placeholders = None) -> None:
+                 verify_after: bool = False, placeholders: Placeholders = None,
+                 jobs: int | None = None) -> None:
         self._stack = contextlib.ExitStack()
         self.client = self._stack.enter_context(connect(url))
         self.placeholders = placeholders
         self.verify_after = verify_after
         try:
-            self.staged = stage(self.client, folder, force=force)
+            self.staged = stage(self.client, folder, force=force, url=url, jobs=jobs)
             verify(self.client, self.staged)
         except BaseException:
             self._stack.close()
