@@ -11,7 +11,10 @@ one server:
 4. a staged ``restore all`` of a backup set (PostgreSQL, ClickHouse on chDB and
    Redis, the load dataset at ``--all-scale`` plus queued jobs) against the sum
    of restoring each store of the same set on its own (target <= 1.1x), in
-   alternating rounds.
+   alternating rounds;
+5. a ClickHouse restore (chDB, ``--ch-rows`` rows in raw, events and logs and
+   their rollups) loading its tables in parallel against one after another,
+   in alternating rounds (``--only-clickhouse`` runs just this).
 
 Run:  .venv/bin/python bench/bench_backup.py [--scale 1] [--all-scale 0.1] [--rounds 3]
 """
@@ -91,6 +94,56 @@ def restore_all(admin: str, scale: float, rounds: int) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def clickhouse_restore(rows_: int, rounds: int) -> None:
+    """Section 5: a ClickHouse restore (chDB) loading its tables in parallel against one
+    after another (``jobs=1``, the restore before issue 19), in alternating rounds."""
+    from platformdb.clickhouse import command, with_database
+    from platformdb.clickhouse import connect as ch_connect
+    from platformdb.stores.clickhouse import backup as ch_backup
+    from platformdb.stores.clickhouse.dictionaries import NOWHERE
+    from platformdb.stores.clickhouse.driver import ClickHouseDriver, dictionary_placeholders
+
+    work = Path(tempfile.mkdtemp(prefix="platformdb-bench-ch-restore-"))
+    url = f"chdb://{work / 'ch'}?database=bench_source"
+    try:
+        with ch_connect(url) as client:
+            Migrator(ClickHouseDriver(client, dictionary_placeholders(client, NOWHERE)),
+                     discover(migrations_dir("clickhouse"))).up()
+            org = "generateUUIDv4(number % 50)"
+            command(client, "INSERT INTO campaign_metrics_raw SELECT now() - number % 2000000,"
+                            f" {org}, generateUUIDv4(number % 500), 'dv360', number % 1000,"
+                            " number % 10, number % 3, (number % 100) / 4, (number % 100) / 2"
+                            f" FROM numbers({rows_})")
+            command(client, "INSERT INTO user_events (timestamp, org_id, user_id, event_type)"
+                            f" SELECT now64(3) - number % 1000000, {org},"
+                            f" generateUUIDv4(number % 5000), 'login' FROM numbers({rows_})")
+            command(client, "INSERT INTO api_logs (timestamp, org_id, path, status_code,"
+                            " duration_ms) SELECT now64(3) - number % 1000000,"
+                            f" {org}, '/v1/campaigns', 200, number % 900"
+                            f" FROM numbers({rows_})")
+        folder = ch_backup.backup(url, work / "backups")
+        size = sum(f.stat().st_size for f in (folder / "data").iterdir()) / 1e6
+        times: dict[int, list[float]] = {1: [], ch_backup.default_jobs(): []}
+        for round_ in range(rounds):
+            order = sorted(times) if round_ % 2 == 0 else sorted(times, reverse=True)
+            for jobs in order:
+                target = with_database(url, f"bench_target_{round_}_{jobs}")
+                times[jobs].append(timed(lambda target=target, jobs=jobs: ch_backup.restore(
+                    target, folder, jobs=jobs)))
+                with ch_connect(target) as client:
+                    command(client, f"DROP DATABASE {client.database} SYNC")
+        serial, parallel = times[1], times[ch_backup.default_jobs()]
+        ratios = [p / s for p, s in zip(parallel, serial, strict=True)]
+        print(f"clickhouse restore (chDB, {rows_:,} rows in each of raw/events/logs,"
+              f" {size:.0f} MB compressed): {ch_backup.default_jobs()} tables at once"
+              f" {statistics.median(parallel):.2f} s ({min(parallel):.2f}-{max(parallel):.2f}),"
+              f" one after another {statistics.median(serial):.2f} s"
+              f" ({min(serial):.2f}-{max(serial):.2f}); ratio {statistics.median(ratios):.2f}x;"
+              f" rounds {' '.join(f'{r:.2f}' for r in ratios)}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
@@ -100,7 +153,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the restore-all section")
     parser.add_argument("--skip-postgres", action="store_true",
                         help="only the restore-all section")
+    parser.add_argument("--ch-rows", type=int, default=1_000_000,
+                        help="rows per table of the ClickHouse restore section (0 skips it)")
+    parser.add_argument("--only-clickhouse", action="store_true",
+                        help="only the ClickHouse restore section")
     args = parser.parse_args()
+    if args.ch_rows > 0:
+        clickhouse_restore(args.ch_rows, args.rounds)
+    if args.only_clickhouse:
+        return
     admin = admin_url()
     if args.all_scale > 0:
         restore_all(admin, args.all_scale, args.rounds)

@@ -224,8 +224,10 @@ def _open(target: Target, settings: dict[str, Any]) -> Client:
         if target.chdb_path is not None:
             target.chdb_path.mkdir(mode=0o700, parents=True, exist_ok=True)
             _private(target.chdb_path)
-            return clickhouse_connect.get_client(
+            client = clickhouse_connect.get_client(
                 interface="chdb", path=str(target.chdb_path), settings=settings)
+            _drain_after_failures(client)
+            return client
         return clickhouse_connect.get_client(dsn=target.dsn, connect_timeout=10,
                                              settings=settings)
     except ImportError as exc:  # chdb is an optional extra
@@ -241,6 +243,29 @@ def _open(target: Target, settings: dict[str, Any]) -> Client:
     except cc_errors.Error as exc:
         raise StoreUnavailable(f"cannot connect to ClickHouse at {redact(target.url)}: "
                                f"{one_line(exc)}") from exc
+
+
+def _drain_after_failures(client: Client) -> None:
+    """Keep a chDB client usable after a statement fails.
+
+    ``command()`` asks chDB for ``TabSeparatedWithNames``; when the statement fails
+    after its header was formatted (a guard ``SELECT throwIf(...)``), chDB keeps the
+    header and prepends it to the *next* statement's reply, which then cannot be
+    parsed ("Unrecognized ClickHouse type base") or fails with a stray message: the
+    undo of a failed migration broke that way. After any failed ``command()`` one
+    throwaway ``SELECT 1`` takes whatever was left over.
+    """
+    original = client.command
+
+    def command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        except cc_errors.Error:
+            with contextlib.suppress(cc_errors.Error):
+                original("SELECT 1 FORMAT TabSeparated")
+            raise
+
+    setattr(client, "command", command)  # noqa: B010 -- this one client instance only
 
 
 def _private(path: Path) -> None:

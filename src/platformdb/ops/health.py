@@ -1,5 +1,6 @@
 """``platformdb health``: the spec's ``SELECT 1`` / ``SELECT 1`` / ``PING`` with latency,
-plus each store's migration ledger (pending migrations, drift).
+plus each store's migration ledger (pending migrations, drift); ClickHouse's
+dictionaries are loaded from their sources and must answer.
 
 A health check never starts anything: a store whose embedded server is not
 running is reported down (see :mod:`platformdb.stores`).
@@ -36,3 +37,4 @@ def leftover_rows(target: Context | Endpoints) -> list[StoreHealth]:
                         f"{detail} (`platformdb recover --cleanup` removes them)",
                         problems=[f"{where}: {name}" for where, names in found.items()
                                   for name in names])]
+

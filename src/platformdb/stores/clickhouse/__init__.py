@@ -10,7 +10,7 @@ from typing import Any
 
 from platformdb import clickhouse
 from platformdb.config import ENV_CLICKHOUSE
-from platformdb.errors import ConfigError, Unavailable
+from platformdb.errors import ConfigError, PlatformDBError, Unavailable
 from platformdb.migrate.base import Driver
 from platformdb.migrate.options import MigrateOptions
 from platformdb.stores.base import StoreBase, TenantData, query_only
@@ -112,7 +112,21 @@ class ClickHouseStore(StoreBase):
         result = StoreBase.health(self.waiting(HEALTH_WAIT))
         if result.healthy and self.url is not None and self.url.startswith("chdb:"):
             result.detail = "ok (chDB: the path was free, no other process holds it)"
+        if result.healthy and self.url is not None:
+            self._check_dictionaries(result)
         return result
+
+    def _check_dictionaries(self, result: StoreHealth) -> None:
+        """A ClickHouse whose dictionary does not load and answer is unhealthy (one that
+        exists but cannot read its source is not fine)."""
+        try:
+            with clickhouse.connect(self.require_url(), wait=HEALTH_WAIT) as client:
+                problems = dictionaries.load_problems(client)
+        except PlatformDBError as exc:
+            problems = [f"the dictionaries cannot be checked: {exc}"]
+        if problems:
+            result.healthy, result.detail = False, problems[0]
+            result.problems = [*result.problems, *problems]
 
     def metrics(self) -> list[Metric]:
         return ch_stats.clickhouse_metrics(self.require_url())

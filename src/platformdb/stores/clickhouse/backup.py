@@ -9,15 +9,21 @@ included) and ``manifest.json`` with row counts and checksums.
 **Backup.** Each table is read from a snapshot: an empty copy in a scratch
 database, merges and TTL stopped on it, takes the table's parts by hard link
 (``ATTACH PARTITION ... FROM``). Counting, checksumming and dumping read the
-same parts, while the live table keeps merging and taking inserts. Each table
-is consistent in itself (the tables are read one after another).
+same parts, while the live table keeps merging and taking inserts. Every table
+is snapshotted first, back to back; ClickHouse cannot take them at one instant,
+so a row inserted in between may be in raw's snapshot and not the hourly one (or
+the reverse). :func:`reconcile_rollups` then rebuilds, from the source snapshot
+and with the view's own query, every rollup bucket that differs from it: the
+backup's rollups equal the rollup of its raw rows (buckets within the source's
+TTL; older ones, which the source no longer holds, are kept as they are).
 
 **Restore** is separately callable steps, so that ``restore all`` can stage
 every store before it switches any (:class:`StagedRestore` holds them together
 with the connection):
 
 1. :func:`stage` creates the tables in a scratch database, stops merges and
-   TTL on them and loads the data with ``optimize_on_insert = 0`` and
+   TTL on them and loads the data, several tables at once (a thread and a
+   connection each, :func:`default_jobs`), with ``optimize_on_insert = 0`` and
    deduplication off: exactly the rows that were backed up, unmerged
    rollup parts and rows past their TTL included. No materialized view exists
    there, so nothing is counted twice.
@@ -45,12 +51,16 @@ puts the old contents back.
 from __future__ import annotations
 
 import contextlib
+import os
+import queue
 import re
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import quote
 
 from platformdb.backup import Restored
 from platformdb.backup.manifest import (
@@ -73,7 +83,7 @@ from platformdb.journal import crash_point
 from platformdb.migrate import discover, migrations_dir
 from platformdb.redaction import redact
 from platformdb.stores.clickhouse.ddl import Topology, render
-from platformdb.stores.clickhouse.dictionaries import collection_name
+from platformdb.stores.clickhouse.dictionaries import collection_name, ensure_collection
 from platformdb.stores.clickhouse.driver import LOCK_TABLE, ClickHouseDriver
 
 if TYPE_CHECKING:
@@ -89,6 +99,7 @@ LOAD_SETTINGS = {
     "async_insert": 0,
     "max_partitions_per_insert_block": 0,
 }
+MAX_JOBS = 4
 _PARTITION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 Placeholders = Mapping[str, str] | Callable[[], Mapping[str, str]] | None
 
@@ -135,24 +146,32 @@ def backup(url: str, out_dir: Path) -> Path:
         (folder / "schema.sql").write_text(
             "".join(f"-- {name} ({engine})\n{query};\n\n" for name, engine, query in found))
         tables: dict[str, TableState] = {}
+        merge_trees = [name for name, engine, _ in found if engine.endswith("MergeTree")]
         with scratch_database(client, f"{database}_backup") as snapshots:
-            for name, engine, _ in found:
-                if engine.endswith("MergeTree"):
-                    tables[name] = _dump(client, database, snapshots, name,
-                                         folder / "data" / f"{name}.native.zst")
+            for name in merge_trees:  # every table first, back to back
+                _snapshot(client, database, snapshots, name)
+            rebuilt = reconcile_rollups(client, database, snapshots, found)
+            for name in merge_trees:
+                tables[name] = _dump(client, snapshots, name,
+                                     folder / "data" / f"{name}.native.zst")
         version = str(rows(client, "SELECT version()")[0][0])
         labels = [f"{r.version:03d}_{r.name}" for r in ClickHouseDriver(client).applied()]
     manifest = new_manifest(
         STORE, tools={"clickhouse": version}, schema_version=len(labels) or None,
         migrations=labels, tables=tables,
         extra={"database": database, "format": FORMAT, "compression": COMPRESSION,
-               "objects": [[name, engine] for name, engine, _ in found]})
+               "objects": [[name, engine] for name, engine, _ in found],
+               # no secret: a restore makes its target's collection from the dictionaries'
+               # login of the machine it restores on
+               "named_collections": _collections(found),
+               # rollup buckets rebuilt from their snapshot source (rows in flight)
+               "rollups_rebuilt": rebuilt})
     manifest.write(folder)
     return folder
 
 
-def _dump(client: Client, database: str, snapshots: str, table: str, path: Path) -> TableState:
-    """The table's parts, hard-linked into a snapshot with merges stopped, counted and dumped."""
+def _snapshot(client: Client, database: str, snapshots: str, table: str) -> None:
+    """The table's parts, hard-linked into a snapshot table with merges stopped."""
     live = f"{quote_identifier(database)}.{quote_identifier(table)}"
     snapshot = f"{quote_identifier(snapshots)}.{quote_identifier(table)}"
     command(client, f"CREATE TABLE {snapshot} AS {live}")
@@ -161,9 +180,18 @@ def _dump(client: Client, database: str, snapshots: str, table: str, path: Path)
         client, "SELECT DISTINCT partition_id FROM system.parts WHERE database = {d:String}"
                 " AND table = {t:String} AND active", {"d": database, "t": table})]
     for partition in partitions:
-        if not _PARTITION_ID.match(partition):
-            raise ValidationError(f"unexpected partition id {partition!r} in {table}")
+        _check_partition(partition, table)
         command(client, f"ALTER TABLE {snapshot} ATTACH PARTITION ID '{partition}' FROM {live}")
+
+
+def _check_partition(partition: str, table: str) -> None:
+    if not _PARTITION_ID.match(partition):
+        raise ValidationError(f"unexpected partition id {partition!r} in {table}")
+
+
+def _dump(client: Client, snapshots: str, table: str, path: Path) -> TableState:
+    """A snapshot table counted, checksummed, dumped and dropped."""
+    snapshot = f"{quote_identifier(snapshots)}.{quote_identifier(table)}"
     state = table_state(client, snapshots, table)
     with open(path, "wb") as out, translated():
         compressor = _zstd().ZstdCompressor(level=ZSTD_LEVEL)
@@ -177,6 +205,155 @@ def _dump(client: Client, database: str, snapshots: str, table: str, path: Path)
         out.write(compressor.flush())
     command(client, f"DROP TABLE {snapshot} SYNC")
     return state
+
+
+# ------------------------------------------------------------ rollups = raw
+
+
+@dataclass(frozen=True)
+class _Rollup:
+    """A materialized view: ``source`` rows, grouped by ``select``, land in ``target``."""
+
+    view: str
+    source: str
+    target: str
+    select: str  # over the database's tables, fully qualified
+    bucket: str  # the target's time column (the select's first alias)
+    bucket_of: str  # the source column the bucket is computed from
+
+
+_VIEW = re.compile(r"^CREATE MATERIALIZED VIEW \S+ TO (?P<target>\S+) \(.*?\) AS "
+                   r"(?P<select>SELECT (?P<expr>.+?) AS (?P<bucket>\w+), .* FROM (?P<source>\S+)"
+                   r" GROUP BY .*)$", re.S)
+
+
+def _rollups(found: list[tuple[str, str, str]], database: str) -> list[_Rollup]:
+    """The materialized views of a schema, each after the ones that feed its source."""
+    views: list[_Rollup] = []
+    for name, engine, query in found:
+        match = _VIEW.match(query) if engine == "MaterializedView" else None
+        if match is None:
+            continue
+        column = re.findall(r"\b(\w+)\s*\)", match["expr"]) or [match["expr"]]
+        views.append(_Rollup(name, _unqualified(match["source"], database),
+                             _unqualified(match["target"], database), match["select"],
+                             match["bucket"], column[-1]))
+    targets = {view.target for view in views}
+    return sorted(views, key=lambda view: (view.source in targets, view.view))
+
+
+def _unqualified(name: str, database: str) -> str:
+    return name.replace("`", "").removeprefix(f"{database}.")
+
+
+def reconcile_rollups(client: Client, database: str, snapshots: str,
+                      found: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Make each snapshot rollup equal the rollup of its snapshot source.
+
+    The tables are hard-linked one after another while inserts go on: a row inserted
+    in between reached raw's snapshot but not the hourly one, or the other way round.
+    For every bucket (hour, day) whose rows are all within the source's TTL (so the
+    source still holds every row that went into it), the rollup's re-aggregated
+    counters are compared with the view's query run over the source snapshot; each
+    bucket that differs (exactly the buckets rows in flight touched) is rebuilt
+    from the source snapshot with the view's own query, partition by partition
+    (``REPLACE PARTITION``). Cascaded views (hourly to daily) follow their source.
+    Buckets past the TTL edge are left as they are: the source no longer holds them.
+    Returns the number of buckets rebuilt per rollup table.
+    """
+    creates = {name: query for name, _, query in found}
+    rebuilt: dict[str, int] = {}
+    for view in _rollups(found, database):
+        if view.source not in creates or view.target not in creates:
+            continue
+        buckets = _differing_buckets(client, database, snapshots, view,
+                                     creates[view.source])
+        if buckets:
+            _rebuild(client, database, snapshots, view, buckets)
+            rebuilt[view.target] = rebuilt.get(view.target, 0) + len(buckets)
+    return rebuilt
+
+
+def _columns(client: Client, database: str, table: str) -> list[tuple[str, str]]:
+    return [(str(n), str(t)) for n, t in rows(
+        client, "SELECT name, type FROM system.columns WHERE database = {d:String}"
+                " AND table = {t:String} ORDER BY position", {"d": database, "t": table})]
+
+
+def _differing_buckets(client: Client, database: str, snapshots: str, view: _Rollup,
+                       source_create: str) -> list[str]:
+    keys = [str(k).strip() for k in str(rows(
+        client, "SELECT sorting_key FROM system.tables WHERE database = {d:String}"
+                " AND name = {t:String}", {"d": snapshots, "t": view.target})[0][0]).split(",")]
+    counters = [name for name, kind in _columns(client, snapshots, view.target)
+                if name not in keys and not kind.startswith("AggregateFunction")
+                and re.match(r"^(SimpleAggregateFunction\(sum|U?Int|Decimal|Float)", kind)]
+    if view.bucket not in keys or not counters:
+        return []
+    for name in [*keys, *counters]:
+        quote_identifier(name)
+    key_list = ", ".join(keys)
+    sums = ", ".join(f"toString(sum({name}))" for name in counters)
+    safe = _within_ttl(source_create, view)
+    over_source = _in_database(view.select, database, snapshots)
+    target = f"{quote_identifier(snapshots)}.{quote_identifier(view.target)}"
+    grouped = "SELECT {k}, {s} FROM {f} WHERE {w} GROUP BY {k}"
+    grouped_target = grouped.format(k=key_list, s=sums, f=target, w=safe)
+    grouped_source = grouped.format(k=key_list, s=sums, f=f"({over_source})", w=safe)
+    # names are checked identifiers; the view's query is the schema's own
+    found = rows(client, f"SELECT DISTINCT toString({view.bucket}) FROM ("  # noqa: S608
+                         f"({grouped_target} EXCEPT {grouped_source}) UNION ALL "
+                         f"({grouped_source} EXCEPT {grouped_target})) ORDER BY 1")
+    return [str(bucket) for (bucket,) in found]
+
+
+def _within_ttl(source_create: str, view: _Rollup) -> str:
+    """A condition on the rollup's bucket: every source row of it is still within the
+    source's TTL (one day of margin), so the source holds all of them."""
+    ttl = re.search(r" TTL (.+?)(?: SETTINGS | COMMENT |$)", source_create)
+    if ttl is None:
+        return "1"
+    quote_identifier(view.bucket)
+    expression = re.sub(rf"\b{re.escape(view.bucket_of)}\b", f"toDateTime({view.bucket})",
+                        ttl[1])
+    return f"({expression}) > now() + toIntervalDay(1)"
+
+
+def _rebuild(client: Client, database: str, snapshots: str, view: _Rollup,
+             buckets: list[str]) -> None:
+    """Replace ``buckets`` of the snapshot rollup by the view's query over the snapshot
+    source, keeping every other row of the partitions touched as it was."""
+    quoted = quote_identifier(snapshots)
+    target = f"{quoted}.{quote_identifier(view.target)}"
+    scratch = f"{quoted}.{quote_identifier(f'rebuild_{view.target}')}"
+    columns = ", ".join(quote_identifier(name) for name, _ in
+                        _columns(client, snapshots, view.target))
+    chosen = {"b": buckets}
+    in_buckets = f"toString({quote_identifier(view.bucket)}) IN {{b:Array(String)}}"
+    command(client, f"CREATE TABLE {scratch} AS {target}")
+    _hold(client, scratch)
+    try:
+        over_source = _in_database(view.select, database, snapshots)
+        command(client, f"INSERT INTO {scratch} ({columns}) SELECT {columns}"  # noqa: S608
+                        f" FROM ({over_source}) WHERE {in_buckets}", chosen, LOAD_SETTINGS)
+        partitions = sorted({str(p) for (p,) in rows(
+            client, f"SELECT DISTINCT _partition_id FROM {target} WHERE {in_buckets}"  # noqa: S608
+                    f" UNION DISTINCT SELECT DISTINCT _partition_id FROM {scratch}", chosen)})
+        for partition in partitions:
+            _check_partition(partition, view.target)
+        command(client, f"INSERT INTO {scratch} SELECT * FROM {target}"  # noqa: S608
+                        f" WHERE _partition_id IN {{p:Array(String)}} AND NOT {in_buckets}",
+                {**chosen, "p": partitions}, LOAD_SETTINGS)
+        present = {str(p) for (p,) in rows(client, f"SELECT DISTINCT _partition_id"  # noqa: S608
+                                                   f" FROM {scratch}")}
+        for partition in partitions:
+            if partition in present:
+                command(client, f"ALTER TABLE {target} REPLACE PARTITION ID '{partition}'"
+                                f" FROM {scratch}")
+            else:
+                command(client, f"ALTER TABLE {target} DROP PARTITION ID '{partition}'")
+    finally:
+        command(client, f"DROP TABLE IF EXISTS {scratch} SYNC")
 
 
 def _hold(client: Client, table: str) -> None:
@@ -212,10 +389,22 @@ class Staged:
     scratch: str
     tables: list[str] = field(default_factory=list)
     statements: list[tuple[str, str, str]] = field(default_factory=list)
+    loaded: dict[str, TableState] = field(default_factory=dict)  # each table read back
 
 
-def stage(client: Client, folder: Path, *, force: bool = False) -> Staged:
-    """Load the backup in ``folder`` into a scratch database; the target is not touched."""
+def default_jobs() -> int:
+    """Tables loaded at once by a restore: the CPUs, at most :data:`MAX_JOBS`."""
+    return max(1, min(os.cpu_count() or 1, MAX_JOBS))
+
+
+def stage(client: Client, folder: Path, *, force: bool = False, url: str | None = None,
+          jobs: int | None = None) -> Staged:
+    """Load the backup in ``folder`` into a scratch database; the target is not touched.
+
+    The tables are created one after another, then loaded ``jobs`` at a time (default
+    :func:`default_jobs`), each loader on a connection of its own to ``url`` (the
+    target's URL; without it, one after another on ``client``), largest first.
+    """
     manifest = read_manifest(folder, STORE)
     source = str(manifest.extra.get("database", "platform"))
     target = str(client.database)
@@ -228,24 +417,68 @@ def stage(client: Client, folder: Path, *, force: bool = False) -> Staged:
                     statements=_schema(folder))
     command(client, f"CREATE DATABASE {quote_identifier(staged.scratch)}")
     try:
+        tables: list[str] = []
         for name, engine, query in staged.statements:
             if not engine.endswith("MergeTree"):
                 continue
             command(client, _in_database(query, source, staged.scratch))
             table = f"{quote_identifier(staged.scratch)}.{quote_identifier(name)}"
             _hold(client, table)
-            _load(client, table, manifest, folder / "data")
-            staged.tables.append(name)
+            tables.append(name)
+        _load_all(client, url, jobs or default_jobs(), staged, tables)
+        staged.tables.extend(tables)
     except BaseException:
         discard(client, staged)
         raise
     return staged
 
 
+def _load_all(client: Client, url: str | None, jobs: int, staged: Staged,
+              tables: list[str]) -> None:
+    """Load every table's data file, ``jobs`` at a time when ``url`` allows more clients."""
+    data = staged.folder / "data"
+
+    def qualified(name: str) -> str:
+        return f"{quote_identifier(staged.scratch)}.{quote_identifier(name)}"
+
+    def load_and_count(loader: Client, name: str) -> None:
+        _load(loader, qualified(name), staged.manifest, data)
+        staged.loaded[name] = table_state(loader, staged.scratch, name)  # merges are stopped
+
+    if url is None or jobs <= 1 or len(tables) <= 1:
+        for name in tables:
+            load_and_count(client, name)
+        return
+    largest_first = sorted(tables, key=lambda name: -_data_file(staged.manifest, data, name)
+                           .stat().st_size)
+    with contextlib.ExitStack() as stack:
+        idle: queue.SimpleQueue[Client] = queue.SimpleQueue()
+        idle.put(client)
+        for _ in range(min(jobs, len(tables)) - 1):
+            idle.put(stack.enter_context(connect(url)))
+
+        def load(name: str) -> None:
+            loader = idle.get()
+            try:
+                load_and_count(loader, name)
+            finally:
+                idle.put(loader)
+
+        with ThreadPoolExecutor(max_workers=min(jobs, len(tables)),
+                                thread_name_prefix="platformdb-ch-restore") as pool:
+            for done in [pool.submit(load, name) for name in largest_first]:
+                done.result()  # the first failure leaves; the scratch database is discarded
+
+
+def _data_file(manifest: Manifest, data: Path, name: str) -> Path:
+    compressed = manifest.extra.get("compression") == COMPRESSION
+    return data / (f"{name}.native.zst" if compressed else f"{name}.native")
+
+
 def _load(client: Client, table: str, manifest: Manifest, data: Path) -> None:
     name = table.rsplit(".", 1)[1].strip("`")
     compressed = manifest.extra.get("compression") == COMPRESSION
-    path = data / (f"{name}.native.zst" if compressed else f"{name}.native")
+    path = _data_file(manifest, data, name)
     if path.stat().st_size == 0:
         return
     with open(path, "rb") as handle, translated():
@@ -255,8 +488,10 @@ def _load(client: Client, table: str, manifest: Manifest, data: Path) -> None:
 
 
 def verify(client: Client, staged: Staged) -> None:
-    """Raise :class:`CheckFailed` unless every staged table equals the manifest."""
-    problems = _compare(staged.manifest, states(client, staged.scratch))
+    """Raise :class:`CheckFailed` unless every staged table equals the manifest (as read
+    back by the loader that loaded it)."""
+    problems = _compare(staged.manifest, staged.loaded if set(staged.loaded) == set(
+        staged.tables) else states(client, staged.scratch))
     if problems:
         raise CheckFailed(f"restored ClickHouse data differs from the manifest: {problems[0]}")
 
@@ -487,10 +722,11 @@ def _drop_derived(client: Client, database: str,
 
 
 def restore(url: str, folder: Path, *, force: bool = False, verify_after: bool = False,
-            placeholders: Placeholders = None) -> Restored:
-    """Stage, verify, switch and commit: the backup in ``folder`` replaces the database."""
+            placeholders: Placeholders = None, jobs: int | None = None) -> Restored:
+    """Stage, verify, switch and commit: the backup in ``folder`` replaces the database
+    (``jobs`` tables loaded at once; default :func:`default_jobs`)."""
     staged = StagedRestore(url, folder, force=force, verify_after=verify_after,
-                           placeholders=placeholders)
+                           placeholders=placeholders, jobs=jobs)
     try:
         staged.switch()
     except BaseException:
@@ -510,13 +746,14 @@ class StagedRestore:
     """
 
     def __init__(self, url: str, folder: Path, *, force: bool = False,
-                 verify_after: bool = False, placeholders: Placeholders = None) -> None:
+                 verify_after: bool = False, placeholders: Placeholders = None,
+                 jobs: int | None = None) -> None:
         self._stack = contextlib.ExitStack()
         self.client = self._stack.enter_context(connect(url))
         self.placeholders = placeholders
         self.verify_after = verify_after
         try:
-            self.staged = stage(self.client, folder, force=force)
+            self.staged = stage(self.client, folder, force=force, url=url, jobs=jobs)
             verify(self.client, self.staged)
         except BaseException:
             self._stack.close()
@@ -578,12 +815,12 @@ def _recreate_dictionaries(client: Client, staged: Staged, placeholders: Placeho
         return
     from_migrations: dict[str, str] | None = None
     # a dictionary reads PostgreSQL through its database's named collection: restored into
-    # another database, it uses that database's collection when there is one
+    # another database, it uses that database's collection; on a machine that has none
+    # (a restore into an empty one) it is made from the dictionaries' login first
     source_collection, target_collection = (collection_name(staged.source),
                                             collection_name(staged.target))
-    has_target_collection = bool(rows(
-        client, "SELECT count() FROM system.named_collections WHERE name = {n:String}",
-        {"n": target_collection})[0][0])
+    has_target_collection = _ensure_collection(
+        client, staged.target, any(_COLLECTION.search(q) for _, q in wanted), placeholders)
     for name, query in wanted:
         if "[HIDDEN]" not in query:
             if has_target_collection:
@@ -598,6 +835,35 @@ def _recreate_dictionaries(client: Client, staged: Staged, placeholders: Placeho
             raise ValidationError(f"dictionary {name} hides its credentials in the backup and "
                                   "no applied migration defines it")
         command(client, _qualified_create(statement, staged.target))
+
+
+_COLLECTION = re.compile(r"\bSOURCE\s*\(\s*POSTGRESQL\s*\(\s*NAME\s+(\w+)", re.I)
+
+
+def _collections(statements: list[tuple[str, str, str]]) -> list[str]:
+    """The named collections the dictionaries of a schema read through."""
+    return sorted({match[1] for _, engine, query in statements if engine == "Dictionary"
+                   for match in _COLLECTION.finditer(query)})
+
+
+def _ensure_collection(client: Client, database: str, needed: bool,
+                       placeholders: Placeholders) -> bool:
+    """Whether ``database``'s named collection exists, creating it when the dictionaries
+    need one and the dictionaries' login is known (from ``placeholders``'s ``pg_*``)."""
+    name = collection_name(database)
+    if rows(client, "SELECT count() FROM system.named_collections WHERE name = {n:String}",
+            {"n": name})[0][0]:
+        return True
+    values = dict(placeholders() if callable(placeholders) else placeholders or {})
+    if not needed or not values.get("pg_user"):
+        return False
+    password = re.sub(r"\\(.)", r"\1", values.get("pg_password", ""))  # a SQL literal's text
+    login = (f"postgresql://{quote(values['pg_user'], safe='')}:{quote(password, safe='')}"
+             f"@{values.get('pg_host', '127.0.0.1')}:{values.get('pg_port', '5432')}"
+             f"/{quote(values.get('pg_db', 'postgres'), safe='')}")
+    assert str(client.database) == database  # ensure_collection names it after the client's
+    ensure_collection(client, login)
+    return True
 
 
 _CREATE_DICTIONARY = re.compile(r"^\s*CREATE\s+DICTIONARY\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.I)

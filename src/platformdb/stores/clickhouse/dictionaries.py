@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote, urlsplit
 import psycopg
 from psycopg import sql
 
-from platformdb.clickhouse import command, quote_identifier, rows
+from platformdb.clickhouse import ClickHouseError, command, quote_identifier, rows
 from platformdb.errors import ConfigError, MigrationError
 from platformdb.redaction import redact
 from platformdb.stores.clickhouse.ddl import Topology, cluster_clause
@@ -143,3 +143,35 @@ def drop_collection(client: Client, topology: Topology | None = None) -> None:
 def _literal(value: str) -> str:
     """A ClickHouse string literal (named collections take no query parameters)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def load_problems(client: Client) -> list[str]:
+    """What keeps the dictionaries of ``client``'s database from answering: each one is
+    loaded from its source now (``SYSTEM RELOAD DICTIONARY``), must then be ``LOADED`` in
+    ``system.dictionaries`` and answer a query. Empty when every one answers.
+
+    A dictionary that exists but cannot reach its source (no named collection, a wrong
+    login, PostgreSQL down) is a problem: existing is not working.
+    """
+    database = str(client.database)
+    names = [str(name) for (name,) in rows(
+        client, "SELECT name FROM system.tables WHERE database = {d:String}"
+                " AND engine = 'Dictionary' ORDER BY name", {"d": database})]
+    problems: list[str] = []
+    for name in names:
+        qualified = f"{quote_identifier(database)}.{quote_identifier(name)}"
+        try:
+            command(client, f"SYSTEM RELOAD DICTIONARY {qualified}")
+            found = rows(client, "SELECT status, last_exception FROM system.dictionaries"
+                                 " WHERE database = {d:String} AND name = {n:String}",
+                         {"d": database, "n": name})
+            status, error = (str(found[0][0]), str(found[0][1])) if found else ("absent", "")
+            if status != "LOADED":
+                problems.append(f"dictionary {name} is {status}"
+                                + (f": {error.splitlines()[0]}" if error else ""))
+                continue
+            rows(client, "SELECT count() FROM {d:Identifier}.{n:Identifier}",  # it answers
+                 {"d": database, "n": name})
+        except ClickHouseError as exc:
+            problems.append(f"dictionary {name} does not load: {exc}")
+    return problems

@@ -2,7 +2,16 @@
 
 **Backup.** ``SCAN`` walks the keyspace (never ``KEYS``; on a Cluster every
 primary); each key is written as one JSON line with its type, remaining TTL
-and value, binary-safe (base64). Unlike an RDB snapshot this works against a
+and value, binary-safe (base64). Keys are read by a script, all keys of one
+hash tag in one call, so what one tag holds is captured at one point; a key
+deleted or expired since SCAN saw it is skipped. A job queue (every key of
+``queue:{<type>}``) is read whole from its structures: every member of its
+ready, processing, claims, delayed and dead structures comes with its job
+hash (one enqueued after SCAN passed included), in the same call as every
+other key of that tag SCAN found (one deleted since, an acked job's, is
+skipped), so a backup taken while workers run restores a queue that holds its
+invariants. Different tags are read at different moments: the backup is
+consistent per hash tag, not across the keyspace. Unlike an RDB snapshot this works against a
 remote or managed server and a Cluster, and restores into any Redis 7
 compatible server. Streams keep their entries but not their consumer groups.
 A backup covers the keys matching its ``match`` pattern (default: all): its
@@ -15,8 +24,9 @@ any):
 1. :func:`stage` checks the files against the manifest, refuses a target
    that holds keys in scope unless ``force``, and writes every key under a
    staging name, ``__platformdb_restore:{<tag>}:<token>:<key>``, whose hash
-   tag puts it in the same Cluster slot as the final key. Staged keys get no
-   TTL yet: nothing expires while the copy loads and is checked.
+   tag puts it in the same Cluster slot as the final key. Staged keys carry a
+   TTL of a day (:data:`STAGING_TTL_MS`), so a restore killed before its switch
+   leaves nothing for ever; the switch gives each key its backed-up TTL (or none).
 2. :func:`verify` reads the staged copy back and compares counts and
    checksums per type with the manifest. A failure discards the staged keys:
    the target is exactly as it was.
@@ -35,10 +45,12 @@ reach in-scope keys while a restore runs may survive it; stop writers first.
 from __future__ import annotations
 
 import base64
+import fnmatch
 import gzip
 import hashlib
 import itertools
 import json
+import re
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -68,9 +80,9 @@ DATA_FILE = "keys.jsonl.gz"
 BATCH = 500
 TYPES = ("string", "hash", "list", "set", "zset", "stream")
 STAGING = b"__platformdb_restore:"
-STAGING_TTL = 86_400
-"""Seconds a staged key lives: long enough for ``platformdb recover`` to finish a killed
-restore's switch the next day, short enough that nothing piles up."""
+STAGING_TTL_MS = 24 * 3600 * 1000
+"""How long a staged key lives if no switch takes it (a killed restore leaves nothing
+forever); the switch gives each key its backed-up TTL, or none."""
 
 
 def _b64(value: bytes) -> str:
@@ -102,22 +114,89 @@ def client(url: str) -> SyncClient:
 # ------------------------------------------------------------------ backup
 
 
-def _read_value(conn: Any, key: bytes, kind: str) -> Any:
-    # conn decodes nothing, so every reply is bytes
+# One atomic read of a group of keys that share a hash tag (so one slot). KEYS: the
+# keys to read; ARGV: queue bases (``<prefix>queue:{<type>}``) whose structures and
+# job hashes are read here too, from their members, so a queue is captured at one
+# point: every member with its job hash, every job hash in exactly one structure.
+# A key that is gone (deleted or expired since SCAN) is left out, never written as
+# an empty value. Replies: {key, type, pttl, value} per key (value in Redis's own
+# reply shapes: flat field/value and member/score arrays).
+_READ = """
+local out, seen = {}, {}
+local function read(key)
+    if seen[key] then return end
+    seen[key] = true
+    local kind = redis.call('TYPE', key)['ok']
+    local value
+    if kind == 'string' then value = redis.call('GET', key)
+    elseif kind == 'hash' then value = redis.call('HGETALL', key)
+    elseif kind == 'list' then value = redis.call('LRANGE', key, 0, -1)
+    elseif kind == 'set' then value = redis.call('SMEMBERS', key)
+    elseif kind == 'zset' then value = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    elseif kind == 'stream' then value = redis.call('XRANGE', key, '-', '+')
+    elseif kind == 'none' then return
+    else value = false end
+    out[#out + 1] = {key, kind, redis.call('PTTL', key), value}
+end
+for _, base in ipairs(ARGV) do
+    for _, suffix in ipairs({'', ':processing', ':claims', ':delayed', ':dead', ':stats',
+                             ':wake'}) do
+        read(base .. suffix)
+    end
+    for _, list in ipairs({'', ':processing', ':dead'}) do
+        for _, member in ipairs(redis.call('LRANGE', base .. list, 0, -1)) do
+            read(base .. ':job:' .. member)
+        end
+    end
+    for _, zset in ipairs({':claims', ':delayed'}) do
+        for _, member in ipairs(redis.call('ZRANGE', base .. zset, 0, -1)) do
+            read(base .. ':job:' .. member)
+        end
+    end
+end
+for _, key in ipairs(KEYS) do read(key) end
+return out
+"""
+_QUEUE_KEY = re.compile(rb"^(?P<base>(?:.*:)?queue:\{[^{}]+\})(?::(?P<rest>.*))?$", re.S)
+_QUEUE_PARTS = {b"processing", b"claims", b"delayed", b"dead", b"stats", b"wake"}
+
+
+def _hash_tag(key: bytes) -> bytes | None:
+    """The part of ``key`` Redis Cluster hashes, when the key has a ``{tag}``."""
+    start = key.find(b"{")
+    end = key.find(b"}", start + 1) if start >= 0 else -1
+    return key[start + 1 : end] if start >= 0 and end > start + 1 else None
+
+
+def _queue_base(key: bytes) -> bytes | None:
+    """The queue ``key`` belongs to (its ready list's name), when it is a queue key."""
+    match = _QUEUE_KEY.match(key)
+    if match is None:
+        return None
+    rest = match["rest"]
+    if rest is None or rest in _QUEUE_PARTS or rest.startswith(b"job:"):
+        return match["base"]
+    return None
+
+
+def _decode(kind: str, value: Any) -> Any:
+    """A value as the backup writes it, from the script's reply."""
     if kind == "string":
-        return _b64(conn.get(key) or b"")
+        return _b64(value)
     if kind == "hash":
-        return {_b64(f): _b64(v) for f, v in sorted(conn.hgetall(key).items())}
+        pairs = zip(value[::2], value[1::2], strict=True)
+        return {_b64(f): _b64(v) for f, v in sorted(pairs)}
     if kind == "list":
-        return [_b64(v) for v in conn.lrange(key, 0, -1)]
+        return [_b64(v) for v in value]
     if kind == "set":
-        return sorted(_b64(v) for v in conn.smembers(key))
+        return sorted(_b64(v) for v in value)
     if kind == "zset":
-        return [[_b64(m), s] for m, s in conn.zrange(key, 0, -1, withscores=True)]
+        return [[_b64(m), float(s)] for m, s in zip(value[::2], value[1::2], strict=True)]
     if kind == "stream":
-        return [[_text(i), {_b64(f): _b64(v) for f, v in fields.items()}]
-                for i, fields in conn.xrange(key)]
-    raise ValidationError(f"key {key!r} has type {kind}, which the logical backup cannot hold")
+        return [[_text(i), {_b64(f): _b64(v) for f, v in zip(fields[::2], fields[1::2],
+                                                                strict=True)}]
+                for i, fields in value]
+    raise ValidationError(f"a key has type {kind}, which the logical backup cannot hold")
 
 
 def _text(value: bytes | str) -> str:
@@ -131,34 +210,73 @@ def _scan(conn: Any, match: str | bytes) -> Iterator[bytes]:
             yield key
 
 
-def _entries(conn: Any, keys: Iterable[bytes],
-             rename: dict[bytes, bytes] | None = None) -> Iterator[dict[str, Any]]:
-    """The entry of each key (read under ``rename[key]`` when given)."""
-    batch: list[bytes] = []
-    for key in keys:
-        batch.append(key)
-        if len(batch) >= BATCH:
-            yield from _describe(conn, batch, rename)
-            batch = []
-    if batch:
-        yield from _describe(conn, batch, rename)
+@dataclass
+class _Group:
+    """Keys read by one script call: one hash tag (or untagged keys of one slot)."""
+
+    keys: list[bytes] = field(default_factory=list)
+    queues: set[bytes] = field(default_factory=set)
 
 
-def _describe(conn: Any, keys: list[bytes],
-              rename: dict[bytes, bytes] | None) -> Iterator[dict[str, Any]]:
-    names = [rename[key] if rename else key for key in keys]
-    pipe = conn.pipeline(transaction=False)
+def _groups(conn: Any, names: Iterable[bytes], queues: bool) -> Iterator[_Group]:
+    """``names`` grouped for atomic reads: every key of a hash tag together (with the
+    queues of that tag, when ``queues``); untagged keys in batches of one slot."""
+    cluster = is_cluster(conn)
+    tagged: dict[bytes, _Group] = {}
+    untagged: dict[int | None, _Group] = {}
     for name in names:
-        pipe.type(name)
-        pipe.pttl(name)
-    meta = pipe.execute()
-    for index, (key, name) in enumerate(zip(keys, names, strict=True)):
-        kind = _text(meta[2 * index])
-        if kind == "none":  # expired between SCAN and TYPE
+        tag = _hash_tag(name)
+        if tag is None:
+            group = untagged.setdefault(key_slot(name) if cluster else None, _Group())
+            group.keys.append(name)
+            if len(group.keys) >= BATCH:
+                yield untagged.pop(key_slot(name) if cluster else None)
             continue
-        ttl = int(meta[2 * index + 1])
-        yield {"key": _b64(key), "type": kind, "ttl_ms": ttl if ttl > 0 else None,
-               "value": _read_value(conn, name, kind)}
+        group = tagged.setdefault(tag, _Group())
+        group.keys.append(name)  # read again, and skipped if gone by then
+        base = _queue_base(name) if queues else None
+        if base is not None:
+            group.queues.add(base)
+    yield from untagged.values()
+    yield from tagged.values()
+
+
+def _entries(conn: Any, keys: Iterable[bytes], rename: dict[bytes, bytes] | None = None,
+             *, queues: bool = False, match: str = "*") -> Iterator[dict[str, Any]]:
+    """The entry of each key (read under ``rename[key]`` when given), each hash tag read
+    atomically; with ``queues``, each queue read whole (its structures and job hashes)."""
+    back = {name: key for key, name in rename.items()} if rename else None
+    names = (rename[key] for key in keys) if rename else keys
+    script = conn.register_script(_READ)
+    pending: list[_Group] = []
+    for group in _groups(conn, names, queues):
+        pending.append(group)
+        if len(pending) >= BATCH or is_cluster(conn):
+            yield from _read(conn, script, pending, back, match)
+            pending = []
+    if pending:
+        yield from _read(conn, script, pending, back, match)
+
+
+def _read(conn: Any, script: Any, groups: list[_Group], back: dict[bytes, bytes] | None,
+          match: str) -> Iterator[dict[str, Any]]:
+    if is_cluster(conn):  # a tag's keys are in one slot: the script runs on its primary
+        replies = [script(keys=g.keys, args=sorted(g.queues),
+                          client=_node(conn, (g.keys or sorted(g.queues))[0])) for g in groups]
+    else:
+        pipe = conn.pipeline(transaction=False)
+        for group in groups:
+            script(keys=group.keys, args=sorted(group.queues), client=pipe)
+        replies = pipe.execute()
+    wanted = None if match == "*" else match.encode()
+    for reply in replies:
+        for name, kind, ttl, value in reply:
+            kind = _text(kind)
+            key = back.get(name, name) if back is not None else name
+            if wanted is not None and not fnmatch.fnmatchcase(key, wanted):
+                continue  # a queue's key outside the backup's scope
+            yield {"key": _b64(key), "type": kind, "ttl_ms": int(ttl) if int(ttl) > 0 else None,
+                   "value": _decode(kind, value)}
 
 
 def entry_digest(entry: dict[str, Any]) -> int:
@@ -184,7 +302,7 @@ def backup(url: str, out_dir: Path, *, match: str = "*") -> Path:
         folder = backup_folder(out_dir, STORE)
         digests: list[dict[str, Any]] = []
         with gzip.open(folder / DATA_FILE, "wt", encoding="utf-8") as handle:
-            for entry in _entries(conn, _scan(conn, match)):
+            for entry in _entries(conn, _scan(conn, match), queues=True, match=match):
                 handle.write(json.dumps(entry, sort_keys=True) + "\n")
                 digests.append({"key": entry["key"], "type": entry["type"],
                                 "value": entry["value"]})
@@ -296,6 +414,7 @@ def _write(pipe: Any, name: bytes, entry: dict[str, Any]) -> None:
     elif kind == "stream":
         for entry_id, fields in value:
             pipe.xadd(name, {_unb64(f): _unb64(v) for f, v in fields.items()}, id=entry_id)
+    pipe.pexpire(name, STAGING_TTL_MS)  # a staged copy nobody switches in expires
 
 
 def stage(folder: Path, url: str, *, force: bool = False) -> Staged:
@@ -321,7 +440,6 @@ def stage(folder: Path, url: str, *, force: bool = False) -> Staged:
                 name = staging_name(key, token)
                 staged.names[key] = name
                 _write(pipe, name, entry)
-                pipe.expire(name, STAGING_TTL)  # a killed restore's copy goes away by itself
             pipe.execute()
     except RedisError as exc:
         discard(staged)
