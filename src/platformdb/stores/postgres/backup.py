@@ -52,7 +52,7 @@ from platformdb.errors import (
 )
 from platformdb.postgres import connect
 from platformdb.stores.postgres.console import credentials
-from platformdb.stores.postgres.driver import LEDGER, LEDGER_ID
+from platformdb.stores.postgres.driver import LEDGER, LEDGER_ID, scratch_database
 
 STORE = "postgresql"
 CUSTOM_FILE = "postgresql.dump"
@@ -650,6 +650,8 @@ def stage_dump(path: Path, url: str, *, force: bool = False, jobs: int | None = 
             raise ValidationError(
                 f"{path.name} restored, but it holds no migration ledger ({LEDGER}): not a "
                 "platform database; nothing was changed")
+        if acl is None:  # a new target: the grants the dump's migrations give a database
+            acl = _migrations_database_acl(scratch, labels)
         if acl is not None:
             apply_database_acl(scratch, acl)
         with connect(scratch) as conn:
@@ -664,6 +666,20 @@ def _target_acl(url: str) -> list[list[str]] | None:
     if not _exists(url):
         return None
     with connect(url) as conn:
+        return database_acl(conn)
+
+
+def _migrations_database_acl(url: str, labels: list[str]) -> list[list[str]] | None:
+    """The database-level grants (``CONNECT`` / ``TEMPORARY``) that the migrations of
+    ``labels`` give a database, read from a scratch database they build (dropped
+    afterwards): a pg_dump file does not carry them. None when a migration is unknown."""
+    from platformdb.migrate import discover, migrations_dir
+
+    known = {m.label: m for m in discover(migrations_dir("postgresql"))}
+    if any(label not in known for label in labels):
+        return None
+    with scratch_database(_admin_url(url), [known[label] for label in labels],
+                          prefix=f"{_database(url)[:40]}_grants") as built, connect(built) as conn:
         return database_acl(conn)
 
 
