@@ -40,6 +40,7 @@ def pack(folder: Path) -> Path:
         with os.fdopen(descriptor, "wb") as handle:
             os.fchmod(handle.fileno(), FILE_MODE)  # owner-only, whatever the umask
             with tarfile.open(fileobj=handle, mode="w") as tar:
+                tar.add(folder, arcname=folder.name, recursive=False)  # its mode too
                 for path in sorted(folder.rglob("*")):
                     tar.add(path, arcname=str(Path(folder.name) / path.relative_to(folder)),
                             recursive=False)
@@ -104,6 +105,7 @@ def opened(path: Path) -> Iterator[Path]:
     try:
         with damaged(path), tarfile.open(path) as tar:
             tar.extractall(scratch, filter="data")  # no links out, no absolute paths
+        private_tree(Path(scratch))  # an older archive's members may be world-readable
         [folder] = [child for child in Path(scratch).iterdir() if child.is_dir()]
         yield folder
     finally:

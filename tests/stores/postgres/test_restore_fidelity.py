@@ -22,7 +22,6 @@ from tests.conftest import drop_database, fresh_name, with_database
 from tests.stores.postgres.test_backup import fill
 
 
-
 def acl(column: str, kind: str, owner: str) -> str:
     """An ACL as text; one equal to the owner's default is the default (NULL): the same
     privileges, and what pg_dump writes for it (nothing)."""
@@ -37,7 +36,8 @@ CATALOG = {
                " FROM pg_namespace"
                " WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'",
     "relations": f"SELECT c.oid::regclass::text, c.relkind::text, pg_get_userbyid(c.relowner),"
-                 f" {acl('c.relacl', 'r', 'c.relowner')}, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c"
+                 f" {acl('c.relacl', 'r', 'c.relowner')}, c.relrowsecurity,"
+                 " c.relforcerowsecurity FROM pg_class c"
                  " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT LIKE"
                  " 'pg\\_%' AND n.nspname <> 'information_schema' AND c.relkind <> 'i'",
     "columns": "SELECT a.attrelid::regclass::text, a.attname, a.attacl::text FROM pg_attribute a"
