@@ -3,8 +3,11 @@
 The dump, the row counts and the checksums all come from one exported
 snapshot, so the manifest describes exactly what the dump holds even while the
 platform keeps writing. A restore checks the manifest first, refuses a
-non-empty target unless forced, and runs ``pg_restore --single-transaction``:
-a restore that fails leaves the target as it was.
+non-empty target unless forced, and runs ``pg_restore -j N`` into a scratch
+database beside the target, which is switched in only once complete and
+checked: a restore that fails leaves the target as it was. Owners, grants and
+the platform's roles come out as the source's (:func:`_restore_archive`).
+Client programs never see a password in their arguments (:func:`spawn`).
 
 Backups and restores need a superuser (or a role with BYPASSRLS): row-level
 security is forced on every tenant table.
@@ -70,10 +73,6 @@ TABLE_HASH = sql.SQL(
 TABLE_TEXT_HASH = sql.SQL(
     "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)"
     " FROM {} AS t"
-)
-PLATFORM_ROLES = (
-    "SELECT rolname FROM pg_roles WHERE rolname LIKE 'platform\\_%' AND NOT rolcanlogin"
-    " ORDER BY rolname"
 )
 
 
