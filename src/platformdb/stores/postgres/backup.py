@@ -100,7 +100,8 @@ def spawn(args: list[str], **options: Any) -> subprocess.Popen[Any]:
     password, which the child reads from a private 0600 passfile (``PGPASSFILE``, removed
     when the child is finished with, :func:`finish_tool` / :func:`stop_tool`); the child is
     killed when this process dies (``PR_SET_PDEATHSIG``), so no ``pg_restore`` runs on
-    behind a killed restore."""
+    behind a killed restore. The signal follows the *thread* that starts the child: start
+    and wait for it in the same thread (as :func:`run_tool` does)."""
     urls = [arg for arg in args if arg.startswith(("postgresql://", "postgres://"))]
     stack = contextlib.ExitStack()
     env: dict[str, str] | None = None
@@ -712,8 +713,9 @@ def _migrations_database_acl(url: str, labels: list[str]) -> list[list[str]] | N
     known = {m.label: m for m in discover(migrations_dir("postgresql"))}
     if any(label not in known for label in labels):
         return None
+    prefix = f"{_database(url)[:30]}_restore_grants"  # named as a restore's scratch is
     with scratch_database(_admin_url(url), [known[label] for label in labels],
-                          prefix=f"{_database(url)[:40]}_grants") as built, connect(built) as conn:
+                          prefix=prefix) as built, connect(built) as conn:
         return database_acl(conn)
 
 
