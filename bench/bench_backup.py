@@ -15,8 +15,14 @@ one server:
 5. a ClickHouse restore (chDB, ``--ch-rows`` rows in raw, events and logs and
    their rollups) loading its tables in parallel against one after another,
    in alternating rounds (``--only-clickhouse`` runs just this).
+6. a single-store PostgreSQL restore (``platformdb restore postgresql``: staged
+   in a scratch database, ``pg_restore -j --jobs``, owners and grants put back,
+   counts and checksums checked) against ``pg_restore -1`` (one serial
+   transaction) of the same dump, in interleaved rounds: median ratio and range
+   (target <= 0.75x with ``--jobs 2``).
 
 Run:  .venv/bin/python bench/bench_backup.py [--scale 1] [--all-scale 0.1] [--rounds 3]
+      .venv/bin/python bench/bench_backup.py --only parallel-restore [--jobs 2] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ import platform
 import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -144,6 +149,48 @@ def clickhouse_restore(rows_: int, rounds: int) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def parallel_restore(admin: str, scale: float, rounds: int, jobs: int) -> None:
+    """Section 6: ``pg_restore -j`` inside the staged restore against ``pg_restore -1``."""
+    work = Path(tempfile.mkdtemp(prefix="platformdb-bench-parallel-"))
+    source = fresh_database(admin, migrate=True)
+    try:
+        seed_load(Endpoints(postgres=source, home=work), scale, clickhouse=False)
+        with psycopg.connect(source) as conn:
+            size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))"
+                                ).fetchone()[0]  # type: ignore[index]
+        folder = pg_backup.backup(source, work, directory_format=True, jobs=jobs)
+        dump = folder / pg_backup.DIRECTORY
+        ours: list[float] = []
+        serial: list[float] = []
+        for round_ in range(rounds):
+            for side in (["serial", "ours"] if round_ % 2 == 0 else ["ours", "serial"]):
+                target = fresh_database(admin)
+                try:
+                    if side == "serial":
+                        tool = [pg_tool("pg_restore", target), "-1", "--exit-on-error", "-d",
+                                target, str(dump)]
+                        serial.append(timed(lambda tool=tool: pg_backup.run_tool(
+                            tool, "pg_restore")))
+                    else:
+                        drop_database(admin, target)  # the restore creates it
+                        ours.append(timed(lambda target=target: pg_backup.restore(
+                            folder, target, jobs=jobs)))
+                finally:
+                    drop_database(admin, target)
+        ratios = [o / s for o, s in zip(ours, serial, strict=True)]
+        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average"
+              f" {' '.join(f'{x:.1f}' for x in os.getloadavg())} (shared: other work runs)")
+        print(f"single-store PostgreSQL restore, load dataset scale {scale} ({size}),"
+              f" {rounds} interleaved rounds: platformdb restore -j {jobs}"
+              f" {statistics.median(ours):.2f} s (range {min(ours):.2f}-{max(ours):.2f}),"
+              f" pg_restore -1 {statistics.median(serial):.2f} s (range {min(serial):.2f}-"
+              f"{max(serial):.2f}); ratio median {statistics.median(ratios):.2f}x, range"
+              f" {min(ratios):.2f}-{max(ratios):.2f}x (target <= 0.75x)")
+    finally:
+        drop_database(admin, source)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
@@ -157,7 +204,12 @@ def main() -> None:
                         help="rows per table of the ClickHouse restore section (0 skips it)")
     parser.add_argument("--only-clickhouse", action="store_true",
                         help="only the ClickHouse restore section")
+    parser.add_argument("--only", choices=["parallel-restore"],
+                        help="run one section: parallel-restore (section 6)")
     args = parser.parse_args()
+    if args.only == "parallel-restore":
+        parallel_restore(admin_url(), args.scale, args.rounds, args.jobs)
+        return
     if args.ch_rows > 0:
         clickhouse_restore(args.ch_rows, args.rounds)
     if args.only_clickhouse:
@@ -183,8 +235,8 @@ def main() -> None:
               f" load dataset scale {args.scale} ({size})")
 
         plain_file = work / "plain.dump"
-        plain = timed(lambda: subprocess.run(
-            [pg_tool("pg_dump", source), "-Fc", "-f", str(plain_file), source], check=True))
+        plain = timed(lambda: pg_backup.run_tool(  # the password through a passfile
+            [pg_tool("pg_dump", source), "-Fc", "-f", str(plain_file), "-d", source], "pg_dump"))
         folder: list[Path] = []
         ours = timed(lambda: folder.append(pg_backup.backup(source, work / "ours")))
         print(f"backup: platformdb {ours:.1f} s, pg_dump -Fc {plain:.1f} s,"
@@ -199,14 +251,14 @@ def main() -> None:
         targets += [plain_target, our_target, dir_target]
         drop_database(admin, our_target)  # restore creates it
         drop_database(admin, dir_target)
-        base = timed(lambda: subprocess.run(
+        base = timed(lambda: pg_backup.run_tool(
             [pg_tool("pg_restore", plain_target), "--single-transaction", "--no-owner", "-d",
-             plain_target, str(plain_file)], check=True, capture_output=True))
-        restored = timed(lambda: pg_backup.restore(folder[0], our_target, verify=True))
-        print(f"restore: platformdb (with --verify) {restored:.1f} s, pg_restore"
+             plain_target, str(plain_file)], "pg_restore"))
+        restored = timed(lambda: pg_backup.restore(folder[0], our_target, verify=True, jobs=1))
+        print(f"restore: platformdb (with --verify, -j 1) {restored:.1f} s, pg_restore"
               f" --single-transaction {base:.1f} s, ratio {restored / base:.2f}x (target <= 1.1x)")
-        par = timed(lambda: pg_backup.restore(parallel[0], dir_target))
-        print(f"restore, directory format: {par:.1f} s")
+        par = timed(lambda: pg_backup.restore(parallel[0], dir_target, jobs=args.jobs))
+        print(f"restore, directory format -j {args.jobs}: {par:.1f} s")
     finally:
         for url in (source, *targets):
             drop_database(admin, url)

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from zlib import error as zlib_error
 
-from platformdb.backup.manifest import MANIFEST
+from platformdb.backup.manifest import FILE_MODE, MANIFEST, private_tree
 from platformdb.errors import Hint, ValidationError
 
 SUFFIX = ".tar"
@@ -35,11 +35,16 @@ def pack(folder: Path) -> Path:
     target = folder.with_name(folder.name + SUFFIX)
     partial = folder.with_name(f".{folder.name}{SUFFIX}.partial")
     try:
-        with tarfile.open(partial, "w") as tar:
-            for path in sorted(folder.rglob("*")):
-                tar.add(path, arcname=str(Path(folder.name) / path.relative_to(folder)),
-                        recursive=False)
-        with open(partial, "rb") as handle:
+        private_tree(folder)  # the members keep owner-only modes when unpacked
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)  # owner-only, whatever the umask
+            with tarfile.open(fileobj=handle, mode="w") as tar:
+                tar.add(folder, arcname=folder.name, recursive=False)  # its mode too
+                for path in sorted(folder.rglob("*")):
+                    tar.add(path, arcname=str(Path(folder.name) / path.relative_to(folder)),
+                            recursive=False)
+            handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, target)
     except BaseException:
@@ -100,6 +105,7 @@ def opened(path: Path) -> Iterator[Path]:
     try:
         with damaged(path), tarfile.open(path) as tar:
             tar.extractall(scratch, filter="data")  # no links out, no absolute paths
+        private_tree(Path(scratch))  # an older archive's members may be world-readable
         [folder] = [child for child in Path(scratch).iterdir() if child.is_dir()]
         yield folder
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +52,8 @@ class Manifest:
             for path in sorted(folder.rglob("*")) if path.is_file() and path.name != MANIFEST
         }
         target = folder / MANIFEST
-        target.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        write_private(target, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        private_tree(folder)  # whatever the store's tools wrote, under whatever umask
         return target
 
 
@@ -62,9 +64,47 @@ def new_manifest(store: str, **values: Any) -> Manifest:
 
 def backup_folder(out_dir: Path, store: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    folder = out_dir / f"{store}-{stamp}"
-    folder.mkdir(parents=True)
+    return private_dir(out_dir / f"{store}-{stamp}")
+
+
+# Backups are owner-only, whatever the umask: folders 0700, files 0600 (tenant data,
+# password hashes and the schema's secrets are in them).
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def private_dir(folder: Path, *, exist_ok: bool = False) -> Path:
+    """Make ``folder`` (0700); a parent it needs is made 0700 too."""
+    if not folder.parent.exists():
+        private_dir(folder.parent, exist_ok=True)
+    try:
+        folder.mkdir(mode=FOLDER_MODE)
+    except FileExistsError:
+        if not exist_ok:
+            raise
+        return folder
+    os.chmod(folder, FOLDER_MODE)  # mkdir's mode is masked by the umask; this is not
     return folder
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, a file only its owner can read (0600 from the start)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(descriptor, "w") as out:
+        os.fchmod(out.fileno(), FILE_MODE)  # an existing file keeps its mode otherwise
+        out.write(text)
+
+
+def private_tree(folder: Path) -> None:
+    """``folder`` and everything in it owner-only: folders 0700, files 0600."""
+    os.chmod(folder, FOLDER_MODE)
+    for root, folders, files in os.walk(folder):
+        for name in folders:
+            os.chmod(os.path.join(root, name), FOLDER_MODE)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, FILE_MODE)
 
 
 def file_sha256(path: Path) -> str:

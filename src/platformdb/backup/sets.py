@@ -25,7 +25,14 @@ from typing import Any
 
 from platformdb import __version__
 from platformdb.backup import BackupTarget, Staged, Switchable, find_backups
-from platformdb.backup.manifest import MANIFEST, file_sha256, read_manifest
+from platformdb.backup.manifest import (
+    MANIFEST,
+    file_sha256,
+    private_dir,
+    private_tree,
+    read_manifest,
+    write_private,
+)
 from platformdb.backup.state import GoodBackup, verified
 from platformdb.errors import Hint, ValidationError
 from platformdb.journal import COMMITTING, DISCARDING, SWITCHING, UNDOING, Journal, crash_point
@@ -62,8 +69,7 @@ def backup_set(stores: Sequence[BackupTarget], out_dir: Path, **options: Any) ->
     A backup that fails leaves no folder behind.
     """
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    folder = out_dir / f"{SET_PREFIX}{stamp}"
-    folder.mkdir(parents=True)
+    folder = private_dir(out_dir / f"{SET_PREFIX}{stamp}")  # owner-only, whatever the umask
     parts: dict[str, dict[str, Any]] = {}
     try:
         for store in stores:
@@ -80,7 +86,8 @@ def backup_set(stores: Sequence[BackupTarget], out_dir: Path, **options: Any) ->
         document = {"kind": SET_KIND, "format_version": SET_FORMAT,
                     "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                     "platformdb_version": __version__, "parts": parts}
-        (folder / MANIFEST).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        write_private(folder / MANIFEST, json.dumps(document, indent=2, sort_keys=True) + "\n")
+        private_tree(folder)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from platformdb.backup.manifest import read_manifest
+from platformdb.backup.manifest import FILE_MODE, read_manifest
 from platformdb.locks import exclusive
 
 STATE_FILE = "platformdb-backups.json"
@@ -103,7 +103,7 @@ def _write(backup_dir: Path, entries: dict[str, GoodBackup]) -> None:
     try:
         with os.fdopen(handle, "w") as out:
             out.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        os.chmod(temp, 0o644)
+        os.chmod(temp, FILE_MODE)  # owner-only, as the backups it describes
         os.replace(temp, backup_dir / STATE_FILE)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -112,4 +112,7 @@ def _write(backup_dir: Path, entries: dict[str, GoodBackup]) -> None:
 
 
 def _locked(backup_dir: Path) -> contextlib.AbstractContextManager[None]:
-    return exclusive(backup_dir / ".platformdb-backups.lock")
+    lock = backup_dir / ".platformdb-backups.lock"
+    with contextlib.suppress(FileExistsError):  # made owner-only before the lock opens it
+        os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    return exclusive(lock)

@@ -81,8 +81,11 @@ class PostgresStore(StoreBase):
                                 directory_format=bool(options.get("directory_format")),
                                 jobs=int(options.get("jobs", 1)))
 
-    def stage(self, folder: Path, *, force: bool = False, verify: bool = False) -> StagedDatabase:
-        staged = pg_backup.stage(folder, self.require_url(), force=force, verify=verify)
+    def stage(self, folder: Path, *, force: bool = False, verify: bool = False,
+              jobs: int | None = None) -> StagedDatabase:
+        """``jobs``: parallel ``pg_restore`` jobs (default: one per CPU)."""
+        staged = pg_backup.stage(folder, self.require_url(), force=force, verify=verify,
+                                 jobs=jobs)
         return StagedDatabase(staged, Restored(self.name, self.target, dict(staged.report.tables),
                                                staged.report.mismatches))
 

@@ -53,6 +53,15 @@ def query(url: str, statement: str) -> QueryResult:
 def psql_command(url: str, extra: Sequence[str] = ()) -> Iterator[ClientProgram]:
     """psql pointed at ``url`` (the server's major version when installed, else the embedded
     wheel's); the password goes through a temporary 0600 ``PGPASSFILE``, removed on exit."""
+    with credentials(url) as (bare, env):
+        yield ClientProgram([pg_tool("psql", url), "-d", bare, *extra], env)
+
+
+@contextlib.contextmanager
+def credentials(url: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """``url`` without its password, and an environment for a PostgreSQL client program
+    that holds the password in a temporary 0600 ``PGPASSFILE`` (in a 0700 folder, removed
+    on exit): a child's arguments, which any local user can read in /proc, never carry it."""
     parts = urlsplit(url)
     password = unquote(parts.password) if parts.password else None
     netloc = parts.netloc.rsplit("@", 1)[-1]
@@ -64,11 +73,11 @@ def psql_command(url: str, extra: Sequence[str] = ()) -> Iterator[ClientProgram]
             passfile = Path(folder) / "pgpass"
             fields = [parts.hostname or "*", str(parts.port or 5432),
                       unquote(parts.path.lstrip("/")) or "*", user or "*", password]
-            descriptor = os.open(passfile, os.O_WRONLY | os.O_CREAT, 0o600)
+            descriptor = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w") as out:
                 out.write(":".join(_pgpass_escape(f) for f in fields) + "\n")
             env["PGPASSFILE"] = str(passfile)
-        yield ClientProgram([pg_tool("psql", url), "-d", bare, *extra], env)
+        yield bare, env
 
 
 def _pgpass_escape(value: str) -> str:

@@ -61,6 +61,27 @@ _PRIVILEGES = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "D": 
                "C": "CREATE", "c": "CONNECT", "T": "TEMPORARY", "s": "SET", "A": "ALTER SYSTEM"}
 
 
+_CAST_ARRAY = re.compile(
+    r"ARRAY\[((?:\('(?:[^']|'')*'::[a-z ]+\)::[a-z ]+(?:, )?)+)\]")
+_CAST_ELEMENT = re.compile(r"\(('(?:[^']|'')*'::[a-z ]+)\)::([a-z ]+)")
+
+
+def normal_expression(text: str) -> str:
+    """``text`` with an array of cast literals in one form: ``col IN ('a', 'b')`` on a
+    varchar column deparses as ``(ARRAY['a'::character varying, ...])::text[]``, and that
+    text, run again (as pg_dump's output is on restore), parses into (and deparses as)
+    ``ARRAY[('a'::character varying)::text, ...]``: the same expression."""
+
+    def one(match: re.Match[str]) -> str:
+        elements = _CAST_ELEMENT.findall(match.group(1))
+        targets = {target for _, target in elements}
+        if len(targets) != 1:
+            return match.group(0)
+        return f"(ARRAY[{', '.join(value for value, _ in elements)}])::{targets.pop()}[]"
+
+    return _CAST_ARRAY.sub(one, text)
+
+
 def normal_name(name: str) -> str:
     """A relation or index name with its month replaced (``campaign_metrics_y*m*_h0``)."""
     return _MONTHLY.sub("_y*m*", name)
@@ -122,7 +143,9 @@ class _Builder:
 
     def schemas(self) -> None:
         for name, owner, acl, comment in self.query(
-                "SELECT n.nspname, pg_get_userbyid(n.nspowner), n.nspacl::text[],"
+                # an explicit ACL equal to the default is the default (pg_dump writes none)
+                "SELECT n.nspname, pg_get_userbyid(n.nspowner), CASE WHEN n.nspacl ="
+                " acldefault('n', n.nspowner) THEN NULL ELSE n.nspacl END::text[],"
                 " obj_description(n.oid, 'pg_namespace') FROM pg_namespace n"
                 " WHERE n.oid IN ({namespaces})"):
             self.add(f"schema {name}", name, {"owner": self.role(owner), "grants": self.acl(acl),
@@ -218,7 +241,7 @@ class _Builder:
             if table is None:
                 continue
             self.add(f"constraint {table}.{name}", f"{self.actual[int(relid)]}.{name}", {
-                "definition": normal_name(str(definition)),
+                "definition": normal_name(normal_expression(str(definition))),
                 "validated": "yes" if validated else "no (NOT VALID)"})
 
     def indexes(self) -> None:
@@ -233,7 +256,7 @@ class _Builder:
             if table is None:
                 continue
             self.add(f"index {schema}.{normal_name(str(name))}", f"{schema}.{name}", {
-                "table": table, "definition": normal_name(str(definition)),
+                "table": table, "definition": normal_name(normal_expression(str(definition))),
                 "valid": "yes" if valid else "no (INVALID)", "comment": comment})
 
     def policies(self) -> None:
