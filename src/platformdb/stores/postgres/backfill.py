@@ -36,6 +36,7 @@ import psycopg
 from pglast import ast
 from pglast.stream import RawStream
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from platformdb.errors import MigrationError
 from platformdb.migrate.base import checksum
@@ -329,7 +330,13 @@ def run(conn: psycopg.Connection[Any], name: str, update: str, *,
         work.prepare(restart)
         return work.run()
     finally:
-        if not conn.closed:
+        if conn.closed:
+            pass
+        elif conn.info.transaction_status != TransactionStatus.IDLE:
+            # interrupted mid-statement (Ctrl-C): the session is unusable; ending it
+            # releases the lock and the setting, and the batches done so far are kept
+            conn.close()
+        else:
             conn.execute("RESET row_security")
             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
