@@ -137,6 +137,7 @@ def test_the_drill_of_a_good_set_passes_records_its_duration_and_touches_nothing
     recorded = state.last_verified(tmp_path)
     assert recorded is not None and recorded.ok and recorded.set == folder.name
     assert recorded.seconds == drilled.seconds
+    assert 0 < recorded.restore_seconds == drilled.restore_seconds <= drilled.seconds
     metrics = {m.name: m.value for m in backup_metrics(tmp_path)}
     assert metrics["last_verified_timestamp_seconds"] == recorded.finished_at.timestamp()
     assert metrics["verify_duration_seconds"] == drilled.seconds

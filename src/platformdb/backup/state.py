@@ -133,6 +133,9 @@ class Verification:
     ok: bool
     reason: str = ""
     """Why it failed (one line); empty when it passed."""
+    restore_seconds: float = 0.0
+    """Of ``seconds``, the time restoring the stores into scratch took (the checks not
+    included)."""
 
 
 def record_verification(backup_dir: Path, outcome: Verification) -> None:
@@ -171,7 +174,8 @@ def _read_verifications(backup_dir: Path) -> dict[str, Verification]:
             found[key] = Verification(str(entry["set"]),
                                       datetime.fromisoformat(entry["finished_at"]),
                                       float(entry["seconds"]), bool(entry["ok"]),
-                                      str(entry.get("reason", "")))
+                                      str(entry.get("reason", "")),
+                                      float(entry.get("restore_seconds", 0.0)))
         except (KeyError, TypeError, ValueError):
             continue
     return found

@@ -60,10 +60,13 @@ class Drilled:
     reason: str = ""
     stores: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    restore_seconds: float = 0.0
+    """Of ``seconds``, the time restoring (staging) the stores took, without the checks."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"set": self.set, "seconds": self.seconds, "ok": self.ok,
-                "reason": self.reason, "stores": self.stores, "notes": self.notes}
+                "reason": self.reason, "stores": self.stores, "notes": self.notes,
+                "restore_seconds": self.restore_seconds}
 
 
 DRIFT_NOTE = ("not counted as a failure: a pg_dump round trip deparses CHECK constraints and "
@@ -114,7 +117,9 @@ def verify_set(target: Context | Endpoints, path: Path, *, record: bool = True) 
                             journal.part(store, phase="staging", folder=str(part.resolve()))
                         wrapped = Reported(ctx.store(store), ctx.progress, overall, checking)
                         reported.append(wrapped)
+                        staging = time.monotonic()
                         stage = wrapped.stage(part, force=True, verify=True)
+                        drilled.restore_seconds += time.monotonic() - staging
                         assert isinstance(stage, ReportedStage)
                         staged.append((store, stage))
                         if journal is not None:
@@ -136,9 +141,11 @@ def verify_set(target: Context | Endpoints, path: Path, *, record: bool = True) 
     except PlatformDBError as exc:
         drilled.reason = one_line(str(exc))
     drilled.seconds = round(time.monotonic() - started, 3)
+    drilled.restore_seconds = round(drilled.restore_seconds, 3)
     if record:
         record_verification(backup_dir_of(path), Verification(
-            name, datetime.now(UTC), drilled.seconds, drilled.ok, drilled.reason))
+            name, datetime.now(UTC), drilled.seconds, drilled.ok, drilled.reason,
+            drilled.restore_seconds))
     return drilled
 
 
