@@ -14,12 +14,15 @@ one server:
    alternating rounds;
 5. a ClickHouse restore (chDB, ``--ch-rows`` rows in raw, events and logs and
    their rollups) loading its tables in parallel against one after another,
-   in alternating rounds (``--only-clickhouse`` runs just this).
+   in alternating rounds (``--only-clickhouse`` runs just this);
 6. a single-store PostgreSQL restore (``platformdb restore postgresql``: staged
    in a scratch database, ``pg_restore -j --jobs``, owners and grants put back,
    counts and checksums checked) against ``pg_restore -1`` (one serial
    transaction) of the same dump, in interleaved rounds: median ratio and range
-   (target <= 0.75x with ``--jobs 2``).
+   (target <= 0.75x with ``--jobs 2``; ``--only parallel-restore``);
+7. the restore drill (``backup verify``) of the restore-all set against a plain
+   ``restore all --force`` of it (target <= 1.3x), in alternating rounds
+   (``--only-verify`` runs just this).
 
 Run:  .venv/bin/python bench/bench_backup.py [--scale 1] [--all-scale 0.1] [--rounds 3]
       .venv/bin/python bench/bench_backup.py --only parallel-restore [--jobs 2] [--rounds 5]
@@ -35,6 +38,8 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -42,7 +47,7 @@ from _common import admin_url, drop_database, fresh_database, stack_url
 
 from platformdb.binaries import pg_tool
 from platformdb.migrate import Migrator, discover, migrations_dir
-from platformdb.ops import backup, migrations
+from platformdb.ops import backup, drill, migrations
 from platformdb.ops.context import store_names
 from platformdb.ops.seed import seed_load
 from platformdb.redis import JobQueue, connect
@@ -57,8 +62,10 @@ def timed(action: object) -> float:
     return time.perf_counter() - started
 
 
-def restore_all(admin: str, scale: float, rounds: int) -> None:
-    """Section 4: a staged restore of every store against the sum of single-store ones."""
+@contextmanager
+def loaded_set(admin: str, scale: float) -> Iterator[tuple[Endpoints, Path]]:
+    """A platform of its own (load dataset at ``scale`` plus 20,000 queued jobs) and a
+    backup set of it; everything dropped afterwards."""
     redis_url = re.sub(r"/\d*$", "", stack_url("redis")) + "/9"  # a database of its own
     work = Path(tempfile.mkdtemp(prefix="platformdb-bench-restore-all-"))
     source = fresh_database(admin)
@@ -73,7 +80,18 @@ def restore_all(admin: str, scale: float, rounds: int) -> None:
         for start in range(0, 20_000, 1_000):
             queue.enqueue_many([("org_1", {"n": n}) for n in range(start, start + 1_000)])
         client.close()
-        folder = backup.backup(ends, None, work / "sets")[0]
+        yield ends, backup.backup(ends, None, work / "sets")[0]
+    finally:
+        cleanup = connect(redis_url)
+        cleanup.flushdb()
+        cleanup.close()
+        drop_database(admin, source)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def restore_all(admin: str, scale: float, rounds: int) -> None:
+    """Section 4: a staged restore of every store against the sum of single-store ones."""
+    with loaded_set(admin, scale) as (ends, folder):
         each: dict[str, list[float]] = {name: [] for name in store_names()}
         whole: list[float] = []
         for round_ in range(rounds):
@@ -94,9 +112,31 @@ def restore_all(admin: str, scale: float, rounds: int) -> None:
               f" {statistics.median(whole):.1f} s; each store alone: {parts}, sum"
               f" {statistics.median(sums):.1f} s; ratio {statistics.median(ratios):.2f}x"
               f" (target <= 1.1x); rounds {' '.join(f'{r:.2f}' for r in ratios)}")
-    finally:
-        drop_database(admin, source)
-        shutil.rmtree(work, ignore_errors=True)
+
+
+def verify_against_restore(admin: str, scale: float, rounds: int) -> None:
+    """Section 7: the restore drill (``backup verify``) against a plain ``restore all
+    --force`` of the same set, in alternating rounds (target <= 1.3x)."""
+    with loaded_set(admin, scale) as (ends, folder):
+        drills: list[float] = []
+        restores: list[float] = []
+        for round_ in range(rounds):
+            sides = ["restore", "verify"] if round_ % 2 == 0 else ["verify", "restore"]
+            for side in sides:
+                if side == "restore":
+                    restores.append(timed(lambda: backup.restore(ends, None, folder,
+                                                                 force=True)))
+                    continue
+                found: list[drill.Drilled] = []
+                drills.append(timed(lambda found=found: found.append(
+                    drill.verify_set(ends, folder, record=False))))
+                assert found[0].ok, found[0].reason
+        ratios = [d / r for d, r in zip(drills, restores, strict=True)]
+        print(f"backup verify (the drill), load dataset scale {scale} + 20,000 jobs:"
+              f" {statistics.median(drills):.1f} s (range {min(drills):.1f}-{max(drills):.1f});"
+              f" restore all --force {statistics.median(restores):.1f} s (range"
+              f" {min(restores):.1f}-{max(restores):.1f}); ratio {statistics.median(ratios):.2f}x"
+              f" (target <= 1.3x); rounds {' '.join(f'{r:.2f}' for r in ratios)}")
 
 
 def clickhouse_restore(rows_: int, rounds: int) -> None:
@@ -206,9 +246,14 @@ def main() -> None:
                         help="only the ClickHouse restore section")
     parser.add_argument("--only", choices=["parallel-restore"],
                         help="run one section: parallel-restore (section 6)")
+    parser.add_argument("--only-verify", action="store_true",
+                        help="only the restore drill against restore all (--all-scale)")
     args = parser.parse_args()
     if args.only == "parallel-restore":
         parallel_restore(admin_url(), args.scale, args.rounds, args.jobs)
+        return
+    if args.only_verify:
+        verify_against_restore(admin_url(), args.all_scale or 0.1, args.rounds)
         return
     if args.ch_rows > 0:
         clickhouse_restore(args.ch_rows, args.rounds)
@@ -217,6 +262,7 @@ def main() -> None:
     admin = admin_url()
     if args.all_scale > 0:
         restore_all(admin, args.all_scale, args.rounds)
+        verify_against_restore(admin, args.all_scale, args.rounds)
     if args.skip_postgres:
         return
     work = Path(tempfile.mkdtemp(prefix="platformdb-bench-backup-"))

@@ -94,9 +94,13 @@ def test_every_json_command_prints_valid_json(platform: dict[str, str], pg_url: 
         ("retention apply", ["retention", "apply", "--dry-run"], {}),
         ("secrets rotate", ["secrets", "rotate", "--dry-run"], {}),
         ("backup", ["backup", "all", "--out", str(backups)], {}),
+        ("backup", ["backup", "verify", "--out", str(backups)], {}),  # the restore drill
         ("restore", ["restore", "all", str(backups), "--force"], {}),
+        ("recover", ["recover", "--cleanup"], {}),
         ("tenant list", ["tenant", "list"], {}),
         ("tenant show", ["tenant", "show", "acme-retail"], {}),
+        ("tenant keys show", ["tenant", "keys", "show"], {}),
+        ("tenant keys rotate", ["tenant", "keys", "rotate"], {}),
         ("tenant export", ["tenant", "export", "acme-retail", "--out", str(archive)], {}),
         ("tenant delete", ["tenant", "delete", "acme-retail", "--yes"], {}),
         ("tenant import", ["tenant", "import", str(archive)], {}),

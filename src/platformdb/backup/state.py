@@ -99,16 +99,7 @@ def _write(backup_dir: Path, entries: dict[str, GoodBackup]) -> None:
         entry.pop("store")
         stores[store] = entry
     document = {"kind": "platformdb-last-good-backups", "stores": stores}
-    handle, temp = tempfile.mkstemp(prefix=".platformdb-backups.", dir=backup_dir)
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        os.chmod(temp, FILE_MODE)  # owner-only, as the backups it describes
-        os.replace(temp, backup_dir / STATE_FILE)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    write_atomically(backup_dir / STATE_FILE, json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
 def _locked(backup_dir: Path) -> contextlib.AbstractContextManager[None]:
@@ -116,3 +107,83 @@ def _locked(backup_dir: Path) -> contextlib.AbstractContextManager[None]:
     with contextlib.suppress(FileExistsError):  # made owner-only before the lock opens it
         os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
     return exclusive(lock)
+
+
+# ------------------------------------------------------------------ restore drills
+
+VERIFIED_FILE = "platformdb-verified.json"
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of the last restore drill (``platformdb backup verify``) of a set."""
+
+    set: str
+    """The set's folder, relative to the backup folder."""
+    finished_at: datetime
+    seconds: float
+    """How long restoring the set into scratch targets and checking it took: the
+    measured recovery time."""
+    ok: bool
+    reason: str = ""
+    """Why it failed (one line); empty when it passed."""
+    restore_seconds: float = 0.0
+    """Of ``seconds``, the time restoring the stores into scratch took (the checks not
+    included)."""
+
+
+def record_verification(backup_dir: Path, outcome: Verification) -> None:
+    """Record ``outcome`` as the last drill (and, when it passed, the last verified one)."""
+    with _locked(backup_dir):
+        found = _read_verifications(backup_dir)
+        found["last"] = outcome
+        if outcome.ok:
+            found["last_ok"] = outcome
+        document = {"kind": "platformdb-verified-backups",
+                    **{key: {**asdict(value), "finished_at": value.finished_at.isoformat()}
+                       for key, value in sorted(found.items())}}
+        write_atomically(backup_dir / VERIFIED_FILE,
+                         json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def last_verification(backup_dir: Path) -> Verification | None:
+    """The last drill, passed or not (None when none ran)."""
+    return _read_verifications(backup_dir).get("last")
+
+
+def last_verified(backup_dir: Path) -> Verification | None:
+    """The last drill that passed (None when none did)."""
+    return _read_verifications(backup_dir).get("last_ok")
+
+
+def _read_verifications(backup_dir: Path) -> dict[str, Verification]:
+    try:
+        raw = json.loads((backup_dir / VERIFIED_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    found: dict[str, Verification] = {}
+    for key in ("last", "last_ok"):
+        entry = raw.get(key)
+        try:
+            found[key] = Verification(str(entry["set"]),
+                                      datetime.fromisoformat(entry["finished_at"]),
+                                      float(entry["seconds"]), bool(entry["ok"]),
+                                      str(entry.get("reason", "")),
+                                      float(entry.get("restore_seconds", 0.0)))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step, owner-only like the backups it describes."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.chmod(temp, FILE_MODE)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise

@@ -24,6 +24,7 @@ from platformdb.cli.base import (
 )
 from platformdb.errors import CheckFailed, ConfigError, Hint
 from platformdb.ops import backup as backups
+from platformdb.ops import drill
 from platformdb.ops import health as checks
 from platformdb.ops import stats as metrics
 from platformdb.ops.stats import StatsConfig
@@ -156,7 +157,7 @@ def exporter(
 
 @app.command()
 def backup(
-    store: Annotated[str, typer.Argument(help=f"{STORES} | all",
+    store: Annotated[str, typer.Argument(help=f"{STORES} | all | verify",
                                          autocompletion=complete_store_or_all)] = "all",
     out_dir: Annotated[Path, typer.Option("--out", metavar="DIR",
                                           help="Folder for the backups.")] = Path("backups"),
@@ -166,9 +167,21 @@ def backup(
                                       help="Parallel pg_dump jobs (directory format).")] = 1,
     archive: Annotated[bool, typer.Option(
         "--archive", help="Write each backup as one .tar file instead of a folder.")] = False,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="`backup all`: run the restore drill on the new set and record it "
+                         "as good only if it passes.")] = False,
+    set_path: Annotated[Path | None, typer.Argument(
+        metavar="[SET]", help="`backup verify`: the set (default: the newest in --out).",
+        autocompletion=complete_backup)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Back up one store, or all of them as one set, into folders with manifests.
+
+    `backup verify [SET]` is the restore drill: the set (default: the newest under
+    --out) is restored into scratch targets only, checked there (counts, checksums,
+    schema drift, rollups = raw, queue invariants) and dropped; the outcome and its
+    duration are recorded in DIR/platformdb-verified.json for the exporter. Exit 1 when
+    the drill fails.
 
     `backup all` writes one set (backups/set-<time>/): every store's part and the
     point in time each shows. A backup that fails leaves no folder behind. Each
@@ -179,9 +192,25 @@ def backup(
         raise ConfigError("--format must be custom or directory")
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file; name a folder for the backups")
+    if store == "verify":
+        drilled = drill.verify_set(context(start=True), set_path or out_dir)
+        if as_json:
+            print_json(drilled.as_dict())
+        else:
+            show(f"backup verify {drilled.set}: "
+                 + ("ok" if drilled.ok else f"FAILED: {drilled.reason}")
+                 + f" ({drilled.seconds:.1f} s)")
+            for note in drilled.notes:
+                show(f"  note: {note}")
+        if not drilled.ok:
+            raise typer.Exit(1)
+        return
+    if set_path is not None:
+        raise ConfigError(f"unexpected argument {set_path}: only `backup verify` takes a SET")
     names = store_or_all(store)
     folders = backups.backup(context(start=True, stores=names), names, out_dir,
-                             archive=archive, directory_format=fmt == "directory", jobs=jobs)
+                             archive=archive, check=drill.required if verify else None,
+                             directory_format=fmt == "directory", jobs=jobs)
     if as_json:
         print_json({"backups": [str(folder) for folder in folders]})
         return

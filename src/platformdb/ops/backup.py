@@ -8,7 +8,7 @@ record of good backups and the staged switch are the generic machinery of
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -40,7 +40,8 @@ __all__ = ["Recovered", "backup", "has_manifest", "leftovers", "recover", "resto
 
 
 def backup(target: Context | Endpoints, names: list[str] | None, out_dir: Path, *,
-           archive: bool = False, **options: Any) -> list[Path]:
+           archive: bool = False, check: Callable[[Context, Path], None] | None = None,
+           **options: Any) -> list[Path]:
     """Back up each store of ``names`` into its own folder under ``out_dir``.
 
     ``names=None`` (``backup all``) writes one backup set instead: see
@@ -49,7 +50,14 @@ def backup(target: Context | Endpoints, names: list[str] | None, out_dir: Path, 
     (:mod:`platformdb.backup.state`, read by the exporter). ``archive``: each folder
     becomes one ``.tar`` file (:mod:`platformdb.backup.archive`). Each store's backup
     reports the bytes written so far to the context's progress.
+
+    ``check`` (``backup all --verify``: :func:`platformdb.ops.drill.required`): run on
+    the set right after it is written; its parts are recorded as the last good backups
+    only if it returns (a set it fails is kept for inspection, not recorded, and the
+    backup fails).
     """
+    if check is not None and names is not None:
+        raise ValidationError("--verify drills a whole set: use it with `backup all`")
     ctx = context(target)
     stores = ctx.stores(names)
     prepare_folder(out_dir)
@@ -62,6 +70,9 @@ def backup(target: Context | Endpoints, names: list[str] | None, out_dir: Path, 
                 folder = backup_set(reported, out_dir, **options)
                 with removed_on_failure(folder) as made:
                     goods = set_parts_verified(out_dir, folder)
+                if check is not None:
+                    check(ctx, folder)
+                with removed_on_failure(folder) as made:
                     if archive:
                         folder = made.path = pack(folder)
                         goods = [replace(good,

@@ -115,6 +115,15 @@ def backup_metrics(backup_dir: Path, stores: Sequence[str] | None = None,
                                   "size of the last good backup", labels, "bytes"))
             metrics.append(Metric("backup", "last_success_duration_seconds", good.seconds,
                                   "how long the last good backup took", labels, "seconds"))
+    drilled = backup_state.last_verified(backup_dir)
+    metrics.append(Metric("backup", "last_verified_timestamp_seconds",
+                          drilled.finished_at.timestamp() if drilled else 0.0,
+                          "when the last backup set that passed its restore drill (`platformdb "
+                          "backup verify`) was verified, Unix time (0: never)", {}, "seconds"))
+    if drilled is not None:
+        metrics.append(Metric("backup", "verify_duration_seconds", drilled.seconds,
+                              "how long the last passing restore drill took: the measured "
+                              "recovery time", {}, "seconds"))
     return metrics
 
 
