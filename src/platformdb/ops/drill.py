@@ -8,9 +8,8 @@ never change. The checks:
 
 - every file of every part against its manifest, and every staged table / key type
   against the manifest's counts and checksums (what the staging verifies);
-- PostgreSQL: the scratch schema is compared with what the migration files build
-  (drift); the differences are *reported* in the drill's notes, not failed on, because
-  no restored database is drift-clean today (:data:`DRIFT_NOTE`);
+- PostgreSQL: the scratch schema (owners and grants included) is what the migration
+  files build: any drift fails the drill;
 - ClickHouse: each rollup table equals the rollup of its raw table (the view's own
   query run over the scratch raw table). Dictionaries are not checked here: a
   restore creates them at the switch, reading their live source, which the drill
@@ -41,6 +40,7 @@ from platformdb.backup.sets import find_set, is_set, journal_record
 from platformdb.backup.state import Verification, record_verification
 from platformdb.errors import CheckFailed, PlatformDBError, one_line, when_interrupted
 from platformdb.journal import crash_point
+from platformdb.migrate.snapshot import NOT_FINGERPRINTED
 from platformdb.ops.backup import Reported, ReportedStage, begin_journal, unpacked
 from platformdb.ops.context import Context, context
 from platformdb.stores.clickhouse.backup import _differing_buckets, _rollups
@@ -69,9 +69,6 @@ class Drilled:
                 "restore_seconds": self.restore_seconds}
 
 
-DRIFT_NOTE = ("not counted as a failure: a pg_dump round trip deparses CHECK constraints and "
-              "index expressions differently and --no-owner restores change grants, so no "
-              "restored database is drift-clean today")
 NOT_CHECKED = ("clickhouse dictionaries are not checked by the drill: a restore creates them "
                "at the switch from their live source (`platformdb health` loads them)")
 
@@ -179,11 +176,10 @@ def _checks(ctx: Context, store: str, stage: ReportedStage, notes: list[str]) ->
         scratch = replace(ctx, endpoints=ctx.endpoints.replace(
             urls={store: str(inner.scratch_url)}))
         with scratch.store(store).open_migrator() as migrator:
-            drift = migrator.drift()
-        if drift:  # reported, not failed: see DRIFT_NOTE
-            notes.append(f"postgresql: the restored schema differs from what the migrations "
-                         f"build in {len(drift)} place(s), first {drift[0].describe()[:200]}"
-                         f" ({DRIFT_NOTE})")
+            drift = [d for d in migrator.drift() if d.object not in NOT_FINGERPRINTED]
+        if drift:  # the scratch database's own grants are the live one's at the switch
+            return [f"postgresql: the restored schema differs from what the migrations "
+                    f"build in {len(drift)} place(s), first {drift[0].describe()[:200]}"]
         return []
     if store == "clickhouse":
         client, found = inner.client, inner.staged
