@@ -12,6 +12,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,6 +80,12 @@ def watching_children() -> Iterator[dict[int, tuple[bytes, bytes]]]:
         thread.join()
 
 
+def with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.username}:{password}@{parts.hostname}:{parts.port}"
+                          ).geturl()
+
+
 @pytest.fixture
 def target(pg_admin_url: str) -> Iterator[str]:
     name = fresh_name("safe")
@@ -91,6 +98,9 @@ def test_no_password_in_the_arguments_or_environment_of_any_child(migrated_url: 
                                                                  target: str,
                                                                  tmp_path: Path) -> None:
     fill(migrated_url)
+    if not urlsplit(migrated_url).password:  # a trust-auth server: a password it ignores
+        migrated_url, target = (with_password(url, uuid.uuid4().hex) for url in (migrated_url,
+                                                                                 target))
     password = unquote(urlsplit(migrated_url).password or "")
     assert password
     passfiles = set(Path(tempfile.gettempdir()).glob("platformdb-psql-*"))
