@@ -24,8 +24,8 @@ import pytest
 from platformdb import embedded, journal
 from platformdb.clickhouse import connect as ch_connect
 from platformdb.clickhouse import rows
-from platformdb.ops import migrations, tenant
 from platformdb.ops import backup as backups
+from platformdb.ops import migrations, tenant
 from platformdb.redis import connect as redis_connect
 from platformdb.redis import functions
 from platformdb.types import Endpoints
