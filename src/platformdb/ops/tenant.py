@@ -726,6 +726,7 @@ def import_tenant(target: Context | Endpoints, path: Path, *, replace: bool = Fa
             held = _held(ctx, org_id, redis_prefix)
             if held and not replace and str(org_id) in finished:
                 # this very import was killed after its commit: recovery finished it
+                log.finish()
                 return Imported(path, manifest.org, {
                     name: dict(found) for name, found in
                     remaining(ctx, org_id, redis_prefix=redis_prefix).items()},

@@ -31,7 +31,7 @@ from platformdb.redis import functions
 from platformdb.types import Endpoints
 from tests.clickhouse.conftest import add_dictionary_views
 from tests.conftest import create_database, drop_database, fresh_name
-from tests.ops.tenant.conftest import Deployment, add_org, settle
+from tests.ops.tenant.conftest import Deployment, add_clickhouse_rows, add_org, settle
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -86,6 +86,8 @@ class Platform:
         return tenant.checksums(self.endpoints, org)
 
     def counts(self, org: str) -> dict[str, dict[str, int]]:
+        with ch_connect(self.endpoints.clickhouse or "") as client:  # rollups: merged rows
+            settle(self.deployment(client))
         return tenant.remaining(self.endpoints, uuid.UUID(org))
 
     def staging(self) -> list[str]:
@@ -132,8 +134,9 @@ def platform(pg_admin_url: str, migrated_template: str, stack_home: Path,
         base = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORMDB_")}
         base.update(PLATFORMDB_POSTGRES_URL=url, PLATFORMDB_CLICKHOUSE_URL=found.clickhouse or "",
                     PLATFORMDB_REDIS_URL=server.url(), PLATFORMDB_HOME=str(home))
-        yield Platform(found, base, archive, alpha, bravo,
-                       tenant.remaining(found, uuid.UUID(alpha)))
+        platform = Platform(found, base, archive, alpha, bravo, {})
+        platform.alpha_counts = platform.counts(alpha)
+        yield platform
         backups.recover(found, cleanup=True)
     finally:
         drop_database(pg_admin_url, name)
@@ -203,3 +206,31 @@ def test_delete_killed_at_any_phase_then_run_again(platform: Platform, phase: st
     assert absent(platform.counts(platform.alpha))
     assert platform.digest(platform.bravo) == before
     nothing_left(platform)
+
+
+REPLACE_PHASES = ["tenant-import:saved", "switched:clickhouse", "switched:redis",
+                  "switched:postgresql"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", REPLACE_PHASES)
+def test_replace_killed_then_recovered_is_all_old_or_all_new(platform: Platform,
+                                                            phase: str) -> None:
+    ensure_alpha(platform, present=True)
+    with ch_connect(platform.endpoints.clickhouse or "") as client:  # old differs from new
+        add_clickhouse_rows(platform.deployment(client), platform.alpha, 7)
+    old = platform.counts(platform.alpha)
+    before = platform.digest(platform.bravo)
+    killed = platform.cli("tenant", "import", str(platform.archive), "--replace", "--force",
+                          crash_at=phase)
+    assert killed.returncode == -9, f"never reached {phase}: {killed.stderr}"
+    recovered = platform.cli("recover")
+    assert recovered.returncode == 0, recovered.stderr
+    found = platform.counts(platform.alpha)
+    if phase == "switched:postgresql":
+        assert found == platform.alpha_counts
+    else:
+        assert found == old
+    assert platform.digest(platform.bravo) == before
+    nothing_left(platform)
+    tenant.delete_tenant(platform.endpoints, platform.alpha, yes=True, force=True)
