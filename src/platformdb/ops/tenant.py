@@ -389,8 +389,15 @@ def delete_tenant(target: Context | Endpoints, ref: str, *, yes: bool = False,
     ctx = context(target)
     home = _home(ctx)
     pending = _pending(home, DELETE, ref)
-    org = (Org(uuid.UUID(pending.data["intent"]["org"]), pending.data["intent"].get("slug"),
-               None, None) if pending is not None else resolve(ctx, ref))
+    try:  # the live directory first: a slug may be reused after a killed delete
+        org = resolve(ctx, ref)
+    except ValidationError:
+        if pending is None:
+            raise
+        org = Org(uuid.UUID(pending.data["intent"]["org"]), pending.data["intent"].get("slug"),
+                  None, None)
+    if pending is not None and pending.data["intent"].get("org") != str(org.id):
+        pending = None  # another org's killed delete: `platformdb recover` finishes it
     if not yes:
         raise ValidationError(f"tenant delete removes org {org.slug or org.id} from every "
                               "store and cannot be undone",
@@ -410,7 +417,12 @@ def delete_tenant(target: Context | Endpoints, ref: str, *, yes: bool = False,
     with when_interrupted(stopped), \
             ctx.progress.task(f"tenant delete {org.slug or org.id}", total=len(stores),
                               unit="steps") as overall:
-        removed.update(_delete_everywhere(ctx, org.id, redis_prefix, keep_audit, log))
+        try:
+            removed.update(_delete_everywhere(ctx, org.id, redis_prefix, keep_audit, log))
+        except BaseException:
+            log.data["pid"] = 0  # stopped: no longer running, for a re-run or `recover`
+            log.write()
+            raise
         overall.advance(len(stores))
     left = remaining(ctx, org.id, redis_prefix=redis_prefix, keep_audit=keep_audit)
     copies = scratch_copies(ctx, org.id, redis_prefix=redis_prefix, skip=log.id)

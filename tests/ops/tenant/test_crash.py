@@ -81,9 +81,13 @@ class Platform:
         return Deployment(self.endpoints, "", client)  # type: ignore[arg-type]
 
     def digest(self, org: str) -> dict[str, dict[str, str]]:
+        """Per store; Redis without the families that expire on their own (cache, rate
+        limits, sessions: a long run outlives their TTLs)."""
         with ch_connect(self.endpoints.clickhouse or "") as client:
             settle(self.deployment(client))
-        return tenant.checksums(self.endpoints, org)
+        found = tenant.checksums(self.endpoints, org)
+        found["redis"] = {k: v for k, v in found["redis"].items() if k in ("job",)}
+        return found
 
     def counts(self, org: str) -> dict[str, dict[str, int]]:
         with ch_connect(self.endpoints.clickhouse or "") as client:  # rollups: merged rows
