@@ -91,6 +91,8 @@ def tenant_show(org: OrgArgument, as_json: JsonOption = False,
     show(table)
     show(f"latest activity: {found.latest_activity or '-'}; "
          f"latest metric date: {found.latest_metric_date or '-'}")
+    for place, n in found.copies.items():  # `tenant delete` removes these too
+        show(f"scratch copy: {escape(place)} ({n:,})")
 
 
 def _counts_table(title: str, counts: dict[str, dict[str, int]]) -> Table:

@@ -324,6 +324,11 @@ def recover(target: Context | Endpoints, *, cleanup: bool = False) -> Recovered:
     done = Recovered()
     home = ctx.endpoints.home
     for journal in unfinished(home):
+        if str(journal.data.get("operation", "")).startswith("tenant "):
+            from platformdb.ops.tenant import recover_journal  # tenant import/delete/export
+
+            done.operations.append(recover_journal(ctx, journal))
+            continue
         absent = [name for name in journal.parts if ctx.store(name).url is None]
         if absent:  # e.g. `restore postgresql` did not start the embedded Redis: later
             done.waiting.append(f"{journal.id} (needs {', '.join(absent)})")

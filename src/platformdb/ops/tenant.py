@@ -36,9 +36,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from platformdb.backup.sets import switch_in
+from platformdb.backup.sets import journal_record, switch_in
 from platformdb.config import DEV_WORDS, development_url, load_settings
 from platformdb.errors import CheckFailed, Hint, ValidationError, when_interrupted
+from platformdb.journal import UNDOING, Journal, crash_point, unfinished
+from platformdb.journal import running as running_journals
 from platformdb.ops.context import Context, context
 from platformdb.progress import Task, folder_bytes
 from platformdb.redaction import redact
@@ -48,8 +50,9 @@ from platformdb.types import Endpoints
 
 __all__ = ["DEV_WORDS", "Deleted", "Exported", "Imported", "SigningKeys", "Tenant",
            "checksums", "delete_tenant", "export_tenant", "import_limits", "import_tenant",
-           "keyring", "list_tenants", "looks_like_development", "remaining", "resolve",
-           "rotate_signing_key", "schema_heads", "show_tenant", "signing_keys", "trusted_keys"]
+           "keyring", "list_tenants", "looks_like_development", "recover_journal",
+           "remaining", "resolve", "rotate_signing_key", "schema_heads", "scratch_copies",
+           "show_tenant", "signing_keys", "trusted_keys"]
 
 DIRECTORY = "postgresql"
 """The store whose ``organizations`` table is the org directory (and whose URL the
@@ -84,6 +87,9 @@ class Tenant:
     """store -> what its sizes count: ``rows`` (with bytes) or ``keys``."""
     activity: dict[str, datetime | date] = field(default_factory=dict)
     """label (``latest_activity``, ``latest_metric_date``) -> the latest one a store knows."""
+    copies: dict[str, int] = field(default_factory=dict)
+    """Scratch copies holding the org's data (``show`` only): ``store:place`` -> rows or
+    keys, ``folder:<path>`` -> 1 (:func:`scratch_copies`)."""
 
     def total(self, store: str, what: str = "rows") -> int:
         found = self.sizes.get(store, {})
@@ -125,7 +131,8 @@ class Tenant:
         return {"id": self.id, "slug": self.slug, "name": self.name, "status": self.status,
                 **{store: self.table(store) for store in self.units},
                 "latest_activity": self.latest_activity,
-                "latest_metric_date": self.latest_metric_date, "totals": self.totals()}
+                "latest_metric_date": self.latest_metric_date, "totals": self.totals(),
+                **({"scratch_copies": self.copies} if self.copies else {})}
 
     def held(self) -> int:
         return sum(self.total(store) for store in self.sizes)
@@ -185,7 +192,8 @@ def show_tenant(target: Context | Endpoints, ref: str, *, redis_prefix: str = ""
         sizes = {store.name: facet.sizes(org.id) for store, facet in facets}
         seen = {store.name: facet.activity(org.id) for store, facet in facets}
         tenant = _tenant(org, facets, sizes, seen)
-    if org.slug is None and not tenant.held():
+    tenant.copies = scratch_copies(ctx, org.id, redis_prefix=redis_prefix)
+    if org.slug is None and not tenant.held() and not tenant.copies:
         raise ValidationError(f"unknown org {ref!r}: no organization and no rows or keys "
                               "with this id in any store")
     return tenant
@@ -281,6 +289,8 @@ def export_tenant(target: Context | Endpoints, ref: str, out: Path, *,
     ring = keyring(ctx)
     signer = ring.current()[1]  # created on first use, before any work
     folder = archive.scratch_dir(out, "platformdb-tenant-export")
+    log = Journal.begin(_home(ctx), EXPORT, org=str(org.id), scratch_folders=[str(folder)],
+                        partial=str(out.with_name(f".{out.name}.partial")))
     try:
         with when_interrupted(f"no archive was written at {out} (the scratch copy was "
                               "removed)"):
@@ -290,9 +300,11 @@ def export_tenant(target: Context | Endpoints, ref: str, out: Path, *,
                                              for entry in manifest.files.values())) as task:
                 task.measure(folder_bytes(out.parent, only=f".{out.name}.partial"))
                 archive.write(folder, manifest, out, ring)
+            crash_point("tenant-export:written")
     finally:
         archive.forget(folder)
         shutil.rmtree(folder, ignore_errors=True)
+        log.finish()
     counts = {store: manifest.rows(store) for store in manifest.stores}
     return Exported(out, manifest.org, counts, manifest, signer.id)
 
@@ -315,6 +327,7 @@ def _export_into(ctx: Context, org: Org, folder: Path, redis_prefix: str) -> arc
         for store, future in futures:
             parts.append((store, future.result()))
             overall.advance()
+    crash_point("tenant-export:read")
     manifest = archive.Manifest(
         org={"id": str(org.id), "slug": org.slug or "", "name": org.name or ""},
         schema=dict(sorted((store.name, part.head) for store, part in parts)))
@@ -363,15 +376,28 @@ def remaining(target: Context | Endpoints, org: uuid.UUID, *, redis_prefix: str 
 def delete_tenant(target: Context | Endpoints, ref: str, *, yes: bool = False,
                   force: bool = False, keep_audit: bool = False,
                   redis_prefix: str = "") -> Deleted:
-    """Remove one org from every store, then check that nothing of it is left.
+    """Remove one org from every store and from every scratch copy, then check that
+    nothing of it is left.
 
-    The stores go in registry order (PostgreSQL first, in one transaction; then
-    ClickHouse; then Redis). Each step removes whatever is left of the org, so a
-    delete interrupted after any step finishes when it is run again (by id: the
-    slug goes with the organizations row).
+    A journal (:mod:`platformdb.journal`, operation ``tenant delete``) names the org
+    before anything changes. The stores go in registry order (PostgreSQL first, in one
+    transaction; then ClickHouse; then Redis), then the scratch copies
+    (:func:`scratch_copies`). Each step removes whatever is left of the org, so a delete
+    killed after any step is finished by ``platformdb recover`` or by running it again
+    (by id or by slug: the slug is found in the killed delete's journal).
     """
     ctx = context(target)
-    org = resolve(ctx, ref)
+    home = _home(ctx)
+    pending = _pending(home, DELETE, ref)
+    try:  # the live directory first: a slug may be reused after a killed delete
+        org = resolve(ctx, ref)
+    except ValidationError:
+        if pending is None:
+            raise
+        org = Org(uuid.UUID(pending.data["intent"]["org"]), pending.data["intent"].get("slug"),
+                  None, None)
+    if pending is not None and pending.data["intent"].get("org") != str(org.id):
+        pending = None  # another org's killed delete: `platformdb recover` finishes it
     if not yes:
         raise ValidationError(f"tenant delete removes org {org.slug or org.id} from every "
                               "store and cannot be undone",
@@ -383,29 +409,253 @@ def delete_tenant(target: Context | Endpoints, ref: str, *, yes: bool = False,
     def stopped() -> str:
         done = ", ".join(removed) or "no store"
         return (f"the delete of org {org.id} stopped part-way ({done} done): run it again "
-                "to finish")
+                "(or `platformdb recover`) to finish")
 
+    log = Journal.begin(home, DELETE, org=str(org.id), slug=org.slug or "",
+                        keep_audit=keep_audit, redis_prefix=redis_prefix)
+    crash_point("tenant-delete:begun")
     with when_interrupted(stopped), \
             ctx.progress.task(f"tenant delete {org.slug or org.id}", total=len(stores),
                               unit="steps") as overall:
-        for store in stores:
-            with ctx.progress.task(f"tenant delete: {store.name}"), \
-                    store.tenant(prefix=redis_prefix) as facet:
-                removed[store.name] = facet.delete(org.id, keep_audit=keep_audit)
-            overall.advance()
+        try:
+            removed.update(_delete_everywhere(ctx, org.id, redis_prefix, keep_audit, log))
+        except BaseException:
+            log.data["pid"] = 0  # stopped: no longer running, for a re-run or `recover`
+            log.write()
+            raise
+        overall.advance(len(stores))
     left = remaining(ctx, org.id, redis_prefix=redis_prefix, keep_audit=keep_audit)
+    copies = scratch_copies(ctx, org.id, redis_prefix=redis_prefix, skip=log.id)
+    log.finish()
+    if pending is not None:
+        pending.finish()
     report = Deleted(_org_dict(org), removed, left)
     leftover = [f"{store}.{name}={n}" for store, found in left.items()
-                for name, n in found.items() if n]
+                for name, n in found.items() if n] + [f"{place}={n}"
+                                                     for place, n in copies.items()]
     if leftover:
         raise CheckFailed(f"org {org.id} still has data after the delete ({', '.join(leftover)});"
-                          " writes for it may still be arriving: stop them and run the delete "
-                          "again")
+                          " writes for it may still be arriving (or an operation holding a "
+                          "scratch copy is running): stop them and run the delete again")
     return report
+
+
+def _delete_everywhere(ctx: Context, org: uuid.UUID, redis_prefix: str, keep_audit: bool,
+                       log: Journal) -> dict[str, dict[str, int]]:
+    """Every store's part of a delete, each step written to ``log`` first, then the
+    scratch copies; what each removed (``scratch``: per copy)."""
+    removed: dict[str, dict[str, int]] = {}
+    for store in ctx.stores():
+        log.part(store.name, phase="deleting")
+        crash_point(f"tenant-delete:deleting:{store.name}")
+        with ctx.progress.task(f"tenant delete: {store.name}"), \
+                store.tenant(prefix=redis_prefix) as facet:
+            removed[store.name] = facet.delete(org, keep_audit=keep_audit)
+        log.part(store.name, phase="deleted")
+        crash_point(f"tenant-delete:deleted:{store.name}")
+    log.part("scratch", phase="erasing")
+    crash_point("tenant-delete:erasing")
+    erased = _erase_scratch(ctx, org, redis_prefix, skip=log.id)
+    if erased:
+        removed["scratch"] = erased
+    log.part("scratch", phase="erased")
+    crash_point("tenant-delete:erased")
+    return removed
 
 
 def _org_dict(org: Org) -> dict[str, str]:
     return {"id": str(org.id), "slug": org.slug or "", "name": org.name or ""}
+
+
+# ------------------------------------------------------------------ journals, scratch copies
+
+EXPORT, DELETE, IMPORT = "tenant export", "tenant delete", "tenant import"
+"""The journaled tenant operations (:mod:`platformdb.journal`'s ``operation``)."""
+
+SCRATCH_FOLDERS = ".platformdb-tenant-"
+"""The scratch folders of tenant operations start so: ``-export-`` (an export's files
+before they are packed), ``-`` (an unpacked import), ``-replaced-`` (a replaced org's
+data kept for an undo); beside the archive, or in the temp folder."""
+
+
+def _home(ctx: Context) -> Path:
+    home = ctx.endpoints.home
+    return home if home is not None else load_settings().home
+
+
+def _pending(home: Path, operation: str, ref: str) -> Journal | None:
+    """A killed ``operation``'s journal for org ``ref`` (its id or slug)."""
+    for log in unfinished(home):
+        intent = log.data.get("intent", {})
+        if log.data.get("operation") == operation and ref in (intent.get("org"),
+                                                              intent.get("slug")):
+            return log
+    return None
+
+
+def _busy_folders(home: Path, skip: str) -> set[str]:
+    return {str(folder) for log in running_journals(home) if log.id != skip
+            for folder in log.data.get("intent", {}).get("scratch_folders", [])}
+
+
+def _scratch_folders(home: Path, skip: str = "") -> list[Path]:
+    """Tenant scratch folders no running operation holds: under ``home`` (and its
+    folders, one level down) and wherever a killed operation's journal names one."""
+    busy = _busy_folders(home, skip)
+    found: set[Path] = set()
+    for place in [home, *(p for p in home.iterdir() if p.is_dir())] if home.is_dir() else []:
+        found.update(p for p in place.glob(f"{SCRATCH_FOLDERS}*") if p.is_dir())
+    for log in unfinished(home):
+        found.update(Path(f) for f in log.data.get("intent", {}).get("scratch_folders", [])
+                     if Path(f).is_dir())
+    return sorted(p for p in found if str(p) not in busy)
+
+
+def _holds(folder: Path, org: uuid.UUID) -> bool:
+    """Whether a scratch folder holds ``org``'s data: its id as text (CSV, JSON lines,
+    manifest) or as ClickHouse stores a UUID (two little-endian halves, Native files)."""
+    needles = [str(org).encode(), org.bytes[:8][::-1] + org.bytes[8:][::-1]]
+    for path in folder.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        tail = b""
+        with contextlib.suppress(OSError), open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                if any(needle in tail + chunk for needle in needles):
+                    return True
+                tail = chunk[-32:]
+    return False
+
+
+def scratch_copies(target: Context | Endpoints, org: uuid.UUID, *, redis_prefix: str = "",
+                   skip: str = "") -> dict[str, int]:
+    """Every copy of ``org``'s data the platform's own scratch places hold: ClickHouse
+    scratch databases (tenant import staging, export snapshots, restore copies), Redis
+    restore staging keys (``store:place`` -> rows or keys), and tenant scratch folders
+    (``folder:<path>`` -> 1). Copies of a running operation (other than journal
+    ``skip``) are left out: they are that operation's to remove."""
+    ctx = context(target)
+    home = _home(ctx)
+    found: dict[str, int] = {}
+    if not any(log.id != skip for log in running_journals(home)):
+        # (a running restore or import owns its scratch databases and keys)
+        with _facets(_available(ctx), redis_prefix) as facets:
+            for store, facet in facets:
+                for place, n in facet.scratch_copies(org).items():
+                    found[f"{store.name}:{place}"] = n
+    for folder in _scratch_folders(home, skip):
+        if _holds(folder, org):
+            found[f"folder:{folder}"] = 1
+    return found
+
+
+def _erase_scratch(ctx: Context, org: uuid.UUID, redis_prefix: str, *,
+                   skip: str) -> dict[str, int]:
+    """Remove ``org`` from every scratch copy (:func:`scratch_copies`): its rows and keys
+    from scratch databases and staging keys (other orgs' stay), and every scratch folder
+    holding it as a whole (a tenant scratch folder holds one org)."""
+    home = _home(ctx)
+    erased: dict[str, int] = {}
+    if not any(log.id != skip for log in running_journals(home)):
+        with _facets(_available(ctx), redis_prefix) as facets:
+            for store, facet in facets:
+                for place, n in facet.erase_scratch(org).items():
+                    erased[f"{store.name}:{place}"] = n
+    for folder in _scratch_folders(home, skip):
+        if _holds(folder, org):
+            shutil.rmtree(folder, ignore_errors=True)
+            erased[f"folder:{folder}"] = 1
+    return erased
+
+
+def recover_journal(target: Context | Endpoints, log: Journal) -> dict[str, Any]:
+    """Finish or undo the tenant operation a crash interrupted (``platformdb recover``).
+
+    - ``tenant delete``: finished (the org is removed from every store and scratch copy).
+    - ``tenant import``: finished when PostgreSQL had committed the org (the last
+      switch; only staging is dropped), else undone: what the other stores had switched
+      in is taken out again (a replaced org's saved data is put back) and staging dropped.
+    - ``tenant export``: its scratch folder and partial archive are removed.
+    """
+    ctx = context(target)
+    operation = str(log.data.get("operation"))
+    intent: dict[str, Any] = dict(log.data.get("intent", {}))
+    prefix = str(intent.get("redis_prefix", ""))
+    outcome: dict[str, Any] = {"operation": operation, "id": log.id, "phase": log.phase,
+                               "stores": {}}
+    if operation == DELETE:
+        org = uuid.UUID(intent["org"])
+        removed = _delete_everywhere(ctx, org, prefix, bool(intent.get("keep_audit")), log)
+        outcome["action"] = "finished"
+        outcome["stores"] = {name: f"removed {sum(found.values())}"
+                             for name, found in removed.items()}
+    elif operation == IMPORT:
+        outcome.update(_recover_import(ctx, log, intent, prefix))
+    else:
+        outcome["action"] = "rolled back"
+        with contextlib.suppress(OSError):
+            Path(str(intent.get("partial", ""))).unlink(missing_ok=True)
+    for folder in intent.get("scratch_folders", []):
+        shutil.rmtree(folder, ignore_errors=True)
+    log.finish()
+    return outcome
+
+
+def _recover_import(ctx: Context, log: Journal, intent: dict[str, Any],
+                    prefix: str) -> dict[str, Any]:
+    parts = log.parts
+    staging = {name: [str(part["scratch"])] if part.get("scratch") else None
+               for name, part in parts.items() if name in {s.name for s in ctx.stores()}}
+    if not intent.get("scratch_folders") and intent.get("near"):  # killed unpacking
+        busy = _busy_folders(_home(ctx), log.id)
+        for folder in Path(str(intent["near"])).glob(f"{SCRATCH_FOLDERS}*"):
+            if folder.is_dir() and "-export-" not in folder.name and str(folder) not in busy:
+                shutil.rmtree(folder, ignore_errors=True)
+    if intent.get("org") is None:  # killed before the archive was read: nothing changed
+        return {"action": "rolled back"}
+    org = uuid.UUID(str(intent["org"]))
+    committed = parts.get(DIRECTORY, {}).get("phase") in ("switched", "committed")
+    if not committed and not intent.get("replace"):
+        # the commit may have landed before its record: the org's row says
+        with ctx.store(DIRECTORY).tenant() as directory:
+            found = directory.find_org(str(org))
+        committed = found is not None and found.slug is not None
+    stores: dict[str, str] = {}
+    if not committed:
+        saved = Path(str(intent["saved"])) if intent.get("saved") else None
+        for store in ctx.stores():
+            if store.name == DIRECTORY or parts.get(store.name, {}).get("phase") not in (
+                    "switching", "switched", "undoing"):
+                continue  # PostgreSQL's transaction died with the process
+            with store.tenant(prefix=prefix) as facet:
+                facet.delete(org)
+                if saved is not None and (saved / store.name).is_dir():
+                    _put_back(ctx, facet, org, saved, store.name)
+            stores[store.name] = "taken out" + (" (replaced data put back)" if saved else "")
+    for store in ctx.stores():
+        names = staging.get(store.name)
+        with store.tenant(prefix=prefix) as facet:
+            dropped = facet.drop_staging(names if names or store.name not in parts else None)
+        if dropped:
+            stores[store.name] = (stores.get(store.name, "") + f" dropped {len(dropped)} "
+                                  "staging").strip()
+    if intent.get("saved"):
+        shutil.rmtree(str(intent["saved"]), ignore_errors=True)
+    return {"action": "finished" if committed else "rolled back", "stores": stores}
+
+
+def _put_back(ctx: Context, facet: TenantData, org: uuid.UUID, saved: Path,
+              store: str) -> None:
+    """Load a replaced org's saved part of ``store`` again (the undo of a killed replace)."""
+    manifest = archive._manifest(saved, (saved / archive.MANIFEST).read_bytes())
+    stage = facet.stage_import(org, saved / store, manifest.rows(store),
+                               info=manifest.stores.get(store, {}), saved=None)
+    try:
+        stage.switch()
+    except BaseException:
+        stage.discard()
+        raise
+    stage.commit()
 
 
 # ------------------------------------------------------------------ import
@@ -454,34 +704,68 @@ def import_tenant(target: Context | Endpoints, path: Path, *, replace: bool = Fa
     (PostgreSQL's commit last), as a restore is (:func:`platformdb.backup.sets.stage_and_switch`).
     """
     ctx = context(target)
-    with when_interrupted("nothing was imported (a replaced org keeps its data)"), \
-            _checking(ctx, path) as checking, \
-            archive.opened(path, [*keyring(ctx).known(), *(trust or [])], limits) as (
-                folder, manifest, signer):
-        checking.close()
-        _check_versions(path, manifest, schema_heads(ctx))
-        try:
-            org_id = uuid.UUID(manifest.org["id"])
-        except ValueError as exc:
-            raise ValidationError(f"{path}: the manifest's org id {manifest.org['id']!r} is "
-                                  "not a UUID; refusing to import") from exc
-        slug = manifest.org.get("slug") or ""
-        if slug:
-            other = resolve_slug(ctx, slug)
-            if other is not None and other.id != org_id:
-                raise ValidationError(f"another org ({other.id}) already has the slug {slug!r}"
-                                      " here; nothing was imported")
-        held = _held(ctx, org_id, redis_prefix)
-        if held and not replace:
-            raise ValidationError(f"org {slug or org_id} already exists here ({held[0]}...)",
-                                  hint=Hint(flag="--replace", does="to replace it"))
-        if held:
-            _guard(ctx, force, "replace an org in it")
-        with contextlib.ExitStack() as stack:
-            saved = None
+    home = _home(ctx)
+    finished: set[str] = set()  # orgs a killed import of this archive had committed
+    for pending in unfinished(home):  # a killed import is finished or undone first
+        if pending.data.get("operation") == IMPORT:
+            intent = pending.data.get("intent", {})
+            if recover_journal(ctx, pending).get("action") == "finished" and \
+                    intent.get("archive") == str(path):
+                finished.add(str(intent.get("org")))
+    log = Journal.begin(home, IMPORT, archive=str(path), near=str(path.parent),
+                        redis_prefix=redis_prefix, scratch_folders=[])
+    try:
+        with when_interrupted("nothing was imported (a replaced org keeps its data)"), \
+                _checking(ctx, path) as checking, \
+                archive.opened(path, [*keyring(ctx).known(), *(trust or [])], limits) as (
+                    folder, manifest, signer):
+            log.data["intent"]["scratch_folders"] = [str(folder)]
+            log.write()
+            crash_point("tenant-import:unpacked")
+            checking.close()
+            _check_versions(path, manifest, schema_heads(ctx))
+            try:
+                org_id = uuid.UUID(manifest.org["id"])
+            except ValueError as exc:
+                raise ValidationError(f"{path}: the manifest's org id {manifest.org['id']!r}"
+                                      " is not a UUID; refusing to import") from exc
+            slug = manifest.org.get("slug") or ""
+            if slug:
+                other = resolve_slug(ctx, slug)
+                if other is not None and other.id != org_id:
+                    raise ValidationError(f"another org ({other.id}) already has the slug "
+                                          f"{slug!r} here; nothing was imported")
+            held = _held(ctx, org_id, redis_prefix)
+            if held and not replace and str(org_id) in finished:
+                # this very import was killed after its commit: recovery finished it
+                log.finish()
+                return Imported(path, manifest.org, {
+                    name: dict(found) for name, found in
+                    remaining(ctx, org_id, redis_prefix=redis_prefix).items()},
+                    False, signer.id)
+            if held and not replace:
+                raise ValidationError(f"org {slug or org_id} already exists here "
+                                      f"({held[0]}...)",
+                                      hint=Hint(flag="--replace", does="to replace it"))
             if held:
-                saved = stack.enter_context(_saved(ctx, org_id, path, redis_prefix))
-            counts = _load(ctx, folder, manifest, org_id, saved, redis_prefix)
+                _guard(ctx, force, "replace an org in it")
+            log.data["intent"].update(org=str(org_id), slug=slug, replace=bool(held))
+            log.write()
+            with contextlib.ExitStack() as stack:
+                saved = None
+                if held:
+                    saved = stack.enter_context(_saved(ctx, org_id, path, redis_prefix))
+                    log.data["intent"].update(saved=str(saved))
+                    log.data["intent"]["scratch_folders"].append(str(saved))
+                    log.write()
+                    crash_point("tenant-import:saved")
+                counts = _load(ctx, folder, manifest, org_id, saved, redis_prefix, log)
+                crash_point("tenant-import:loaded")
+    except BaseException:
+        if log.phase != UNDOING:  # else putting a switched store back failed: recover
+            log.finish()
+        raise
+    log.finish()
     return Imported(path, manifest.org, counts, bool(held), signer.id)
 
 
@@ -509,7 +793,8 @@ def _saved(ctx: Context, org: uuid.UUID, near: Path, redis_prefix: str) -> Itera
 
 
 def _load(ctx: Context, folder: Path, manifest: archive.Manifest, org: uuid.UUID,
-          saved: Path | None, redis_prefix: str) -> dict[str, dict[str, int]]:
+          saved: Path | None, redis_prefix: str,
+          log: Journal | None = None) -> dict[str, dict[str, int]]:
     """Stage every store's part, then switch them in, the ``last`` ones at the end (the
     PostgreSQL transaction commits after the other stores are in)."""
     stores = ctx.stores()
@@ -521,11 +806,17 @@ def _load(ctx: Context, folder: Path, manifest: archive.Manifest, org: uuid.UUID
         try:
             for store in stores:
                 facet = stack.enter_context(store.tenant(prefix=redis_prefix))
+                if log is not None:
+                    log.part(store.name, phase="staging")
+                    crash_point(f"tenant-import:staging:{store.name}")
                 with ctx.progress.task(f"tenant import: loading {store.name}"):
                     staged.append((store.name, facet.stage_import(
                         org, folder / store.name, manifest.rows(store.name),
                         info=manifest.stores.get(store.name, {}),
                         saved=saved / store.name if saved is not None else None)))
+                if log is not None:
+                    log.part(store.name, phase="staged", **journal_record(staged[-1][1]))
+                    crash_point(f"tenant-import:staged:{store.name}")
                 overall.advance()
         except BaseException:
             for _, stage in reversed(staged):
@@ -533,7 +824,8 @@ def _load(ctx: Context, folder: Path, manifest: archive.Manifest, org: uuid.UUID
             raise
         ordered = sorted(staged, key=lambda item: item[1].last)
         with ctx.progress.task("tenant import: switching in"):
-            switch_in([stage for _, stage in ordered], [name for name, _ in ordered])
+            switch_in([stage for _, stage in ordered], [name for name, _ in ordered],
+                      journal=log)
         overall.advance()
         return {name: stage.loaded for name, stage in staged}
 

@@ -153,6 +153,17 @@ class TenantData(Protocol):
         """Remove ``org`` here (``keep_audit``: but its audit trail); what was removed.
         Re-running it finishes an interrupted one."""
 
+    def scratch_copies(self, org: uuid.UUID) -> dict[str, int]:
+        """Copies of ``org``'s data in the scratch places the platform makes in this store
+        (staging databases, staging keys): place -> rows or keys of ``org``."""
+
+    def erase_scratch(self, org: uuid.UUID) -> dict[str, int]:
+        """Remove ``org``'s rows or keys from those copies (others' stay); what they held."""
+
+    def drop_staging(self, names: list[str] | None) -> list[str]:
+        """Drop a killed tenant import's staging (``names`` from its journal; None: every
+        import staging copy here); what was dropped."""
+
 
 class Store(Protocol):
     """One store: PostgreSQL, ClickHouse, Redis, or any other the registry names."""
@@ -390,6 +401,15 @@ class NoTenantData:
 
     def delete(self, org: uuid.UUID, *, keep_audit: bool = False) -> dict[str, int]:
         return {}
+
+    def scratch_copies(self, org: uuid.UUID) -> dict[str, int]:
+        return {}
+
+    def erase_scratch(self, org: uuid.UUID) -> dict[str, int]:
+        return {}
+
+    def drop_staging(self, names: list[str] | None) -> list[str]:
+        return []
 
     def export(self, org: uuid.UUID, folder: Path) -> TenantPart:
         return TenantPart({}, {}, 0)

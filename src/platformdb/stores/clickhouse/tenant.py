@@ -366,6 +366,21 @@ class ClickHouseTenant:
         return TenantPart({f"{name}.native": n for name, n in found.items()},
                           {"format": FORMAT, "tables": list(found)}, self.schema_head())
 
+    def scratch_copies(self, org: uuid.UUID) -> dict[str, int]:
+        return scratch_copies(self.client, org)
+
+    def erase_scratch(self, org: uuid.UUID) -> dict[str, int]:
+        return erase_scratch(self.client, org)
+
+    def drop_staging(self, names: list[str] | None) -> list[str]:
+        if names is None:  # every import staging database of this database
+            names = [str(name) for (name,) in rows(
+                self.client, "SELECT name FROM system.databases WHERE startsWith(name,"
+                             " {p:String})", {"p": f"{self.client.database}_tenant_import_"})]
+        for name in names:
+            drop_scratch(self.client, name)
+        return names
+
     def stage_import(self, org: uuid.UUID, folder: Path, expected: dict[str, int], *,
                      info: dict[str, Any], saved: Path | None) -> ClickHouseImport:
         self._no_cluster("import")
@@ -387,6 +402,9 @@ class ClickHouseImport:
         self.loaded = staged.loaded
         self.expected = expected
         self.saved = saved
+
+    def journal_record(self) -> dict[str, Any]:
+        return {"scratch": self.staged.scratch}
 
     def switch(self) -> None:
         try:
@@ -425,3 +443,45 @@ def _saved_rows(folder: Path) -> dict[str, int]:
     return {name.removeprefix(f"{folder.name}/").split(".", 1)[0]: int(entry["rows"])
             for name, entry in manifest["files"].items()
             if name.startswith(f"{folder.name}/")}
+
+
+# ------------------------------------------------------------------ scratch copies
+
+SCRATCH = r"_(tenant_import|tenant_export|restore)_"
+"""The scratch databases the platform makes beside ``<database>``: tenant imports'
+staging, tenant exports' snapshots, restores' scratch copies."""
+
+
+def scratch_copies(client: Client, org: uuid.UUID) -> dict[str, int]:
+    """``<scratch database>.<table>`` -> rows of ``org`` it holds, for every scratch
+    database of this database (:data:`SCRATCH`) that holds any."""
+    found: dict[str, int] = {}
+    for database, table in rows(
+            client, "SELECT c.database, c.table FROM system.columns c JOIN system.tables t"
+                    " ON t.database = c.database AND t.name = c.table"
+                    " WHERE startsWith(c.database, {p:String}) AND match(c.database, {s:String})"
+                    " AND c.name = 'org_id' AND t.engine LIKE '%MergeTree' ORDER BY 1, 2",
+            {"p": f"{client.database}_", "s": SCRATCH}):
+        held = int(rows(client, "SELECT count() FROM {d:Identifier}.{t:Identifier}"
+                                " WHERE org_id = {org:UUID}",
+                        {"d": database, "t": table, "org": org})[0][0])
+        if held:
+            found[f"{database}.{table}"] = held
+    return found
+
+
+def erase_scratch(client: Client, org: uuid.UUID) -> dict[str, int]:
+    """Delete ``org``'s rows from every scratch copy (other orgs' rows stay); what each held."""
+    found = scratch_copies(client, org)
+    for name in found:
+        database, table = name.split(".", 1)
+        command(client, f"ALTER TABLE {quote_identifier(database)}.{quote_identifier(table)}"
+                        " DELETE WHERE org_id = {org:UUID}", {"org": org},
+                settings={"mutations_sync": 2})
+    return found
+
+
+def drop_scratch(client: Client, database: str) -> None:
+    """Drop one tenant-import staging database (a killed import's, named by its journal)."""
+    if database.startswith(f"{client.database}_tenant_import_"):
+        command(client, f"DROP DATABASE IF EXISTS {quote_identifier(database)} SYNC")

@@ -426,6 +426,17 @@ class PostgresTenant:
                           {"format": "csv", "header": True, "tables": list(counts),
                            "snapshot": "repeatable read, read only"}, head)
 
+    def scratch_copies(self, org: uuid.UUID) -> dict[str, int]:
+        """Not searched yet: restores' scratch databases are dropped by ``recover
+        --cleanup``, tenant imports stage PostgreSQL in their own transaction."""
+        return {}
+
+    def erase_scratch(self, org: uuid.UUID) -> dict[str, int]:
+        return {}
+
+    def drop_staging(self, names: list[str] | None) -> list[str]:
+        return []  # an import's rows wait in its transaction, which dies with it
+
     def stage_import(self, org: uuid.UUID, folder: Path, expected: dict[str, int], *,
                      info: dict[str, Any], saved: Path | None) -> PostgresImport:
         return PostgresImport(self.url, org, folder, expected,

@@ -256,6 +256,34 @@ def delete_disposable(client: SyncClient, org: str, *, prefix: str = "") -> int:
         raise translate(exc) from exc
 
 
+STAGING_KEYS = "__platformdb_restore:*"
+"""Restores' staged and set-aside keys (:mod:`platformdb.stores.redis.backup`): each is
+named ``__platformdb_restore:{<tag>}:<token>:<key>``, so an org's own keys carry its id."""
+
+
+def staged_keys(client: SyncClient, org: str) -> list[str]:
+    """Restores' staging keys whose original key is one of ``org``'s (its id in the name);
+    the shared queue lists that hold several orgs' members are not among them."""
+    redis: Any = client
+    try:
+        return sorted(codec.text(raw) for raw in redis.scan_iter(
+            match=f"__platformdb_restore:*{check_id(org, 'org_id')}*", count=1000))
+    except RedisError as exc:
+        raise translate(exc) from exc
+
+
+def _unlink(client: SyncClient, names: list[str]) -> None:
+    redis: Any = client
+    try:
+        pipe: Any = redis.pipeline(transaction=False)
+        for name in names:
+            pipe.unlink(name)
+        if names:
+            pipe.execute()
+    except RedisError as exc:
+        raise translate(exc) from exc
+
+
 def checksums(client: SyncClient, org: str, *, prefix: str = "") -> dict[str, str]:
     """A digest per structure of ``org``'s keys: names, values and, for jobs, state."""
     redis: Any = client
@@ -346,6 +374,18 @@ class RedisTenant:
         return TenantPart({"jobs.jsonl": jobs},
                           {"format": "jsonl", "kept": list(KEPT), "skipped": list(SKIPPED)},
                           self.schema_head())
+
+    def scratch_copies(self, org: uuid.UUID) -> dict[str, int]:
+        found = staged_keys(self.client, str(org))
+        return {STAGING_KEYS: len(found)} if found else {}
+
+    def erase_scratch(self, org: uuid.UUID) -> dict[str, int]:
+        found = staged_keys(self.client, str(org))
+        _unlink(self.client, found)
+        return {STAGING_KEYS: len(found)} if found else {}
+
+    def drop_staging(self, names: list[str] | None) -> list[str]:
+        return []  # an import holds its jobs in memory until it switches
 
     def stage_import(self, org: uuid.UUID, folder: Path, expected: dict[str, int], *,
                      info: dict[str, Any], saved: Path | None) -> RedisImport:
