@@ -189,16 +189,28 @@ def pg_url(pg_admin_url: str) -> Iterator[str]:
     drop_database(pg_admin_url, name)
 
 
-@pytest.fixture(scope="session")
-def migrated_template(pg_admin_url: str) -> Iterator[str]:
-    """A database with every PostgreSQL migration applied, used as a template."""
-    name = fresh_name("tpl")
-    url = create_database(pg_admin_url, name)
+def migrated_database(admin_url: str, name: str) -> str:
+    """Create database ``name`` with every PostgreSQL migration applied; its URL."""
+    url = create_database(admin_url, name)
     driver = PostgresDriver(url)
     try:
         Migrator(driver, discover(migrations_dir("postgresql"))).up()
     finally:
         driver.close()
+    return url
+
+
+def embedded_admin_url(home: Path) -> str:
+    """A superuser URL to the embedded server's ``postgres`` database (for the tests that
+    exercise the platform's own machinery -- journals, kill points -- on one server)."""
+    return embedded.EmbeddedPostgres(home).url("postgres")
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_admin_url: str) -> Iterator[str]:
+    """A database with every PostgreSQL migration applied, used as a template."""
+    name = fresh_name("tpl")
+    migrated_database(pg_admin_url, name)
     yield name
     drop_database(pg_admin_url, name)
 

@@ -30,7 +30,7 @@ from platformdb.ops import backup as backups
 from platformdb.ops import health, migrations
 from platformdb.types import Endpoints
 from tests.clickhouse.conftest import add_dictionary_views
-from tests.conftest import create_database, drop_database, fresh_name
+from tests.conftest import drop_database, embedded_admin_url, fresh_name, migrated_database
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,7 +85,7 @@ class Backups:
 
 
 @pytest.fixture(scope="module")
-def stack(pg_admin_url: str, migrated_template: str, stack_home: Path,
+def stack(stack_home: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A platform of its own (PostgreSQL database, chDB path, Redis server), migrated,
     shared by this module's tests (each puts it back to ``old`` first)."""
@@ -93,7 +93,8 @@ def stack(pg_admin_url: str, migrated_template: str, stack_home: Path,
     server = embedded.EmbeddedRedis(work / "redis")
     server.start()
     name = fresh_name("journal")
-    url = create_database(pg_admin_url, name, template=migrated_template)
+    pg_admin_url = embedded_admin_url(stack_home)  # kill points: the platform's own journal
+    url = migrated_database(pg_admin_url, name)    # and switches, one server is enough
     try:
         add_dictionary_views(url)
         home = tmp_path_factory.mktemp("journal") / "home"

@@ -30,7 +30,7 @@ from platformdb.redis import connect as redis_connect
 from platformdb.redis import functions
 from platformdb.types import Endpoints
 from tests.clickhouse.conftest import add_dictionary_views
-from tests.conftest import create_database, drop_database, fresh_name
+from tests.conftest import drop_database, embedded_admin_url, fresh_name, migrated_database
 from tests.ops.tenant.conftest import Deployment, add_clickhouse_rows, add_org, settle
 
 REPO = Path(__file__).resolve().parents[3]
@@ -109,13 +109,14 @@ def absent(found: dict[str, dict[str, int]]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def platform(pg_admin_url: str, migrated_template: str, stack_home: Path,
+def platform(stack_home: Path,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     work = stack_home / "test-clusters" / uuid.uuid4().hex[:12]
     server = embedded.EmbeddedRedis(work / "redis")
     server.start()
     name = fresh_name("tcrash")
-    url = create_database(pg_admin_url, name, template=migrated_template)
+    pg_admin_url = embedded_admin_url(stack_home)  # kill points: the platform's own journal
+    url = migrated_database(pg_admin_url, name)    # and switches, one server is enough
     try:
         add_dictionary_views(url)
         home = tmp_path_factory.mktemp("tcrash") / "home"
