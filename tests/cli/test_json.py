@@ -19,10 +19,18 @@ import pytest
 import typer.main
 
 import redis as redis_py
+from platformdb import embedded
 from platformdb.cli import app
 from platformdb.migrate import discover, migrations_dir
 from platformdb.ops.seed import DEV_SECRET_KEYS
-from tests.conftest import REPO
+from tests.conftest import (
+    REPO,
+    create_database,
+    drop_database,
+    embedded_admin_url,
+    fresh_name,
+    migrated_database,
+)
 
 REDIS_DATABASE = 12
 """A Redis database of this test's own (flushed at the end)."""
@@ -45,15 +53,23 @@ def json_commands() -> set[str]:
 
 
 @pytest.fixture
-def platform(migrated_url: str, redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {"PLATFORMDB_POSTGRES_URL": migrated_url,
+def platform(stack_home: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The embedded stack only: what a command prints does not depend on the server (the
+    commands themselves are tested against every target elsewhere)."""
+    admin = embedded_admin_url(stack_home)
+    names = [fresh_name(), fresh_name()]  # "t_...": what seed clear and tenant delete allow
+    migrated, empty = migrated_database(admin, names[0]), create_database(admin, names[1])
+    env = {"PLATFORMDB_POSTGRES_URL": migrated,
            "PLATFORMDB_CLICKHOUSE_URL": f"chdb://{tmp_path / 'ch'}",
-           "PLATFORMDB_REDIS_URL": redis_url.rsplit("/", 1)[0] + f"/{REDIS_DATABASE}",
+           "PLATFORMDB_REDIS_URL": embedded.EmbeddedRedis(stack_home).url().rsplit("/", 1)[0]
+           + f"/{REDIS_DATABASE}",
            "PLATFORMDB_HOME": str(tmp_path / "home"),
-           "PLATFORMDB_SECRET_KEYS": DEV_SECRET_KEYS}
+           "PLATFORMDB_SECRET_KEYS": DEV_SECRET_KEYS, "empty": empty}
     (tmp_path / "home").mkdir()
     yield env
     redis_py.Redis.from_url(env["PLATFORMDB_REDIS_URL"]).flushdb()
+    for name in names:
+        drop_database(admin, name)
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -63,9 +79,10 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_every_json_command_prints_valid_json(platform: dict[str, str], pg_url: str,
+def test_every_json_command_prints_valid_json(platform: dict[str, str],
                                               stack_home: Path, tmp_path: Path) -> None:
     last = discover(migrations_dir("postgresql"))[-1].version
+    empty = platform.pop("empty")  # a database without the schema, for baseline
     day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     backups, archive = tmp_path / "backups", tmp_path / "acme.tar"
     lint_root = REPO / "tests" / "lint" / "fixtures" / "injection" / "pass"
@@ -80,7 +97,7 @@ def test_every_json_command_prints_valid_json(platform: dict[str, str], pg_url: 
         ("migrate verify", ["migrate", "verify"], {}),
         ("migrate down", ["migrate", "down"], {}),
         ("migrate run", ["migrate", "run", f"{last:03d}"], {}),
-        ("migrate baseline", ["migrate", "baseline"], {"PLATFORMDB_POSTGRES_URL": pg_url}),
+        ("migrate baseline", ["migrate", "baseline"], {"PLATFORMDB_POSTGRES_URL": empty}),
         ("seed test", ["seed", "test"], {}),
         ("seed demo", ["seed", "demo"], {}),
         ("seed load", ["seed", "load", "--scale", "0.001"], {}),
