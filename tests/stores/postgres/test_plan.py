@@ -331,11 +331,12 @@ def test_a_check_added_to_a_live_table_is_flagged_with_its_safe_alternative(
     with psycopg.connect(pg_url, autocommit=True) as conn:  # campaigns with rows
         conn.execute("INSERT INTO organizations (id, name, slug)"
                      " VALUES ('00000000-0000-4000-8000-00000000000b', 'B', 'b')")
-    (folder / "010_bad.sql").write_text(
-        "-- 010_bad: a CHECK that scans a live table\n"
+    bad = f"{discover(folder)[-1].version + 1:03d}_bad"  # the next number, whatever it is
+    (folder / f"{bad}.sql").write_text(
+        f"-- {bad}: a CHECK that scans a live table\n"
         "ALTER TABLE public.organizations ADD CONSTRAINT chk_x CHECK (name <> '');\n")
-    (folder / "010_bad.down.sql").write_text("ALTER TABLE public.organizations"
-                                             " DROP CONSTRAINT chk_x;\n")
+    (folder / f"{bad}.down.sql").write_text("ALTER TABLE public.organizations"
+                                            " DROP CONSTRAINT chk_x;\n")
     driver = PostgresDriver(pg_url)
     try:
         plans = Migrator(driver, discover(folder)).plan()

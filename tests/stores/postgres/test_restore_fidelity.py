@@ -87,16 +87,20 @@ def assert_exact(source: str, target: str) -> None:
         assert pg_backup.table_states(b) == pg_backup.table_states(a)
 
 
-def with_template_acl(url: str, pg_admin_url: str, template: str) -> None:
-    """A copy of the migrated template, with the database grants the migrations gave it
-    (CREATE DATABASE ... TEMPLATE copies the contents, not the database's ACL)."""
-    with psycopg.connect(with_database(pg_admin_url, template)) as conn:
-        pg_backup.apply_database_acl(url, pg_backup.database_acl(conn))
+def with_migrations_acl(url: str) -> None:
+    """A copy of the migrated template, with the database grants the migrations give a
+    database *now* (CREATE DATABASE ... TEMPLATE copies the contents, not the database's
+    ACL; and the template's, made at the session's start, lacks grants to roles that an
+    earlier test dropped and the migrations since made again) -- what a restore of a
+    pg_dump file into a new database gives it too."""
+    acl = pg_backup._migrations_database_acl(url, pg_backup._ledger_of(url))
+    assert acl is not None
+    pg_backup.apply_database_acl(url, acl)
 
 
 @pytest.fixture
 def source(migrated_url: str, pg_admin_url: str, migrated_template: str) -> str:
-    with_template_acl(migrated_url, pg_admin_url, migrated_template)
+    with_migrations_acl(migrated_url)
     assert drift(migrated_url) == []
     fill(migrated_url)
     with psycopg.connect(migrated_url, autocommit=True) as conn:  # a grant no migration made
@@ -141,7 +145,7 @@ def test_a_restore_over_a_populated_target_is_exact(kind: str, source: str, migr
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
     target = with_database(pg_admin_url, name)
     try:
-        with_template_acl(target, pg_admin_url, migrated_template)
+        with_migrations_acl(target)
         with psycopg.connect(target) as conn:  # other data, another owner on a function
             conn.execute("INSERT INTO organizations (name, slug) VALUES ('Other', 'other')")
             conn.execute("ALTER FUNCTION log_audit_event(text, text, text, jsonb)"
